@@ -1,0 +1,301 @@
+//! Task metadata: one logical model, kept by either store (SQLite locally,
+//! DynamoDB in the cloud). Records are plain serde values; the store adds a
+//! version for conditional writes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::position::BinlogPosition;
+use crate::task::TaskSpec;
+
+/// What an operator reads in `ferry status`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    NotStarted,
+    Prechecking,
+    Migrating,
+    Synchronizing,
+    Verifying,
+    AwaitingSwitch,
+    Switching,
+    ReverseSynchronizing,
+    Stopped,
+    Completed,
+    Failed,
+    Releasing,
+    Released,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::NotStarted => "not started",
+            TaskState::Prechecking => "prechecking",
+            TaskState::Migrating => "migrating",
+            TaskState::Synchronizing => "synchronizing",
+            TaskState::Verifying => "verifying",
+            TaskState::AwaitingSwitch => "awaiting switch",
+            TaskState::Switching => "switching",
+            TaskState::ReverseSynchronizing => "reverse synchronizing",
+            TaskState::Stopped => "stopped",
+            TaskState::Completed => "completed",
+            TaskState::Failed => "failed",
+            TaskState::Releasing => "releasing",
+            TaskState::Released => "released",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorInfo {
+    /// Stable `Ferry.*` name.
+    pub name: String,
+    pub message: String,
+    pub at_ms: u64,
+}
+
+/// Where the full copy's snapshot starts in the source's binlog.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SnapshotPoint {
+    pub position: BinlogPosition,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskRecord {
+    pub task_id: String,
+    pub spec: TaskSpec,
+    pub state: TaskState,
+    /// The stage running or last run (`grant-check`, `plan`, `copy-chunk`, ...).
+    #[serde(default)]
+    pub stage: Option<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    #[serde(default)]
+    pub last_error: Option<ErrorInfo>,
+    #[serde(default)]
+    pub precheck: Option<PrecheckReport>,
+    /// Recorded by `plan` before the first row is read.
+    #[serde(default)]
+    pub snapshot: Option<SnapshotPoint>,
+    /// Source position when the last chunk finished: idempotent apply up to here.
+    #[serde(default)]
+    pub copy_finished: Option<SnapshotPoint>,
+    /// Whether plan finished (tables created and chunks recorded).
+    #[serde(default)]
+    pub planned: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// One precheck item. A failed item is a normal result, not an exception.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckItem {
+    /// Stable id of the check, e.g. `source.binlog_format`.
+    pub check: String,
+    /// What it is about: `source`, `target`, `shop.orders`, ...
+    pub subject: String,
+    pub status: CheckStatus,
+    pub message: String,
+    /// The exact statement or setting that fixes it.
+    #[serde(default)]
+    pub fix: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PrecheckReport {
+    pub ok: bool,
+    pub items: Vec<CheckItem>,
+}
+
+impl PrecheckReport {
+    pub fn new(items: Vec<CheckItem>) -> PrecheckReport {
+        let ok = !items.iter().any(|i| i.status == CheckStatus::Fail);
+        PrecheckReport { ok, items }
+    }
+
+    /// A readable multi-line rendering: failures first, each with its fix.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut items: Vec<&CheckItem> = self.items.iter().collect();
+        items.sort_by_key(|i| match i.status {
+            CheckStatus::Fail => 0,
+            CheckStatus::Warn => 1,
+            CheckStatus::Pass => 2,
+        });
+        for i in items {
+            let tag = match i.status {
+                CheckStatus::Pass => "pass",
+                CheckStatus::Warn => "WARN",
+                CheckStatus::Fail => "FAIL",
+            };
+            out.push_str(&format!("[{tag}] {} ({}): {}\n", i.check, i.subject, i.message));
+            if let (Some(fix), true) = (&i.fix, i.status != CheckStatus::Pass) {
+                out.push_str(&format!("       fix: {fix}\n"));
+            }
+        }
+        out
+    }
+}
+
+/// A table's phase, as a tagged enum: an error carries the reason and the fix.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TablePhase {
+    Planned,
+    Copying,
+    Copied,
+    Errored { reason: String, solution: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TableRecord {
+    pub source_db: String,
+    pub source_table: String,
+    pub target_db: String,
+    pub target_table: String,
+    /// Columns of the key the chunks are ranges of (primary key or non-null unique key).
+    pub key_columns: Vec<String>,
+    pub phase: TablePhase,
+    pub rows_estimate: u64,
+    pub chunks_total: u64,
+}
+
+impl TableRecord {
+    /// `db.table` on the source: the key of the record.
+    pub fn source_name(&self) -> String {
+        format!("{}.{}", self.source_db, self.source_table)
+    }
+}
+
+/// One value of a chunk boundary key, typed so it binds back exactly.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyValue {
+    Int(i64),
+    Uint(u64),
+    /// Character data as text.
+    Text(String),
+    /// Binary data, hex encoded.
+    Bytes(String),
+    /// DECIMAL, temporal and other values whose text form binds exactly.
+    Literal(String),
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+/// A half-open primary-key range `[lower, upper)` of one table; `None` is unbounded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChunkRecord {
+    /// Unique within the task and sortable: `<table index:04>-<seq:06>`.
+    pub chunk_id: String,
+    pub source_db: String,
+    pub source_table: String,
+    pub lower: Option<Vec<KeyValue>>,
+    pub upper: Option<Vec<KeyValue>>,
+    pub state: ChunkState,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub lease_until_ms: u64,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub rows: u64,
+    #[serde(default)]
+    pub bytes: u64,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+impl ChunkRecord {
+    pub fn table_name(&self) -> String {
+        format!("{}.{}", self.source_db, self.source_table)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Source to target.
+    Forward,
+    /// Target back to source, after switchover.
+    Reverse,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Forward => "forward",
+            Direction::Reverse => "reverse",
+        }
+    }
+}
+
+/// Where a link's reader got to. The epoch fences out older appliers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckpointRecord {
+    pub direction: Direction,
+    pub position: BinlogPosition,
+    pub epoch: u64,
+    pub updated_ms: u64,
+    /// Last measured lag in milliseconds, and row changes applied so far.
+    #[serde(default)]
+    pub lag_ms: Option<u64>,
+    #[serde(default)]
+    pub applied_rows: u64,
+}
+
+/// Operator requests, kept apart from the task record so they never race with stage updates.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ControlFlags {
+    #[serde(default)]
+    pub switch_requested: bool,
+    #[serde(default)]
+    pub stop_requested: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DiffKind {
+    MissingInTarget,
+    ExtraInTarget,
+    ValuesDiffer,
+}
+
+/// One difference found by verify.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DiffRecord {
+    pub source_db: String,
+    pub source_table: String,
+    pub key: Vec<KeyValue>,
+    pub kind: DiffKind,
+    /// For `values_differ`: column, source value, target value (as text; `NULL` for null).
+    #[serde(default)]
+    pub columns: Vec<(String, String, String)>,
+}
+
+/// Counts over a task's chunks.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChunkSummary {
+    pub total: u64,
+    pub pending: u64,
+    pub running: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub rows: u64,
+    pub bytes: u64,
+}

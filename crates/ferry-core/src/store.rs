@@ -1,0 +1,497 @@
+//! The task store port and the repository built on it.
+//!
+//! Adapters implement [`ItemStore`]: a versioned key-value store with
+//! conditional writes, keyed as the DynamoDB table is (`pk = task#<id>`,
+//! `sk = meta | table#.. | chunk#.. | ckpt#.. | flags | diff#..`). Every
+//! decision (leases, fencing, state changes) lives in [`Repo`], once, so the
+//! SQLite and DynamoDB stores behave the same.
+
+use std::future::Future;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::FerryError;
+use crate::model::*;
+use crate::task::TaskSpec;
+
+/// One stored item. `version` grows by one on every write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub pk: String,
+    pub sk: String,
+    pub version: u64,
+    pub data: Value,
+}
+
+/// The condition of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cond {
+    /// Write whatever is there.
+    Any,
+    /// Write only if no item has this key.
+    Absent,
+    /// Write only if the item is at this version.
+    Version(u64),
+}
+
+/// A versioned item store with conditional writes.
+pub trait ItemStore: Send + Sync + 'static {
+    fn get(&self, pk: &str, sk: &str) -> impl Future<Output = Result<Option<Item>, FerryError>> + Send;
+    /// Every item of `pk` whose `sk` starts with `sk_prefix`, ordered by `sk`.
+    fn query(&self, pk: &str, sk_prefix: &str) -> impl Future<Output = Result<Vec<Item>, FerryError>> + Send;
+    /// Write `data`; `Ok(Some(new_version))`, or `Ok(None)` when `cond` does not hold.
+    fn put(
+        &self,
+        pk: &str,
+        sk: &str,
+        data: &Value,
+        cond: Cond,
+    ) -> impl Future<Output = Result<Option<u64>, FerryError>> + Send;
+    fn delete(&self, pk: &str, sk: &str) -> impl Future<Output = Result<(), FerryError>> + Send;
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn pk(task_id: &str) -> String {
+    format!("task#{task_id}")
+}
+
+const META: &str = "meta";
+const FLAGS: &str = "flags";
+
+fn decode<T: DeserializeOwned>(item: &Item) -> Result<T, FerryError> {
+    serde_json::from_value(item.data.clone())
+        .map_err(|e| FerryError::Store(format!("stored item {} {} cannot be read: {e}", item.pk, item.sk)))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Value, FerryError> {
+    serde_json::to_value(v).map_err(|e| FerryError::Internal(format!("cannot encode record: {e}")))
+}
+
+/// How often an optimistic update is retried before it reports a conflict.
+const UPDATE_TRIES: usize = 50;
+
+/// Typed access to a task's records.
+#[derive(Debug, Clone)]
+pub struct Repo<S> {
+    store: S,
+}
+
+impl<S: ItemStore> Repo<S> {
+    pub fn new(store: S) -> Self {
+        Repo { store }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    // ---- task ----
+
+    /// Register a task, or return the existing one if its source, target and
+    /// objects are the same (a rerun resumes). Options may change between runs.
+    pub async fn create_task(&self, spec: &TaskSpec) -> Result<TaskRecord, FerryError> {
+        let now = now_ms();
+        let rec = TaskRecord {
+            task_id: spec.task_id.clone(),
+            spec: spec.clone(),
+            state: TaskState::NotStarted,
+            stage: None,
+            created_ms: now,
+            updated_ms: now,
+            last_error: None,
+            precheck: None,
+            snapshot: None,
+            copy_finished: None,
+            planned: false,
+        };
+        if self.store.put(&pk(&spec.task_id), META, &encode(&rec)?, Cond::Absent).await?.is_some() {
+            return Ok(rec);
+        }
+        let existing = self.task(&spec.task_id).await?;
+        let same = existing.spec.source == spec.source
+            && existing.spec.target == spec.target
+            && existing.spec.objects == spec.objects
+            && existing.spec.types == spec.types;
+        if !same {
+            return Err(FerryError::BadTask(format!(
+                "task \"{}\" already exists with a different source, target, types or objects. \
+                 Use a new task_id, or end the old task with `ferry release {}` first.",
+                spec.task_id, spec.task_id
+            )));
+        }
+        if existing.spec.options != spec.options {
+            return self.update_task(&spec.task_id, |t| t.spec.options = spec.options.clone()).await;
+        }
+        Ok(existing)
+    }
+
+    pub async fn get_task(&self, task_id: &str) -> Result<Option<TaskRecord>, FerryError> {
+        match self.store.get(&pk(task_id), META).await? {
+            Some(item) => Ok(Some(decode(&item)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The task, or an error naming it when it does not exist.
+    pub async fn task(&self, task_id: &str) -> Result<TaskRecord, FerryError> {
+        self.get_task(task_id).await?.ok_or_else(|| {
+            FerryError::BadTask(format!(
+                "no task \"{task_id}\" in the task store; start it with `ferry run TASK.json` (or check --state-dir)"
+            ))
+        })
+    }
+
+    /// Read-modify-write the task record with optimistic concurrency.
+    pub async fn update_task(
+        &self,
+        task_id: &str,
+        f: impl Fn(&mut TaskRecord),
+    ) -> Result<TaskRecord, FerryError> {
+        self.update(&pk(task_id), META, |t: &mut TaskRecord| {
+            f(t);
+            t.updated_ms = now_ms();
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn set_state(&self, task_id: &str, state: TaskState, stage: Option<&str>) -> Result<TaskRecord, FerryError> {
+        self.update_task(task_id, |t| {
+            t.state = state;
+            if let Some(s) = stage {
+                t.stage = Some(s.to_string());
+            }
+        })
+        .await
+    }
+
+    /// Record an error on the task; a definite error also marks it failed.
+    pub async fn record_error(&self, task_id: &str, stage: &str, err: &FerryError) -> Result<(), FerryError> {
+        let info = ErrorInfo { name: err.name().to_string(), message: err.message().to_string(), at_ms: now_ms() };
+        let definite = !err.is_transient() && !matches!(err, FerryError::Stopped(_));
+        self.update_task(task_id, |t| {
+            t.last_error = Some(info.clone());
+            t.stage = Some(stage.to_string());
+            if definite {
+                t.state = TaskState::Failed;
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Remove every record of the task.
+    pub async fn delete_task(&self, task_id: &str) -> Result<usize, FerryError> {
+        let items = self.store.query(&pk(task_id), "").await?;
+        for it in &items {
+            self.store.delete(&it.pk, &it.sk).await?;
+        }
+        Ok(items.len())
+    }
+
+    // ---- tables ----
+
+    pub async fn put_table(&self, task_id: &str, t: &TableRecord) -> Result<(), FerryError> {
+        self.store.put(&pk(task_id), &format!("table#{}", t.source_name()), &encode(t)?, Cond::Any).await?;
+        Ok(())
+    }
+
+    pub async fn tables(&self, task_id: &str) -> Result<Vec<TableRecord>, FerryError> {
+        self.store.query(&pk(task_id), "table#").await?.iter().map(decode).collect()
+    }
+
+    pub async fn update_table(
+        &self,
+        task_id: &str,
+        source_name: &str,
+        f: impl Fn(&mut TableRecord),
+    ) -> Result<TableRecord, FerryError> {
+        self.update(&pk(task_id), &format!("table#{source_name}"), |t: &mut TableRecord| {
+            f(t);
+            Ok(())
+        })
+        .await
+    }
+
+    // ---- chunks ----
+
+    /// Record chunks that are not recorded yet (a rerun of plan leaves existing ones alone).
+    pub async fn put_chunks(&self, task_id: &str, chunks: &[ChunkRecord]) -> Result<(), FerryError> {
+        for c in chunks {
+            self.store.put(&pk(task_id), &format!("chunk#{}", c.chunk_id), &encode(c)?, Cond::Absent).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn chunks(&self, task_id: &str) -> Result<Vec<ChunkRecord>, FerryError> {
+        self.store.query(&pk(task_id), "chunk#").await?.iter().map(decode).collect()
+    }
+
+    pub async fn chunk_summary(&self, task_id: &str) -> Result<ChunkSummary, FerryError> {
+        let mut s = ChunkSummary::default();
+        for c in self.chunks(task_id).await? {
+            s.total += 1;
+            s.rows += c.rows;
+            s.bytes += c.bytes;
+            match c.state {
+                ChunkState::Pending => s.pending += 1,
+                ChunkState::Running => s.running += 1,
+                ChunkState::Done => s.done += 1,
+                ChunkState::Failed => s.failed += 1,
+            }
+        }
+        Ok(s)
+    }
+
+    /// Take a lease on the first chunk that is pending, or running with an
+    /// expired lease. Two workers can never both win one chunk: the write is
+    /// conditional on the version that was read.
+    pub async fn claim_chunk(&self, task_id: &str, owner: &str, lease_ms: u64) -> Result<Option<ChunkRecord>, FerryError> {
+        let pkey = pk(task_id);
+        loop {
+            let now = now_ms();
+            let items = self.store.query(&pkey, "chunk#").await?;
+            let mut contended = false;
+            for item in &items {
+                let mut c: ChunkRecord = decode(item)?;
+                let free = c.state == ChunkState::Pending || (c.state == ChunkState::Running && c.lease_until_ms < now);
+                if !free {
+                    continue;
+                }
+                c.state = ChunkState::Running;
+                c.owner = Some(owner.to_string());
+                c.lease_until_ms = now + lease_ms;
+                c.attempts += 1;
+                if self.store.put(&pkey, &item.sk, &encode(&c)?, Cond::Version(item.version)).await?.is_some() {
+                    return Ok(Some(c));
+                }
+                contended = true;
+            }
+            if !contended {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Extend the lease of a chunk this owner holds.
+    pub async fn renew_lease(&self, task_id: &str, chunk_id: &str, owner: &str, lease_ms: u64) -> Result<(), FerryError> {
+        self.update_chunk(task_id, chunk_id, owner, |c| c.lease_until_ms = now_ms() + lease_ms).await.map(|_| ())
+    }
+
+    /// Mark a chunk done; refused (Ferry.Fenced) if the lease was lost.
+    pub async fn finish_chunk(&self, task_id: &str, chunk_id: &str, owner: &str, rows: u64, bytes: u64) -> Result<(), FerryError> {
+        self.update_chunk(task_id, chunk_id, owner, |c| {
+            c.state = ChunkState::Done;
+            c.rows = rows;
+            c.bytes = bytes;
+            c.owner = None;
+            c.lease_until_ms = 0;
+            c.last_error = None;
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Give a chunk back after an error: pending again while attempts remain, else failed.
+    pub async fn fail_chunk(
+        &self,
+        task_id: &str,
+        chunk_id: &str,
+        owner: &str,
+        error: &str,
+        max_attempts: u32,
+    ) -> Result<ChunkRecord, FerryError> {
+        self.update_chunk(task_id, chunk_id, owner, |c| {
+            c.state = if c.attempts >= max_attempts { ChunkState::Failed } else { ChunkState::Pending };
+            c.owner = None;
+            c.lease_until_ms = 0;
+            c.last_error = Some(error.to_string());
+        })
+        .await
+    }
+
+    /// Put every running chunk back to pending. Only for a caller that knows no
+    /// other worker runs (the embedded runner, holding the task's lock file).
+    pub async fn reset_running_chunks(&self, task_id: &str) -> Result<u64, FerryError> {
+        let mut n = 0;
+        for c in self.chunks(task_id).await? {
+            if c.state == ChunkState::Running {
+                self.update(&pk(task_id), &format!("chunk#{}", c.chunk_id), |c: &mut ChunkRecord| {
+                    if c.state == ChunkState::Running {
+                        c.state = ChunkState::Pending;
+                        c.owner = None;
+                        c.lease_until_ms = 0;
+                    }
+                    Ok(())
+                })
+                .await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Failed chunks become pending again with a fresh attempt budget (operator retry).
+    pub async fn retry_failed_chunks(&self, task_id: &str) -> Result<u64, FerryError> {
+        let mut n = 0;
+        for c in self.chunks(task_id).await? {
+            if c.state == ChunkState::Failed {
+                self.update(&pk(task_id), &format!("chunk#{}", c.chunk_id), |c: &mut ChunkRecord| {
+                    c.state = ChunkState::Pending;
+                    c.attempts = 0;
+                    Ok(())
+                })
+                .await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn update_chunk(
+        &self,
+        task_id: &str,
+        chunk_id: &str,
+        owner: &str,
+        f: impl Fn(&mut ChunkRecord),
+    ) -> Result<ChunkRecord, FerryError> {
+        self.update(&pk(task_id), &format!("chunk#{chunk_id}"), |c: &mut ChunkRecord| {
+            if c.owner.as_deref() != Some(owner) || c.state != ChunkState::Running {
+                return Err(FerryError::Fenced(format!(
+                    "chunk {chunk_id} of {} is no longer leased to {owner} (its lease expired and another \
+                     worker took it); this worker's result is discarded",
+                    c.table_name()
+                )));
+            }
+            f(c);
+            Ok(())
+        })
+        .await
+    }
+
+    // ---- checkpoints ----
+
+    pub async fn checkpoint(&self, task_id: &str, dir: Direction) -> Result<Option<CheckpointRecord>, FerryError> {
+        match self.store.get(&pk(task_id), &format!("ckpt#{}", dir.as_str())).await? {
+            Some(item) => Ok(Some(decode(&item)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Write a checkpoint; refused (Ferry.Fenced) if a newer epoch owns the link.
+    pub async fn put_checkpoint(&self, task_id: &str, ck: &CheckpointRecord) -> Result<(), FerryError> {
+        let sk = format!("ckpt#{}", ck.direction.as_str());
+        let new = ck.clone();
+        let pkey = pk(task_id);
+        for _ in 0..UPDATE_TRIES {
+            let cur = self.store.get(&pkey, &sk).await?;
+            let cond = match &cur {
+                None => Cond::Absent,
+                Some(item) => {
+                    let old: CheckpointRecord = decode(item)?;
+                    if old.epoch > new.epoch {
+                        return Err(FerryError::Fenced(format!(
+                            "the {} link of task {task_id} is owned by epoch {} (this applier has {}); stopping",
+                            ck.direction.as_str(),
+                            old.epoch,
+                            new.epoch
+                        )));
+                    }
+                    Cond::Version(item.version)
+                }
+            };
+            if self.store.put(&pkey, &sk, &encode(&new)?, cond).await?.is_some() {
+                return Ok(());
+            }
+        }
+        Err(FerryError::Transient(format!("checkpoint of task {task_id} is contended")))
+    }
+
+    pub async fn delete_checkpoint(&self, task_id: &str, dir: Direction) -> Result<(), FerryError> {
+        self.store.delete(&pk(task_id), &format!("ckpt#{}", dir.as_str())).await
+    }
+
+    // ---- control flags ----
+
+    pub async fn flags(&self, task_id: &str) -> Result<ControlFlags, FerryError> {
+        match self.store.get(&pk(task_id), FLAGS).await? {
+            Some(item) => decode(&item),
+            None => Ok(ControlFlags::default()),
+        }
+    }
+
+    pub async fn update_flags(&self, task_id: &str, f: impl Fn(&mut ControlFlags)) -> Result<ControlFlags, FerryError> {
+        let pkey = pk(task_id);
+        for _ in 0..UPDATE_TRIES {
+            let cur = self.store.get(&pkey, FLAGS).await?;
+            let (mut flags, cond) = match &cur {
+                Some(item) => (decode::<ControlFlags>(item)?, Cond::Version(item.version)),
+                None => (ControlFlags::default(), Cond::Absent),
+            };
+            f(&mut flags);
+            if self.store.put(&pkey, FLAGS, &encode(&flags)?, cond).await?.is_some() {
+                return Ok(flags);
+            }
+        }
+        Err(FerryError::Transient(format!("control flags of task {task_id} are contended")))
+    }
+
+    // ---- diffs ----
+
+    pub async fn put_diff(&self, task_id: &str, seq: u64, d: &DiffRecord) -> Result<(), FerryError> {
+        let sk = format!("diff#{}.{}#{seq:08}", d.source_db, d.source_table);
+        self.store.put(&pk(task_id), &sk, &encode(d)?, Cond::Any).await?;
+        Ok(())
+    }
+
+    pub async fn diffs(&self, task_id: &str) -> Result<Vec<DiffRecord>, FerryError> {
+        self.store.query(&pk(task_id), "diff#").await?.iter().map(decode).collect()
+    }
+
+    pub async fn clear_diffs(&self, task_id: &str) -> Result<(), FerryError> {
+        for it in self.store.query(&pk(task_id), "diff#").await? {
+            self.store.delete(&it.pk, &it.sk).await?;
+        }
+        Ok(())
+    }
+
+    // ---- generic records (for stages that keep their own small records) ----
+
+    pub async fn get_record<T: DeserializeOwned>(&self, task_id: &str, sk: &str) -> Result<Option<T>, FerryError> {
+        match self.store.get(&pk(task_id), sk).await? {
+            Some(item) => Ok(Some(decode(&item)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn put_record<T: Serialize>(&self, task_id: &str, sk: &str, v: &T) -> Result<(), FerryError> {
+        self.store.put(&pk(task_id), sk, &encode(v)?, Cond::Any).await.map(|_| ())
+    }
+
+    async fn update<T: Serialize + DeserializeOwned>(
+        &self,
+        pk: &str,
+        sk: &str,
+        f: impl Fn(&mut T) -> Result<(), FerryError>,
+    ) -> Result<T, FerryError> {
+        for _ in 0..UPDATE_TRIES {
+            let item = self
+                .store
+                .get(pk, sk)
+                .await?
+                .ok_or_else(|| FerryError::Store(format!("record {pk} {sk} does not exist")))?;
+            let mut v: T = decode(&item)?;
+            f(&mut v)?;
+            if self.store.put(pk, sk, &encode(&v)?, Cond::Version(item.version)).await?.is_some() {
+                return Ok(v);
+            }
+        }
+        Err(FerryError::Transient(format!("record {pk} {sk} is contended; retry")))
+    }
+}

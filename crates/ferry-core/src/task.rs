@@ -1,0 +1,394 @@
+//! The task file: what to migrate, from where, to where, and how.
+//!
+//! ```json
+//! {
+//!   "task_id": "shop-to-ob",
+//!   "source": {"secret": "shop-source"},
+//!   "target": {"secret": "shop-target", "dialect": "oceanbase"},
+//!   "types": ["schema", "full", "incremental", "verify", "reverse"],
+//!   "objects": {
+//!     "include": ["shop.*", "crm.customers"],
+//!     "exclude": ["shop.tmp_*"],
+//!     "rename": {"shop": "shop_new", "crm.customers": "crm_new.clients"},
+//!     "filters": {"shop.orders": "created_at >= '2024-01-01'"}
+//!   },
+//!   "options": {"chunk_rows": 50000, "concurrency": 4}
+//! }
+//! ```
+//! Parsing refuses unknown fields; every error names the field and the fix.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::FerryError;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub task_id: String,
+    pub source: Endpoint,
+    pub target: Endpoint,
+    #[serde(default = "default_types")]
+    pub types: Vec<MigrationType>,
+    pub objects: ObjectSelection,
+    #[serde(default)]
+    pub options: TaskOptions,
+}
+
+fn default_types() -> Vec<MigrationType> {
+    vec![MigrationType::Schema, MigrationType::Full]
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// Name (or ARN) of the secret holding the credentials.
+    pub secret: String,
+    /// SQL dialect of this side. For the source only `mysql` and `mariadb` make sense.
+    #[serde(default)]
+    pub dialect: Dialect,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    #[default]
+    Mysql,
+    Mariadb,
+    Oceanbase,
+}
+
+impl Dialect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Mysql => "mysql",
+            Dialect::Mariadb => "mariadb",
+            Dialect::Oceanbase => "oceanbase",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationType {
+    /// Create the target tables from the source's DDL.
+    Schema,
+    /// Copy every selected row.
+    Full,
+    /// Follow the source's binlog after the full copy.
+    Incremental,
+    /// Compare source and target.
+    Verify,
+    /// After switchover, replicate target changes back to the source.
+    Reverse,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectSelection {
+    /// `db.table` patterns; `*` matches any run of characters, `?` one character.
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// `"db": "new_db"` renames a database; `"db.table": "new_db.new_table"` one table.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// `"db.table": "<SQL condition>"`: copy only matching rows.
+    #[serde(default)]
+    pub filters: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaskOptions {
+    /// Target rows per chunk of the full copy.
+    pub chunk_rows: u64,
+    /// Chunks copied at once.
+    pub concurrency: u32,
+    /// Rows per INSERT statement.
+    pub batch_rows: u32,
+    /// Full-copy rate limit in rows per second (0 = none).
+    pub max_rows_per_second: u64,
+    /// Full-copy rate limit in bytes per second (0 = none).
+    pub max_bytes_per_second: u64,
+    /// Build secondary indexes after the load instead of with the table.
+    pub indexes_after_load: bool,
+    /// Parallel workers applying binlog changes.
+    pub apply_workers: u32,
+    /// How long one stage call may run before it returns (embedded runs; Lambda uses its deadline).
+    pub slice_seconds: u64,
+    /// How long a chunk lease lasts before another worker may take the chunk over.
+    pub lease_seconds: u64,
+    /// Attempts per chunk before the task stops.
+    pub max_chunk_attempts: u32,
+    /// Schema on each side for Ferry's checkpoints and heartbeat.
+    pub meta_schema: String,
+}
+
+impl Default for TaskOptions {
+    fn default() -> Self {
+        TaskOptions {
+            chunk_rows: 50_000,
+            concurrency: 4,
+            batch_rows: 1_000,
+            max_rows_per_second: 0,
+            max_bytes_per_second: 0,
+            indexes_after_load: false,
+            apply_workers: 4,
+            slice_seconds: 60,
+            lease_seconds: 300,
+            max_chunk_attempts: 5,
+            meta_schema: "ferry_meta".to_string(),
+        }
+    }
+}
+
+impl TaskSpec {
+    /// Parse and validate a task file. The error names the field and how to fix it.
+    pub fn from_json(text: &str) -> Result<TaskSpec, FerryError> {
+        let spec: TaskSpec = serde_json::from_str(text).map_err(|e| {
+            FerryError::BadTask(format!(
+                "the task file is not valid: {e}. See examples/demo-task.json and the task file \
+                 schema in README.md (fields: task_id, source, target, types, objects, options)."
+            ))
+        })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    pub fn validate(&self) -> Result<(), FerryError> {
+        let bad = |field: &str, why: String| Err(FerryError::BadTask(format!("task file field \"{field}\": {why}")));
+        let id = &self.task_id;
+        if id.is_empty()
+            || id.len() > 64
+            || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return bad(
+                "task_id",
+                format!("\"{id}\" must be 1 to 64 characters of letters, digits, '-' and '_'"),
+            );
+        }
+        if self.source.secret.trim().is_empty() {
+            return bad("source.secret", "is empty; name the secret holding the source's credentials".into());
+        }
+        if self.target.secret.trim().is_empty() {
+            return bad("target.secret", "is empty; name the secret holding the target's credentials".into());
+        }
+        if self.source.dialect == Dialect::Oceanbase {
+            return bad(
+                "source.dialect",
+                "\"oceanbase\" is not supported as a source; use \"mysql\" or \"mariadb\"".into(),
+            );
+        }
+        if self.types.is_empty() {
+            return bad("types", "is empty; list at least one of schema, full, incremental, verify, reverse".into());
+        }
+        if self.types.contains(&MigrationType::Reverse) && !self.types.contains(&MigrationType::Incremental) {
+            return bad("types", "\"reverse\" needs \"incremental\" (the reverse link starts at switchover)".into());
+        }
+        if self.objects.include.is_empty() {
+            return bad("objects.include", "is empty; list tables as \"db.table\", e.g. \"shop.*\"".into());
+        }
+        for (i, p) in self.objects.include.iter().chain(self.objects.exclude.iter()).enumerate() {
+            let field = if i < self.objects.include.len() { "objects.include" } else { "objects.exclude" };
+            if Pattern::parse(p).is_none() {
+                return bad(field, format!("\"{p}\" is not a \"db.table\" pattern (use * for any name, e.g. \"shop.*\")"));
+            }
+        }
+        for (from, to) in &self.objects.rename {
+            let ok = match (from.split_once('.'), to.split_once('.')) {
+                (None, None) => !from.is_empty() && !to.is_empty(),
+                (Some((a, b)), Some((c, d))) => ![a, b, c, d].iter().any(|s| s.is_empty()),
+                _ => false,
+            };
+            if !ok || from.contains('*') || to.contains('*') {
+                return bad(
+                    "objects.rename",
+                    format!("\"{from}\": \"{to}\" must map a database to a database (\"shop\": \"shop2\") or a table to a table (\"shop.a\": \"shop2.b\"), without wildcards"),
+                );
+            }
+        }
+        for key in self.objects.filters.keys() {
+            if key.split_once('.').is_none() || key.contains('*') {
+                return bad("objects.filters", format!("key \"{key}\" must name one table as \"db.table\""));
+            }
+        }
+        let o = &self.options;
+        if o.chunk_rows == 0 {
+            return bad("options.chunk_rows", "must be at least 1 (50000 is a good start)".into());
+        }
+        if o.concurrency == 0 || o.concurrency > 64 {
+            return bad("options.concurrency", format!("{} must be from 1 to 64", o.concurrency));
+        }
+        if o.batch_rows == 0 {
+            return bad("options.batch_rows", "must be at least 1 (1000 is a good start)".into());
+        }
+        if o.apply_workers == 0 || o.apply_workers > 64 {
+            return bad("options.apply_workers", format!("{} must be from 1 to 64", o.apply_workers));
+        }
+        if o.slice_seconds == 0 {
+            return bad("options.slice_seconds", "must be at least 1".into());
+        }
+        if o.lease_seconds < 5 {
+            return bad("options.lease_seconds", "must be at least 5".into());
+        }
+        if o.max_chunk_attempts == 0 {
+            return bad("options.max_chunk_attempts", "must be at least 1".into());
+        }
+        if o.meta_schema.is_empty() || !o.meta_schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return bad("options.meta_schema", "must be letters, digits and '_'".into());
+        }
+        Ok(())
+    }
+
+    pub fn has(&self, t: MigrationType) -> bool {
+        self.types.contains(&t)
+    }
+
+    /// Whether `db.table` on the source is selected.
+    pub fn selects(&self, db: &str, table: &str) -> bool {
+        let m = |p: &String| Pattern::parse(p).is_some_and(|p| p.matches(db, table));
+        self.objects.include.iter().any(m) && !self.objects.exclude.iter().any(m)
+    }
+
+    /// The databases the include patterns can match, or `None` if a pattern has a wildcard database.
+    pub fn literal_databases(&self) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        for p in &self.objects.include {
+            let (db, _) = p.split_once('.')?;
+            if db.contains(['*', '?']) {
+                return None;
+            }
+            if !out.iter().any(|d| d == db) {
+                out.push(db.to_string());
+            }
+        }
+        Some(out)
+    }
+
+    /// Where a source table lands on the target, after renames.
+    pub fn target_name(&self, db: &str, table: &str) -> (String, String) {
+        if let Some(to) = self.objects.rename.get(&format!("{db}.{table}")) {
+            if let Some((d, t)) = to.split_once('.') {
+                return (d.to_string(), t.to_string());
+            }
+        }
+        let new_db = self.objects.rename.get(db).cloned().unwrap_or_else(|| db.to_string());
+        (new_db, table.to_string())
+    }
+
+    /// Row filter for a source table, if any.
+    pub fn filter(&self, db: &str, table: &str) -> Option<&str> {
+        self.objects.filters.get(&format!("{db}.{table}")).map(String::as_str)
+    }
+}
+
+/// A `db.table` pattern with `*` and `?` wildcards. Matching is exact on case,
+/// as MySQL is on Linux for table names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    db: String,
+    table: String,
+}
+
+impl Pattern {
+    pub fn parse(p: &str) -> Option<Pattern> {
+        let (db, table) = p.split_once('.')?;
+        if db.is_empty() || table.is_empty() || table.contains('.') {
+            return None;
+        }
+        Some(Pattern { db: db.to_string(), table: table.to_string() })
+    }
+
+    pub fn matches(&self, db: &str, table: &str) -> bool {
+        glob(&self.db, db) && glob(&self.table, table)
+    }
+}
+
+fn glob(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(extra: &str) -> Result<TaskSpec, FerryError> {
+        TaskSpec::from_json(&format!(
+            r#"{{"task_id":"t1","source":{{"secret":"s"}},"target":{{"secret":"t","dialect":"oceanbase"}},
+               "objects":{{"include":["shop.*","crm.cust?"],"exclude":["shop.tmp_*"]}}{extra}}}"#
+        ))
+    }
+
+    #[test]
+    fn selection_and_renames() {
+        let mut s = spec("").unwrap();
+        assert!(s.selects("shop", "orders"));
+        assert!(!s.selects("shop", "tmp_x"));
+        assert!(s.selects("crm", "custs"));
+        assert!(!s.selects("crm", "customers"));
+        s.objects.rename.insert("shop".into(), "shop2".into());
+        s.objects.rename.insert("shop.a".into(), "x.b".into());
+        assert_eq!(s.target_name("shop", "orders"), ("shop2".into(), "orders".into()));
+        assert_eq!(s.target_name("shop", "a"), ("x".into(), "b".into()));
+        assert_eq!(s.literal_databases(), Some(vec!["shop".to_string(), "crm".to_string()]));
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let e = spec(r#","optionz":{}"#).unwrap_err();
+        assert_eq!(e.name(), "Ferry.BadTask");
+        assert!(e.message().contains("optionz"), "{e}");
+        let e = spec(r#","options":{"chunk_rowz":5}"#).unwrap_err();
+        assert!(e.message().contains("chunk_rowz"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let e = spec(r#","options":{"concurrency":0}"#).unwrap_err();
+        assert!(e.message().contains("options.concurrency"), "{e}");
+        let e = TaskSpec::from_json(
+            r#"{"task_id":"bad id","source":{"secret":"s"},"target":{"secret":"t"},"objects":{"include":["a.b"]}}"#,
+        )
+        .unwrap_err();
+        assert!(e.message().contains("task_id"), "{e}");
+        let e = TaskSpec::from_json(
+            r#"{"task_id":"x","source":{"secret":"s"},"target":{"secret":"t"},"objects":{"include":["nodot"]}}"#,
+        )
+        .unwrap_err();
+        assert!(e.message().contains("objects.include"), "{e}");
+    }
+
+    #[test]
+    fn glob_cases() {
+        assert!(glob("*", ""));
+        assert!(glob("a*c", "abbbc"));
+        assert!(!glob("a*c", "abbbd"));
+        assert!(glob("a?c", "abc"));
+        assert!(glob("*_log", "x_log"));
+    }
+}

@@ -1,0 +1,207 @@
+//! Connections to MySQL-protocol servers, and the one place where driver and
+//! server errors become [`FerryError`]s: by error code, never by substring.
+
+use std::time::Duration;
+
+use ferry_core::secret::{DbSecret, TlsMode};
+use ferry_core::FerryError;
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts};
+
+/// One side of a migration: which role it plays, the secret's name (for
+/// messages) and the credentials.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `source` or `target`: used in every message.
+    pub role: String,
+    /// The secret's name, so a message can say which secret to fix.
+    pub secret_name: String,
+    pub secret: DbSecret,
+}
+
+impl Endpoint {
+    pub fn new(role: &str, secret_name: &str, secret: DbSecret) -> Endpoint {
+        Endpoint { role: role.to_string(), secret_name: secret_name.to_string(), secret }
+    }
+
+    /// `source (ferry@db:3306)`: safe to print, never the password.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.role, self.secret.describe())
+    }
+
+    pub fn opts(&self) -> Opts {
+        let s = &self.secret;
+        let mut b = OptsBuilder::default()
+            .ip_or_hostname(s.host.clone())
+            .tcp_port(s.port)
+            .user(Some(s.username.clone()))
+            .pass(Some(s.password.expose().clone()))
+            .prefer_socket(false)
+            .conn_ttl(Some(Duration::from_secs(600)))
+            .wait_timeout(Some(28_800))
+            .init(vec![
+                "SET NAMES utf8mb4".to_string(),
+                // TIMESTAMP values are read and written in UTC, so no value shifts between servers.
+                "SET time_zone = '+00:00'".to_string(),
+            ]);
+        if let Some(tls) = &s.tls {
+            match tls.mode {
+                TlsMode::Disabled => {}
+                TlsMode::Required => {
+                    let mut ssl = SslOpts::default();
+                    if let Some(ca) = &tls.ca {
+                        ssl = ssl.with_root_certs(vec![std::path::PathBuf::from(ca).into()]);
+                    }
+                    b = b.ssl_opts(Some(ssl));
+                }
+                TlsMode::SkipVerify => {
+                    b = b.ssl_opts(Some(
+                        SslOpts::default().with_danger_accept_invalid_certs(true).with_danger_skip_domain_validation(true),
+                    ));
+                }
+            }
+        }
+        Opts::from(b)
+    }
+
+    /// Open one connection. Errors name the endpoint and the fix.
+    pub async fn connect(&self) -> Result<Conn, FerryError> {
+        let fut = Conn::new(self.opts());
+        match tokio::time::timeout(Duration::from_secs(20), fut).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(self.connect_error(e)),
+            Err(_) => Err(FerryError::Transient(format!(
+                "{}: no answer within 20 s. Check that the host and port in secret \"{}\" are right and that \
+                 the database accepts connections from this machine (firewall, security group, bind-address).",
+                self.describe(),
+                self.secret_name
+            ))),
+        }
+    }
+
+    /// A pool of up to `max` connections for parallel work.
+    pub fn pool(&self, max: usize) -> Pool {
+        let constraints = PoolConstraints::new(0, max.max(1)).unwrap_or_default();
+        let opts = OptsBuilder::from_opts(self.opts()).pool_opts(PoolOpts::default().with_constraints(constraints));
+        Pool::new(opts)
+    }
+
+    fn connect_error(&self, e: mysql_async::Error) -> FerryError {
+        let who = self.describe();
+        let secret = &self.secret_name;
+        match &e {
+            mysql_async::Error::Server(se) if se.code == 1045 => FerryError::ConnectFailed(format!(
+                "{who}: access denied (MySQL error 1045: {}). The username or password in secret \"{secret}\" \
+                 is wrong, or the user may not connect from this host; fix the secret or run \
+                 CREATE USER / ALTER USER ... IDENTIFIED BY ... on the {}.",
+                se.message, self.role
+            )),
+            mysql_async::Error::Server(se) if se.code == 1044 || se.code == 1049 => FerryError::ConnectFailed(format!(
+                "{who}: {} (MySQL error {}). Check field \"dbname\" of secret \"{secret}\" and the user's grants.",
+                se.message, se.code
+            )),
+            mysql_async::Error::Io(io) => {
+                let text = io.to_string();
+                FerryError::ConnectFailed(format!(
+                    "{who}: cannot connect: {text}. Check host and port in secret \"{secret}\" and that the \
+                     server is running and reachable from here."
+                ))
+            }
+            _ => classify(e, &who),
+        }
+    }
+}
+
+/// Map a driver or server error to a Ferry error. `what` says what was being
+/// done (e.g. "target: writing chunk 0001-000003 of shop.orders").
+pub fn classify(e: mysql_async::Error, what: &str) -> FerryError {
+    use mysql_async::Error as E;
+    match e {
+        E::Server(se) => {
+            let msg = format!("{what}: {} (MySQL error {})", se.message, se.code);
+            match se.code {
+                // lock wait timeout, deadlock, too many connections, server shutdown,
+                // connection killed, query interrupted, read-only during failover
+                1205 | 1213 | 1040 | 1053 | 1927 | 1317 | 1290 | 2006 | 2013 | 1158 | 1159 | 1160 | 1161 => {
+                    FerryError::Transient(msg)
+                }
+                1045 => FerryError::ConnectFailed(msg),
+                1044 | 1142 | 1143 | 1227 | 1370 | 1410 => FerryError::MissingGrant(format!(
+                    "{msg}. The migration user lacks a privilege; see `ferry precheck` for the GRANT to run."
+                )),
+                1236 => FerryError::BinlogPurged(msg),
+                _ => FerryError::ChunkFailed(msg),
+            }
+        }
+        E::Io(io) => FerryError::Transient(format!("{what}: connection lost: {io}")),
+        E::Driver(d) => FerryError::Transient(format!("{what}: {d}")),
+        E::Url(u) => FerryError::BadSecret(format!("{what}: {u}")),
+        E::Other(o) => FerryError::Internal(format!("{what}: {o}")),
+    }
+}
+
+/// Quote an identifier with backticks, doubling any backtick inside.
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// `db`.`table`, quoted.
+pub fn qualified(db: &str, table: &str) -> String {
+    format!("{}.{}", quote_ident(db), quote_ident(table))
+}
+
+/// A SQL string literal for a value that is not user data (names, settings).
+/// Row data always travels as bound parameters.
+pub fn quote_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            _ => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// Server flavour and version, read once per connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub version: String,
+    pub is_mariadb: bool,
+    /// (major, minor, patch)
+    pub number: (u16, u16, u16),
+}
+
+pub async fn server_info(conn: &mut Conn, what: &str) -> Result<ServerInfo, FerryError> {
+    let v: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(|e| classify(e, what))?;
+    let version = v.unwrap_or_default();
+    let is_mariadb = version.to_ascii_lowercase().contains("mariadb");
+    let nums: Vec<u16> = version
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .take(3)
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let number = (
+        nums.first().copied().unwrap_or(0),
+        nums.get(1).copied().unwrap_or(0),
+        nums.get(2).copied().unwrap_or(0),
+    );
+    Ok(ServerInfo { version, is_mariadb, number })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("a`b"), "`a``b`");
+        assert_eq!(qualified("my db", "t"), "`my db`.`t`");
+        assert_eq!(quote_str("it's\\"), "'it''s\\\\'");
+    }
+}

@@ -1,0 +1,16 @@
+//! Ferry's adapters for MySQL-protocol servers (MySQL, MariaDB, OceanBase in
+//! MySQL mode): connections and error mapping, prechecks, schema reading and
+//! translation, chunk planning and copy, binlog reading and apply, verify.
+
+pub mod apply;
+pub mod binlog;
+pub mod conn;
+pub mod copy;
+pub mod dialect;
+pub mod planner;
+pub mod precheck;
+pub mod schema;
+pub mod value;
+pub mod verify;
+
+pub use conn::{classify, qualified, quote_ident, quote_str, Endpoint};

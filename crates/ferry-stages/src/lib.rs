@@ -1,0 +1,89 @@
+//! Ferry's stages. Each is one function, called in-process by the embedded
+//! runner and by one Lambda per stage in the cloud:
+//!
+//! | stage | input | output |
+//! |---|---|---|
+//! | `grant-check` | the task file (JSON) | `{"task_id","ok","failed","warned"}`; the report is in the task record |
+//! | `plan` | `{"task_id"}` | `{"task_id","tables","chunks","workers":[{"task_id","worker"}..]}` |
+//! | `copy-chunk` | `{"task_id","worker"}` | `{"task_id","copied","rows","remaining"}` (works until no chunk is left or the deadline) |
+//! | `copy-chunk` | `{"task_id","action":"summary"}` | `{"task_id","remaining","done","failed","total","rows"}` |
+//!
+//! A stage never panics on data; it returns a [`FerryError`] whose name the
+//! state machine matches, and records the error on the task.
+
+pub mod cleanup;
+pub mod copy_chunk;
+pub mod grant_check;
+pub mod incremental_apply;
+pub mod plan;
+pub mod switch;
+pub mod verify;
+
+use std::time::Instant;
+
+use ferry_core::secret::SecretSource;
+use ferry_core::store::{ItemStore, Repo};
+use ferry_core::task::TaskSpec;
+use ferry_core::FerryError;
+use ferry_mysql::Endpoint;
+use serde_json::Value;
+
+/// What every stage gets: the task store, the secrets, and who is working.
+pub struct StageEnv<S, K> {
+    pub repo: Repo<S>,
+    pub secrets: K,
+    /// Unique per process or Lambda instance; owns chunk leases.
+    pub worker_id: String,
+}
+
+impl<S: ItemStore, K: SecretSource> StageEnv<S, K> {
+    pub fn new(store: S, secrets: K, worker_id: impl Into<String>) -> Self {
+        StageEnv { repo: Repo::new(store), secrets, worker_id: worker_id.into() }
+    }
+
+    /// Source and target endpoints of a task, with their credentials.
+    pub async fn endpoints(&self, spec: &TaskSpec) -> Result<(Endpoint, Endpoint), FerryError> {
+        let s = self.secrets.get(&spec.source.secret).await?;
+        let t = self.secrets.get(&spec.target.secret).await?;
+        Ok((
+            Endpoint::new("source", &spec.source.secret, s),
+            Endpoint::new("target", &spec.target.secret, t),
+        ))
+    }
+}
+
+/// The `task_id` field of a stage input, or a clear error.
+pub fn task_id(input: &Value) -> Result<String, FerryError> {
+    input
+        .get("task_id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| FerryError::BadTask(format!("stage input has no \"task_id\" string: {input}")))
+}
+
+/// Run one stage by name. On error the task record gets the error (a
+/// definite one marks the task failed) before it is returned.
+pub async fn invoke<S: ItemStore, K: SecretSource>(
+    env: &StageEnv<S, K>,
+    stage: &str,
+    input: Value,
+    deadline: Instant,
+) -> Result<Value, FerryError> {
+    let id = input.get("task_id").and_then(Value::as_str).map(str::to_string);
+    let result = match stage {
+        "grant-check" => grant_check::run(env, input, deadline).await,
+        "plan" => plan::run(env, input, deadline).await,
+        "copy-chunk" => copy_chunk::run(env, input, deadline).await,
+        "incremental-apply" => incremental_apply::run(env, input, deadline).await,
+        "verify" => verify::run(env, input, deadline).await,
+        "switch" => switch::run(env, input, deadline).await,
+        "cleanup" => cleanup::run(env, input, deadline).await,
+        other => Err(FerryError::Internal(format!("no stage named \"{other}\""))),
+    };
+    if let (Err(e), Some(id)) = (&result, id) {
+        if let Err(store_err) = env.repo.record_error(&id, stage, e).await {
+            tracing::warn!(task = %id, stage, error = %store_err, "could not record the stage's error");
+        }
+    }
+    result
+}
