@@ -1,0 +1,188 @@
+//! Test helpers: the servers `scripts/testenv up` started, read from the
+//! environment (`source <(scripts/testenv env)`). A test that cannot find them
+//! fails with instructions; it never skips.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use ferry_core::secret::{DbSecret, Redacted};
+use ferry_mysql::{qualified, quote_ident, Endpoint};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Row, Value};
+
+/// The test servers and users.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    pub host: String,
+    pub source_port: u16,
+    pub target_port: u16,
+    pub admin_user: String,
+    pub admin_password: String,
+    pub source_user: String,
+    pub source_password: String,
+    pub target_user: String,
+    pub target_password: String,
+    pub moto_port: Option<u16>,
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "environment variable {name} is not set: the tests need the databases started by \
+             `scripts/testenv up`; run the suite with ./scripts/test, or `source <(scripts/testenv env)` first"
+        )
+    })
+}
+
+fn port(name: &str) -> u16 {
+    var(name).parse().unwrap_or_else(|_| panic!("{name} is not a port number"))
+}
+
+/// The test environment. Panics with instructions when it is missing.
+pub fn env() -> TestEnv {
+    TestEnv {
+        host: std::env::var("FERRY_TEST_SOURCE_HOST").unwrap_or_else(|_| "127.0.0.1".into()),
+        source_port: port("FERRY_TEST_SOURCE_PORT"),
+        target_port: port("FERRY_TEST_TARGET_PORT"),
+        admin_user: var("FERRY_TEST_ADMIN_USER"),
+        admin_password: var("FERRY_TEST_ADMIN_PASSWORD"),
+        source_user: var("FERRY_TEST_SOURCE_USER"),
+        source_password: var("FERRY_TEST_SOURCE_PASSWORD"),
+        target_user: var("FERRY_TEST_TARGET_USER"),
+        target_password: var("FERRY_TEST_TARGET_PASSWORD"),
+        moto_port: std::env::var("FERRY_TEST_MOTO_PORT").ok().and_then(|p| p.parse().ok()),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Target,
+}
+
+impl TestEnv {
+    pub fn port(&self, side: Side) -> u16 {
+        match side {
+            Side::Source => self.source_port,
+            Side::Target => self.target_port,
+        }
+    }
+
+    /// A secret for one side: the least-privilege migration user, or the admin.
+    pub fn secret(&self, side: Side, admin: bool) -> DbSecret {
+        let (user, pw) = match (side, admin) {
+            (_, true) => (&self.admin_user, &self.admin_password),
+            (Side::Source, false) => (&self.source_user, &self.source_password),
+            (Side::Target, false) => (&self.target_user, &self.target_password),
+        };
+        DbSecret {
+            engine: "mariadb".into(),
+            host: self.host.clone(),
+            port: self.port(side),
+            username: user.clone(),
+            password: Redacted::new(pw.clone()),
+            dbname: None,
+            tls: None,
+        }
+    }
+
+    /// The secret as the JSON a secrets file or Secrets Manager holds.
+    pub fn secret_json(&self, side: Side, admin: bool) -> serde_json::Value {
+        let s = self.secret(side, admin);
+        serde_json::json!({
+            "engine": "mariadb", "host": s.host, "port": s.port,
+            "username": s.username, "password": s.password.expose(),
+        })
+    }
+
+    pub fn endpoint(&self, side: Side, admin: bool) -> Endpoint {
+        let role = match side {
+            Side::Source => "source",
+            Side::Target => "target",
+        };
+        Endpoint::new(role, &format!("test-{role}"), self.secret(side, admin))
+    }
+
+    /// An admin connection to one side, for test setup and assertions.
+    pub async fn admin(&self, side: Side) -> Conn {
+        self.endpoint(side, true).connect().await.unwrap_or_else(|e| panic!("admin connection: {e}"))
+    }
+}
+
+/// A fresh name for a test database: `<prefix>_<random>`.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}_{:08x}", rand::random::<u32>())
+}
+
+/// Run statements, panicking with the statement on error.
+pub async fn exec(conn: &mut Conn, sql: &str) {
+    conn.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// (Re)create a database.
+pub async fn recreate_db(conn: &mut Conn, db: &str) {
+    exec(conn, &format!("DROP DATABASE IF EXISTS {}", quote_ident(db))).await;
+    exec(conn, &format!("CREATE DATABASE {} CHARACTER SET utf8mb4", quote_ident(db))).await;
+}
+
+pub async fn drop_db(conn: &mut Conn, db: &str) {
+    exec(conn, &format!("DROP DATABASE IF EXISTS {}", quote_ident(db))).await;
+}
+
+/// Poll `check` until it returns true, failing after `timeout` with `what`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// Every row of a table, every column, ordered by the primary key (or all columns).
+pub async fn rows(conn: &mut Conn, db: &str, table: &str) -> Vec<Vec<Value>> {
+    let key: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+             AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
+            (db, table),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("reading key of {db}.{table}: {e}"));
+    let order = if key.is_empty() {
+        "1".to_string()
+    } else {
+        key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ")
+    };
+    let sql = format!("SELECT * FROM {} ORDER BY {order}", qualified(db, table));
+    let rows: Vec<Row> = conn.query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.into_iter().map(|r| r.unwrap()).collect()
+}
+
+/// Assert two tables hold the same rows, every column compared, with a useful message.
+pub async fn assert_same_rows(src: &mut Conn, src_table: (&str, &str), tgt: &mut Conn, tgt_table: (&str, &str)) {
+    let a = rows(src, src_table.0, src_table.1).await;
+    let b = rows(tgt, tgt_table.0, tgt_table.1).await;
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "row count differs: source {}.{} has {}, target {}.{} has {}",
+        src_table.0,
+        src_table.1,
+        a.len(),
+        tgt_table.0,
+        tgt_table.1,
+        b.len()
+    );
+    for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+        assert_eq!(x, y, "row {i} of {}.{} differs from the target's", src_table.0, src_table.1);
+    }
+}
