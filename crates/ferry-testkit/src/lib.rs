@@ -2,6 +2,8 @@
 //! environment (`source <(scripts/testenv env)`). A test that cannot find them
 //! fails with instructions; it never skips.
 
+pub mod store_conformance;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
