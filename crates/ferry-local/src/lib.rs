@@ -1,1 +1,46 @@
-//! Embedded adapters.
+//! Ferry's embedded adapters: the SQLite task store, the local secrets file and
+//! the per-task lock that lets exactly one `ferry run` work on a task.
+//!
+//! Invariant: an embedded runner works on a task only while it holds the task's
+//! lock ([`claim_task`]); holding it, chunks still marked running can only be
+//! left over from a runner that died, so they are put back to pending at once
+//! instead of waiting for their leases to expire.
+
+pub mod lock;
+pub mod secrets;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+
+use ferry_core::store::{ItemStore, Repo};
+use ferry_core::FerryError;
+
+pub use lock::TaskLock;
+pub use secrets::{default_secrets_file, secret_env_var, FileSecrets};
+pub use store::{SqliteStore, DB_FILE};
+
+/// The state directory when neither `--state-dir` nor `FERRY_STATE_DIR` names one.
+pub const DEFAULT_STATE_DIR: &str = ".ferry";
+
+pub fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
+}
+
+/// Take the lock of `task_id` and put chunks a killed runner left running back to
+/// pending. Returns the lock (hold it for the whole run) and how many chunks were reset.
+pub async fn claim_task<S: ItemStore>(
+    state_dir: &Path,
+    repo: &Repo<S>,
+    task_id: &str,
+) -> Result<(TaskLock, u64), FerryError> {
+    let lock = TaskLock::acquire(state_dir, task_id)?;
+    let reset = repo.reset_running_chunks(task_id).await?;
+    if reset > 0 {
+        tracing::info!(
+            task = task_id,
+            chunks = reset,
+            "resuming chunks left running by an earlier run"
+        );
+    }
+    Ok((lock, reset))
+}

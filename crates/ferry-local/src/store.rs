@@ -1,0 +1,236 @@
+//! The SQLite task store: one file (`<state dir>/ferry.db`), one table
+//! `items(pk, sk, version, data)` keyed by `(pk, sk)`.
+//!
+//! Invariant: every conditional write reads and writes inside one
+//! `BEGIN IMMEDIATE` transaction, so its condition and its effect are atomic
+//! even when several processes use the same file (WAL journal, a busy timeout
+//! instead of immediate `SQLITE_BUSY`). `version` starts at 1 and grows by one
+//! on every write; `query` orders by `sk` in byte order, as DynamoDB does.
+//! Calls run on tokio's blocking pool, never on an async worker thread.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferry_core::store::{Cond, Item, ItemStore};
+use ferry_core::FerryError;
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use serde_json::Value;
+
+/// The file name of the store inside the state directory.
+pub const DB_FILE: &str = "ferry.db";
+
+/// How long a write waits for another process's transaction before it reports `Ferry.Transient`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS items (
+    pk TEXT NOT NULL,
+    sk TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (pk, sk)
+) WITHOUT ROWID";
+
+/// An [`ItemStore`] in a SQLite file. Cheap to clone; clones share one connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: Arc<PathBuf>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Open (and create if needed) the store in `state_dir` (`<state_dir>/ferry.db`).
+    pub fn open_dir(state_dir: &Path) -> Result<SqliteStore, FerryError> {
+        std::fs::create_dir_all(state_dir).map_err(|e| {
+            FerryError::Store(format!(
+                "cannot create the state directory {}: {e}. Pass a writable directory with --state-dir \
+                 (or FERRY_STATE_DIR).",
+                state_dir.display()
+            ))
+        })?;
+        SqliteStore::open(&state_dir.join(DB_FILE))
+    }
+
+    /// Open (and create if needed) the store file at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore, FerryError> {
+        let conn = Connection::open(path).map_err(|e| store_error(path, "open", e))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| store_error(path, "configure", e))?;
+        // journal_mode returns a row, so it is read rather than executed.
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .map_err(|e| store_error(path, "switch to WAL", e))?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL;")
+            .and_then(|_| conn.execute_batch(SCHEMA))
+            .map_err(|e| store_error(path, "create the items table in", e))?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path.to_path_buf()),
+        })
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run `f` with the connection on tokio's blocking pool.
+    async fn with_conn<T, F>(&self, what: &'static str, f: F) -> Result<T, FerryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let path = Arc::clone(&self.path);
+        let joined = tokio::task::spawn_blocking(move || {
+            // A panic while the lock was held cannot leave a half-done write: SQLite rolls the
+            // transaction back when it is dropped. The connection itself is still usable.
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard).map_err(|e| store_error(&path, what, e))
+        })
+        .await;
+        joined.map_err(|e| {
+            FerryError::Internal(format!("task store call ({what}) did not complete: {e}"))
+        })?
+    }
+}
+
+/// A SQLite error as a Ferry error naming the file. Lock contention is transient.
+fn store_error(path: &Path, what: &str, e: rusqlite::Error) -> FerryError {
+    let busy = matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked)
+    );
+    let msg = format!("task store {}: cannot {what}: {e}", path.display());
+    if busy {
+        FerryError::Transient(format!(
+            "{msg}; another process holds the file's write lock, retry"
+        ))
+    } else {
+        FerryError::Store(format!(
+            "{msg}. Check that the file is writable and not damaged (or point --state-dir elsewhere)."
+        ))
+    }
+}
+
+fn parse_item(pk: String, sk: String, version: i64, data: String) -> rusqlite::Result<Item> {
+    let data: Value = serde_json::from_str(&data).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(Item {
+        pk,
+        sk,
+        version: version as u64,
+        data,
+    })
+}
+
+/// The conditional write, inside one immediate transaction.
+fn put_tx(
+    conn: &mut Connection,
+    pk: &str,
+    sk: &str,
+    data: &str,
+    cond: Cond,
+) -> rusqlite::Result<Option<u64>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current: Option<i64> = tx
+        .query_row(
+            "SELECT version FROM items WHERE pk = ?1 AND sk = ?2",
+            params![pk, sk],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let holds = match (cond, current) {
+        (Cond::Any, _) => true,
+        (Cond::Absent, cur) => cur.is_none(),
+        (Cond::Version(want), Some(cur)) => cur as u64 == want,
+        (Cond::Version(_), None) => false,
+    };
+    if !holds {
+        return Ok(None);
+    }
+    let next = current.unwrap_or(0) + 1;
+    tx.execute(
+        "INSERT INTO items (pk, sk, version, data) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (pk, sk) DO UPDATE SET version = excluded.version, data = excluded.data",
+        params![pk, sk, next, data],
+    )?;
+    tx.commit()?;
+    Ok(Some(next as u64))
+}
+
+fn query_prefix(conn: &mut Connection, pk: &str, prefix: &str) -> rusqlite::Result<Vec<Item>> {
+    // `sk >= prefix` lets the primary key seek to the first match; the prefix test itself is
+    // on bytes (LIKE would treat `_` and `%` as wildcards and ignore case).
+    let mut stmt = conn.prepare_cached(
+        "SELECT pk, sk, version, data FROM items
+         WHERE pk = ?1 AND sk >= ?2 AND substr(CAST(sk AS BLOB), 1, length(CAST(?2 AS BLOB))) = CAST(?2 AS BLOB)
+         ORDER BY sk",
+    )?;
+    let rows = stmt.query_map(params![pk, prefix], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (pk, sk, version, data) = row?;
+        out.push(parse_item(pk, sk, version, data)?);
+    }
+    Ok(out)
+}
+
+impl ItemStore for SqliteStore {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, FerryError> {
+        let (pk, sk) = (pk.to_string(), sk.to_string());
+        self.with_conn("read an item from", move |c| {
+            let row = c
+                .prepare_cached("SELECT version, data FROM items WHERE pk = ?1 AND sk = ?2")?
+                .query_row(params![pk, sk], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .optional()?;
+            row.map(|(version, data)| parse_item(pk, sk, version, data))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, FerryError> {
+        let (pk, prefix) = (pk.to_string(), sk_prefix.to_string());
+        self.with_conn("query", move |c| query_prefix(c, &pk, &prefix))
+            .await
+    }
+
+    async fn put(
+        &self,
+        pk: &str,
+        sk: &str,
+        data: &Value,
+        cond: Cond,
+    ) -> Result<Option<u64>, FerryError> {
+        let (pk, sk, text) = (pk.to_string(), sk.to_string(), data.to_string());
+        self.with_conn("write an item to", move |c| {
+            put_tx(c, &pk, &sk, &text, cond)
+        })
+        .await
+    }
+
+    async fn delete(&self, pk: &str, sk: &str) -> Result<(), FerryError> {
+        let (pk, sk) = (pk.to_string(), sk.to_string());
+        self.with_conn("delete an item from", move |c| {
+            c.execute(
+                "DELETE FROM items WHERE pk = ?1 AND sk = ?2",
+                params![pk, sk],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+}
