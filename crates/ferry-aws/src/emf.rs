@@ -1,0 +1,109 @@
+//! CloudWatch Embedded Metric Format: one JSON line on stdout per stage call
+//! that CloudWatch Logs turns into metrics (namespace `Ferry`), without an API
+//! call from the function. The SAM template's lag alarm reads `LagSeconds`.
+//!
+//! Invariant: metrics come only from a stage's *output* (never re-measured
+//! here), each with dimension sets `[Stage]` (what alarms use) and
+//! `[Stage, TaskId]` (per-task graphs).
+
+use serde_json::{json, Map, Value};
+
+pub const NAMESPACE: &str = "Ferry";
+
+/// (stage, output field, metric name, unit). A field missing from an output is skipped.
+pub const METRICS: &[(&str, &str, &str, &str)] = &[
+    ("copy-chunk", "rows", "RowsCopied", "Count"),
+    ("copy-chunk", "remaining", "ChunksRemaining", "Count"),
+    ("incremental-apply", "applied", "RowsApplied", "Count"),
+    ("incremental-apply", "lag_seconds", "LagSeconds", "Seconds"),
+    ("verify", "differences", "VerifyDifferences", "Count"),
+    ("verify", "mismatched", "VerifyDifferences", "Count"),
+];
+
+/// The EMF line for a stage's output, or `None` when it carries no metric.
+pub fn metrics_line(stage: &str, output: &Value, timestamp_ms: u64) -> Option<String> {
+    let mut doc = Map::new();
+    let mut defs = Vec::new();
+    for (s, field, metric, unit) in METRICS {
+        if *s != stage || doc.contains_key(*metric) {
+            continue;
+        }
+        if let Some(v) = output.get(*field).filter(|v| v.is_number()) {
+            doc.insert(metric.to_string(), v.clone());
+            defs.push(json!({"Name": metric, "Unit": unit}));
+        }
+    }
+    if defs.is_empty() {
+        return None;
+    }
+    let task = output
+        .get("task_id")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    doc.insert("Stage".into(), json!(stage));
+    doc.insert("TaskId".into(), json!(task));
+    doc.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Stage"], ["Stage", "TaskId"]],
+                "Metrics": defs,
+            }],
+        }),
+    );
+    Some(Value::Object(doc).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_output_becomes_rows_copied() {
+        let line = metrics_line(
+            "copy-chunk",
+            &json!({"task_id":"t1","copied":2,"rows":1500,"remaining":3}),
+            7,
+        )
+        .expect("a metric line");
+        let v: Value = serde_json::from_str(&line).expect("JSON");
+        assert_eq!(v["RowsCopied"], 1500);
+        assert_eq!(v["ChunksRemaining"], 3);
+        assert_eq!(v["TaskId"], "t1");
+        assert_eq!(v["_aws"]["Timestamp"], 7);
+        let m = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(m["Namespace"], "Ferry");
+        assert_eq!(m["Metrics"][0]["Name"], "RowsCopied");
+        assert_eq!(m["Dimensions"][0][0], "Stage");
+    }
+
+    #[test]
+    fn no_metric_no_line() {
+        assert_eq!(
+            metrics_line("plan", &json!({"task_id":"t","chunks":4}), 1),
+            None
+        );
+        assert_eq!(
+            metrics_line("copy-chunk", &json!({"task_id":"t","rows":"x"}), 1),
+            None
+        );
+    }
+
+    #[test]
+    fn lag_is_in_seconds() {
+        let line = metrics_line(
+            "incremental-apply",
+            &json!({"task_id":"t","applied":5,"lag_seconds":1.5}),
+            1,
+        )
+        .expect("a metric line");
+        let v: Value = serde_json::from_str(&line).expect("JSON");
+        assert_eq!(v["LagSeconds"], 1.5);
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Metrics"][1]["Unit"],
+            "Seconds"
+        );
+    }
+}
