@@ -39,7 +39,9 @@ impl Endpoint {
             .prefer_socket(false)
             .conn_ttl(Some(Duration::from_secs(600)))
             .wait_timeout(Some(28_800))
-            .init(vec![
+            // `setup`, not `init`: a pool resets a returned connection (COM_RESET_CONNECTION),
+            // which clears session settings; setup commands run again after each reset.
+            .setup(vec![
                 "SET NAMES utf8mb4".to_string(),
                 // TIMESTAMP values are read and written in UTC, so no value shifts between servers.
                 "SET time_zone = '+00:00'".to_string(),

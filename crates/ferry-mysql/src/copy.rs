@@ -1,1 +1,681 @@
-//! (being written)
+//! Copying one chunk (a half-open key range of one table) from the source to the target.
+//!
+//! Invariant: the chunk is read under one consistent snapshot of the source
+//! (`START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`, one SELECT), and
+//! written to the target in ONE transaction that first deletes the chunk's key
+//! range on the target and then writes the rows. Nothing is committed on the
+//! target unless every row was read and written, so a chunk copied twice, or
+//! copied again after a crash or a killed connection mid-chunk, leaves exactly
+//! the source's rows of that range as of the last successful copy's snapshot
+//! (idempotent). Memory is bounded: rows stream from the source through a
+//! small channel of batches (`batch_rows` rows or `batch_bytes` bytes each)
+//! into the target; a chunk is never held whole.
+//!
+//! Target session: `sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'`
+//! (plus `ALLOW_INVALID_DATES` when the source admits zero/invalid dates), so
+//! an explicit 0 in an AUTO_INCREMENT column and zero dates are stored as they
+//! are; `time_zone = '+00:00'` on both sides, so TIMESTAMPs move as UTC text.
+//!
+//! `foreign_key_checks = 0`: chunks load in any order (a child before its
+//! parent), and the range DELETE must not cascade into rows other chunks
+//! copied. `unique_checks` stays ON: rows of different chunks come from
+//! different snapshots and can collide transiently in a secondary unique key
+//! (a value moved from a row of chunk A to a row of chunk B between the two
+//! copies). Rows are written with REPLACE semantics, so such a collision
+//! resolves in favour of the newer snapshot and the incremental apply, which
+//! is idempotent from the snapshot point to the end of the copy, restores the
+//! other row; with `unique_checks = 0` InnoDB could instead admit a duplicate
+//! silently. Any warning the target reports (a truncated or converted value)
+//! fails the chunk: a copy is exact or it is an error.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferry_core::model::{ChunkRecord, KeyValue};
+use ferry_core::FerryError;
+use futures::channel::mpsc;
+use futures::{SinkExt, StreamExt};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Row, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::conn::{classify, qualified, quote_ident};
+use crate::planner::{no_key_error, range_predicate};
+use crate::schema::TableInfo;
+use crate::value::{write_infile, write_sql, Kind, RenderError};
+
+/// How rows are written to the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMethod {
+    /// `LOAD DATA LOCAL INFILE` fed from memory (the faster; see the full-copy benchmark).
+    #[default]
+    LoadData,
+    /// Multi-row `REPLACE INTO ... VALUES` statements with exact literals.
+    Insert,
+}
+
+impl std::str::FromStr for WriteMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "load_data" | "load-data" | "loaddata" => Ok(WriteMethod::LoadData),
+            "insert" => Ok(WriteMethod::Insert),
+            other => Err(format!("write method \"{other}\": use load_data or insert")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyOptions {
+    /// Rows per write batch (an INSERT statement, or a piece of the LOAD DATA stream).
+    pub batch_rows: usize,
+    /// Bytes per write batch, whichever limit comes first.
+    pub batch_bytes: usize,
+    pub method: WriteMethod,
+    /// Add `ALLOW_INVALID_DATES` to the target's sql_mode (see [`source_allows_invalid_dates`]).
+    pub allow_invalid_dates: bool,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            batch_rows: 1000,
+            batch_bytes: 4 << 20,
+            method: WriteMethod::LoadData,
+            allow_invalid_dates: false,
+        }
+    }
+}
+
+/// What a chunk copy moved: rows, and bytes as written to the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyStats {
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// A rows/s and bytes/s limit shared by every copy of a process; the limits
+/// may change while copies run (0 = unlimited).
+#[derive(Debug)]
+pub struct RateLimiter {
+    rows_per_s: AtomicU64,
+    bytes_per_s: AtomicU64,
+    next: Mutex<Instant>,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        RateLimiter::new(0, 0)
+    }
+}
+
+impl RateLimiter {
+    pub fn new(rows_per_s: u64, bytes_per_s: u64) -> Self {
+        RateLimiter {
+            rows_per_s: AtomicU64::new(rows_per_s),
+            bytes_per_s: AtomicU64::new(bytes_per_s),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    pub fn set_limits(&self, rows_per_s: u64, bytes_per_s: u64) {
+        self.rows_per_s.store(rows_per_s, Ordering::Relaxed);
+        self.bytes_per_s.store(bytes_per_s, Ordering::Relaxed);
+    }
+
+    pub fn limits(&self) -> (u64, u64) {
+        (
+            self.rows_per_s.load(Ordering::Relaxed),
+            self.bytes_per_s.load(Ordering::Relaxed),
+        )
+    }
+
+    /// How long `rows` and `bytes` take at the current limits.
+    fn cost(&self, rows: u64, bytes: u64) -> Duration {
+        let (r, b) = self.limits();
+        let secs = |n: u64, per_s: u64| {
+            if per_s == 0 {
+                0.0
+            } else {
+                n as f64 / per_s as f64
+            }
+        };
+        Duration::from_secs_f64(secs(rows, r).max(secs(bytes, b)))
+    }
+
+    /// Wait until a batch of `rows` and `bytes` may go. Batches are admitted
+    /// back to back at the limited rate; idle time earns no burst.
+    pub async fn acquire(&self, rows: u64, bytes: u64) {
+        let cost = self.cost(rows, bytes);
+        if cost.is_zero() {
+            return;
+        }
+        let start = {
+            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let start = (*next).max(now);
+            *next = start + cost;
+            start
+        };
+        tokio::time::sleep_until(start.into()).await;
+    }
+}
+
+/// The target session's sql_mode for a copy.
+pub fn target_sql_mode(allow_invalid_dates: bool) -> &'static str {
+    if allow_invalid_dates {
+        "NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION,ALLOW_INVALID_DATES"
+    } else {
+        "NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
+    }
+}
+
+/// Whether the source's sql_mode admits zero or invalid dates, so the target must too.
+pub async fn source_allows_invalid_dates(src: &mut Conn) -> Result<bool, FerryError> {
+    let mode: Option<String> = src
+        .query_first("SELECT @@GLOBAL.sql_mode")
+        .await
+        .map_err(|e| classify(e, "source: reading sql_mode"))?;
+    let mode = mode.unwrap_or_default().to_ascii_uppercase();
+    Ok(mode.contains("ALLOW_INVALID_DATES") || !mode.contains("NO_ZERO_DATE"))
+}
+
+/// Whether the target accepts `LOAD DATA LOCAL INFILE` (`local_infile` ON).
+/// A server without the variable (or that hides it) gets INSERTs.
+pub async fn local_infile_enabled(dst: &mut Conn) -> bool {
+    let v: Result<Option<String>, _> = dst.query_first("SELECT @@GLOBAL.local_infile").await;
+    matches!(v, Ok(Some(s)) if s == "1" || s.eq_ignore_ascii_case("ON"))
+}
+
+/// `[lower, upper)` of a chunk for messages, e.g. `[(10), (20))` or `[-inf, (5, 'x'))`.
+pub fn describe_range(chunk: &ChunkRecord) -> String {
+    let key = |k: &Option<Vec<KeyValue>>, inf: &str| match k {
+        None => inf.to_string(),
+        Some(vals) => {
+            let parts: Vec<String> = vals
+                .iter()
+                .map(|v| match v {
+                    KeyValue::Int(i) => i.to_string(),
+                    KeyValue::Uint(u) => u.to_string(),
+                    KeyValue::Text(s) | KeyValue::Literal(s) => format!("'{s}'"),
+                    KeyValue::Bytes(h) => format!("0x{h}"),
+                })
+                .collect();
+            format!("({})", parts.join(", "))
+        }
+    };
+    format!(
+        "[{}, {})",
+        key(&chunk.lower, "-inf"),
+        key(&chunk.upper, "+inf")
+    )
+}
+
+/// The statements of one chunk copy, built once from the table description.
+struct ChunkSql {
+    select: String,
+    delete: String,
+    params: Vec<Value>,
+    kinds: Vec<Kind>,
+    /// `LOAD DATA ...` or the `REPLACE INTO ... VALUES ` prefix of each INSERT.
+    write: String,
+}
+
+impl ChunkSql {
+    fn new(
+        table: &TableInfo,
+        target: (&str, &str),
+        chunk: &ChunkRecord,
+        filter: Option<&str>,
+        method: WriteMethod,
+    ) -> Result<ChunkSql, FerryError> {
+        let key = table.key.as_ref().ok_or_else(|| no_key_error(table))?;
+        let cols: Vec<_> = table.columns.iter().filter(|c| !c.generated).collect();
+        let names: Vec<String> = cols.iter().map(|c| quote_ident(&c.name)).collect();
+        let kinds: Vec<Kind> = cols.iter().map(|c| Kind::of(c)).collect();
+        let (pred, params) = range_predicate(key, chunk.lower.as_deref(), chunk.upper.as_deref());
+        let filtered = match filter {
+            Some(f) if !f.trim().is_empty() => format!("({pred}) AND ({f})"),
+            _ => pred.clone(),
+        };
+        let tgt = qualified(target.0, target.1);
+        let write = match method {
+            WriteMethod::Insert => format!("REPLACE INTO {tgt} ({}) VALUES ", names.join(", ")),
+            WriteMethod::LoadData => load_data_sql(&tgt, &names, &kinds),
+        };
+        Ok(ChunkSql {
+            select: format!(
+                "SELECT {} FROM {} WHERE {filtered}",
+                names.join(", "),
+                qualified(&table.db, &table.name)
+            ),
+            delete: format!("DELETE FROM {tgt} WHERE {pred}"),
+            params,
+            kinds,
+            write,
+        })
+    }
+}
+
+/// `LOAD DATA LOCAL INFILE` with hex-carried columns decoded by `UNHEX`.
+fn load_data_sql(target: &str, names: &[String], kinds: &[Kind]) -> String {
+    let mut fields = Vec::with_capacity(names.len());
+    let mut sets = Vec::new();
+    for (i, (name, kind)) in names.iter().zip(kinds).enumerate() {
+        if kind.infile_hex() {
+            fields.push(format!("@v{i}"));
+            sets.push(format!("{name} = UNHEX(@v{i})"));
+        } else {
+            fields.push(name.clone());
+        }
+    }
+    let set = if sets.is_empty() {
+        String::new()
+    } else {
+        format!(" SET {}", sets.join(", "))
+    };
+    format!(
+        "LOAD DATA LOCAL INFILE 'ferry-chunk' REPLACE INTO TABLE {target} CHARACTER SET utf8mb4 \
+         FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({}){set}",
+        fields.join(", ")
+    )
+}
+
+/// Copy one chunk; see the module invariant. On error the connections may be
+/// mid-statement or mid-transaction: the caller must discard them (`disconnect`).
+#[allow(clippy::too_many_arguments)]
+pub async fn copy_chunk(
+    src: &mut Conn,
+    dst: &mut Conn,
+    table: &TableInfo,
+    target: (&str, &str),
+    chunk: &ChunkRecord,
+    filter: Option<&str>,
+    opts: &CopyOptions,
+    limiter: &RateLimiter,
+) -> Result<CopyStats, FerryError> {
+    let what = format!(
+        "chunk {} of {} {}",
+        chunk.chunk_id,
+        table.full_name(),
+        describe_range(chunk)
+    );
+    let sql = ChunkSql::new(table, target, chunk, filter, opts.method)?;
+    let src_what = format!("source: reading {what}");
+    let dst_what = format!(
+        "target: writing {what} into {}",
+        qualified(target.0, target.1)
+    );
+    src.query_drop(
+        "SET SESSION time_zone = '+00:00', NAMES utf8mb4; \
+         SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ; \
+         START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+    )
+    .await
+    .map_err(|e| classify(e, &src_what))?;
+    dst.query_drop(format!(
+        "SET SESSION sql_mode = '{}', foreign_key_checks = 0, time_zone = '+00:00', NAMES utf8mb4; START TRANSACTION",
+        target_sql_mode(opts.allow_invalid_dates)
+    ))
+    .await
+    .map_err(|e| classify(e, &dst_what))?;
+    dst.exec_drop(sql.delete.as_str(), sql.params.clone())
+        .await
+        .map_err(|e| classify(e, &dst_what))?;
+    let stats = stream_rows(src, dst, &sql, opts, limiter, &src_what, &dst_what).await?;
+    dst.query_drop("COMMIT")
+        .await
+        .map_err(|e| classify(e, &dst_what))?;
+    src.query_drop("COMMIT")
+        .await
+        .map_err(|e| classify(e, &src_what))?;
+    Ok(stats)
+}
+
+/// Why the reading side stopped early.
+enum ReadError {
+    /// The source or the rendering failed: this is the chunk's error.
+    Failed(FerryError),
+    /// The writer hung up: its error is the chunk's error.
+    WriterGone,
+}
+
+/// A batch for the writer: its bytes and how many rows they hold.
+type Piece = io::Result<(Bytes, u64)>;
+
+async fn stream_rows(
+    src: &mut Conn,
+    dst: &mut Conn,
+    sql: &ChunkSql,
+    opts: &CopyOptions,
+    limiter: &RateLimiter,
+    src_what: &str,
+    dst_what: &str,
+) -> Result<CopyStats, FerryError> {
+    let (tx, rx) = mpsc::channel::<Piece>(2);
+    let reader = read_rows(src, sql, opts, limiter, tx, src_what);
+    let (read, written) = match opts.method {
+        WriteMethod::LoadData => {
+            futures::join!(reader, write_load_data(dst, &sql.write, rx, dst_what))
+        }
+        WriteMethod::Insert => futures::join!(reader, write_inserts(dst, rx, dst_what)),
+    };
+    let stats = match read {
+        Ok(stats) => stats,
+        Err(ReadError::Failed(e)) => return Err(e),
+        Err(ReadError::WriterGone) => {
+            written?;
+            return Err(FerryError::Internal(format!(
+                "{dst_what}: the writer stopped without an error"
+            )));
+        }
+    };
+    let rows_written = written?;
+    if rows_written != stats.rows {
+        return Err(FerryError::ChunkFailed(format!(
+            "{dst_what}: {} rows were read but the target reports {rows_written} written",
+            stats.rows
+        )));
+    }
+    Ok(stats)
+}
+
+/// Stream the chunk's rows from the source, rendered into pieces for the writer.
+async fn read_rows(
+    src: &mut Conn,
+    sql: &ChunkSql,
+    opts: &CopyOptions,
+    limiter: &RateLimiter,
+    mut tx: mpsc::Sender<Piece>,
+    what: &str,
+) -> Result<CopyStats, ReadError> {
+    let result = read_rows_inner(src, sql, opts, limiter, &mut tx, what).await;
+    if let Err(ReadError::Failed(e)) = &result {
+        // Make the writer fail too, so a partial chunk is never committed.
+        let _ = tx
+            .send(Err(io::Error::other(e.message().to_string())))
+            .await;
+    }
+    result
+}
+
+async fn read_rows_inner(
+    src: &mut Conn,
+    sql: &ChunkSql,
+    opts: &CopyOptions,
+    limiter: &RateLimiter,
+    tx: &mut mpsc::Sender<Piece>,
+    what: &str,
+) -> Result<CopyStats, ReadError> {
+    let failed = |e: mysql_async::Error| ReadError::Failed(classify(e, what));
+    let mut result = src
+        .exec_iter(sql.select.as_str(), sql.params.clone())
+        .await
+        .map_err(failed)?;
+    let mut batch = Batch::new(opts, &sql.write);
+    let mut stats = CopyStats::default();
+    while let Some(row) = result.next().await.map_err(failed)? {
+        batch
+            .push(&row, &sql.kinds)
+            .map_err(|e| ReadError::Failed(FerryError::Internal(format!("{what}: {}", e.0))))?;
+        if batch.is_full() {
+            send(batch.take(), &mut stats, limiter, tx).await?;
+        }
+    }
+    if batch.rows > 0 {
+        send(batch.take(), &mut stats, limiter, tx).await?;
+    }
+    Ok(stats)
+}
+
+async fn send(
+    (piece, rows): (Vec<u8>, u64),
+    stats: &mut CopyStats,
+    limiter: &RateLimiter,
+    tx: &mut mpsc::Sender<Piece>,
+) -> Result<(), ReadError> {
+    let bytes = piece.len() as u64;
+    limiter.acquire(rows, bytes).await;
+    tx.send(Ok((Bytes::from(piece), rows)))
+        .await
+        .map_err(|_| ReadError::WriterGone)?;
+    stats.rows += rows;
+    stats.bytes += bytes;
+    Ok(())
+}
+
+/// Rows rendered for one write: LOAD DATA lines, or one `REPLACE INTO ... VALUES (..),(..)`.
+struct Batch<'a> {
+    buf: Vec<u8>,
+    rows: u64,
+    max_rows: u64,
+    max_bytes: usize,
+    method: WriteMethod,
+    insert_prefix: &'a str,
+}
+
+impl<'a> Batch<'a> {
+    fn new(opts: &CopyOptions, write_sql_text: &'a str) -> Batch<'a> {
+        let max_bytes = opts.batch_bytes.max(1);
+        Batch {
+            buf: Vec::with_capacity(max_bytes.min(1 << 20) + 4096),
+            rows: 0,
+            max_rows: opts.batch_rows.max(1) as u64,
+            max_bytes,
+            method: opts.method,
+            insert_prefix: write_sql_text,
+        }
+    }
+
+    fn push(&mut self, row: &Row, kinds: &[Kind]) -> Result<(), RenderError> {
+        let value = |i: usize| {
+            row.as_ref(i)
+                .ok_or_else(|| RenderError(format!("row has no column {i}")))
+        };
+        match self.method {
+            WriteMethod::LoadData => {
+                for (i, kind) in kinds.iter().enumerate() {
+                    if i > 0 {
+                        self.buf.push(b'\t');
+                    }
+                    write_infile(&mut self.buf, value(i)?, *kind)?;
+                }
+                self.buf.push(b'\n');
+            }
+            WriteMethod::Insert => {
+                self.buf.extend_from_slice(if self.rows == 0 {
+                    self.insert_prefix.as_bytes()
+                } else {
+                    b","
+                });
+                self.buf.push(b'(');
+                for (i, kind) in kinds.iter().enumerate() {
+                    if i > 0 {
+                        self.buf.push(b',');
+                    }
+                    write_sql(&mut self.buf, value(i)?, *kind)?;
+                }
+                self.buf.push(b')');
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn is_full(&self) -> bool {
+        self.rows >= self.max_rows || self.buf.len() >= self.max_bytes
+    }
+
+    fn take(&mut self) -> (Vec<u8>, u64) {
+        let cap = self.buf.capacity();
+        let rows = std::mem::take(&mut self.rows);
+        (
+            std::mem::replace(&mut self.buf, Vec::with_capacity(cap)),
+            rows,
+        )
+    }
+}
+
+/// One LOAD DATA statement fed by the reader's pieces; returns the rows it loaded.
+async fn write_load_data(
+    dst: &mut Conn,
+    load_sql: &str,
+    rx: mpsc::Receiver<Piece>,
+    what: &str,
+) -> Result<u64, FerryError> {
+    // The handler must be Sync; the Mutex makes the receiver so.
+    let rx = Mutex::new(Some(rx));
+    dst.set_infile_handler(async move {
+        let rx = rx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        Ok(match rx {
+            Some(rx) => rx
+                .flat_map(|piece| futures::stream::iter(split_piece(piece)))
+                .boxed(),
+            None => futures::stream::empty().boxed(),
+        })
+    });
+    dst.query_drop(load_sql)
+        .await
+        .map_err(|e| classify(e, what))?;
+    check_warnings(dst, what).await?;
+    Ok(loaded_records(&dst.info()).unwrap_or_else(|| dst.affected_rows()))
+}
+
+/// The driver writes each piece of LOAD DATA input as one packet, and a packet
+/// may not exceed `max_allowed_packet`: cut pieces (zero-copy) to 1 MiB.
+fn split_piece(piece: Piece) -> Vec<io::Result<Bytes>> {
+    const MAX: usize = 1 << 20;
+    match piece {
+        Ok((bytes, _rows)) => (0..bytes.len())
+            .step_by(MAX)
+            .map(|at| Ok(bytes.slice(at..bytes.len().min(at + MAX))))
+            .collect(),
+        Err(e) => vec![Err(e)],
+    }
+}
+
+/// `Records: 3  Deleted: 0  Skipped: 0  Warnings: 0` -> 3.
+fn loaded_records(info: &str) -> Option<u64> {
+    let rest = info.split("Records:").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Run the reader's INSERT statements; returns the rows they carried.
+async fn write_inserts(
+    dst: &mut Conn,
+    mut rx: mpsc::Receiver<Piece>,
+    what: &str,
+) -> Result<u64, FerryError> {
+    let max_packet: Option<u64> = dst
+        .query_first("SELECT @@max_allowed_packet")
+        .await
+        .map_err(|e| classify(e, what))?;
+    let max_packet = max_packet.unwrap_or(u64::MAX);
+    let mut rows = 0;
+    while let Some(piece) = rx.next().await {
+        let (stmt, n) = piece.map_err(|e| FerryError::Internal(format!("{what}: {e}")))?;
+        if stmt.len() as u64 >= max_packet {
+            return Err(FerryError::ChunkFailed(format!(
+                "{what}: a row takes {} bytes as an SQL statement, more than the target's max_allowed_packet \
+                 ({max_packet}). Raise it on the target (SET GLOBAL max_allowed_packet = 1073741824) or copy with \
+                 LOAD DATA (enable local_infile on the target).",
+                stmt.len()
+            )));
+        }
+        dst.query_drop(stmt.as_ref())
+            .await
+            .map_err(|e| classify(e, what))?;
+        check_warnings(dst, what).await?;
+        rows += n;
+    }
+    Ok(rows)
+}
+
+/// A warning means a value did not land exactly: fail the chunk with the server's words.
+async fn check_warnings(dst: &mut Conn, what: &str) -> Result<(), FerryError> {
+    let n = dst.get_warnings();
+    if n == 0 {
+        return Ok(());
+    }
+    let shown: Vec<(String, u32, String)> = dst
+        .query("SHOW WARNINGS LIMIT 3")
+        .await
+        .map_err(|e| classify(e, what))?;
+    let text: Vec<String> = shown
+        .into_iter()
+        .map(|(level, code, msg)| format!("{level} {code}: {msg}"))
+        .collect();
+    Err(FerryError::ChunkFailed(format!(
+        "{what}: the target reported {n} warning(s), so some value would not be stored exactly: {}. \
+         Make the target column able to hold the source's values (type, length, character set), then retry.",
+        text.join("; ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::model::ChunkState;
+
+    #[test]
+    fn reads_load_data_info() {
+        assert_eq!(
+            loaded_records("Records: 42  Deleted: 0  Skipped: 0  Warnings: 0"),
+            Some(42)
+        );
+        assert_eq!(loaded_records(""), None);
+    }
+
+    #[test]
+    fn load_data_decodes_hex_columns() {
+        let names = vec!["`a`".to_string(), "`b`".to_string()];
+        let sql = load_data_sql("`d`.`t`", &names, &[Kind::Integer, Kind::Binary]);
+        assert!(sql.ends_with("(`a`, @v1) SET `b` = UNHEX(@v1)"), "{sql}");
+        assert!(
+            sql.contains("REPLACE INTO TABLE `d`.`t` CHARACTER SET utf8mb4"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn ranges_are_described() {
+        let c = ChunkRecord {
+            chunk_id: "0000-000001".into(),
+            source_db: "d".into(),
+            source_table: "t".into(),
+            lower: Some(vec![KeyValue::Int(10), KeyValue::Text("x".into())]),
+            upper: None,
+            state: ChunkState::Pending,
+            owner: None,
+            lease_until_ms: 0,
+            attempts: 0,
+            rows: 0,
+            bytes: 0,
+            last_error: None,
+        };
+        assert_eq!(describe_range(&c), "[(10, 'x'), +inf)");
+    }
+
+    #[tokio::test]
+    async fn the_limiter_paces_batches() {
+        let l = RateLimiter::new(1000, 0);
+        let t = Instant::now();
+        for _ in 0..3 {
+            l.acquire(100, 10).await;
+        }
+        // 3 x 100 rows at 1000 rows/s: the third batch waits ~200 ms.
+        assert!(
+            t.elapsed() >= Duration::from_millis(190),
+            "{:?}",
+            t.elapsed()
+        );
+        l.set_limits(0, 0);
+        let t = Instant::now();
+        l.acquire(1_000_000, 1 << 30).await;
+        assert!(t.elapsed() < Duration::from_millis(50));
+    }
+}

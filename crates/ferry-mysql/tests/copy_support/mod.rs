@@ -1,0 +1,143 @@
+//! Helpers shared by the chunk-copy tests (`tests/copy.rs`, `tests/types.rs`).
+#![allow(dead_code)]
+
+use ferry_core::model::{ChunkRecord, ChunkState, KeyValue};
+use ferry_core::FerryError;
+use ferry_mysql::copy::{copy_chunk, CopyOptions, CopyStats, RateLimiter, WriteMethod};
+use ferry_mysql::schema::{read_table, TableInfo};
+use ferry_mysql::{qualified, quote_ident};
+use ferry_testkit::{exec, Side, TestEnv};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Row, Value};
+
+/// A chunk of `db.table` over `[lower, upper)`.
+pub fn chunk(
+    db: &str,
+    table: &str,
+    lower: Option<Vec<KeyValue>>,
+    upper: Option<Vec<KeyValue>>,
+) -> ChunkRecord {
+    ChunkRecord {
+        chunk_id: "0000-000000".into(),
+        source_db: db.into(),
+        source_table: table.into(),
+        lower,
+        upper,
+        state: ChunkState::Running,
+        owner: Some("test".into()),
+        lease_until_ms: 0,
+        attempts: 1,
+        rows: 0,
+        bytes: 0,
+        last_error: None,
+    }
+}
+
+pub fn int_bound(i: i64) -> Option<Vec<KeyValue>> {
+    Some(vec![KeyValue::Int(i)])
+}
+
+/// Create `tgt_db.tgt_table` on the target exactly like `src_db.table` on the source.
+pub async fn clone_table(env: &TestEnv, src_db: &str, table: &str, tgt_db: &str, tgt_table: &str) {
+    let mut src = env.admin(Side::Source).await;
+    let row: Row = src
+        .query_first(format!("SHOW CREATE TABLE {}", qualified(src_db, table)))
+        .await
+        .expect("show create")
+        .expect("table exists");
+    let create: String = row.get(1).expect("create text");
+    let create = create.replacen(&quote_ident(table), &qualified(tgt_db, tgt_table), 1);
+    let mut tgt = env.admin(Side::Target).await;
+    exec(&mut tgt, &create).await;
+}
+
+pub async fn table_info(env: &TestEnv, db: &str, table: &str) -> TableInfo {
+    let mut src = env
+        .endpoint(Side::Source, false)
+        .connect()
+        .await
+        .expect("source connection");
+    read_table(&mut src, db, table)
+        .await
+        .expect("read table")
+        .expect("table exists")
+}
+
+pub fn options(method: WriteMethod) -> CopyOptions {
+    CopyOptions {
+        method,
+        allow_invalid_dates: true,
+        ..CopyOptions::default()
+    }
+}
+
+/// Copy one chunk over fresh migration-user connections.
+pub async fn copy(
+    env: &TestEnv,
+    table: &TableInfo,
+    target: (&str, &str),
+    chunk: &ChunkRecord,
+    filter: Option<&str>,
+    opts: &CopyOptions,
+) -> Result<CopyStats, FerryError> {
+    let mut src = env.endpoint(Side::Source, false).connect().await?;
+    let mut dst = env.endpoint(Side::Target, false).connect().await?;
+    copy_chunk(
+        &mut src,
+        &mut dst,
+        table,
+        target,
+        chunk,
+        filter,
+        opts,
+        &RateLimiter::default(),
+    )
+    .await
+}
+
+/// Every row through the binary protocol (exact FLOAT/DOUBLE), ordered by `order`.
+pub async fn binary_rows(conn: &mut Conn, db: &str, table: &str, order: &str) -> Vec<Vec<Value>> {
+    let sql = format!("SELECT * FROM {} ORDER BY {order}", qualified(db, table));
+    let rows: Vec<Row> = conn
+        .exec(sql.as_str(), ())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.into_iter().map(|r| r.unwrap()).collect()
+}
+
+/// Rows of an arbitrary query over the text protocol.
+pub async fn text_rows(conn: &mut Conn, sql: &str) -> Vec<Vec<Value>> {
+    let rows: Vec<Row> = conn
+        .query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.into_iter().map(|r| r.unwrap()).collect()
+}
+
+/// Assert equal row lists, naming the first differing row and column.
+pub fn assert_rows_eq(what: &str, a: &[Vec<Value>], b: &[Vec<Value>], columns: &[String]) {
+    assert_eq!(a.len(), b.len(), "{what}: row counts differ");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        for (j, (u, v)) in x.iter().zip(y).enumerate() {
+            let name = columns.get(j).map(String::as_str).unwrap_or("?");
+            assert!(
+                u == v,
+                "{what}: row {i} column {name} differs: source {} target {}",
+                show(u),
+                show(v)
+            );
+        }
+        assert_eq!(
+            x.len(),
+            y.len(),
+            "{what}: row {i} has a different number of columns"
+        );
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Bytes(b) if b.len() > 64 => format!("{} bytes starting {:?}", b.len(), &b[..32]),
+        other => format!("{other:?}"),
+    }
+}
