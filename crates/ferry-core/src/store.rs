@@ -474,6 +474,11 @@ impl<S: ItemStore> Repo<S> {
         self.store.put(&pk(task_id), sk, &encode(v)?, Cond::Any).await.map(|_| ())
     }
 
+    /// Remove one record (any kind, e.g. `chunk#0001-000003`); absent is fine.
+    pub async fn delete_record(&self, task_id: &str, sk: &str) -> Result<(), FerryError> {
+        self.store.delete(&pk(task_id), sk).await
+    }
+
     async fn update<T: Serialize + DeserializeOwned>(
         &self,
         pk: &str,
