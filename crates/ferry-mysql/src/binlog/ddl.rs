@@ -1,0 +1,411 @@
+//! Recognising table DDL in binlog query events, and renaming its tables.
+//!
+//! Invariant: [`parse`] returns `Some` only for CREATE/ALTER/DROP/TRUNCATE/
+//! RENAME TABLE and CREATE/DROP INDEX, with every table the statement names
+//! (qualified with the event's default database); [`Ddl::rewrite`] changes
+//! those names and nothing else in the text (comments, strings and the rest
+//! of the statement stay byte for byte).
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DdlKind {
+    CreateTable,
+    AlterTable,
+    DropTable,
+    TruncateTable,
+    RenameTable,
+    CreateIndex,
+    DropIndex,
+}
+
+/// A table name in the statement: `db`.`table` and where it is in the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameRef {
+    pub db: String,
+    pub table: String,
+    pub span: (usize, usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ddl {
+    pub kind: DdlKind,
+    pub temporary: bool,
+    pub if_exists: bool,
+    /// For RENAME: pairs (from, to) flattened in order; otherwise the tables named.
+    pub names: Vec<NameRef>,
+}
+
+impl Ddl {
+    pub fn tables(&self) -> Vec<(String, String)> {
+        self.names
+            .iter()
+            .map(|n| (n.db.clone(), n.table.clone()))
+            .collect()
+    }
+
+    /// The statement with every table name replaced by `map(db, table)` (fully qualified).
+    pub fn rewrite(&self, sql: &str, map: impl Fn(&str, &str) -> (String, String)) -> String {
+        let mut out = String::with_capacity(sql.len() + 32);
+        let mut at = 0;
+        let mut names: Vec<&NameRef> = self.names.iter().collect();
+        names.sort_by_key(|n| n.span.0);
+        for n in names {
+            out.push_str(&sql[at..n.span.0]);
+            let (db, table) = map(&n.db, &n.table);
+            out.push_str(&crate::conn::qualified(&db, &table));
+            at = n.span.1;
+        }
+        out.push_str(&sql[at..]);
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Word(String),
+    Ident(String),
+    Str,
+    Sym(char),
+}
+
+fn tokenize(sql: &str) -> Vec<(Tok, usize, usize)> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if c == b'#'
+            || (c == b'-'
+                && b.get(i + 1) == Some(&b'-')
+                && b.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()))
+        {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            i += 2;
+            while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                i += 1;
+            }
+            i = (i + 2).min(b.len());
+        } else if c == b'`' {
+            let start = i;
+            let mut s = String::new();
+            i += 1;
+            while i < b.len() {
+                if b[i] == b'`' {
+                    if b.get(i + 1) == Some(&b'`') {
+                        s.push('`');
+                        i += 2;
+                        continue;
+                    }
+                    i += 1;
+                    break;
+                }
+                let ch_len = utf8_len(b[i]);
+                s.push_str(&sql[i..(i + ch_len).min(b.len())]);
+                i += ch_len;
+            }
+            out.push((Tok::Ident(s), start, i));
+        } else if c == b'\'' || c == b'"' {
+            let start = i;
+            i += 1;
+            while i < b.len() {
+                if b[i] == b'\\' {
+                    i += 2;
+                } else if b[i] == c {
+                    if b.get(i + 1) == Some(&c) {
+                        i += 2;
+                    } else {
+                        i += 1;
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            out.push((Tok::Str, start, i.min(b.len())));
+        } else if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80 {
+            let start = i;
+            while i < b.len()
+                && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
+            {
+                i += 1;
+            }
+            out.push((Tok::Word(sql[start..i].to_string()), start, i));
+        } else {
+            out.push((Tok::Sym(c as char), i, i + 1));
+            i += 1;
+        }
+    }
+    out
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0xF0..=0xFF => 4,
+        0xE0..=0xEF => 3,
+        0xC0..=0xDF => 2,
+        _ => 1,
+    }
+}
+
+/// The first `n` words of a statement, upper-cased, comments skipped.
+pub fn first_words(sql: &str, n: usize) -> Vec<String> {
+    tokenize(sql)
+        .into_iter()
+        .take(n)
+        .filter_map(|(t, _, _)| match t {
+            Tok::Word(w) => Some(w.to_ascii_uppercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+struct Parser<'a> {
+    toks: Vec<(Tok, usize, usize)>,
+    i: usize,
+    default_db: &'a str,
+}
+
+impl Parser<'_> {
+    fn word(&self, off: usize) -> Option<String> {
+        match self.toks.get(self.i + off) {
+            Some((Tok::Word(w), _, _)) => Some(w.to_ascii_uppercase()),
+            _ => None,
+        }
+    }
+
+    fn eat(&mut self, w: &str) -> bool {
+        if self.word(0).as_deref() == Some(w) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn eat_all(&mut self, ws: &[&str]) -> bool {
+        if ws
+            .iter()
+            .enumerate()
+            .all(|(k, w)| self.word(k).as_deref() == Some(*w))
+        {
+            self.i += ws.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn sym(&mut self, c: char) -> bool {
+        if matches!(self.toks.get(self.i), Some((Tok::Sym(s), _, _)) if *s == c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn ident(&mut self) -> Option<(String, usize, usize)> {
+        let (t, s, e) = self.toks.get(self.i)?.clone();
+        let name = match t {
+            Tok::Word(w) => w,
+            Tok::Ident(w) => w,
+            _ => return None,
+        };
+        self.i += 1;
+        Some((name, s, e))
+    }
+
+    fn name(&mut self) -> Option<NameRef> {
+        let (first, s, e) = self.ident()?;
+        if self.sym('.') {
+            let (second, _, e2) = self.ident()?;
+            return Some(NameRef {
+                db: first,
+                table: second,
+                span: (s, e2),
+            });
+        }
+        Some(NameRef {
+            db: self.default_db.to_string(),
+            table: first,
+            span: (s, e),
+        })
+    }
+}
+
+/// Recognise a table DDL statement; `default_db` is the event's schema.
+pub fn parse(sql: &str, default_db: &str) -> Option<Ddl> {
+    let mut p = Parser {
+        toks: tokenize(sql),
+        i: 0,
+        default_db,
+    };
+    let mut ddl = Ddl {
+        kind: DdlKind::CreateTable,
+        temporary: false,
+        if_exists: false,
+        names: Vec::new(),
+    };
+    if p.eat("CREATE") {
+        p.eat_all(&["OR", "REPLACE"]);
+        if p.eat("UNIQUE")
+            || p.eat("FULLTEXT")
+            || p.eat("SPATIAL")
+            || p.word(0).as_deref() == Some("INDEX")
+        {
+            p.eat("INDEX");
+            ddl.kind = DdlKind::CreateIndex;
+            ddl.if_exists = p.eat_all(&["IF", "NOT", "EXISTS"]);
+            p.ident()?;
+            while !p.eat("ON") {
+                p.ident()?;
+            }
+            ddl.names.push(p.name()?);
+            return Some(ddl);
+        }
+        ddl.temporary = p.eat("TEMPORARY");
+        if !p.eat("TABLE") {
+            return None;
+        }
+        ddl.if_exists = p.eat_all(&["IF", "NOT", "EXISTS"]);
+        ddl.names.push(p.name()?);
+        let paren = p.sym('(');
+        if p.eat("LIKE") {
+            ddl.names.push(p.name()?);
+        } else if paren {
+            p.i -= 1;
+        }
+        return Some(ddl);
+    }
+    if p.eat("ALTER") {
+        p.eat("ONLINE");
+        p.eat("IGNORE");
+        if !p.eat("TABLE") {
+            return None;
+        }
+        ddl.kind = DdlKind::AlterTable;
+        ddl.if_exists = p.eat_all(&["IF", "EXISTS"]);
+        ddl.names.push(p.name()?);
+        // ALTER TABLE t ... RENAME [TO|AS] u
+        while p.i < p.toks.len() {
+            if p.eat("RENAME") {
+                let other = matches!(p.word(0).as_deref(), Some("COLUMN" | "INDEX" | "KEY"));
+                if !other {
+                    let _ = p.eat("TO") || p.eat("AS");
+                    ddl.names.push(p.name()?);
+                }
+            } else {
+                p.i += 1;
+            }
+        }
+        return Some(ddl);
+    }
+    if p.eat("DROP") {
+        if p.eat("INDEX") {
+            ddl.kind = DdlKind::DropIndex;
+            ddl.if_exists = p.eat_all(&["IF", "EXISTS"]);
+            p.ident()?;
+            if !p.eat("ON") {
+                return None;
+            }
+            ddl.names.push(p.name()?);
+            return Some(ddl);
+        }
+        ddl.temporary = p.eat("TEMPORARY");
+        if !p.eat("TABLE") {
+            return None;
+        }
+        ddl.kind = DdlKind::DropTable;
+        ddl.if_exists = p.eat_all(&["IF", "EXISTS"]);
+        loop {
+            ddl.names.push(p.name()?);
+            if !p.sym(',') {
+                break;
+            }
+        }
+        return Some(ddl);
+    }
+    if p.eat("TRUNCATE") {
+        p.eat("TABLE");
+        ddl.kind = DdlKind::TruncateTable;
+        ddl.names.push(p.name()?);
+        return Some(ddl);
+    }
+    if p.eat("RENAME") {
+        if !(p.eat("TABLE") || p.eat("TABLES")) {
+            return None;
+        }
+        ddl.kind = DdlKind::RenameTable;
+        p.eat_all(&["IF", "EXISTS"]);
+        loop {
+            ddl.names.push(p.name()?);
+            if !p.eat("TO") {
+                return None;
+            }
+            ddl.names.push(p.name()?);
+            if !p.sym(',') {
+                break;
+            }
+        }
+        return Some(ddl);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(sql: &str) -> Vec<(String, String)> {
+        parse(sql, "d").map(|d| d.tables()).unwrap_or_default()
+    }
+
+    #[test]
+    fn recognises_table_ddl() {
+        assert_eq!(
+            names("CREATE TABLE `t` (id int)"),
+            vec![("d".into(), "t".into())]
+        );
+        assert_eq!(
+            names("create table if not exists x.`t``q` like y"),
+            vec![("x".into(), "t`q".into()), ("d".into(), "y".into())]
+        );
+        assert_eq!(
+            names("DROP TABLE `a`,b.c /* generated by server */"),
+            vec![("d".into(), "a".into()), ("b".into(), "c".into())]
+        );
+        assert_eq!(
+            names("ALTER TABLE a ADD COLUMN b INT, RENAME TO z"),
+            vec![("d".into(), "a".into()), ("d".into(), "z".into())]
+        );
+        assert_eq!(
+            names("ALTER TABLE a RENAME COLUMN b TO c"),
+            vec![("d".into(), "a".into())]
+        );
+        assert_eq!(names("RENAME TABLE a TO b, x.c TO x.e").len(), 4);
+        assert_eq!(names("TRUNCATE a"), vec![("d".into(), "a".into())]);
+        assert_eq!(
+            names("CREATE UNIQUE INDEX i ON t (a)"),
+            vec![("d".into(), "t".into())]
+        );
+        assert_eq!(names("DROP INDEX i ON t"), vec![("d".into(), "t".into())]);
+        assert!(parse("CREATE DATABASE x", "d").is_none());
+        assert!(parse("GRANT ALL ON *.* TO x", "d").is_none());
+        assert_eq!(first_words("/* c */ begin", 2), vec!["BEGIN"]);
+    }
+
+    #[test]
+    fn rewrites_only_names() {
+        let sql = "ALTER TABLE `t` ADD COLUMN `t` VARCHAR(5) DEFAULT 't' -- t";
+        let d = parse(sql, "src").unwrap();
+        let out = d.rewrite(sql, |db, t| (format!("{db}_new"), t.to_string()));
+        assert_eq!(
+            out,
+            "ALTER TABLE `src_new`.`t` ADD COLUMN `t` VARCHAR(5) DEFAULT 't' -- t"
+        );
+    }
+}

@@ -1,0 +1,632 @@
+//! Table descriptions and value decoding for binlog row events.
+//!
+//! Invariant: a decoded row holds, for every column of the table in ordinal
+//! order, the value a `SELECT` on the source returns for it, in a form that
+//! binds back exactly: TIMESTAMP as a UTC date-time (sessions run in UTC),
+//! ENUM and SET as their text, BIT as an unsigned integer, DECIMAL as exact
+//! text, JSON as text, YEAR as an integer, unsigned integers never negative.
+//! Column names come from the table map's optional metadata
+//! (`binlog_row_metadata=FULL`) when the server logs it, otherwise from
+//! `information_schema` (then a warning says so, because a later ALTER can
+//! make those names wrong for older events).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ferry_core::FerryError;
+use mysql_async::binlog::events::{OptionalMetaExtractor, OptionalMetadataField, TableMapEvent};
+use mysql_async::binlog::jsonb;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::consts::ColumnType;
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Value};
+
+use crate::conn::classify;
+
+/// How a column's value is written as an SQL literal on the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiteralKind {
+    /// Numbers and temporal values: rendered from the value itself.
+    Plain,
+    /// UTF-8 (or ASCII) text: a quoted string.
+    Text,
+    /// Binary data (BLOB, BINARY, GEOMETRY): a hex literal.
+    Binary,
+    /// Text in another character set: `CONVERT(X'..' USING cs)`.
+    Charset(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// The real type from the table map (ENUM/SET resolved).
+    pub ctype: ColumnType,
+    pub unsigned: bool,
+    pub literal: LiteralKind,
+    /// ENUM or SET members, in definition order.
+    pub members: Vec<String>,
+    /// A generated column: never written on the target.
+    pub generated: bool,
+    /// BINARY(n): the binlog drops trailing zero bytes, a SELECT has all n.
+    pub pad_to: Option<usize>,
+}
+
+/// Where the column names of a table came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamesFrom {
+    Binlog,
+    InformationSchema,
+}
+
+/// One source table as its row events describe it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableInfo {
+    pub db: String,
+    pub table: String,
+    pub columns: Vec<ColumnInfo>,
+    /// Ordinals of the key columns (primary key, else a unique key over NOT NULL columns).
+    pub key: Vec<usize>,
+    /// Whether changes to different rows may be applied by different workers
+    /// and merged per key: no other unique key, and no key column whose
+    /// collation could make two different byte strings the same row.
+    pub parallel_safe: bool,
+    pub names_from: NamesFrom,
+}
+
+impl TableInfo {
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.db, self.table)
+    }
+
+    /// The key values of a row image.
+    pub fn key_of<'a>(&self, row: &'a [Value]) -> Vec<&'a Value> {
+        self.key.iter().filter_map(|&i| row.get(i)).collect()
+    }
+}
+
+/// What `information_schema` says about one table.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaFacts {
+    pub columns: Vec<SchemaColumn>,
+    /// Unique indexes (PRIMARY first), each a list of column names; `bool` = all NOT NULL.
+    pub unique_keys: Vec<(String, Vec<String>, bool)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SchemaColumn {
+    pub name: String,
+    pub data_type: String,
+    pub column_type: String,
+    pub charset: Option<String>,
+    pub generated: bool,
+}
+
+/// Reads [`SchemaFacts`] and character sets from the source, cached per table.
+pub struct SchemaCache {
+    facts: HashMap<(String, String), Arc<SchemaFacts>>,
+    charsets: HashMap<u16, String>,
+}
+
+impl SchemaCache {
+    pub async fn new(conn: &mut Conn) -> Result<SchemaCache, FerryError> {
+        let rows: Vec<(u16, String)> = conn
+            .query("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL")
+            .await
+            .map_err(|e| classify(e, "source: reading collations"))?;
+        Ok(SchemaCache {
+            facts: HashMap::new(),
+            charsets: rows.into_iter().collect(),
+        })
+    }
+
+    /// Forget a table (after DDL on it).
+    pub fn forget(&mut self, db: &str, table: &str) {
+        self.facts.remove(&(db.to_string(), table.to_string()));
+    }
+
+    pub async fn facts(
+        &mut self,
+        conn: &mut Conn,
+        db: &str,
+        table: &str,
+    ) -> Result<Arc<SchemaFacts>, FerryError> {
+        let k = (db.to_string(), table.to_string());
+        if let Some(f) = self.facts.get(&k) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(read_facts(conn, db, table).await?);
+        self.facts.insert(k, f.clone());
+        Ok(f)
+    }
+
+    fn charset(&self, id: u16) -> Option<&str> {
+        self.charsets.get(&id).map(String::as_str)
+    }
+}
+
+async fn read_facts(conn: &mut Conn, db: &str, table: &str) -> Result<SchemaFacts, FerryError> {
+    let what = format!("source: reading the columns of {db}.{table}");
+    let cols: Vec<(String, String, String, Option<String>, String)> = conn
+        .exec(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, EXTRA FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (db, table),
+        )
+        .await
+        .map_err(|e| classify(e, &what))?;
+    let columns = cols
+        .into_iter()
+        .map(
+            |(name, data_type, column_type, charset, extra)| SchemaColumn {
+                name,
+                data_type: data_type.to_ascii_lowercase(),
+                column_type,
+                charset,
+                generated: extra.to_ascii_uppercase().contains("GENERATED"),
+            },
+        )
+        .collect::<Vec<_>>();
+    let idx: Vec<(String, String, String)> = conn
+        .exec(
+            "SELECT s.INDEX_NAME, s.COLUMN_NAME, c.IS_NULLABLE FROM information_schema.STATISTICS s \
+             JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = s.TABLE_SCHEMA AND c.TABLE_NAME = s.TABLE_NAME \
+             AND c.COLUMN_NAME = s.COLUMN_NAME \
+             WHERE s.TABLE_SCHEMA = ? AND s.TABLE_NAME = ? AND s.NON_UNIQUE = 0 \
+             ORDER BY s.INDEX_NAME = 'PRIMARY' DESC, s.INDEX_NAME, s.SEQ_IN_INDEX",
+            (db, table),
+        )
+        .await
+        .map_err(|e| classify(e, &what))?;
+    let mut unique_keys: Vec<(String, Vec<String>, bool)> = Vec::new();
+    for (index, column, nullable) in idx {
+        let not_null = nullable.eq_ignore_ascii_case("NO");
+        match unique_keys.last_mut() {
+            Some((name, cols, nn)) if *name == index => {
+                cols.push(column);
+                *nn &= not_null;
+            }
+            _ => unique_keys.push((index, vec![column], not_null)),
+        }
+    }
+    Ok(SchemaFacts {
+        columns,
+        unique_keys,
+    })
+}
+
+/// Optional metadata of a table map, collected into owned values.
+#[derive(Default)]
+struct BinlogMeta {
+    names: Vec<String>,
+    unsigned: Vec<bool>,
+    enums: Vec<Vec<String>>,
+    sets: Vec<Vec<String>>,
+    charsets: Vec<u16>,
+    primary_key: Vec<usize>,
+}
+
+fn read_meta(tme: &TableMapEvent<'_>) -> Result<BinlogMeta, std::io::Error> {
+    let mut m = BinlogMeta::default();
+    for field in tme.iter_optional_meta() {
+        match field? {
+            OptionalMetadataField::EnumStrValue(v) => {
+                for e in v.iter_values() {
+                    m.enums
+                        .push(e?.values().iter().map(|s| s.value().into_owned()).collect());
+                }
+            }
+            OptionalMetadataField::SetStrValue(v) => {
+                for e in v.iter_values() {
+                    m.sets
+                        .push(e?.values().iter().map(|s| s.value().into_owned()).collect());
+                }
+            }
+            _ => {}
+        }
+    }
+    let ex = OptionalMetaExtractor::new(tme.iter_optional_meta())?;
+    m.unsigned = ex.iter_signedness().collect();
+    for name in ex.iter_column_name() {
+        m.names.push(name?.name().into_owned());
+    }
+    let n_char = (0..tme.columns_count() as usize)
+        .filter(|&i| matches!(tme.get_column_type(i), Ok(Some(t)) if t.is_character_type()))
+        .count();
+    for cs in ex.iter_charset().take(n_char) {
+        m.charsets.push(cs?);
+    }
+    for pk in ex.iter_primary_key() {
+        m.primary_key.push(pk? as usize);
+    }
+    Ok(m)
+}
+
+fn literal_for(ctype: ColumnType, charset: Option<&str>) -> LiteralKind {
+    use ColumnType::*;
+    match ctype {
+        MYSQL_TYPE_VARCHAR
+        | MYSQL_TYPE_VAR_STRING
+        | MYSQL_TYPE_STRING
+        | MYSQL_TYPE_BLOB
+        | MYSQL_TYPE_TINY_BLOB
+        | MYSQL_TYPE_MEDIUM_BLOB
+        | MYSQL_TYPE_LONG_BLOB => match charset {
+            Some("utf8mb4" | "utf8mb3" | "utf8" | "ascii") => LiteralKind::Text,
+            Some("binary") | None => LiteralKind::Binary,
+            Some(other) => LiteralKind::Charset(other.to_string()),
+        },
+        MYSQL_TYPE_GEOMETRY | MYSQL_TYPE_VECTOR => LiteralKind::Binary,
+        MYSQL_TYPE_ENUM | MYSQL_TYPE_SET | MYSQL_TYPE_JSON => LiteralKind::Text,
+        _ => LiteralKind::Plain,
+    }
+}
+
+fn bad_table(db: &str, table: &str, why: &str) -> FerryError {
+    FerryError::SchemaIncompatible(format!("binlog rows of {db}.{table}: {why}"))
+}
+
+/// Build the description of a table from its table map event and what the
+/// source's `information_schema` says about it now.
+pub fn table_info(
+    tme: &TableMapEvent<'_>,
+    facts: &SchemaFacts,
+    cache: &SchemaCache,
+) -> Result<TableInfo, FerryError> {
+    let db = tme.database_name().into_owned();
+    let table = tme.table_name().into_owned();
+    let n = tme.columns_count() as usize;
+    let meta = read_meta(tme)
+        .map_err(|e| bad_table(&db, &table, &format!("unreadable table map metadata: {e}")))?;
+    let names_from = if meta.names.len() == n {
+        NamesFrom::Binlog
+    } else {
+        NamesFrom::InformationSchema
+    };
+    if names_from == NamesFrom::InformationSchema && facts.columns.len() != n {
+        return Err(bad_table(
+            &db,
+            &table,
+            &format!(
+                "the binlog has {n} columns but the table has {} now, and the source does not log column names. \
+                 Set binlog_row_metadata=FULL on the source and start the task again from a new full copy.",
+                facts.columns.len()
+            ),
+        ));
+    }
+    let (mut numeric, mut character, mut enums, mut sets) = (0, 0, 0, 0);
+    let mut columns = Vec::with_capacity(n);
+    for i in 0..n {
+        let ctype = match tme.get_column_type(i) {
+            Ok(Some(t)) => t,
+            _ => {
+                return Err(bad_table(
+                    &db,
+                    &table,
+                    &format!("column {i} has a type Ferry cannot read"),
+                ))
+            }
+        };
+        let name = match names_from {
+            NamesFrom::Binlog => meta.names[i].clone(),
+            NamesFrom::InformationSchema => facts.columns[i].name.clone(),
+        };
+        let fact = facts.columns.iter().find(|c| c.name == name);
+        let mut unsigned = false;
+        if ctype.is_numeric_type() {
+            unsigned = match meta.unsigned.get(numeric) {
+                Some(u) => *u,
+                None => {
+                    fact.is_some_and(|f| f.column_type.to_ascii_lowercase().contains("unsigned"))
+                }
+            };
+            numeric += 1;
+        }
+        let mut charset: Option<String> = None;
+        if ctype.is_character_type() {
+            charset = match meta.charsets.get(character) {
+                Some(id) => cache.charset(*id).map(str::to_string),
+                None => fact.and_then(|f| f.charset.clone()),
+            };
+            character += 1;
+        }
+        let mut members = Vec::new();
+        if ctype == ColumnType::MYSQL_TYPE_ENUM {
+            members = meta.enums.get(enums).cloned().unwrap_or_else(|| {
+                fact.map(|f| parse_members(&f.column_type))
+                    .unwrap_or_default()
+            });
+            enums += 1;
+        } else if ctype == ColumnType::MYSQL_TYPE_SET {
+            members = meta.sets.get(sets).cloned().unwrap_or_else(|| {
+                fact.map(|f| parse_members(&f.column_type))
+                    .unwrap_or_default()
+            });
+            sets += 1;
+        }
+        // MariaDB logs JSON as LONGTEXT: a text column.
+        let literal = literal_for(ctype, charset.as_deref());
+        let pad_to = match (ctype, &literal) {
+            (ColumnType::MYSQL_TYPE_STRING, LiteralKind::Binary) => {
+                tme.get_column_metadata(i).and_then(string_length)
+            }
+            _ => None,
+        };
+        let generated = fact.is_some_and(|f| f.generated);
+        columns.push(ColumnInfo {
+            name,
+            ctype,
+            unsigned,
+            literal,
+            members,
+            generated,
+            pad_to,
+        });
+    }
+    let ordinal = |name: &str| columns.iter().position(|c| c.name == name);
+    let mut key: Vec<usize> = meta.primary_key.clone();
+    let mut key_index: Option<&str> = if key.is_empty() {
+        None
+    } else {
+        Some("PRIMARY")
+    };
+    if key.is_empty() {
+        if let Some((index, cols, _)) = facts.unique_keys.iter().find(|(_, _, not_null)| *not_null)
+        {
+            key = cols.iter().filter_map(|c| ordinal(c)).collect();
+            if key.len() != cols.len() {
+                key.clear();
+            } else {
+                key_index = Some(index);
+            }
+        }
+    }
+    if key.is_empty() {
+        return Err(bad_table(
+            &db,
+            &table,
+            "the table has no primary key and no unique key over NOT NULL columns, so its changes cannot be \
+             applied by key. Add a primary key on the source (ALTER TABLE ... ADD PRIMARY KEY ...).",
+        ));
+    }
+    let other_unique = facts
+        .unique_keys
+        .iter()
+        .any(|(index, _, _)| Some(index.as_str()) != key_index);
+    let text_key = key.iter().any(|&i| {
+        matches!(
+            columns[i].literal,
+            LiteralKind::Text | LiteralKind::Charset(_)
+        )
+    });
+    Ok(TableInfo {
+        db,
+        table,
+        columns,
+        key,
+        parallel_safe: !other_unique && !text_key,
+        names_from,
+    })
+}
+
+/// The declared byte length of a CHAR/BINARY column from its table map metadata.
+fn string_length(meta: &[u8]) -> Option<usize> {
+    let (b0, b1) = (usize::from(*meta.first()?), usize::from(*meta.get(1)?));
+    Some(if b0 & 0x30 != 0x30 {
+        b1 | (((b0 & 0x30) ^ 0x30) << 4)
+    } else {
+        b1
+    })
+}
+
+/// `enum('a','b''c')` -> `["a", "b'c"]`.
+pub fn parse_members(column_type: &str) -> Vec<String> {
+    let Some(start) = column_type.find('(') else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut chars = column_type[start + 1..].chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\'' {
+            continue;
+        }
+        let mut s = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    s.push('\'');
+                }
+                '\'' => break,
+                '\\' => {
+                    if let Some(n) = chars.next() {
+                        s.push(n);
+                    }
+                }
+                c => s.push(c),
+            }
+        }
+        out.push(s);
+    }
+    out
+}
+
+fn decode_err(t: &TableInfo, col: &ColumnInfo, why: &str) -> FerryError {
+    FerryError::SchemaIncompatible(format!(
+        "binlog rows of {}: column {}: {why}",
+        t.name(),
+        col.name
+    ))
+}
+
+/// Turn one binlog value into the value a SELECT returns (see the module invariant).
+pub fn convert(t: &TableInfo, col: &ColumnInfo, v: BinlogValue<'_>) -> Result<Value, FerryError> {
+    use ColumnType::*;
+    let v = match v {
+        BinlogValue::Value(v) => v,
+        BinlogValue::Jsonb(j) => return jsonb_text(j).map_err(|e| decode_err(t, col, &e)),
+        BinlogValue::JsonDiff(_) => return Err(decode_err(
+            t,
+            col,
+            "partial JSON updates are not supported; set binlog_row_value_options='' on the source",
+        )),
+    };
+    if v == Value::NULL {
+        return Ok(v);
+    }
+    Ok(match (col.ctype, v) {
+        (
+            MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
+            | MYSQL_TYPE_LONGLONG,
+            Value::Int(i),
+        ) if col.unsigned && i < 0 => {
+            let bits = match col.ctype {
+                MYSQL_TYPE_TINY => 8,
+                MYSQL_TYPE_SHORT => 16,
+                MYSQL_TYPE_INT24 => 24,
+                MYSQL_TYPE_LONG => 32,
+                _ => 64,
+            };
+            let mask = if bits == 64 {
+                u64::MAX
+            } else {
+                (1u64 << bits) - 1
+            };
+            Value::UInt(i as u64 & mask)
+        }
+        (MYSQL_TYPE_TIMESTAMP2, Value::Bytes(b)) => {
+            timestamp_text(&b).ok_or_else(|| decode_err(t, col, "bad TIMESTAMP"))?
+        }
+        (MYSQL_TYPE_TIMESTAMP, Value::Int(secs)) => utc_datetime(secs, 0),
+        (MYSQL_TYPE_YEAR, Value::Bytes(b)) => {
+            let y: i64 = std::str::from_utf8(&b)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1900);
+            Value::Int(if y == 1900 { 0 } else { y })
+        }
+        (MYSQL_TYPE_ENUM, Value::Int(i)) => match i {
+            0 => Value::Bytes(Vec::new()),
+            i => match col.members.get(i as usize - 1) {
+                Some(m) => Value::Bytes(m.clone().into_bytes()),
+                None => {
+                    return Err(decode_err(
+                        t,
+                        col,
+                        &format!("ENUM index {i} is not a member"),
+                    ))
+                }
+            },
+        },
+        (MYSQL_TYPE_SET, Value::Bytes(bits)) => {
+            let mut names = Vec::new();
+            for (i, m) in col.members.iter().enumerate() {
+                if bits.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0) {
+                    names.push(m.as_str());
+                }
+            }
+            Value::Bytes(names.join(",").into_bytes())
+        }
+        (MYSQL_TYPE_STRING, Value::Bytes(mut b)) if col.pad_to.is_some_and(|n| b.len() < n) => {
+            b.resize(col.pad_to.unwrap_or(0), 0);
+            Value::Bytes(b)
+        }
+        (MYSQL_TYPE_BIT, Value::Bytes(b)) => {
+            Value::UInt(b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+        }
+        (_, v) => v,
+    })
+}
+
+fn jsonb_text(j: jsonb::Value<'_>) -> Result<Value, String> {
+    let json: serde_json::Value = j
+        .try_into()
+        .map_err(|e| format!("bad binary JSON: {e:?}"))?;
+    Ok(Value::Bytes(json.to_string().into_bytes()))
+}
+
+/// `"1704067200.123000"` (seconds since the epoch, UTC) -> a UTC date-time.
+fn timestamp_text(b: &[u8]) -> Option<Value> {
+    let s = std::str::from_utf8(b).ok()?;
+    let (secs, frac) = s.split_once('.').unwrap_or((s, "0"));
+    let secs: i64 = secs.parse().ok()?;
+    let mut micros: u32 = frac.parse().ok()?;
+    for _ in frac.len()..6 {
+        micros *= 10;
+    }
+    Some(utc_datetime(secs, micros))
+}
+
+/// Seconds since the epoch -> `Value::Date` in UTC; 0 is the zero TIMESTAMP.
+pub fn utc_datetime(secs: i64, micros: u32) -> Value {
+    if secs == 0 && micros == 0 {
+        return Value::Date(0, 0, 0, 0, 0, 0, 0);
+    }
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    Value::Date(
+        y as u16,
+        m as u8,
+        d as u8,
+        (rem / 3600) as u8,
+        (rem % 3600 / 60) as u8,
+        (rem % 60) as u8,
+        micros,
+    )
+}
+
+/// Days since 1970-01-01 -> (year, month, day), proleptic Gregorian.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// (year, month, day) -> days since 1970-01-01.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_parse() {
+        assert_eq!(
+            parse_members("enum('a','b''c','d,e')"),
+            vec!["a", "b'c", "d,e"]
+        );
+        assert_eq!(parse_members("set('x')"), vec!["x"]);
+    }
+
+    #[test]
+    fn timestamps_are_utc() {
+        assert_eq!(
+            timestamp_text(b"1704067200.123"),
+            Some(Value::Date(2024, 1, 1, 0, 0, 0, 123_000))
+        );
+        assert_eq!(
+            timestamp_text(b"86399"),
+            Some(Value::Date(1970, 1, 1, 23, 59, 59, 0))
+        );
+        assert_eq!(timestamp_text(b"0"), Some(Value::Date(0, 0, 0, 0, 0, 0, 0)));
+        for days in [-1000, 0, 1, 59, 365, 11_016, 20_000, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+}
