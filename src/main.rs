@@ -1,1 +1,32 @@
-fn main() {}
+//! `ferry`: the command line. Parses arguments, sets up logging and the async
+//! runtime, runs one command and turns its result into an exit code. Each
+//! command lives in its own `cmd_*` module; nothing here decides anything.
+
+mod cli;
+mod cmd_precheck;
+mod cmd_run;
+mod cmd_status;
+mod context;
+mod dispatch;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    progress::init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(cli.execute());
+    context::exit(result)
+}

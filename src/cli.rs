@@ -1,0 +1,101 @@
+//! Command-line arguments and their help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::context::{Failure, Global};
+use crate::{cmd_precheck, cmd_run, cmd_status};
+
+/// Ferry moves a live MySQL or MariaDB database into OceanBase (MySQL mode), MySQL or MariaDB.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about,
+    long_about = "Ferry moves a live MySQL or MariaDB database into OceanBase (MySQL mode), MySQL or \
+MariaDB: precheck, schema, full copy (and, as they land, incremental sync, verification and switchover).\n\n\
+A migration is described by a task file (JSON; see examples/). `ferry run TASK.json` runs the whole \
+migration in this process, keeping its progress in a local task store (--state-dir, default ./.ferry). \
+Credentials come from a secrets file readable only by you (--secrets, default \
+~/.config/ferry/secrets.json, mode 0600) or from FERRY_SECRET_<NAME> environment variables; they never \
+appear in output or in the task store.\n\n\
+Exit codes: 0 success, 1 the migration failed, 2 a bad task file, secret or argument, 3 the precheck failed.\n\
+Logging goes to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.",
+    after_help = "Start with `ferry precheck TASK.json`, then `ferry run TASK.json`; watch it from another \
+shell with `ferry status TASK_ID`."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a migration in this process, from precheck to the end of the full copy.
+    #[command(
+        long_about = "Run a migration in this process: the same state machine \
+(statemachine/migration.asl.json) that AWS Step Functions runs in the cloud, with each stage called \
+in-process.\n\n\
+The task file is checked first: a malformed file, an unknown field or a missing secret is refused before \
+anything is written. Then the precheck runs; if an item fails, its report (with the statement that fixes \
+it) is printed and nothing is created on the target. Otherwise the target schema is created, every table \
+is split into primary-key chunks and the chunks are copied in parallel.\n\n\
+Rerunning after a crash or Ctrl-C resumes: chunks already copied are kept, chunks that were in flight are \
+copied again (a chunk copied twice leaves the same rows). Only one `ferry run` may work on a task at a \
+time (a lock file in the state directory)."
+    )]
+    Run(RunArgs),
+    /// Check connectivity, binlog settings, grants and tables, and print the report.
+    #[command(
+        long_about = "Run only the precheck stage and print its report: each item pass, \
+warn or fail, with the exact statement or setting that fixes it. Nothing is created on the target. \
+Exits 0 when no item failed, 3 otherwise."
+    )]
+    Precheck(TaskFileArgs),
+    /// Show a task's state, stage, last error, precheck summary and copy progress.
+    #[command(
+        long_about = "Show a task from the local task store: state and stage, the last \
+error, the precheck summary, each table with rows copied and chunks done/total, and totals. Safe to run \
+while `ferry run` works on the task. --json prints the same as one JSON object (never any credential)."
+    )]
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TaskFileArgs {
+    /// The task file (JSON): task_id, source, target, types, objects, options.
+    #[arg(value_name = "TASK.json")]
+    pub task: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub file: TaskFileArgs,
+    /// Longest time one stage call may run before it returns and is called again (default: the task's
+    /// options.slice_seconds). Shorter slices mean more frequent checkpoints of the state machine.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub slice_seconds: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The task's task_id (from its task file).
+    pub task_id: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Cli {
+    pub async fn execute(self) -> Result<u8, Failure> {
+        match self.command {
+            Command::Run(args) => cmd_run::run(&self.global, args).await,
+            Command::Precheck(args) => cmd_precheck::run(&self.global, args).await,
+            Command::Status(args) => cmd_status::run(&self.global, args).await,
+        }
+    }
+}

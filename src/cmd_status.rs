@@ -1,0 +1,215 @@
+//! `ferry status TASK_ID [--json]`: a task as the local store has it.
+//!
+//! Invariant: only reads the store (never creates it), and prints nothing a
+//! secret could be in: the task file holds secret *names* only.
+
+use std::collections::BTreeMap;
+
+use ferry_core::model::{
+    CheckStatus, ChunkRecord, ChunkState, ChunkSummary, ErrorInfo, PrecheckReport, TablePhase,
+    TableRecord, TaskRecord,
+};
+use ferry_core::store::{now_ms, Repo};
+use serde::Serialize;
+
+use crate::cli::StatusArgs;
+use crate::context::{Failure, Global};
+
+#[derive(Debug, Serialize)]
+struct Status {
+    task_id: String,
+    state: String,
+    stage: Option<String>,
+    created_ms: u64,
+    updated_ms: u64,
+    last_error: Option<ErrorInfo>,
+    precheck: Option<PrecheckSummary>,
+    snapshot: Option<String>,
+    tables: Vec<TableStatus>,
+    totals: ChunkSummary,
+}
+
+#[derive(Debug, Serialize)]
+struct PrecheckSummary {
+    ok: bool,
+    pass: usize,
+    warn: usize,
+    fail: usize,
+    /// The rendered report when an item failed or warned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct TableStatus {
+    source: String,
+    target: String,
+    phase: String,
+    rows_estimate: u64,
+    rows_copied: u64,
+    chunks_done: u64,
+    chunks_total: u64,
+    chunks_failed: u64,
+}
+
+pub async fn run(global: &Global, args: StatusArgs) -> Result<u8, Failure> {
+    let repo = Repo::new(global.existing_store()?);
+    let task = repo.task(&args.task_id).await?;
+    let tables = repo.tables(&args.task_id).await?;
+    let chunks = repo.chunks(&args.task_id).await?;
+    let totals = repo.chunk_summary(&args.task_id).await?;
+    let status = build(task, &tables, &chunks, totals);
+    if args.json {
+        let text = serde_json::to_string_pretty(&status).map_err(|e| {
+            ferry_core::FerryError::Internal(format!("cannot encode the status: {e}"))
+        })?;
+        println!("{text}");
+    } else {
+        print!("{}", render(&status));
+    }
+    Ok(0)
+}
+
+fn build(
+    task: TaskRecord,
+    tables: &[TableRecord],
+    chunks: &[ChunkRecord],
+    totals: ChunkSummary,
+) -> Status {
+    let mut per_table: BTreeMap<String, (u64, u64, u64, u64)> = BTreeMap::new();
+    for c in chunks {
+        let e = per_table.entry(c.table_name()).or_default();
+        e.1 += 1;
+        match c.state {
+            ChunkState::Done => {
+                e.0 += c.rows;
+                e.2 += 1;
+            }
+            ChunkState::Failed => e.3 += 1,
+            _ => {}
+        }
+    }
+    let tables = tables
+        .iter()
+        .map(|t| {
+            let (rows, total, done, failed) =
+                per_table.get(&t.source_name()).copied().unwrap_or_default();
+            TableStatus {
+                source: t.source_name(),
+                target: format!("{}.{}", t.target_db, t.target_table),
+                phase: phase_name(&t.phase),
+                rows_estimate: t.rows_estimate,
+                rows_copied: rows,
+                chunks_done: done,
+                chunks_total: total.max(t.chunks_total),
+                chunks_failed: failed,
+            }
+        })
+        .collect();
+    Status {
+        task_id: task.task_id,
+        state: task.state.as_str().to_string(),
+        stage: task.stage,
+        created_ms: task.created_ms,
+        updated_ms: task.updated_ms,
+        last_error: task.last_error,
+        precheck: task.precheck.as_ref().map(precheck_summary),
+        snapshot: task.snapshot.map(|s| s.position.to_string()),
+        tables,
+        totals,
+    }
+}
+
+fn phase_name(p: &TablePhase) -> String {
+    match p {
+        TablePhase::Planned => "planned".into(),
+        TablePhase::Copying => "copying".into(),
+        TablePhase::Copied => "copied".into(),
+        TablePhase::Errored { reason, solution } => format!("errored: {reason} (fix: {solution})"),
+    }
+}
+
+fn precheck_summary(r: &PrecheckReport) -> PrecheckSummary {
+    let count = |s: CheckStatus| r.items.iter().filter(|i| i.status == s).count();
+    let (pass, warn, fail) = (
+        count(CheckStatus::Pass),
+        count(CheckStatus::Warn),
+        count(CheckStatus::Fail),
+    );
+    let report = (warn + fail > 0).then(|| r.render());
+    PrecheckSummary {
+        ok: r.ok,
+        pass,
+        warn,
+        fail,
+        report,
+    }
+}
+
+fn ago(ms: u64) -> String {
+    let secs = now_ms().saturating_sub(ms) / 1000;
+    match secs {
+        0..=119 => format!("{secs} s ago"),
+        120..=7199 => format!("{} min ago", secs / 60),
+        _ => format!("{} h ago", secs / 3600),
+    }
+}
+
+fn render(s: &Status) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<11} {v}\n"));
+    line("task", s.task_id.clone());
+    let stage = s
+        .stage
+        .as_deref()
+        .map(|st| format!(" (stage {st})"))
+        .unwrap_or_default();
+    line(
+        "state",
+        format!("{}{stage}, updated {}", s.state, ago(s.updated_ms)),
+    );
+    if let Some(e) = &s.last_error {
+        line(
+            "last error",
+            format!("{}: {} ({})", e.name, e.message, ago(e.at_ms)),
+        );
+    }
+    match &s.precheck {
+        Some(p) => line(
+            "precheck",
+            format!(
+                "{}: {} pass, {} warn, {} fail",
+                if p.ok { "passed" } else { "FAILED" },
+                p.pass,
+                p.warn,
+                p.fail
+            ),
+        ),
+        None => line("precheck", "not run yet".into()),
+    }
+    if let Some(pos) = &s.snapshot {
+        line("snapshot", pos.clone());
+    }
+    line("tables", s.tables.len().to_string());
+    for t in &s.tables {
+        let failed = if t.chunks_failed > 0 {
+            format!(", {} failed", t.chunks_failed)
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "  {} -> {}  {}  {} rows  chunks {}/{}{failed}\n",
+            t.source, t.target, t.phase, t.rows_copied, t.chunks_done, t.chunks_total
+        ));
+    }
+    let t = &s.totals;
+    out.push_str(&format!(
+        "{:<11} {} rows, {} bytes, chunks {}/{} done ({} pending, {} running, {} failed)\n",
+        "totals", t.rows, t.bytes, t.done, t.total, t.pending, t.running, t.failed
+    ));
+    if let Some(report) = s.precheck.as_ref().and_then(|p| p.report.as_ref()) {
+        out.push_str("\nprecheck report:\n");
+        out.push_str(report);
+    }
+    out
+}

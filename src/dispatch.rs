@@ -1,0 +1,92 @@
+//! The embedded orchestration: the state machine definition compiled into the
+//! binary, with every `${...Arn}` placeholder replaced by its stage name, and a
+//! [`Dispatch`] that calls the stage in-process.
+//!
+//! Invariant: a Task's failure reaches the state machine as the stage error's
+//! stable `Ferry.*` name and message (never a Rust type name), so Retry and
+//! Catch behave exactly as they do on Step Functions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_asl::{Definition, Dispatch, Event, EventHook, TaskCall, TaskFailure};
+use ferry_core::FerryError;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde_json::Value;
+
+use crate::context::LocalEnv;
+
+/// `statemachine/migration.asl.json`, as built into this binary.
+pub const DEFINITION: &str = include_str!("../statemachine/migration.asl.json");
+
+/// The definition with each stage placeholder replaced by the stage's name.
+pub fn definition() -> Result<Arc<Definition>, FerryError> {
+    let substitutions: HashMap<String, String> = ferry_core::STAGES
+        .iter()
+        .map(|(stage, placeholder)| (placeholder.to_string(), stage.to_string()))
+        .collect();
+    Definition::from_json(DEFINITION, &substitutions)
+        .map(Arc::new)
+        .map_err(|e| {
+            FerryError::Internal(format!(
+                "the built-in state machine definition does not load: {e}"
+            ))
+        })
+}
+
+/// Calls `ferry_stages::invoke` for each Task, with a deadline one slice away.
+pub struct StageDispatch {
+    pub env: Arc<LocalEnv>,
+    pub slice: Duration,
+}
+
+impl Dispatch for StageDispatch {
+    fn invoke(
+        &self,
+        call: TaskCall<'_>,
+        input: Value,
+    ) -> BoxFuture<'static, Result<Value, TaskFailure>> {
+        let env = Arc::clone(&self.env);
+        let stage = call.resource.to_string();
+        let deadline = Instant::now() + self.slice;
+        async move {
+            ferry_stages::invoke(&env, &stage, input, deadline)
+                .await
+                .map_err(|e| TaskFailure::new(e.name(), e.message()))
+        }
+        .boxed()
+    }
+}
+
+/// Log the execution's progress: states at info, retries and failures at warn.
+pub fn log_events() -> EventHook {
+    Arc::new(|event: &Event| match event {
+        Event::StateEntered { name, .. } => tracing::info!(state = %name, "entering state"),
+        Event::Retrying {
+            state,
+            attempt,
+            delay_ms,
+        } => {
+            tracing::warn!(state = %state, attempt, delay_ms, "retrying after a transient error")
+        }
+        Event::TaskFailed {
+            state,
+            error,
+            cause,
+        } => tracing::warn!(state = %state, error = %error, "{cause}"),
+        Event::Caught { state, error, next } => {
+            tracing::info!(state = %state, error = %error, next = %next, "error caught")
+        }
+        Event::MapIterationFailed {
+            state,
+            index,
+            error,
+            ..
+        } => {
+            tracing::warn!(state = %state, index, error = %error, "map iteration failed")
+        }
+        other => tracing::debug!(event = ?other, "execution event"),
+    })
+}
