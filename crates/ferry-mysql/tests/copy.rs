@@ -1,0 +1,555 @@
+//! Chunk copy against the real servers: hostile identifiers, row filters,
+//! idempotence (a chunk copied twice equals once), a write killed mid-chunk
+//! leaves the target range unchanged and a retry completes it, and a copy
+//! racing a background writer yields, for every chunk, exactly the source's
+//! contents at one commit point (its snapshot).
+
+mod copy_support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use copy_support::*;
+use ferry_core::model::{ChunkRecord, KeyValue};
+use ferry_core::FerryError;
+use ferry_mysql::copy::{copy_chunk, CopyOptions, RateLimiter, WriteMethod};
+use ferry_mysql::{qualified, quote_ident};
+use ferry_testkit::{
+    drop_db, env, exec, recreate_db, rows, unique_name, wait_until, Side, TestEnv,
+};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Value};
+
+/// Create `db.table (id BIGINT PK, val BIGINT, note VARCHAR)` with ids 0, 2, .., 2(n-1) on the source
+/// and the same empty table on the target.
+async fn numbers_table(te: &TestEnv, src_db: &str, tgt_db: &str, table: &str, n: i64) {
+    let mut src = te.admin(Side::Source).await;
+    recreate_db(&mut src, src_db).await;
+    let t = qualified(src_db, table);
+    exec(
+        &mut src,
+        &format!("CREATE TABLE {t} (id BIGINT PRIMARY KEY, val BIGINT NOT NULL, note VARCHAR(40))"),
+    )
+    .await;
+    let mut id = 0;
+    while id < n {
+        let end = (id + 5000).min(n);
+        let values: Vec<String> = (id..end)
+            .map(|i| format!("({}, {i}, 'n{i}')", 2 * i))
+            .collect();
+        exec(
+            &mut src,
+            &format!("INSERT INTO {t} VALUES {}", values.join(",")),
+        )
+        .await;
+        id = end;
+    }
+    let mut tgt = te.admin(Side::Target).await;
+    recreate_db(&mut tgt, tgt_db).await;
+    clone_table(te, src_db, table, tgt_db, table).await;
+}
+
+async fn cleanup(te: &TestEnv, src_db: &str, tgt_db: &str) {
+    drop_db(&mut te.admin(Side::Source).await, src_db).await;
+    drop_db(&mut te.admin(Side::Target).await, tgt_db).await;
+}
+
+#[tokio::test]
+async fn hostile_identifiers_and_a_row_filter() {
+    let te = env();
+    let src_db = format!("{} `q' \"ü", unique_name("ferry copy"));
+    let tgt_db = format!("{} ü'`", unique_name("ferry tgt"));
+    let table = "tab le`x'ü \"t\"";
+    let mut src = te.admin(Side::Source).await;
+    let mut tgt = te.admin(Side::Target).await;
+    recreate_db(&mut src, &src_db).await;
+    recreate_db(&mut tgt, &tgt_db).await;
+    let t = qualified(&src_db, table);
+    exec(
+        &mut src,
+        &format!(
+            "CREATE TABLE {t} ({} INT NOT NULL, {} VARCHAR(20) NOT NULL, {} BLOB, {} TEXT, PRIMARY KEY ({}, {}))",
+            quote_ident("id `x"),
+            quote_ident("k'ey ñ"),
+            quote_ident("vál ue"),
+            quote_ident("a\"b;--"),
+            quote_ident("id `x"),
+            quote_ident("k'ey ñ"),
+        ),
+    )
+    .await;
+    for i in 0..50 {
+        exec(
+            &mut src,
+            &format!(
+                "INSERT INTO {t} VALUES ({}, 'k{}', X'00{i:02X}', 'row {i}')",
+                i / 2,
+                i % 2
+            ),
+        )
+        .await;
+    }
+    clone_table(&te, &src_db, table, &tgt_db, table).await;
+    let info = table_info(&te, &src_db, table).await;
+    assert_eq!(
+        info.key.as_deref(),
+        Some(&["id `x".to_string(), "k'ey ñ".to_string()][..])
+    );
+    let bound = |i: i64, k: &str| Some(vec![KeyValue::Int(i), KeyValue::Text(k.into())]);
+    let chunks = [
+        chunk(&src_db, table, None, bound(10, "k1")),
+        chunk(&src_db, table, bound(10, "k1"), bound(20, "k0")),
+        chunk(&src_db, table, bound(20, "k0"), None),
+    ];
+    let filter = format!("{} <> 'row 7'", quote_ident("a\"b;--"));
+    for method in [WriteMethod::LoadData, WriteMethod::Insert] {
+        let mut total = 0;
+        for c in &chunks {
+            let s = copy(
+                &te,
+                &info,
+                (&tgt_db, table),
+                c,
+                Some(&filter),
+                &options(method),
+            )
+            .await
+            .expect("copy");
+            total += s.rows;
+        }
+        assert_eq!(total, 49, "{method:?}: one row is filtered out");
+        let a = rows(&mut src, &src_db, table).await;
+        let b = rows(&mut tgt, &tgt_db, table).await;
+        let expected: Vec<_> = a
+            .into_iter()
+            .filter(|r| r[3] != Value::Bytes(b"row 7".to_vec()))
+            .collect();
+        assert_eq!(expected, b, "{method:?}");
+    }
+    drop_db(&mut src, &src_db).await;
+    drop_db(&mut tgt, &tgt_db).await;
+}
+
+#[tokio::test]
+async fn a_chunk_copied_twice_equals_once_and_leaves_other_ranges_alone() {
+    let te = env();
+    let (src_db, tgt_db) = (
+        unique_name("ferry_twice_src"),
+        unique_name("ferry_twice_tgt"),
+    );
+    numbers_table(&te, &src_db, &tgt_db, "t", 3000).await;
+    let info = table_info(&te, &src_db, "t").await;
+    let mut src = te.admin(Side::Source).await;
+    let mut tgt = te.admin(Side::Target).await;
+    let (st, tt) = (qualified(&src_db, "t"), qualified(&tgt_db, "t"));
+    // Rows outside the chunk's range on the target must survive every copy.
+    exec(
+        &mut tgt,
+        &format!("INSERT INTO {tt} VALUES (-5, 0, 'outside'), (99999, 0, 'outside')"),
+    )
+    .await;
+    let c = chunk(&src_db, "t", int_bound(0), int_bound(6000));
+    for method in [WriteMethod::LoadData, WriteMethod::Insert] {
+        let once = copy(&te, &info, (&tgt_db, "t"), &c, None, &options(method))
+            .await
+            .expect("copy");
+        let after_once = rows(&mut tgt, &tgt_db, "t").await;
+        let twice = copy(&te, &info, (&tgt_db, "t"), &c, None, &options(method))
+            .await
+            .expect("copy again");
+        assert_eq!(once, twice);
+        assert_eq!(
+            after_once,
+            rows(&mut tgt, &tgt_db, "t").await,
+            "{method:?}: copying twice changed the target"
+        );
+        let count: Option<u64> = src
+            .query_first(format!("SELECT COUNT(*) FROM {st}"))
+            .await
+            .unwrap();
+        assert_eq!(Some(once.rows), count);
+        // The source changes (update, delete, insert); a recopy follows it exactly.
+        exec(
+            &mut src,
+            &format!("UPDATE {st} SET val = -val, note = NULL WHERE id < 100"),
+        )
+        .await;
+        exec(
+            &mut src,
+            &format!("DELETE FROM {st} WHERE id BETWEEN 200 AND 400"),
+        )
+        .await;
+        exec(
+            &mut src,
+            &format!("INSERT INTO {st} VALUES (1, 1, 'new'), (3, 3, 'new')"),
+        )
+        .await;
+        copy(&te, &info, (&tgt_db, "t"), &c, None, &options(method))
+            .await
+            .expect("recopy");
+        let want = text_rows(&mut src, &format!("SELECT * FROM {st} ORDER BY id")).await;
+        let got = text_rows(
+            &mut tgt,
+            &format!("SELECT * FROM {tt} WHERE id >= 0 AND id < 6000 ORDER BY id"),
+        )
+        .await;
+        assert_eq!(
+            want, got,
+            "{method:?}: the recopied range differs from the source"
+        );
+        let outside = text_rows(
+            &mut tgt,
+            &format!("SELECT id FROM {tt} WHERE id < 0 OR id >= 6000 ORDER BY id"),
+        )
+        .await;
+        assert_eq!(
+            outside,
+            vec![
+                vec![Value::Bytes(b"-5".to_vec())],
+                vec![Value::Bytes(b"99999".to_vec())]
+            ],
+            "{method:?}"
+        );
+        exec(&mut src, &format!("DELETE FROM {st} WHERE id IN (1, 3)")).await;
+    }
+    cleanup(&te, &src_db, &tgt_db).await;
+}
+
+/// The target's InnoDB transaction of connection `id`: rows it modified so far.
+async fn rows_modified(admin: &mut Conn, id: u32) -> Option<u64> {
+    admin
+        .exec_first(
+            "SELECT trx_rows_modified FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = ?",
+            (id,),
+        )
+        .await
+        .expect("INNODB_TRX")
+}
+
+/// Start a slow (rate-limited) copy of the whole table, wait until its target
+/// transaction has written rows past the range delete, then `interrupt` it.
+async fn interrupted_copy(method: WriteMethod, kill: bool) {
+    let te = env();
+    let (src_db, tgt_db) = (unique_name("ferry_kill_src"), unique_name("ferry_kill_tgt"));
+    numbers_table(&te, &src_db, &tgt_db, "t", 20_000).await;
+    let info = table_info(&te, &src_db, "t").await;
+    let mut admin = te.admin(Side::Target).await;
+    let tt = qualified(&tgt_db, "t");
+    // Stale rows in the range: the failed copy must leave exactly these.
+    exec(
+        &mut admin,
+        &format!("INSERT INTO {tt} VALUES (0, 42, 'stale'), (8, 42, 'stale'), (77777, 1, 'stale')"),
+    )
+    .await;
+    let before = rows(&mut admin, &tgt_db, "t").await;
+    let c = chunk(&src_db, "t", None, None);
+    let opts = CopyOptions {
+        batch_rows: 200,
+        ..options(method)
+    };
+    let limiter = Arc::new(RateLimiter::new(4000, 0));
+
+    let mut src = te
+        .endpoint(Side::Source, false)
+        .connect()
+        .await
+        .expect("source");
+    let mut dst = te
+        .endpoint(Side::Target, false)
+        .connect()
+        .await
+        .expect("target");
+    let dst_id = dst.id();
+    let (l, i, c2, o) = (limiter.clone(), info.clone(), c.clone(), opts.clone());
+    let tdb = tgt_db.clone();
+    let copying = tokio::spawn(async move {
+        let r = copy_chunk(&mut src, &mut dst, &i, (&tdb, "t"), &c2, None, &o, &l).await;
+        (r, dst)
+    });
+    wait_until(
+        "the copy has written rows on the target",
+        Duration::from_secs(30),
+        || {
+            let te = te.clone();
+            async move {
+                rows_modified(&mut te.admin(Side::Target).await, dst_id)
+                    .await
+                    .unwrap_or(0)
+                    > 1000
+            }
+        },
+    )
+    .await;
+    if kill {
+        exec(&mut admin, &format!("KILL {dst_id}")).await;
+        let (result, _dst) = copying.await.expect("copy task");
+        let err = result.expect_err("a killed copy fails");
+        assert!(
+            matches!(err, FerryError::Transient(_)),
+            "{method:?}: killed connection is transient: {err:?}"
+        );
+    } else {
+        copying.abort();
+        let _ = copying.await;
+    }
+    wait_until(
+        "the interrupted transaction is rolled back",
+        Duration::from_secs(30),
+        || {
+            let te = te.clone();
+            async move {
+                rows_modified(&mut te.admin(Side::Target).await, dst_id)
+                    .await
+                    .is_none()
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        before,
+        rows(&mut admin, &tgt_db, "t").await,
+        "{method:?}: the target changed after a failed copy"
+    );
+
+    limiter.set_limits(0, 0);
+    let stats = copy(&te, &info, (&tgt_db, "t"), &c, None, &opts)
+        .await
+        .expect("the retry completes");
+    assert_eq!(stats.rows, 20_000);
+    let mut src = te.admin(Side::Source).await;
+    ferry_testkit::assert_same_rows(&mut src, (&src_db, "t"), &mut admin, (&tgt_db, "t")).await;
+    cleanup(&te, &src_db, &tgt_db).await;
+}
+
+#[tokio::test]
+async fn a_load_data_killed_mid_chunk_leaves_the_target_unchanged() {
+    interrupted_copy(WriteMethod::LoadData, true).await;
+}
+
+#[tokio::test]
+async fn an_insert_killed_mid_batch_leaves_the_target_unchanged() {
+    interrupted_copy(WriteMethod::Insert, true).await;
+}
+
+#[tokio::test]
+async fn a_dropped_copy_leaves_the_target_unchanged() {
+    interrupted_copy(WriteMethod::LoadData, false).await;
+}
+
+/// One committed writer transaction: rows set (id -> (val, note)) and ids deleted.
+#[derive(Debug, Clone, Default)]
+struct Txn {
+    set: Vec<(i64, i64, String)>,
+    deleted: Vec<i64>,
+}
+
+type Model = BTreeMap<i64, (i64, String)>;
+
+/// A single-threaded writer: each transaction updates two rows, inserts one
+/// and deletes one, spread over the key space; committed ones are logged in order.
+async fn writer(te: TestEnv, db: String, n: i64, log: Arc<Mutex<Vec<Txn>>>, stop: Arc<AtomicBool>) {
+    let mut conn = te.admin(Side::Source).await;
+    let t = qualified(&db, "t");
+    let mut seq: i64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        seq += 1;
+        let a = (seq * 7919) % n * 2;
+        let b = (seq * 104_729 + 13) % n * 2;
+        let new_id = 2 * n + 2 * seq + 1;
+        let gone = (seq * 15_485_863 + 5) % n * 2 + 1; // an odd id a previous transaction may have inserted
+        let odd_insert = (seq * 31) % n * 2 + 1;
+        let mut tx = conn
+            .start_transaction(Default::default())
+            .await
+            .expect("begin");
+        let mut txn = Txn::default();
+        for id in [a, b] {
+            let note = format!("u{seq}");
+            tx.exec_drop(
+                format!("UPDATE {t} SET val = val + 1, note = ? WHERE id = ?"),
+                (&note, id),
+            )
+            .await
+            .unwrap();
+            let cur: Option<(i64, String)> = tx
+                .exec_first(format!("SELECT val, note FROM {t} WHERE id = ?"), (id,))
+                .await
+                .unwrap();
+            if let Some((v, nt)) = cur {
+                txn.set.push((id, v, nt));
+            }
+        }
+        for id in [new_id, odd_insert] {
+            tx.exec_drop(
+                format!("REPLACE INTO {t} VALUES (?, ?, ?)"),
+                (id, seq, format!("i{seq}")),
+            )
+            .await
+            .unwrap();
+            txn.set.push((id, seq, format!("i{seq}")));
+        }
+        tx.exec_drop(format!("DELETE FROM {t} WHERE id = ?"), (gone,))
+            .await
+            .unwrap();
+        txn.deleted.push(gone);
+        tx.commit().await.expect("commit");
+        log.lock().unwrap().push(txn);
+    }
+}
+
+fn apply(model: &mut Model, txn: &Txn) {
+    for (id, v, n) in &txn.set {
+        model.insert(*id, (*v, n.clone()));
+    }
+    for id in &txn.deleted {
+        model.remove(id);
+    }
+}
+
+fn bound(b: &Option<Vec<KeyValue>>) -> Option<i64> {
+    match b.as_deref() {
+        Some([KeyValue::Int(i)]) => Some(*i),
+        _ => None,
+    }
+}
+
+fn lo(c: &ChunkRecord) -> i64 {
+    bound(&c.lower).unwrap_or(i64::MIN)
+}
+
+fn hi(c: &ChunkRecord) -> i64 {
+    bound(&c.upper).unwrap_or(i64::MAX)
+}
+
+fn in_range(id: i64, c: &ChunkRecord) -> bool {
+    (lo(c)..hi(c)).contains(&id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_chunk_equals_the_source_at_its_snapshot_while_a_writer_runs() {
+    let te = env();
+    let (src_db, tgt_db) = (unique_name("ferry_race_src"), unique_name("ferry_race_tgt"));
+    let n = 20_000;
+    numbers_table(&te, &src_db, &tgt_db, "t", n).await;
+    let info = table_info(&te, &src_db, "t").await;
+    let initial: Model = (0..n).map(|i| (2 * i, (i, format!("n{i}")))).collect();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = tokio::spawn(writer(
+        te.clone(),
+        src_db.clone(),
+        n,
+        log.clone(),
+        stop.clone(),
+    ));
+    wait_until("the writer commits", Duration::from_secs(30), || {
+        let l = log.clone();
+        async move { l.lock().unwrap().len() >= 20 }
+    })
+    .await;
+
+    // Eight chunks, copied one after the other while the writer keeps going.
+    let step = 2 * n / 8;
+    let chunks: Vec<ChunkRecord> = (0..8)
+        .map(|k| {
+            let lo = if k == 0 { None } else { int_bound(k * step) };
+            let hi = if k == 7 {
+                None
+            } else {
+                int_bound((k + 1) * step)
+            };
+            chunk(&src_db, "t", lo, hi)
+        })
+        .collect();
+    let opts = CopyOptions {
+        batch_rows: 500,
+        ..options(WriteMethod::LoadData)
+    };
+    let limiter = RateLimiter::new(20_000, 0);
+    let mut src = te
+        .endpoint(Side::Source, false)
+        .connect()
+        .await
+        .expect("source");
+    let mut dst = te
+        .endpoint(Side::Target, false)
+        .connect()
+        .await
+        .expect("target");
+    let mut seen_before = Vec::new();
+    for c in &chunks {
+        seen_before.push(log.lock().unwrap().len());
+        copy_chunk(
+            &mut src,
+            &mut dst,
+            &info,
+            (&tgt_db, "t"),
+            c,
+            None,
+            &opts,
+            &limiter,
+        )
+        .await
+        .expect("copy");
+    }
+    stop.store(true, Ordering::Relaxed);
+    w.await.expect("writer");
+    let log = log.lock().unwrap().clone();
+    assert!(
+        log.len() > seen_before[0] + 20,
+        "the writer ran during the copy ({} txns)",
+        log.len()
+    );
+
+    // Each chunk must equal the model after some prefix of the writer's transactions,
+    // and later chunks see later (or the same) prefixes.
+    let mut tgt = te.admin(Side::Target).await;
+    let target: Vec<(i64, i64, String)> = tgt
+        .query(format!(
+            "SELECT id, val, note FROM {} ORDER BY id",
+            qualified(&tgt_db, "t")
+        ))
+        .await
+        .unwrap();
+    let mut from = 0;
+    for (k, c) in chunks.iter().enumerate() {
+        let got: Vec<(i64, i64, String)> = target
+            .iter()
+            .filter(|r| in_range(r.0, c))
+            .cloned()
+            .collect();
+        let mut model = initial.clone();
+        let mut matched = None;
+        for p in 0..=log.len() {
+            if p > 0 {
+                apply(&mut model, &log[p - 1]);
+            }
+            if p < from.max(seen_before[k]) {
+                continue;
+            }
+            let want: Vec<(i64, i64, String)> = model
+                .range(lo(c)..hi(c))
+                .map(|(id, (v, nt))| (*id, *v, nt.clone()))
+                .collect();
+            if want == got {
+                matched = Some(p);
+                break;
+            }
+        }
+        let p = matched.unwrap_or_else(|| {
+            panic!(
+                "chunk {k} ({} rows) equals the source at no commit point from {from} on",
+                got.len()
+            )
+        });
+        eprintln!(
+            "chunk {k}: {} rows, equal to the source after {p} of {} writer transactions",
+            got.len(),
+            log.len()
+        );
+        from = p;
+    }
+    cleanup(&te, &src_db, &tgt_db).await;
+}
