@@ -844,19 +844,14 @@ async fn replication_items(conn: &mut Conn, ep: &Endpoint, srv: &Server) -> Vec<
     vec![monitor, replication_probe(ep, srv, at).await]
 }
 
-/// RELOAD lets Ferry flush tables for a consistent start; optional.
+/// RELOAD is optional: noted, never a warning. Ferry reads each chunk under
+/// `START TRANSACTION WITH CONSISTENT SNAPSHOT` and never runs `FLUSH TABLES`.
 fn reload_item(srv: &Server) -> CheckItem {
-    let check = srv.check("reload");
-    if has_privilege(&srv.grants, "RELOAD", None) {
-        pass(&check, &srv.role, "RELOAD is granted")
-    } else {
-        warn(
-            &check,
-            &srv.role,
-            "RELOAD is not granted (optional: without it Ferry cannot FLUSH TABLES for a consistent start)",
-            srv.account.grant("RELOAD", "*.*"),
-        )
-    }
+    let note = match has_privilege(&srv.grants, "RELOAD", None) {
+        true => "RELOAD is granted (optional)",
+        false => "RELOAD is not granted; it is optional: Ferry never runs FLUSH TABLES",
+    };
+    pass(&srv.check("reload"), &srv.role, note)
 }
 
 /// The privileges Ferry needs on a database it writes to, granted by one statement.
@@ -1284,21 +1279,26 @@ async fn key_item(conn: &mut Conn, srv: &Server, info: &TableInfo) -> CheckItem 
         .into_iter()
         .filter(|ix| ix.unique)
         .find_map(|ix| ix.columns.into_iter().collect::<Option<Vec<String>>>());
-    let fix = match unique_cols {
+    let (why, fix) = match unique_cols {
         Some(cols) => {
             let list: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
-            format!(
-                "ALTER TABLE {q} ADD PRIMARY KEY ({}); (the columns must hold no NULLs)",
-                list.join(", ")
+            let why = format!(
+                "; its unique key ({}) allows NULLs, so it becomes the primary key once no row holds a NULL there",
+                cols.join(", ")
+            );
+            (
+                why,
+                format!("ALTER TABLE {q} ADD PRIMARY KEY ({});", list.join(", ")),
             )
         }
         None => {
             let invisible = (srv.info.is_mariadb && srv.info.number >= (10, 3, 0))
                 || (!srv.info.is_mariadb && srv.info.number >= (8, 0, 23));
-            format!(
+            let fix = format!(
                 "ALTER TABLE {q} ADD COLUMN `ferry_row_id` BIGINT UNSIGNED NOT NULL AUTO_INCREMENT{} PRIMARY KEY;",
                 if invisible { " INVISIBLE" } else { "" }
-            )
+            );
+            (String::new(), fix)
         }
     };
     fail(
@@ -1306,7 +1306,7 @@ async fn key_item(conn: &mut Conn, srv: &Server, info: &TableInfo) -> CheckItem 
         &name,
         format!(
             "{name} has no primary key and no unique key over NOT NULL columns: Ferry cannot split it into chunks \
-             or apply changes to it by key"
+             or apply changes to it by key{why}"
         ),
         fix,
     )

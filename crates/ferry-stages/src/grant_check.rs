@@ -1,18 +1,114 @@
-//! The `grant-check` stage (being written).
+//! The `grant-check` stage (precheck). Input: the task file (the execution
+//! input). Output: `{"task_id","ok","failed","warned"}`; the full report is
+//! kept in the task record (`precheck`).
+//!
+//! Invariants:
+//! - A bad task file (`Ferry.BadTask`, naming the field) or a secret that
+//!   cannot be resolved (`Ferry.BadSecret`, naming the secret and where it was
+//!   looked for) is refused before anything is recorded.
+//! - A failed check is a normal result, not an error: the stage returns
+//!   `ok: false` and marks the task failed with `Ferry.PrecheckFailed`, whose
+//!   message lists the failed items and their fixes. A later run that passes
+//!   clears that error.
+//! - Nothing is written to the source or the target except the precheck's
+//!   probe table, which it drops (see `ferry_mysql::precheck`).
+//! - A rerun of the same task passes where its own earlier run left rows: the
+//!   tables it planned are read from the task store.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
+use ferry_core::model::{CheckStatus, ErrorInfo, PrecheckReport, TableRecord, TaskState};
 use ferry_core::secret::SecretSource;
-use ferry_core::store::ItemStore;
+use ferry_core::store::{now_ms, ItemStore};
+use ferry_core::task::TaskSpec;
 use ferry_core::FerryError;
-use serde_json::Value;
+use ferry_mysql::precheck::{check_source, check_tables_planned, check_target, merge};
+use serde_json::{json, Value};
 
 use crate::StageEnv;
 
+const STAGE: &str = "grant-check";
+
 pub async fn run<S: ItemStore, K: SecretSource>(
-    _env: &StageEnv<S, K>,
-    _input: Value,
+    env: &StageEnv<S, K>,
+    input: Value,
     _deadline: Instant,
 ) -> Result<Value, FerryError> {
-    Err(FerryError::Internal("stage grant-check is not built yet".into()))
+    let spec = TaskSpec::from_json(&input.to_string())?;
+    let (src, tgt) = env.endpoints(&spec).await?;
+    let id = spec.task_id.as_str();
+    env.repo.create_task(&spec).await?;
+    env.repo
+        .set_state(id, TaskState::Prechecking, Some(STAGE))
+        .await?;
+    let planned: BTreeSet<String> = env
+        .repo
+        .tables(id)
+        .await?
+        .iter()
+        .map(TableRecord::source_name)
+        .collect();
+    let (source, target, tables) = tokio::join!(
+        check_source(&src, &spec),
+        check_target(&tgt, &spec),
+        check_tables_planned(&src, &tgt, &spec, &planned),
+    );
+    let report = PrecheckReport::new(merge(vec![source, target, tables]));
+    record(env, id, &report).await?;
+    let count = |s: CheckStatus| report.items.iter().filter(|i| i.status == s).count();
+    tracing::info!(
+        task = id,
+        ok = report.ok,
+        failed = count(CheckStatus::Fail),
+        "precheck finished"
+    );
+    Ok(json!({
+        "task_id": id,
+        "ok": report.ok,
+        "failed": count(CheckStatus::Fail),
+        "warned": count(CheckStatus::Warn),
+    }))
+}
+
+/// Keep the report; a failed one marks the task failed, a passing one clears
+/// the previous run's precheck failure.
+async fn record<S: ItemStore, K: SecretSource>(
+    env: &StageEnv<S, K>,
+    id: &str,
+    report: &PrecheckReport,
+) -> Result<(), FerryError> {
+    let name = FerryError::PrecheckFailed(String::new()).name();
+    let failure = (!report.ok).then(|| ErrorInfo {
+        name: name.to_string(),
+        message: failed_items(report).render(),
+        at_ms: now_ms(),
+    });
+    env.repo
+        .update_task(id, |t| {
+            t.precheck = Some(report.clone());
+            match &failure {
+                Some(f) => {
+                    t.state = TaskState::Failed;
+                    t.last_error = Some(f.clone());
+                }
+                None if t.last_error.as_ref().is_some_and(|e| e.name == name) => {
+                    t.last_error = None
+                }
+                None => {}
+            }
+        })
+        .await
+        .map(|_| ())
+}
+
+fn failed_items(report: &PrecheckReport) -> PrecheckReport {
+    PrecheckReport::new(
+        report
+            .items
+            .iter()
+            .filter(|i| i.status == CheckStatus::Fail)
+            .cloned()
+            .collect(),
+    )
 }

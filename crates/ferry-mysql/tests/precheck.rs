@@ -1,0 +1,595 @@
+//! Prechecks against the real test servers (`scripts/testenv up`). Missing
+//! grants are tested with throwaway users created by the admin connection and
+//! dropped at the end; each failed item's fix is run and the check passes.
+
+use std::collections::BTreeSet;
+
+use ferry_core::model::{CheckItem, CheckStatus};
+use ferry_core::secret::Redacted;
+use ferry_core::task::TaskSpec;
+use ferry_mysql::precheck::{
+    check_source, check_tables, check_tables_planned, check_target, merge,
+};
+use ferry_mysql::{qualified, quote_ident, Endpoint};
+use ferry_testkit::{drop_db, env, exec, recreate_db, unique_name, Side, TestEnv};
+use mysql_async::prelude::*;
+
+fn spec(include: &[&str], types: &str, rename: Option<(&str, &str)>) -> TaskSpec {
+    let rename = rename
+        .map(|(a, b)| format!(r#","rename":{{"{a}":"{b}"}}"#))
+        .unwrap_or_default();
+    let include: Vec<String> = include.iter().map(|p| format!("\"{p}\"")).collect();
+    TaskSpec::from_json(&format!(
+        r#"{{"task_id":"pc","source":{{"secret":"test-source"}},"target":{{"secret":"test-target","dialect":"mariadb"}},
+           "types":{types},"objects":{{"include":[{}]{rename}}}}}"#,
+        include.join(",")
+    ))
+    .unwrap()
+}
+
+fn find<'a>(items: &'a [CheckItem], check: &str, subject: &str) -> &'a CheckItem {
+    items
+        .iter()
+        .find(|i| i.check == check && i.subject == subject)
+        .unwrap_or_else(|| panic!("no item {check} ({subject}) in:\n{items:#?}"))
+}
+
+fn failed(items: &[CheckItem]) -> Vec<&CheckItem> {
+    items
+        .iter()
+        .filter(|i| i.status == CheckStatus::Fail)
+        .collect()
+}
+
+fn assert_status(items: &[CheckItem], check: &str, subject: &str, want: CheckStatus) -> CheckItem {
+    let i = find(items, check, subject);
+    assert_eq!(i.status, want, "{i:#?}");
+    i.clone()
+}
+
+fn assert_no_secret(items: &[CheckItem], secrets: &[&str]) {
+    let text = serde_json::to_string(items).unwrap();
+    for s in secrets {
+        assert!(
+            !text.contains(s),
+            "a password leaked into the items: {text}"
+        );
+    }
+}
+
+/// An endpoint for `user`/`password` on one side.
+fn endpoint_as(te: &TestEnv, side: Side, user: &str, password: &str) -> Endpoint {
+    let mut ep = te.endpoint(side, false);
+    ep.secret.username = user.to_string();
+    ep.secret.password = Redacted::new(password.to_string());
+    ep
+}
+
+/// A throwaway user on one side with the given grants; drop it with [`drop_user`].
+async fn temp_user(te: &TestEnv, side: Side, grants: &[String]) -> (String, Endpoint) {
+    let user = unique_name("ferry_pc");
+    let password = unique_name("pw");
+    let mut admin = te.admin(side).await;
+    exec(
+        &mut admin,
+        &format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"),
+    )
+    .await;
+    for g in grants {
+        exec(&mut admin, &format!("GRANT {g} TO '{user}'@'%'")).await;
+    }
+    (user.clone(), endpoint_as(te, side, &user, &password))
+}
+
+async fn drop_user(te: &TestEnv, side: Side, user: &str) {
+    exec(
+        &mut te.admin(side).await,
+        &format!("DROP USER IF EXISTS '{user}'@'%'"),
+    )
+    .await;
+}
+
+async fn run_fix(te: &TestEnv, side: Side, item: &CheckItem) {
+    let fix = item
+        .fix
+        .as_deref()
+        .unwrap_or_else(|| panic!("no fix in {item:#?}"));
+    exec(&mut te.admin(side).await, fix.trim_end_matches(';')).await;
+}
+
+async fn source_db(te: &TestEnv, ddl: &[&str]) -> String {
+    let db = unique_name("pc_src");
+    let mut c = te.admin(Side::Source).await;
+    recreate_db(&mut c, &db).await;
+    for sql in ddl {
+        exec(&mut c, &sql.replace("{db}", &quote_ident(&db))).await;
+    }
+    db
+}
+
+async fn tables_of(te: &TestEnv, side: Side, db: &str) -> Vec<String> {
+    te.admin(side)
+        .await
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+            (db,),
+        )
+        .await
+        .unwrap()
+}
+
+async fn db_exists(te: &TestEnv, side: Side, db: &str) -> bool {
+    let n: Option<String> = te
+        .admin(side)
+        .await
+        .exec_first(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (db,),
+        )
+        .await
+        .unwrap();
+    n.is_some()
+}
+
+const ORDERS: &str =
+    "CREATE TABLE {db}.orders (id BIGINT PRIMARY KEY, note VARCHAR(20) CHARACTER SET latin1)";
+const ITEMS: &str = "CREATE TABLE {db}.items (sku VARCHAR(10) NOT NULL, qty INT, UNIQUE KEY (sku))";
+
+#[tokio::test]
+async fn all_pass_with_the_migration_users_and_only_the_probe_is_written() {
+    let te = env();
+    let src = source_db(
+        &te,
+        &[ORDERS, ITEMS, "INSERT INTO {db}.orders VALUES (1, 'a')"],
+    )
+    .await;
+    let tgt = unique_name("pc_tgt");
+    let missing_tgt = unique_name("pc_tgt_missing");
+    recreate_db(&mut te.admin(Side::Target).await, &tgt).await;
+    let mut s = spec(
+        &[&format!("{src}.*"), &format!("{src}.orders")],
+        r#"["schema","full","incremental","verify"]"#,
+        Some((&src, &tgt)),
+    );
+    s.objects
+        .rename
+        .insert(format!("{src}.items"), format!("{missing_tgt}.items"));
+    let (sep, tep) = (
+        te.endpoint(Side::Source, false),
+        te.endpoint(Side::Target, false),
+    );
+
+    let (a, b, c) = tokio::join!(
+        check_source(&sep, &s),
+        check_target(&tep, &s),
+        check_tables(&sep, &tep, &s)
+    );
+    let items = merge(vec![a, b, c]);
+
+    assert!(failed(&items).is_empty(), "{items:#?}");
+    for check in [
+        "source.binlog_format",
+        "source.binlog_row_metadata",
+        "source.replication_slave",
+        "source.binlog_monitor",
+    ] {
+        assert_status(&items, check, "source", CheckStatus::Pass);
+    }
+    let probed = assert_status(&items, "target.write_privileges", &tgt, CheckStatus::Pass);
+    assert!(probed.message.contains("probe table"), "{probed:?}");
+    let granted = assert_status(
+        &items,
+        "target.write_privileges",
+        &missing_tgt,
+        CheckStatus::Pass,
+    );
+    assert!(granted.message.contains("SHOW GRANTS"), "{granted:?}");
+    assert_status(
+        &items,
+        "table.key",
+        &format!("{src}.items"),
+        CheckStatus::Pass,
+    );
+    assert_status(
+        &items,
+        "objects.include",
+        &format!("{src}.*"),
+        CheckStatus::Pass,
+    );
+    assert_no_secret(
+        &items,
+        &[&te.source_password, &te.target_password, &te.admin_password],
+    );
+    // Nothing stays behind on the target: the probe table is dropped, no database is created.
+    assert!(tables_of(&te, Side::Target, &tgt).await.is_empty());
+    assert!(!db_exists(&te, Side::Target, &missing_tgt).await);
+
+    drop_db(&mut te.admin(Side::Source).await, &src).await;
+    drop_db(&mut te.admin(Side::Target).await, &tgt).await;
+}
+
+#[tokio::test]
+async fn wrong_password_names_user_host_and_secret_but_not_the_password() {
+    let te = env();
+    let wrong = unique_name("not-the-password");
+    let ep = endpoint_as(&te, Side::Source, &te.source_user, &wrong);
+    let items = check_source(&ep, &spec(&["shop.*"], r#"["full"]"#, None)).await;
+    let i = assert_status(&items, "source.connect", "source", CheckStatus::Fail);
+    let at = format!(
+        "access denied for {}@{}:{}",
+        te.source_user, te.host, te.source_port
+    );
+    assert!(i.message.contains(&at), "{i:#?}");
+    assert!(i.message.contains("secret \"test-source\""), "{i:#?}");
+    assert_eq!(
+        i.fix.as_deref(),
+        Some("update secret \"test-source\" with the user's password")
+    );
+    assert_no_secret(&items, &[&wrong, &te.source_password]);
+    assert_eq!(
+        items.len(),
+        1,
+        "nothing else is checked without a connection: {items:#?}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_host_names_the_host_and_the_secret_field() {
+    let te = env();
+    let mut ep = te.endpoint(Side::Target, false);
+    ep.secret.host = "nonexistent.invalid".into();
+    let items = check_target(&ep, &spec(&["shop.*"], r#"["full"]"#, None)).await;
+    let i = assert_status(&items, "target.connect", "target", CheckStatus::Fail);
+    assert!(
+        i.message
+            .starts_with("unknown host \"nonexistent.invalid\""),
+        "{i:#?}"
+    );
+    assert!(
+        i.fix
+            .as_deref()
+            .unwrap()
+            .contains("field \"host\" of secret \"test-target\""),
+        "{i:#?}"
+    );
+}
+
+#[tokio::test]
+async fn refused_port_says_nothing_listens() {
+    let te = env();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut ep = te.endpoint(Side::Source, false);
+    ep.secret.host = "127.0.0.1".into();
+    ep.secret.port = port;
+    let items = check_source(&ep, &spec(&["shop.*"], r#"["full"]"#, None)).await;
+    let i = assert_status(&items, "source.connect", "source", CheckStatus::Fail);
+    assert!(
+        i.message
+            .contains(&format!("connection refused by 127.0.0.1:{port}")),
+        "{i:#?}"
+    );
+    assert!(
+        i.fix.as_deref().unwrap().contains("field \"port\""),
+        "{i:#?}"
+    );
+}
+
+#[tokio::test]
+async fn missing_select_grant_is_fixed_by_its_statement() {
+    let te = env();
+    let src = source_db(&te, &[ORDERS, ITEMS]).await;
+    let tep = te.endpoint(Side::Target, false);
+    let s = spec(&[&format!("{src}.*")], r#"["schema","full"]"#, None);
+
+    // No privilege at all: the tables are invisible, so the pattern matches nothing.
+    let (user, ep) = temp_user(&te, Side::Source, &[]).await;
+    let items = check_tables(&ep, &tep, &s).await;
+    let i = assert_status(
+        &items,
+        "objects.include",
+        &format!("{src}.*"),
+        CheckStatus::Fail,
+    );
+    assert_eq!(
+        i.fix.as_deref(),
+        Some(format!("GRANT SELECT ON `{src}`.* TO '{user}'@'%';").as_str())
+    );
+    run_fix(&te, Side::Source, &i).await;
+    let items = check_tables(&ep, &tep, &s).await;
+    assert_status(
+        &items,
+        "objects.include",
+        &format!("{src}.*"),
+        CheckStatus::Pass,
+    );
+    assert_status(
+        &items,
+        "source.select",
+        &format!("{src}.orders"),
+        CheckStatus::Pass,
+    );
+    drop_user(&te, Side::Source, &user).await;
+
+    // A visible table (INSERT granted) that cannot be read.
+    let orders = qualified(&src, "orders");
+    let (user, ep) = temp_user(&te, Side::Source, &[format!("INSERT ON {orders}")]).await;
+    let s = spec(&[&format!("{src}.orders")], r#"["schema","full"]"#, None);
+    let items = check_tables(&ep, &tep, &s).await;
+    let i = assert_status(
+        &items,
+        "source.select",
+        &format!("{src}.orders"),
+        CheckStatus::Fail,
+    );
+    assert_eq!(
+        i.fix.as_deref(),
+        Some(format!("GRANT SELECT ON {orders} TO '{user}'@'%';").as_str())
+    );
+    run_fix(&te, Side::Source, &i).await;
+    assert!(failed(&check_tables(&ep, &tep, &s).await).is_empty());
+    drop_user(&te, Side::Source, &user).await;
+
+    drop_db(&mut te.admin(Side::Source).await, &src).await;
+}
+
+#[tokio::test]
+async fn a_pattern_that_matches_nothing_fails() {
+    let te = env();
+    let src = source_db(&te, &[ORDERS]).await;
+    let s = spec(
+        &[&format!("{src}.nope"), &format!("{src}.orders")],
+        r#"["schema","full"]"#,
+        None,
+    );
+    let items = check_tables(
+        &te.endpoint(Side::Source, false),
+        &te.endpoint(Side::Target, false),
+        &s,
+    )
+    .await;
+    let i = assert_status(
+        &items,
+        "objects.include",
+        &format!("{src}.nope"),
+        CheckStatus::Fail,
+    );
+    assert_eq!(
+        i.message,
+        format!("objects.include pattern \"{src}.nope\" matches no table on the source")
+    );
+    assert_eq!(failed(&items).len(), 1, "{items:#?}");
+    drop_db(&mut te.admin(Side::Source).await, &src).await;
+}
+
+#[tokio::test]
+async fn a_table_without_a_key_fails_and_its_fix_works() {
+    let te = env();
+    let src = source_db(
+        &te,
+        &[
+            "CREATE TABLE {db}.bare (a INT, b INT)",
+            "CREATE TABLE {db}.nullable_unique (u INT NULL, v INT, UNIQUE KEY (u))",
+        ],
+    )
+    .await;
+    let s = spec(&[&format!("{src}.*")], r#"["schema","full"]"#, None);
+    let (sep, tep) = (
+        te.endpoint(Side::Source, false),
+        te.endpoint(Side::Target, false),
+    );
+    let items = check_tables(&sep, &tep, &s).await;
+    let bare = assert_status(
+        &items,
+        "table.key",
+        &format!("{src}.bare"),
+        CheckStatus::Fail,
+    );
+    assert!(bare.message.contains("no primary key"), "{bare:#?}");
+    assert!(
+        bare.fix
+            .as_deref()
+            .unwrap()
+            .contains("INVISIBLE PRIMARY KEY"),
+        "{bare:#?}"
+    );
+    let nu = assert_status(
+        &items,
+        "table.key",
+        &format!("{src}.nullable_unique"),
+        CheckStatus::Fail,
+    );
+    assert!(
+        nu.fix.as_deref().unwrap().contains("ADD PRIMARY KEY (`u`)"),
+        "{nu:#?}"
+    );
+    run_fix(&te, Side::Source, &bare).await;
+    run_fix(&te, Side::Source, &nu).await;
+    let items = check_tables(&sep, &tep, &s).await;
+    assert!(failed(&items).is_empty(), "{items:#?}");
+    drop_db(&mut te.admin(Side::Source).await, &src).await;
+}
+
+#[tokio::test]
+async fn target_tables_must_be_empty_unless_planned_and_have_the_same_columns() {
+    let te = env();
+    let src = source_db(&te, &[ORDERS, ITEMS]).await;
+    let tgt = unique_name("pc_tgt");
+    let mut t = te.admin(Side::Target).await;
+    recreate_db(&mut t, &tgt).await;
+    let q = quote_ident(&tgt);
+    exec(
+        &mut t,
+        &format!("CREATE TABLE {q}.orders (id BIGINT PRIMARY KEY, note VARCHAR(20))"),
+    )
+    .await;
+    exec(&mut t, &format!("INSERT INTO {q}.orders VALUES (7, 'old')")).await;
+    exec(
+        &mut t,
+        &format!("CREATE TABLE {q}.items (sku VARCHAR(10) NOT NULL PRIMARY KEY, price INT)"),
+    )
+    .await;
+    let s = spec(
+        &[&format!("{src}.*")],
+        r#"["schema","full"]"#,
+        Some((&src, &tgt)),
+    );
+    let (sep, tep) = (
+        te.endpoint(Side::Source, false),
+        te.endpoint(Side::Target, false),
+    );
+
+    let items = check_tables(&sep, &tep, &s).await;
+    let i = assert_status(
+        &items,
+        "target.table_empty",
+        &format!("{src}.orders"),
+        CheckStatus::Fail,
+    );
+    assert!(
+        i.fix
+            .as_deref()
+            .unwrap()
+            .contains(&format!("TRUNCATE TABLE {q}.`orders`")),
+        "{i:#?}"
+    );
+    assert_status(
+        &items,
+        "target.columns",
+        &format!("{src}.orders"),
+        CheckStatus::Pass,
+    );
+    let cols = assert_status(
+        &items,
+        "target.columns",
+        &format!("{src}.items"),
+        CheckStatus::Fail,
+    );
+    assert!(
+        cols.message.contains("missing [\"qty\"]") && cols.message.contains("extra [\"price\"]"),
+        "{cols:#?}"
+    );
+
+    // A rerun of the task that planned (and copied into) orders passes that item.
+    let planned: BTreeSet<String> = [format!("{src}.orders")].into_iter().collect();
+    let items = check_tables_planned(&sep, &tep, &s, &planned).await;
+    assert_status(
+        &items,
+        "target.table_empty",
+        &format!("{src}.orders"),
+        CheckStatus::Pass,
+    );
+
+    drop_db(&mut te.admin(Side::Source).await, &src).await;
+    drop_db(&mut t, &tgt).await;
+}
+
+#[tokio::test]
+async fn missing_replication_grants_are_named_and_fixed() {
+    let te = env();
+    let (user, ep) = temp_user(&te, Side::Source, &["SELECT ON *.*".into()]).await;
+    let s = spec(&["shop.*"], r#"["full","incremental"]"#, None);
+    let items = check_source(&ep, &s).await;
+    let monitor = assert_status(&items, "source.binlog_monitor", "source", CheckStatus::Fail);
+    assert_eq!(
+        monitor.fix.as_deref(),
+        Some(format!("GRANT BINLOG MONITOR ON *.* TO '{user}'@'%';").as_str())
+    );
+    let slave = assert_status(
+        &items,
+        "source.replication_slave",
+        "source",
+        CheckStatus::Fail,
+    );
+    assert_eq!(
+        slave.fix.as_deref(),
+        Some(format!("GRANT REPLICATION SLAVE ON *.* TO '{user}'@'%';").as_str())
+    );
+    assert_status(&items, "source.reload", "source", CheckStatus::Pass);
+    assert_status(
+        &items,
+        "source.write_privileges",
+        "ferry_meta",
+        CheckStatus::Fail,
+    );
+    run_fix(&te, Side::Source, &monitor).await;
+    run_fix(&te, Side::Source, &slave).await;
+    let items = check_source(&ep, &s).await;
+    assert_status(&items, "source.binlog_monitor", "source", CheckStatus::Pass);
+    assert_status(
+        &items,
+        "source.replication_slave",
+        "source",
+        CheckStatus::Pass,
+    );
+    drop_user(&te, Side::Source, &user).await;
+}
+
+#[tokio::test]
+async fn target_write_probe_finds_a_missing_grant_and_leaves_nothing_behind() {
+    let te = env();
+    let tgt = unique_name("pc_tgt");
+    recreate_db(&mut te.admin(Side::Target).await, &tgt).await;
+    let (user, ep) = temp_user(
+        &te,
+        Side::Target,
+        &[format!("SELECT ON {}.*", quote_ident(&tgt))],
+    )
+    .await;
+    let s = spec(&["shop.*"], r#"["schema","full"]"#, Some(("shop", &tgt)));
+    let items = check_target(&ep, &s).await;
+    let i = assert_status(&items, "target.write_privileges", &tgt, CheckStatus::Fail);
+    assert!(i.message.contains("lacks CREATE"), "{i:#?}");
+    let want = format!("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX ON `{tgt}`.* TO '{user}'@'%';");
+    assert_eq!(i.fix.as_deref(), Some(want.as_str()));
+    run_fix(&te, Side::Target, &i).await;
+    let items = check_target(&ep, &s).await;
+    assert_status(&items, "target.write_privileges", &tgt, CheckStatus::Pass);
+    assert!(
+        tables_of(&te, Side::Target, &tgt).await.is_empty(),
+        "the probe table was dropped"
+    );
+    drop_user(&te, Side::Target, &user).await;
+    drop_db(&mut te.admin(Side::Target).await, &tgt).await;
+}
+
+#[tokio::test]
+async fn reverse_is_checked_at_the_start() {
+    let te = env();
+    let src = source_db(&te, &[ORDERS]).await;
+    let tgt = unique_name("pc_tgt");
+    let s = spec(
+        &[&format!("{src}.*")],
+        r#"["schema","full","incremental","reverse"]"#,
+        Some((&src, &tgt)),
+    );
+    let (sep, tep) = (
+        te.endpoint(Side::Source, false),
+        te.endpoint(Side::Target, false),
+    );
+    let (b, c) = tokio::join!(check_target(&tep, &s), check_tables(&sep, &tep, &s));
+    for check in [
+        "target.log_bin",
+        "target.binlog_format",
+        "target.binlog_row_image",
+        "target.binlog_row_metadata",
+    ] {
+        assert_status(&b, check, "target", CheckStatus::Pass);
+    }
+    assert_status(&b, "target.replication_slave", "target", CheckStatus::Pass);
+    // The test's source user may only read: the reverse link could not write back.
+    let i = assert_status(
+        &c,
+        "source.reverse_write",
+        &format!("{src}.orders"),
+        CheckStatus::Fail,
+    );
+    let want = format!(
+        "GRANT INSERT, UPDATE, DELETE ON `{src}`.`orders` TO '{}'@'%';",
+        te.source_user
+    );
+    assert_eq!(i.fix.as_deref(), Some(want.as_str()));
+    drop_db(&mut te.admin(Side::Source).await, &src).await;
+}

@@ -1,0 +1,294 @@
+//! The `grant-check` stage end to end: the task file in, the report in the
+//! task store, the task failed with `Ferry.PrecheckFailed` when an item
+//! fails, nothing written to the target but the dropped probe, and a rerun
+//! of a task that already planned its tables passes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ferry_core::model::{CheckStatus, TablePhase, TableRecord, TaskState};
+use ferry_local::{FileSecrets, SqliteStore};
+use ferry_mysql::quote_ident;
+use ferry_stages::{invoke, StageEnv};
+use ferry_testkit::{drop_db, env, exec, recreate_db, unique_name, Side, TestEnv};
+use mysql_async::prelude::*;
+use serde_json::{json, Value};
+
+struct Fixture {
+    env: StageEnv<SqliteStore, FileSecrets>,
+    dir: PathBuf,
+}
+
+impl Fixture {
+    /// A fresh task store and a 0600 secrets file with `test-source` and `test-target`.
+    fn new(te: &TestEnv) -> Fixture {
+        let dir = std::env::temp_dir().join(unique_name("ferry_grant_check"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secrets = dir.join("secrets.json");
+        let body = json!({
+            "test-source": te.secret_json(Side::Source, false),
+            "test-target": te.secret_json(Side::Target, false),
+        });
+        std::fs::write(&secrets, body.to_string()).unwrap();
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let store = SqliteStore::open_dir(&dir.join("state")).unwrap();
+        Fixture {
+            env: StageEnv::new(store, FileSecrets::new(Some(secrets)), "test-worker"),
+            dir,
+        }
+    }
+
+    async fn run(&self, task: &Value) -> Result<Value, ferry_core::FerryError> {
+        invoke(
+            &self.env,
+            "grant-check",
+            task.clone(),
+            Instant::now() + Duration::from_secs(60),
+        )
+        .await
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn task(id: &str, src: &str, tgt: &str) -> Value {
+    json!({
+        "task_id": id,
+        "source": {"secret": "test-source"},
+        "target": {"secret": "test-target", "dialect": "mariadb"},
+        "types": ["schema", "full", "incremental", "verify"],
+        "objects": {"include": [format!("{src}.*")], "rename": {src: tgt}},
+    })
+}
+
+async fn source_db(te: &TestEnv, ddl: &[&str]) -> String {
+    let db = unique_name("gc_src");
+    let mut c = te.admin(Side::Source).await;
+    recreate_db(&mut c, &db).await;
+    for sql in ddl {
+        exec(&mut c, &sql.replace("{db}", &quote_ident(&db))).await;
+    }
+    db
+}
+
+/// Every table of `db` on the target with its row count.
+async fn target_contents(te: &TestEnv, db: &str) -> Vec<(String, u64)> {
+    let mut c = te.admin(Side::Target).await;
+    let tables: Vec<String> = c
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY 1",
+            (db,),
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for t in tables {
+        let n: Option<u64> = c
+            .query_first(format!(
+                "SELECT COUNT(*) FROM {}.{}",
+                quote_ident(db),
+                quote_ident(&t)
+            ))
+            .await
+            .unwrap();
+        out.push((t, n.unwrap_or(0)));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_passing_task_is_recorded_and_nothing_but_the_probe_touches_the_target() {
+    let te = env();
+    let src = source_db(
+        &te,
+        &["CREATE TABLE {db}.orders (id INT PRIMARY KEY, v INT)"],
+    )
+    .await;
+    let tgt = unique_name("gc_tgt");
+    let mut t = te.admin(Side::Target).await;
+    recreate_db(&mut t, &tgt).await;
+    let q = quote_ident(&tgt);
+    exec(
+        &mut t,
+        &format!("CREATE TABLE {q}.unrelated (id INT PRIMARY KEY)"),
+    )
+    .await;
+    exec(
+        &mut t,
+        &format!("INSERT INTO {q}.unrelated VALUES (1), (2)"),
+    )
+    .await;
+    let before = target_contents(&te, &tgt).await;
+    let f = Fixture::new(&te);
+    let id = unique_name("gc");
+
+    let out = f.run(&task(&id, &src, &tgt)).await.unwrap();
+    let rec = f.env.repo.task(&id).await.unwrap();
+    let report = rec.precheck.clone().unwrap();
+    assert_eq!(out["ok"], json!(true), "{}", report.render());
+    assert_eq!(out["task_id"], json!(id));
+    assert_eq!(out["failed"], json!(0));
+    assert_eq!(
+        out["warned"].as_u64(),
+        Some(
+            report
+                .items
+                .iter()
+                .filter(|i| i.status == CheckStatus::Warn)
+                .count() as u64
+        )
+    );
+    assert!(report.ok);
+    assert_eq!(
+        (rec.state, rec.stage.as_deref()),
+        (TaskState::Prechecking, Some("grant-check"))
+    );
+    assert!(rec.last_error.is_none());
+    assert!(report
+        .items
+        .iter()
+        .any(|i| i.check == "target.write_privileges" && i.subject == tgt));
+    assert_eq!(
+        target_contents(&te, &tgt).await,
+        before,
+        "the target changed"
+    );
+
+    // A rerun of the same task passes again.
+    assert_eq!(
+        f.run(&task(&id, &src, &tgt)).await.unwrap()["ok"],
+        json!(true)
+    );
+
+    drop_db(&mut te.admin(Side::Source).await, &src).await;
+    drop_db(&mut t, &tgt).await;
+}
+
+#[tokio::test]
+async fn a_failed_item_fails_the_task_and_a_planned_rerun_passes() {
+    let te = env();
+    let src = source_db(
+        &te,
+        &["CREATE TABLE {db}.orders (id INT PRIMARY KEY, v INT)"],
+    )
+    .await;
+    let tgt = unique_name("gc_tgt");
+    let mut t = te.admin(Side::Target).await;
+    recreate_db(&mut t, &tgt).await;
+    let q = quote_ident(&tgt);
+    exec(
+        &mut t,
+        &format!("CREATE TABLE {q}.orders (id INT PRIMARY KEY, v INT)"),
+    )
+    .await;
+    exec(&mut t, &format!("INSERT INTO {q}.orders VALUES (1, 1)")).await;
+    let f = Fixture::new(&te);
+    let id = unique_name("gc");
+
+    let out = f.run(&task(&id, &src, &tgt)).await.unwrap();
+    assert_eq!(
+        (out["ok"].clone(), out["failed"].clone()),
+        (json!(false), json!(1)),
+        "{out}"
+    );
+    let rec = f.env.repo.task(&id).await.unwrap();
+    assert_eq!(rec.state, TaskState::Failed);
+    let err = rec.last_error.unwrap();
+    assert_eq!(err.name, "Ferry.PrecheckFailed");
+    assert!(
+        err.message.starts_with("[FAIL] target.table_empty"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("fix: on the target, TRUNCATE TABLE"),
+        "{}",
+        err.message
+    );
+    assert!(
+        !err.message.contains("[pass]"),
+        "only failed items: {}",
+        err.message
+    );
+
+    // The task planned (and copied into) that table in an earlier run: the rerun passes.
+    let table = TableRecord {
+        source_db: src.clone(),
+        source_table: "orders".into(),
+        target_db: tgt.clone(),
+        target_table: "orders".into(),
+        key_columns: vec!["id".into()],
+        phase: TablePhase::Copied,
+        rows_estimate: 1,
+        chunks_total: 1,
+    };
+    f.env.repo.put_table(&id, &table).await.unwrap();
+    let out = f.run(&task(&id, &src, &tgt)).await.unwrap();
+    assert_eq!(out["ok"], json!(true), "{out}");
+    let rec = f.env.repo.task(&id).await.unwrap();
+    assert!(
+        rec.last_error.is_none(),
+        "a passing run clears the precheck failure"
+    );
+    assert_eq!(rec.state, TaskState::Prechecking);
+
+    drop_db(&mut te.admin(Side::Source).await, &src).await;
+    drop_db(&mut t, &tgt).await;
+}
+
+#[tokio::test]
+async fn a_bad_task_file_or_secret_is_refused_before_anything_is_recorded() {
+    let te = env();
+    let f = Fixture::new(&te);
+    let mut bad = task("gc-bad", "shop", "shop2");
+    bad["objects"]["include"] = json!(["nodot"]);
+    let e = f.run(&bad).await.unwrap_err();
+    assert_eq!(e.name(), "Ferry.BadTask");
+    assert!(e.message().contains("objects.include"), "{e}");
+
+    let mut missing = task("gc-missing", "shop", "shop2");
+    missing["source"]["secret"] = json!("no-such-secret");
+    let e = f.run(&missing).await.unwrap_err();
+    assert_eq!(e.name(), "Ferry.BadSecret");
+    assert!(
+        e.message().contains("\"no-such-secret\"") && e.message().contains("secrets.json"),
+        "{e}"
+    );
+    assert!(f.env.repo.get_task("gc-missing").await.unwrap().is_none());
+    assert!(f.env.repo.get_task("gc-bad").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_failed_item_not_an_error() {
+    let te = env();
+    let f = Fixture::new(&te);
+    let secrets = f.dir.join("secrets.json");
+    let mut wrong = te.secret_json(Side::Source, false);
+    wrong["password"] = json!("not-the-password-123");
+    let body = json!({"test-source": wrong, "test-target": te.secret_json(Side::Target, false)});
+    std::fs::write(&secrets, body.to_string()).unwrap();
+    let id = unique_name("gc");
+    let out = f.run(&task(&id, "shop", "shop2")).await.unwrap();
+    assert_eq!(out["ok"], json!(false));
+    let rec = f.env.repo.task(&id).await.unwrap();
+    let err = rec.last_error.unwrap();
+    assert!(
+        err.message
+            .contains("[FAIL] source.connect (source): access denied for"),
+        "{}",
+        err.message
+    );
+    let stored = serde_json::to_string(&rec.precheck).unwrap();
+    assert!(!stored.contains("not-the-password-123") && !stored.contains(&te.source_password));
+    assert_eq!(
+        err.message.matches("source.connect").count(),
+        1,
+        "reported once: {}",
+        err.message
+    );
+}
