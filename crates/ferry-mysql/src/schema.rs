@@ -104,7 +104,7 @@ pub async fn list_selected_tables(conn: &mut Conn, spec: &TaskSpec) -> Result<Ve
 /// Read one table's (or view's) description; `None` when it does not exist.
 pub async fn read_table(conn: &mut Conn, db: &str, table: &str) -> Result<Option<TableInfo>, FerryError> {
     let what = format!("reading the definition of {db}.{table}");
-    let t: Option<(String, Option<String>, Option<u64>, Option<u64>)> = conn
+    let t: Option<TablesRow> = conn
         .exec_first(
             "SELECT TABLE_TYPE, ENGINE, TABLE_ROWS, AVG_ROW_LENGTH FROM information_schema.TABLES \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
@@ -133,6 +133,9 @@ pub async fn read_table(conn: &mut Conn, db: &str, table: &str) -> Result<Option
         is_view,
     }))
 }
+
+/// TABLE_TYPE, ENGINE, TABLE_ROWS, AVG_ROW_LENGTH.
+type TablesRow = (String, Option<String>, Option<u64>, Option<u64>);
 
 type ColumnRow = (String, String, String, String, String, Option<String>, Option<String>);
 

@@ -1,18 +1,402 @@
-//! The `plan` stage (being written).
+//! The `plan` stage: snapshot point, target schema, chunks.
+//!
+//! Invariants:
+//! - The source's binlog position is recorded in the task *before* any row is
+//!   read (chunk boundaries are read after it), so replaying the binlog from
+//!   there over the copied chunks misses no change; a rerun keeps the first
+//!   recorded position (an earlier point only replays more, idempotently).
+//! - Every selected table is refused up front when it has no usable key, and
+//!   every schema problem of every table is reported at once, before anything
+//!   is created on the target.
+//! - The chunks of a table are recorded before its table record; the table
+//!   record marks the table's plan complete. A rerun skips complete tables,
+//!   replaces the chunks of a half-recorded one, and reuses the table list of
+//!   the first run (so chunk ids never change meaning). Once `planned` is set,
+//!   a rerun only reports what is recorded: it never re-creates or truncates.
+//! - Row filters are applied by copy, not here.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
+use ferry_core::model::{SnapshotPoint, TablePhase, TableRecord, TaskRecord, TaskState};
 use ferry_core::secret::SecretSource;
-use ferry_core::store::ItemStore;
+use ferry_core::store::{now_ms, ItemStore, Repo};
+use ferry_core::task::{MigrationType, TaskSpec};
 use ferry_core::FerryError;
-use serde_json::Value;
+use ferry_mysql::conn::server_info;
+use ferry_mysql::dialect::{self, Problem, TargetContext, TranslateOptions, Translated};
+use ferry_mysql::planner::{no_key_error, plan_chunks};
+use ferry_mysql::schema::{binlog_position, list_selected_tables, read_table, TableInfo};
+use ferry_mysql::{classify, quote_ident};
+use mysql_async::prelude::*;
+use mysql_async::Conn;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
-use crate::StageEnv;
+use crate::{task_id, StageEnv};
+
+/// The record holding the table list of the first plan run.
+pub const TABLES_RECORD: &str = "plan#tables";
+
+/// Key of the record with a table's deferred DDL: `deferred#<db.table>` (source name).
+pub fn deferred_key(source_name: &str) -> String {
+    format!("deferred#{source_name}")
+}
+
+/// What `plan` leaves for after the load of one table (read by copy-chunk).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeferredDdl {
+    pub target_db: String,
+    pub target_table: String,
+    /// Secondary indexes, then foreign keys; run after the table's last chunk.
+    pub statements: Vec<String>,
+    /// What the translation changed, for the operator.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
 
 pub async fn run<S: ItemStore, K: SecretSource>(
-    _env: &StageEnv<S, K>,
-    _input: Value,
-    _deadline: Instant,
+    env: &StageEnv<S, K>,
+    input: Value,
+    deadline: Instant,
 ) -> Result<Value, FerryError> {
-    Err(FerryError::Internal("stage plan is not built yet".into()))
+    let id = task_id(&input)?;
+    let task = env.repo.task(&id).await?;
+    if task.planned {
+        return output(&env.repo, &task).await;
+    }
+    let task = env.repo.set_state(&id, TaskState::Migrating, Some("plan")).await?;
+    let spec = &task.spec;
+    let (source, target) = env.endpoints(spec).await?;
+    let mut src = source.connect().await?;
+    record_snapshot(&env.repo, &task, &mut src).await?;
+
+    let tables = table_list(&env.repo, spec, &mut src).await?;
+    let infos = read_tables(&mut src, &tables).await?;
+    if spec.has(MigrationType::Schema) {
+        let mut dst = target.connect().await?;
+        create_schema(&env.repo, spec, &mut src, &mut dst, &infos).await?;
+    }
+    let done: Vec<String> = env.repo.tables(&id).await?.iter().map(TableRecord::source_name).collect();
+    for (index, info) in infos.iter().enumerate() {
+        if done.contains(&info.full_name()) {
+            continue;
+        }
+        if Instant::now() >= deadline {
+            return Err(FerryError::Transient(format!(
+                "plan of task {id}: the time slice ended after {index} of {} tables; the rerun continues from there",
+                infos.len()
+            )));
+        }
+        plan_table(&env.repo, spec, &mut src, info, index).await?;
+    }
+    let task = env.repo.update_task(&id, |t| t.planned = true).await?;
+    output(&env.repo, &task).await
+}
+
+/// `{"task_id","tables","chunks","workers":[{"task_id","worker"}..]}` from the records.
+async fn output<S: ItemStore>(repo: &Repo<S>, task: &TaskRecord) -> Result<Value, FerryError> {
+    let tables = repo.tables(&task.task_id).await?.len();
+    let chunks = repo.chunks(&task.task_id).await?.len();
+    let n = (task.spec.options.concurrency as usize).min(chunks).max(1);
+    let workers: Vec<Value> = (0..n).map(|w| json!({"task_id": task.task_id, "worker": w})).collect();
+    Ok(json!({"task_id": task.task_id, "tables": tables, "chunks": chunks, "workers": workers}))
+}
+
+/// Record where the source's binlog is, before any row is read. Kept on reruns.
+/// Without "incremental" a source without binary logging is fine.
+async fn record_snapshot<S: ItemStore>(repo: &Repo<S>, task: &TaskRecord, src: &mut Conn) -> Result<(), FerryError> {
+    if task.snapshot.is_some() {
+        return Ok(());
+    }
+    let position = match binlog_position(src, "source").await {
+        Ok(p) => p,
+        Err(e) if !task.spec.has(MigrationType::Incremental) => {
+            tracing::warn!(task = %task.task_id, error = %e, "no snapshot position (not needed without incremental)");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    tracing::info!(task = %task.task_id, %position, "snapshot point recorded");
+    let point = SnapshotPoint { position, at_ms: now_ms() };
+    repo.update_task(&task.task_id, |t| {
+        if t.snapshot.is_none() {
+            t.snapshot = Some(point.clone());
+        }
+    })
+    .await
+    .map(|_| ())
+}
+
+/// The selected tables: those of the first run if recorded, else listed now and recorded.
+async fn table_list<S: ItemStore>(
+    repo: &Repo<S>,
+    spec: &TaskSpec,
+    src: &mut Conn,
+) -> Result<Vec<(String, String)>, FerryError> {
+    if let Some(list) = repo.get_record::<Vec<(String, String)>>(&spec.task_id, TABLES_RECORD).await? {
+        return Ok(list);
+    }
+    let list = list_selected_tables(src, spec).await?;
+    if list.is_empty() {
+        return Err(FerryError::BadTask(format!(
+            "task file field \"objects.include\": {:?} (minus objects.exclude) matches no base table on the source; \
+             check the database and table names (matching is case-sensitive) and that the migration user can see them",
+            spec.objects.include
+        )));
+    }
+    repo.put_record(&spec.task_id, TABLES_RECORD, &list).await?;
+    Ok(list)
+}
+
+/// Read every table; refuse all tables without a usable key in one error.
+async fn read_tables(src: &mut Conn, tables: &[(String, String)]) -> Result<Vec<TableInfo>, FerryError> {
+    let mut infos = Vec::with_capacity(tables.len());
+    let mut keyless = Vec::new();
+    for (db, table) in tables {
+        let info = read_table(src, db, table).await?.ok_or_else(|| {
+            FerryError::SchemaIncompatible(format!(
+                "table {db}.{table} was selected when this task was first planned but no longer exists on the source; \
+                 recreate it, or start a new task (new task_id) without it"
+            ))
+        })?;
+        if info.key.is_none() {
+            keyless.push(no_key_error(&info).message().to_string());
+        }
+        infos.push(info);
+    }
+    if !keyless.is_empty() {
+        return Err(FerryError::SchemaIncompatible(keyless.join("\n")));
+    }
+    Ok(infos)
+}
+
+/// Create the target databases and tables (keeping a table that exists with the
+/// same columns), and record each table's deferred DDL.
+async fn create_schema<S: ItemStore>(
+    repo: &Repo<S>,
+    spec: &TaskSpec,
+    src: &mut Conn,
+    dst: &mut Conn,
+    infos: &[TableInfo],
+) -> Result<(), FerryError> {
+    let dialect = spec.target.dialect;
+    let info = server_info(dst, "target").await?;
+    let ctx = TargetContext {
+        version: dialect::target_version_from(&info.version, dialect),
+        renames: spec.objects.rename.clone(),
+    };
+    let opts = TranslateOptions { indexes_after_load: spec.options.indexes_after_load };
+    let mut translated = Vec::with_capacity(infos.len());
+    let mut problems: Vec<Problem> = Vec::new();
+    for t in infos {
+        let (tdb, tt) = spec.target_name(&t.db, &t.name);
+        match dialect::translate_for(t, dialect, &tdb, &tt, &opts, &ctx) {
+            Ok(tr) => translated.push((t, tdb, tt, tr)),
+            Err(p) => problems.extend(p),
+        }
+    }
+    if !problems.is_empty() {
+        let lines: Vec<String> = problems.iter().map(|p| format!("- {p}")).collect();
+        return Err(FerryError::SchemaIncompatible(format!(
+            "{} schema problem(s) for a {} target; nothing was created:\n{}",
+            problems.len(),
+            dialect.as_str(),
+            lines.join("\n")
+        )));
+    }
+    create_databases(src, dst, infos, spec, &ctx).await?;
+    for (t, tdb, tt, tr) in &translated {
+        create_table(dst, t, tdb, tt, tr).await?;
+        for n in &tr.notes {
+            tracing::info!(table = %t.full_name(), "schema: {n}");
+        }
+        let rec = DeferredDdl {
+            target_db: tdb.clone(),
+            target_table: tt.clone(),
+            statements: tr.deferred_indexes.clone(),
+            notes: tr.notes.clone(),
+        };
+        repo.put_record(&spec.task_id, &deferred_key(&t.full_name()), &rec).await?;
+    }
+    Ok(())
+}
+
+/// `CREATE DATABASE IF NOT EXISTS` for each target database, with the source database's charset.
+async fn create_databases(
+    src: &mut Conn,
+    dst: &mut Conn,
+    infos: &[TableInfo],
+    spec: &TaskSpec,
+    ctx: &TargetContext,
+) -> Result<(), FerryError> {
+    let mut dbs: BTreeMap<String, String> = BTreeMap::new();
+    for t in infos {
+        dbs.entry(spec.target_name(&t.db, &t.name).0).or_insert_with(|| t.db.clone());
+    }
+    for (tdb, sdb) in dbs {
+        let row: Option<(String, String)> = src
+            .exec_first(
+                "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA \
+                 WHERE SCHEMA_NAME = ?",
+                (sdb.as_str(),),
+            )
+            .await
+            .map_err(|e| classify(e, &format!("source: reading the character set of database {sdb}")))?;
+        let (cs, co) = row.unwrap_or_else(|| ("utf8mb4".into(), "utf8mb4_general_ci".into()));
+        let (cs, co, notes) = dialect::database_charset(spec.target.dialect, ctx, &sdb, &cs, &co);
+        for n in notes {
+            tracing::info!(database = %tdb, "schema: {n}");
+        }
+        let sql = format!("CREATE DATABASE IF NOT EXISTS {} CHARACTER SET {cs} COLLATE {co}", quote_ident(&tdb));
+        dst.query_drop(&sql).await.map_err(|e| classify(e, &format!("target: {sql}")))?;
+    }
+    Ok(())
+}
+
+/// Create one table, or keep it when it exists with the same columns.
+async fn create_table(dst: &mut Conn, t: &TableInfo, tdb: &str, tt: &str, tr: &Translated) -> Result<(), FerryError> {
+    if let Some(existing) = read_table(dst, tdb, tt).await? {
+        if same_columns(t, &existing) {
+            tracing::info!(table = %t.full_name(), target = %existing.full_name(), "target table exists with the same columns; kept");
+            return Ok(());
+        }
+        return Err(FerryError::SchemaIncompatible(format!(
+            "target table {tdb}.{tt} already exists with different columns than source table {}.\n\
+             target has:\n{}\nFerry would create:\n{}\n\
+             Drop or rename the target table (it is never altered or truncated by Ferry), or map the source table \
+             elsewhere with objects.rename.",
+            t.full_name(),
+            existing.create_sql,
+            tr.create_sql
+        )));
+    }
+    dst.query_drop(&tr.create_sql).await.map_err(|e| {
+        let err = classify(e, &format!("target: creating {tdb}.{tt}"));
+        FerryError::SchemaIncompatible(format!(
+            "{}\nstatement: {}\nCreate the table on the target by hand and rerun (an existing table with the same \
+             columns is kept).",
+            err.message(),
+            tr.create_sql
+        ))
+    })?;
+    tracing::info!(table = %t.full_name(), target = %format!("{tdb}.{tt}"), "target table created");
+    Ok(())
+}
+
+/// Whether an existing target table has the source table's columns (names in
+/// order, and types up to the translations `dialect` makes).
+pub fn same_columns(source: &TableInfo, target: &TableInfo) -> bool {
+    let family = |t: &str| -> &'static str {
+        match t {
+            "uuid" | "char" => "char",
+            "inet6" | "inet4" | "varchar" => "varchar",
+            "longtext" | "json" => "json",
+            "int" | "integer" => "int",
+            "decimal" | "numeric" => "decimal",
+            "double" | "real" | "double precision" => "double",
+            _ => "other",
+        }
+    };
+    source.columns.len() == target.columns.len()
+        && source.columns.iter().zip(&target.columns).all(|(a, b)| {
+            a.name.eq_ignore_ascii_case(&b.name)
+                && (a.data_type == b.data_type
+                    || (family(&a.data_type) != "other" && family(&a.data_type) == family(&b.data_type)))
+        })
+}
+
+/// Plan one table's chunks and record them, then its table record.
+async fn plan_table<S: ItemStore>(
+    repo: &Repo<S>,
+    spec: &TaskSpec,
+    src: &mut Conn,
+    info: &TableInfo,
+    index: usize,
+) -> Result<(), FerryError> {
+    let started = Instant::now();
+    let chunks = plan_chunks(src, info, spec.options.chunk_rows, index).await?;
+    // A previous run may have recorded part of this table's chunks: replace them.
+    for old in repo.chunks(&spec.task_id).await? {
+        if old.source_db == info.db && old.source_table == info.name {
+            repo.delete_record(&spec.task_id, &format!("chunk#{}", old.chunk_id)).await?;
+        }
+    }
+    repo.put_chunks(&spec.task_id, &chunks).await?;
+    let (target_db, target_table) = spec.target_name(&info.db, &info.name);
+    let record = TableRecord {
+        source_db: info.db.clone(),
+        source_table: info.name.clone(),
+        target_db,
+        target_table,
+        key_columns: info.key.clone().unwrap_or_default(),
+        phase: TablePhase::Planned,
+        rows_estimate: info.rows_estimate,
+        chunks_total: chunks.len() as u64,
+    };
+    repo.put_table(&spec.task_id, &record).await?;
+    tracing::info!(
+        table = %info.full_name(),
+        chunks = chunks.len(),
+        rows_estimate = info.rows_estimate,
+        secs = started.elapsed().as_secs_f64(),
+        "chunks planned"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_mysql::schema::{Column, KeyKind};
+
+    fn table(cols: &[(&str, &str)]) -> TableInfo {
+        TableInfo {
+            db: "d".into(),
+            name: "t".into(),
+            columns: cols
+                .iter()
+                .map(|(n, t)| Column {
+                    name: n.to_string(),
+                    data_type: t.to_string(),
+                    column_type: t.to_string(),
+                    nullable: false,
+                    generated: false,
+                    charset: None,
+                    collation: None,
+                    unsigned: false,
+                })
+                .collect(),
+            key: Some(vec!["id".into()]),
+            key_kind: KeyKind::Primary,
+            create_sql: String::new(),
+            rows_estimate: 0,
+            avg_row_bytes: 0,
+            engine: "InnoDB".into(),
+            is_view: false,
+        }
+    }
+
+    #[test]
+    fn same_columns_allows_the_translated_types() {
+        let src = table(&[("id", "uuid"), ("j", "longtext"), ("ip", "inet6")]);
+        assert!(same_columns(&src, &table(&[("id", "char"), ("j", "json"), ("ip", "varchar")])));
+        assert!(same_columns(&src, &src.clone()));
+        assert!(!same_columns(&src, &table(&[("id", "char"), ("j", "json")])));
+        assert!(!same_columns(&src, &table(&[("id", "int"), ("j", "json"), ("ip", "varchar")])));
+        assert!(!same_columns(&table(&[("a", "date")]), &table(&[("a", "datetime")])));
+    }
+
+    #[test]
+    fn deferred_record_reads_as_copy_expects() {
+        let rec = DeferredDdl {
+            target_db: "d".into(),
+            target_table: "t".into(),
+            statements: vec!["ALTER TABLE `d`.`t` ADD KEY `k` (`a`)".into()],
+            notes: vec![],
+        };
+        let v = serde_json::to_value(&rec).unwrap();
+        assert_eq!(v["statements"][0], "ALTER TABLE `d`.`t` ADD KEY `k` (`a`)");
+        assert_eq!(deferred_key("d.t"), "deferred#d.t");
+    }
 }
