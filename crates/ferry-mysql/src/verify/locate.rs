@@ -1,0 +1,223 @@
+//! Comparing a key range of both sides, and finding the differing rows of a
+//! range whose digests differ.
+//!
+//! Invariant: [`compare_range`] reports no difference when both sides' digests
+//! agree, and otherwise exactly the rows [`compare_rows`] finds over the whole
+//! range: the drill-down only narrows *where* to read rows (it bisects on keys
+//! read from one side, and skips sub-ranges whose digests agree), while the
+//! final pairing is done once over every row read from both sides, so a row
+//! that lands in different sub-ranges on the two sides (a target collation
+//! that orders keys differently) is still paired with itself.
+
+use std::future::Future;
+use std::time::Instant;
+
+use ferry_core::model::KeyValue;
+use ferry_core::position::BinlogPosition;
+use ferry_core::FerryError;
+use mysql_async::Conn;
+
+use super::rows::{compare_rows, differing_columns, FetchedRow, RowDiff};
+use super::table::{Digest, Side, VerifyTable};
+use crate::schema::binlog_position;
+
+/// A range with at most this many rows on either side is compared row by row.
+pub const LEAF_ROWS: u64 = 256;
+
+/// The result of comparing one key range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RangeResult {
+    pub source: Digest,
+    pub target: Digest,
+    /// Empty when the digests agree.
+    pub diffs: Vec<RowDiff>,
+}
+
+impl RangeResult {
+    pub fn matches(&self) -> bool {
+        self.source == self.target
+    }
+}
+
+type Bound = Option<Vec<KeyValue>>;
+
+/// Digests of `[lower, upper)` on both sides, queried at once.
+pub async fn digests(
+    t: &VerifyTable,
+    src: &mut Conn,
+    tgt: &mut Conn,
+    lower: Option<&[KeyValue]>,
+    upper: Option<&[KeyValue]>,
+) -> Result<(Digest, Digest), FerryError> {
+    tokio::try_join!(
+        t.digest(Side::Source, src, lower, upper),
+        t.digest(Side::Target, tgt, lower, upper)
+    )
+}
+
+/// Compare `[lower, upper)`: digests first, then (only if they differ) the drill-down.
+pub async fn compare_range(
+    t: &VerifyTable,
+    src: &mut Conn,
+    tgt: &mut Conn,
+    lower: Option<&[KeyValue]>,
+    upper: Option<&[KeyValue]>,
+) -> Result<RangeResult, FerryError> {
+    let (s, d) = digests(t, src, tgt, lower, upper).await?;
+    if s == d {
+        return Ok(RangeResult {
+            source: s,
+            target: d,
+            diffs: Vec::new(),
+        });
+    }
+    let diffs = locate(
+        t,
+        src,
+        tgt,
+        (lower.map(<[_]>::to_vec), upper.map(<[_]>::to_vec)),
+        (s, d),
+    )
+    .await?;
+    Ok(RangeResult {
+        source: s,
+        target: d,
+        diffs,
+    })
+}
+
+/// Bisect a mismatching range until its pieces have at most [`LEAF_ROWS`]
+/// rows a side, read those rows from both sides, and pair them.
+///
+/// Terminates: each split halves the row count of the side with more rows
+/// (the split key is that side's key at half its count), so the total count
+/// of a piece strictly falls; a piece that cannot be split is read whole.
+pub async fn locate(
+    t: &VerifyTable,
+    src: &mut Conn,
+    tgt: &mut Conn,
+    range: (Bound, Bound),
+    digest: (Digest, Digest),
+) -> Result<Vec<RowDiff>, FerryError> {
+    let mut work = vec![(range.0, range.1, digest.0, digest.1)];
+    let (mut src_rows, mut tgt_rows): (Vec<FetchedRow>, Vec<FetchedRow>) = (Vec::new(), Vec::new());
+    while let Some((lo, hi, ds, dt)) = work.pop() {
+        if ds == dt {
+            continue;
+        }
+        let mid = if ds.rows.max(dt.rows) <= LEAF_ROWS || ds.rows == 0 || dt.rows == 0 {
+            None
+        } else {
+            let (side, count) = if ds.rows >= dt.rows {
+                (Side::Source, ds.rows)
+            } else {
+                (Side::Target, dt.rows)
+            };
+            let conn = if side == Side::Source {
+                &mut *src
+            } else {
+                &mut *tgt
+            };
+            t.key_at(side, conn, lo.as_deref(), hi.as_deref(), count / 2)
+                .await?
+                .filter(|m| Some(m) != lo.as_ref())
+        };
+        let Some(mid) = mid else {
+            let (a, b) = tokio::try_join!(
+                t.fetch_range(Side::Source, src, lo.as_deref(), hi.as_deref()),
+                t.fetch_range(Side::Target, tgt, lo.as_deref(), hi.as_deref())
+            )?;
+            src_rows.extend(a);
+            tgt_rows.extend(b);
+            continue;
+        };
+        let (ls, lt) = digests(t, src, tgt, lo.as_deref(), Some(&mid)).await?;
+        let (rs, rt) = digests(t, src, tgt, Some(&mid), hi.as_deref()).await?;
+        work.push((Some(mid.clone()), hi, rs, rt));
+        work.push((lo, Some(mid), ls, lt));
+    }
+    Ok(compare_rows(&t.layout, &src_rows, &tgt_rows))
+}
+
+/// Keys equal as values: a key read from the target may be typed differently
+/// (`Int` there, `Uint` here) when the two columns' types differ.
+pub fn same_key(a: &[KeyValue], b: &[KeyValue]) -> bool {
+    let text = |k: &KeyValue| match k {
+        KeyValue::Int(i) => i.to_string(),
+        KeyValue::Uint(u) => u.to_string(),
+        KeyValue::Text(s) | KeyValue::Bytes(s) | KeyValue::Literal(s) => s.clone(),
+    };
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y || text(x) == text(y))
+}
+
+/// The outcome of re-checking candidates: the differences that held, and the
+/// rows that could not be settled before the deadline (the source kept
+/// changing them, or the apply did not catch up).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Confirmed {
+    pub diffs: Vec<RowDiff>,
+    pub unsettled: Vec<Vec<KeyValue>>,
+}
+
+/// Re-check candidate differences while changes still flow from source to target.
+///
+/// Each round reads the candidates on the source, notes the source's binlog
+/// position after that read, waits (`wait_applied`) until the incremental
+/// apply has passed it, reads them on the target, then reads them on the
+/// source again. A row the source did not change between its two reads had
+/// that value all along the window in which the target's state was taken, so
+/// if the target still differs the difference is real. A row the source did
+/// change is tried again next round; rows still changing at `deadline` are
+/// returned as unsettled, never as differences. `wait_applied` returns
+/// `false` when the apply did not get there in time.
+pub async fn confirm<F, Fut>(
+    t: &VerifyTable,
+    src: &mut Conn,
+    tgt: &mut Conn,
+    candidates: Vec<Vec<KeyValue>>,
+    deadline: Instant,
+    mut wait_applied: F,
+) -> Result<Confirmed, FerryError>
+where
+    F: FnMut(BinlogPosition) -> Fut,
+    Fut: Future<Output = Result<bool, FerryError>>,
+{
+    let mut pending = candidates;
+    let mut out = Confirmed::default();
+    while !pending.is_empty() {
+        if Instant::now() >= deadline {
+            out.unsettled = pending;
+            break;
+        }
+        let before = t.fetch_keys(Side::Source, src, &pending).await?;
+        let pos = binlog_position(src, "source").await?;
+        if !wait_applied(pos).await? {
+            out.unsettled = pending;
+            break;
+        }
+        let target = t.fetch_keys(Side::Target, tgt, &pending).await?;
+        let after = t.fetch_keys(Side::Source, src, &pending).await?;
+        let mut again = Vec::new();
+        for key in pending {
+            let find = |rows: &[FetchedRow]| rows.iter().find(|r| same_key(&r.key, &key)).cloned();
+            let (b, a, tg) = (find(&before), find(&after), find(&target));
+            if b != a {
+                again.push(key);
+                continue;
+            }
+            match (a, tg) {
+                (Some(_), None) => out.diffs.push(RowDiff::MissingInTarget { key }),
+                (None, Some(_)) => out.diffs.push(RowDiff::ExtraInTarget { key }),
+                (Some(s), Some(g)) => {
+                    let columns = differing_columns(&t.layout, &s, &g);
+                    if !columns.is_empty() {
+                        out.diffs.push(RowDiff::ValuesDiffer { key, columns });
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        pending = again;
+    }
+    Ok(out)
+}

@@ -1,0 +1,433 @@
+//! One table as verify sees it: the source table, its target table, the
+//! columns compared, and the statements each side runs over a key range.
+//!
+//! Invariant: both sides are asked about the same key range with the same
+//! range predicate (the planner's), each side renders its own columns
+//! canonically (see [`super::canon`]), and only the source gets the task's row
+//! filter: a target row outside the filter is an extra row.
+
+use ferry_core::model::KeyValue;
+use ferry_core::FerryError;
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Row, Value};
+
+use super::canon::{column_expr, digest_sql};
+use super::rows::{FetchedRow, Layout};
+use crate::conn::{classify, qualified, quote_ident};
+use crate::planner::{key_param, key_value_from_mysql, no_key_error, range_predicate};
+use crate::schema::{Column, TableInfo};
+
+/// Which database a statement runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Source,
+    Target,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Source => "source",
+            Side::Target => "target",
+        }
+    }
+}
+
+/// Row count and exact sum of the 64-bit row hashes of a key range.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Digest {
+    pub rows: u64,
+    pub sum: u128,
+}
+
+/// What one side needs to render and select rows.
+#[derive(Debug, Clone)]
+struct SideSql {
+    /// `db`.`table`, quoted.
+    from: String,
+    name: String,
+    /// The compared columns as this side defines them, in compared order.
+    columns: Vec<Column>,
+    /// The key columns as this side defines them.
+    key: Vec<Column>,
+    filter: Option<String>,
+}
+
+/// A source table paired with its target table.
+#[derive(Debug, Clone)]
+pub struct VerifyTable {
+    pub source: TableInfo,
+    pub target: TableInfo,
+    /// Key column names (the chunks are ranges of this key).
+    pub key: Vec<String>,
+    pub layout: Layout,
+    src: SideSql,
+    tgt: SideSql,
+}
+
+/// Rows fetched by key per statement.
+const KEYS_PER_FETCH: usize = 200;
+
+fn find_column<'a>(t: &'a TableInfo, name: &str) -> Option<&'a Column> {
+    t.column(name)
+        .or_else(|| t.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name)))
+}
+
+/// Whether MariaDB keeps this column as JSON text (`CHECK (json_valid(`c`))`).
+fn mariadb_json(t: &TableInfo, col: &str) -> bool {
+    t.create_sql
+        .contains(&format!("json_valid({})", quote_ident(col)))
+}
+
+impl VerifyTable {
+    /// Pair a source table with its target table. Generated columns are not
+    /// compared (the target computes them; repair could not write them).
+    pub fn new(
+        source: TableInfo,
+        target: TableInfo,
+        source_filter: Option<String>,
+    ) -> Result<VerifyTable, FerryError> {
+        let key = source.key.clone().ok_or_else(|| no_key_error(&source))?;
+        let mut src_cols = Vec::new();
+        let mut tgt_cols = Vec::new();
+        let mut json = Vec::new();
+        for c in source.columns.iter().filter(|c| !c.generated) {
+            let t = find_column(&target, &c.name)
+                .ok_or_else(|| missing_column(&source, &target, &c.name))?;
+            json.push(
+                c.data_type == "json"
+                    || t.data_type == "json"
+                    || mariadb_json(&source, &c.name)
+                    || mariadb_json(&target, &t.name),
+            );
+            src_cols.push(c.clone());
+            tgt_cols.push(t.clone());
+        }
+        let key_of = |t: &TableInfo| -> Result<Vec<Column>, FerryError> {
+            key.iter()
+                .map(|k| {
+                    find_column(t, k)
+                        .cloned()
+                        .ok_or_else(|| missing_column(&source, t, k))
+                })
+                .collect()
+        };
+        let src = SideSql {
+            from: qualified(&source.db, &source.name),
+            name: source.full_name(),
+            key: key_of(&source)?,
+            columns: src_cols,
+            filter: source_filter,
+        };
+        let tgt = SideSql {
+            from: qualified(&target.db, &target.name),
+            name: target.full_name(),
+            key: key_of(&target)?,
+            columns: tgt_cols,
+            filter: None,
+        };
+        let layout = Layout {
+            names: src.columns.iter().map(|c| c.name.clone()).collect(),
+            json,
+        };
+        Ok(VerifyTable {
+            source,
+            target,
+            key,
+            layout,
+            src,
+            tgt,
+        })
+    }
+
+    fn side(&self, side: Side) -> &SideSql {
+        match side {
+            Side::Source => &self.src,
+            Side::Target => &self.tgt,
+        }
+    }
+
+    /// The target's column definitions, in compared order (for repair).
+    pub fn target_columns(&self) -> &[Column] {
+        &self.tgt.columns
+    }
+
+    /// The target's key column definitions.
+    pub fn target_key(&self) -> &[Column] {
+        &self.tgt.key
+    }
+
+    /// The source's column definitions, in compared order.
+    pub fn source_columns(&self) -> &[Column] {
+        &self.src.columns
+    }
+
+    /// `WHERE` text and parameters for `[lower, upper)` on `side`.
+    fn range_where(
+        &self,
+        side: Side,
+        lower: Option<&[KeyValue]>,
+        upper: Option<&[KeyValue]>,
+    ) -> (String, Vec<Value>) {
+        let (pred, params) = range_predicate(&self.key, lower, upper);
+        match &self.side(side).filter {
+            Some(f) => (format!("{pred} AND ({f})"), params),
+            None => (pred, params),
+        }
+    }
+
+    fn what(&self, side: Side, doing: &str) -> String {
+        format!("{}: {doing} {}", side.as_str(), self.side(side).name)
+    }
+
+    /// Row count and hash sum of `[lower, upper)` on `side`, computed by the server.
+    pub async fn digest(
+        &self,
+        side: Side,
+        conn: &mut Conn,
+        lower: Option<&[KeyValue]>,
+        upper: Option<&[KeyValue]>,
+    ) -> Result<Digest, FerryError> {
+        let s = self.side(side);
+        let (where_, params) = self.range_where(side, lower, upper);
+        let cols: Vec<&Column> = s.columns.iter().collect();
+        let sql = digest_sql(&s.from, &cols, &where_);
+        let what = self.what(side, "checksumming");
+        let row: Option<(u64, String)> = conn
+            .exec_first(sql, params)
+            .await
+            .map_err(|e| classify(e, &what))?;
+        let (rows, sum) = row.unwrap_or((0, "0".to_string()));
+        let sum = sum.trim().parse::<u128>().map_err(|_| {
+            FerryError::Internal(format!("{what}: the hash sum \"{sum}\" is not an integer"))
+        })?;
+        Ok(Digest { rows, sum })
+    }
+
+    /// The key `offset` rows into `[lower, upper)` on `side`, in key order.
+    pub async fn key_at(
+        &self,
+        side: Side,
+        conn: &mut Conn,
+        lower: Option<&[KeyValue]>,
+        upper: Option<&[KeyValue]>,
+        offset: u64,
+    ) -> Result<Option<Vec<KeyValue>>, FerryError> {
+        let s = self.side(side);
+        let (where_, params) = self.range_where(side, lower, upper);
+        let keys = self
+            .key
+            .iter()
+            .map(|k| quote_ident(k))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {keys} FROM {} WHERE {where_} ORDER BY {keys} LIMIT 1 OFFSET {offset}",
+            s.from
+        );
+        let what = self.what(side, "splitting a key range of");
+        let row: Option<Row> = conn
+            .exec_first(sql, params)
+            .await
+            .map_err(|e| classify(e, &what))?;
+        match row {
+            None => Ok(None),
+            Some(r) => r
+                .unwrap()
+                .iter()
+                .zip(&s.key)
+                .map(|(v, c)| key_value_from_mysql(v, c))
+                .collect::<Result<_, _>>()
+                .map(Some),
+        }
+    }
+
+    /// `SELECT key, canonical key, canonical columns FROM side`.
+    fn select_list(&self, side: Side) -> String {
+        let s = self.side(side);
+        let mut items: Vec<String> = s.key.iter().map(|c| quote_ident(&c.name)).collect();
+        items.extend(s.key.iter().map(column_expr));
+        items.extend(s.columns.iter().map(column_expr));
+        format!("SELECT {} FROM {}", items.join(", "), s.from)
+    }
+
+    fn read_rows(&self, side: Side, rows: Vec<Row>) -> Result<Vec<FetchedRow>, FerryError> {
+        let s = self.side(side);
+        let nk = s.key.len();
+        let text = |v: &Value| -> Option<Vec<u8>> {
+            match v {
+                Value::NULL => None,
+                Value::Bytes(b) => Some(b.clone()),
+                Value::Int(i) => Some(i.to_string().into_bytes()),
+                Value::UInt(u) => Some(u.to_string().into_bytes()),
+                other => Some(other.as_sql(true).into_bytes()),
+            }
+        };
+        let width = 2 * nk + s.columns.len();
+        rows.into_iter()
+            .map(|r| {
+                let vals = r.unwrap();
+                if vals.len() != width {
+                    return Err(FerryError::Internal(format!(
+                        "{}: a row came back with {} columns, {width} expected",
+                        self.what(side, "reading rows of"),
+                        vals.len()
+                    )));
+                }
+                let key = vals[..nk]
+                    .iter()
+                    .zip(&s.key)
+                    .map(|(v, c)| key_value_from_mysql(v, c))
+                    .collect::<Result<_, _>>()?;
+                let key_text = vals[nk..2 * nk].iter().map(text).collect();
+                let values = vals[2 * nk..].iter().map(text).collect();
+                Ok(FetchedRow {
+                    key,
+                    key_text,
+                    values,
+                })
+            })
+            .collect()
+    }
+
+    /// Every row of `[lower, upper)` on `side`, rendered canonically.
+    pub async fn fetch_range(
+        &self,
+        side: Side,
+        conn: &mut Conn,
+        lower: Option<&[KeyValue]>,
+        upper: Option<&[KeyValue]>,
+    ) -> Result<Vec<FetchedRow>, FerryError> {
+        let (where_, params) = self.range_where(side, lower, upper);
+        let sql = format!("{} WHERE {where_}", self.select_list(side));
+        let what = self.what(side, "reading rows of");
+        let rows: Vec<Row> = conn
+            .exec(sql, params)
+            .await
+            .map_err(|e| classify(e, &what))?;
+        self.read_rows(side, rows)
+    }
+
+    /// The rows with these keys on `side` (rows outside the source's filter are not returned there).
+    pub async fn fetch_keys(
+        &self,
+        side: Side,
+        conn: &mut Conn,
+        keys: &[Vec<KeyValue>],
+    ) -> Result<Vec<FetchedRow>, FerryError> {
+        let mut out = Vec::new();
+        let what = self.what(side, "reading rows by key of");
+        for batch in keys.chunks(KEYS_PER_FETCH) {
+            let (pred, params) = key_match(&self.key, batch);
+            let filter = self
+                .side(side)
+                .filter
+                .as_ref()
+                .map(|f| format!(" AND ({f})"))
+                .unwrap_or_default();
+            let sql = format!("{} WHERE ({pred}){filter}", self.select_list(side));
+            let rows: Vec<Row> = conn
+                .exec(sql, params)
+                .await
+                .map_err(|e| classify(e, &what))?;
+            out.extend(self.read_rows(side, rows)?);
+        }
+        Ok(out)
+    }
+
+    /// Every compared column of the source rows with these keys, as the
+    /// server returns them (for repair statements).
+    pub async fn source_rows_raw(
+        &self,
+        conn: &mut Conn,
+        keys: &[Vec<KeyValue>],
+    ) -> Result<Vec<(Vec<KeyValue>, Vec<Value>)>, FerryError> {
+        let s = &self.src;
+        let nk = s.key.len();
+        let mut items: Vec<String> = s.key.iter().map(|c| quote_ident(&c.name)).collect();
+        items.extend(s.columns.iter().map(|c| quote_ident(&c.name)));
+        let what = self.what(Side::Source, "reading rows to repair of");
+        let mut out = Vec::new();
+        for batch in keys.chunks(KEYS_PER_FETCH) {
+            let (pred, params) = key_match(&self.key, batch);
+            let filter = s
+                .filter
+                .as_ref()
+                .map(|f| format!(" AND ({f})"))
+                .unwrap_or_default();
+            let sql = format!(
+                "SELECT {} FROM {} WHERE ({pred}){filter}",
+                items.join(", "),
+                s.from
+            );
+            let rows: Vec<Row> = conn
+                .exec(sql, params)
+                .await
+                .map_err(|e| classify(e, &what))?;
+            for r in rows {
+                let mut vals = r.unwrap();
+                let rest = vals.split_off(nk);
+                let key = vals
+                    .iter()
+                    .zip(&s.key)
+                    .map(|(v, c)| key_value_from_mysql(v, c))
+                    .collect::<Result<_, _>>()?;
+                out.push((key, rest));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `(k1 = ? AND k2 = ?) OR (...)` for a batch of keys, with its parameters.
+fn key_match(key: &[String], keys: &[Vec<KeyValue>]) -> (String, Vec<Value>) {
+    let one = key
+        .iter()
+        .map(|k| format!("{} = ?", quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let pred = keys
+        .iter()
+        .map(|_| format!("({one})"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let params = keys.iter().flat_map(|k| k.iter().map(key_param)).collect();
+    (
+        if pred.is_empty() {
+            "1=0".to_string()
+        } else {
+            pred
+        },
+        params,
+    )
+}
+
+fn missing_column(source: &TableInfo, target: &TableInfo, col: &str) -> FerryError {
+    FerryError::SchemaIncompatible(format!(
+        "column `{col}` of source table {} has no counterpart in target table {}, so the tables cannot be \
+         compared. Add the column on the target (ALTER TABLE {} ADD COLUMN ...) or recreate the target table \
+         from the source's definition.",
+        source.full_name(),
+        target.full_name(),
+        qualified(&target.db, &target.name)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_match_lists_each_key() {
+        let (p, v) = key_match(
+            &["a".into(), "b".into()],
+            &[
+                vec![KeyValue::Int(1), KeyValue::Int(2)],
+                vec![KeyValue::Int(3), KeyValue::Int(4)],
+            ],
+        );
+        assert_eq!(p, "(`a` = ? AND `b` = ?) OR (`a` = ? AND `b` = ?)");
+        assert_eq!(v.len(), 4);
+        assert_eq!(key_match(&["a".into()], &[]).0, "1=0");
+    }
+}
