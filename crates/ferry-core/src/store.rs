@@ -479,6 +479,52 @@ impl<S: ItemStore> Repo<S> {
         self.store.delete(&pk(task_id), sk).await
     }
 
+    /// Every record whose key starts with `sk_prefix`, with its key, in key order.
+    pub async fn records<T: DeserializeOwned>(&self, task_id: &str, sk_prefix: &str) -> Result<Vec<(String, T)>, FerryError> {
+        let items = self.store.query(&pk(task_id), sk_prefix).await?;
+        items.iter().map(|it| Ok((it.sk.clone(), decode(it)?))).collect()
+    }
+
+    /// Compare-and-set a stage's own record: `f` sees the record (or `None`)
+    /// and returns the new one, or `None` to leave it alone. The write is
+    /// conditional on what `f` saw, so of several workers deciding at once on
+    /// the same record exactly one wins (a lease claim). Returns what was written.
+    pub async fn swap_record<T: Serialize + DeserializeOwned>(
+        &self,
+        task_id: &str,
+        sk: &str,
+        f: impl Fn(Option<T>) -> Option<T>,
+    ) -> Result<Option<T>, FerryError> {
+        let pkey = pk(task_id);
+        for _ in 0..UPDATE_TRIES {
+            let cur = self.store.get(&pkey, sk).await?;
+            let (old, cond) = match &cur {
+                Some(item) => (Some(decode::<T>(item)?), Cond::Version(item.version)),
+                None => (None, Cond::Absent),
+            };
+            let Some(new) = f(old) else { return Ok(None) };
+            if self.store.put(&pkey, sk, &encode(&new)?, cond).await?.is_some() {
+                return Ok(Some(new));
+            }
+        }
+        Err(FerryError::Transient(format!("record {pkey} {sk} is contended; retry")))
+    }
+
+    /// Remove the diffs `drop(source table, seq)` selects (a stage re-checking part of a table).
+    pub async fn clear_diffs_where(&self, task_id: &str, drop: impl Fn(&str, u64) -> bool) -> Result<u64, FerryError> {
+        let mut n = 0;
+        for it in self.store.query(&pk(task_id), "diff#").await? {
+            let parsed = it.sk.strip_prefix("diff#").and_then(|rest| rest.rsplit_once('#'));
+            if let Some((table, seq)) = parsed.and_then(|(t, s)| Some((t, s.parse::<u64>().ok()?))) {
+                if drop(table, seq) {
+                    self.store.delete(&it.pk, &it.sk).await?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
     async fn update<T: Serialize + DeserializeOwned>(
         &self,
         pk: &str,

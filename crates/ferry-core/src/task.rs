@@ -124,6 +124,31 @@ pub struct TaskOptions {
     pub max_chunk_attempts: u32,
     /// Schema on each side for Ferry's checkpoints and heartbeat.
     pub meta_schema: String,
+    /// When the state machine runs verify (with "verify" in types).
+    pub verify_when: VerifyWhen,
+    /// Chunks verified at once (0 = `concurrency`).
+    pub verify_concurrency: u32,
+    /// Continuous sampling while incremental sync runs: chunks per sample (0 = off).
+    pub verify_sample_chunks: u32,
+    /// How long verify waits for the incremental apply to pass a re-check point.
+    pub verify_recheck_seconds: u64,
+    /// Repair rate limit in rows per second (0 = none).
+    pub repair_rows_per_second: u64,
+    /// Differences listed one by one in a verify report; the rest are counted.
+    pub verify_report_limit: u64,
+}
+
+/// When the state machine runs the `verify` stage; `ferry verify TASK_ID` works at any time.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyWhen {
+    /// Once the full copy is done (no incremental sync, or before it starts).
+    AfterCopy,
+    /// Once incremental sync has caught up (lag near zero).
+    #[default]
+    AfterCatchUp,
+    /// Only when asked (`ferry verify TASK_ID`).
+    OnDemand,
 }
 
 impl Default for TaskOptions {
@@ -140,6 +165,12 @@ impl Default for TaskOptions {
             lease_seconds: 300,
             max_chunk_attempts: 5,
             meta_schema: "ferry_meta".to_string(),
+            verify_when: VerifyWhen::AfterCatchUp,
+            verify_concurrency: 0,
+            verify_sample_chunks: 0,
+            verify_recheck_seconds: 300,
+            repair_rows_per_second: 1_000,
+            verify_report_limit: 1_000,
         }
     }
 }
