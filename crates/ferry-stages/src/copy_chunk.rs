@@ -1,18 +1,531 @@
-//! The `copy-chunk` stage (being written).
+//! The `copy-chunk` stage: the full copy, one leased chunk at a time.
+//!
+//! Invariant: a chunk is marked done only after [`ferry_mysql::copy::copy_chunk`]
+//! committed its rows on the target, and only by the worker still holding its
+//! lease (the store refuses a stale owner). A worker that crashes, or loses its
+//! lease, leaves the chunk to be claimed again once the lease expires; copying
+//! it again is harmless because a chunk copy is idempotent. A table becomes
+//! `copied` (and its deferred indexes are built) only once every one of its
+//! chunks is done, and `copy_finished` is recorded only when no chunk is left
+//! and none failed: the source position then is past every chunk's snapshot,
+//! so incremental apply is idempotent up to it.
+//!
+//! Input `{"task_id","worker"}`: claim -> copy -> finish until no chunk is
+//! claimable or the deadline (minus a margin) comes; output
+//! `{"task_id","copied","rows","remaining"}`. Input
+//! `{"task_id","action":"summary"}`: output
+//! `{"task_id","remaining","done","failed","total","rows"}`.
 
-use std::time::Instant;
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
+use ferry_core::model::{ChunkRecord, ChunkState, SnapshotPoint, TablePhase, TableRecord};
 use ferry_core::secret::SecretSource;
-use ferry_core::store::ItemStore;
+use ferry_core::store::{now_ms, ItemStore, Repo};
+use ferry_core::task::TaskSpec;
 use ferry_core::FerryError;
-use serde_json::Value;
+use ferry_mysql::conn::classify;
+use ferry_mysql::copy::{
+    copy_chunk, describe_range, local_infile_enabled, source_allows_invalid_dates, CopyOptions,
+    CopyStats, RateLimiter, WriteMethod,
+};
+use ferry_mysql::schema::{binlog_position, read_table, TableInfo};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Pool};
+use serde_json::{json, Value};
 
-use crate::StageEnv;
+use crate::plan::{deferred_key, DeferredDdl};
+use crate::{task_id, StageEnv};
+
+/// Bytes per write batch (the row limit is the task's `batch_rows`).
+const BATCH_BYTES: usize = 4 << 20;
 
 pub async fn run<S: ItemStore, K: SecretSource>(
-    _env: &StageEnv<S, K>,
-    _input: Value,
-    _deadline: Instant,
+    env: &StageEnv<S, K>,
+    input: Value,
+    deadline: Instant,
 ) -> Result<Value, FerryError> {
-    Err(FerryError::Internal("stage copy-chunk is not built yet".into()))
+    let task_id = task_id(&input)?;
+    if input.get("action").and_then(Value::as_str) == Some("summary") {
+        return summary(env, &task_id).await;
+    }
+    let worker = match input.get("worker") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "0".to_string(),
+    };
+    let owner = format!("{}#{worker}", env.worker_id);
+    let mut w = Worker::start(env, &task_id, owner, deadline).await?;
+    let result = w.run().await;
+    w.close().await;
+    let (copied, rows) = result?;
+    let s = env.repo.chunk_summary(&task_id).await?;
+    Ok(
+        json!({"task_id": task_id, "copied": copied, "rows": rows, "remaining": s.pending + s.running}),
+    )
+}
+
+/// Stop claiming this long before the deadline: max(5 s, 10% of the time given).
+fn stop_time(deadline: Instant) -> Instant {
+    let now = Instant::now();
+    let budget = deadline.saturating_duration_since(now);
+    let margin = Duration::from_secs(5).max(budget / 10);
+    deadline.checked_sub(margin).unwrap_or(now).max(now)
+}
+
+/// One stage call's worker: its pools, connections, lease owner and caches.
+struct Worker<'a, S, K> {
+    env: &'a StageEnv<S, K>,
+    task_id: String,
+    owner: String,
+    spec: TaskSpec,
+    stop_at: Instant,
+    src_pool: Pool,
+    dst_pool: Pool,
+    src: Option<Conn>,
+    dst: Option<Conn>,
+    limiter: RateLimiter,
+    copy: CopyOptions,
+    tables: HashMap<String, TableInfo>,
+    marked_copying: HashSet<String>,
+}
+
+impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
+    async fn start(
+        env: &'a StageEnv<S, K>,
+        task_id: &str,
+        owner: String,
+        deadline: Instant,
+    ) -> Result<Self, FerryError> {
+        let task = env.repo.task(task_id).await?;
+        let (src_ep, dst_ep) = env.endpoints(&task.spec).await?;
+        let mut w = Worker {
+            env,
+            task_id: task_id.to_string(),
+            owner,
+            limiter: RateLimiter::new(
+                task.spec.options.max_rows_per_second,
+                task.spec.options.max_bytes_per_second,
+            ),
+            copy: CopyOptions {
+                batch_bytes: BATCH_BYTES,
+                ..CopyOptions::default()
+            },
+            spec: task.spec,
+            stop_at: stop_time(deadline),
+            src_pool: src_ep.pool(2),
+            dst_pool: dst_ep.pool(2),
+            src: None,
+            dst: None,
+            tables: HashMap::new(),
+            marked_copying: HashSet::new(),
+        };
+        let src = w.source().await?;
+        w.copy.allow_invalid_dates = source_allows_invalid_dates(src).await?;
+        let dst = w.target().await?;
+        w.copy.method = if local_infile_enabled(dst).await {
+            WriteMethod::LoadData
+        } else {
+            WriteMethod::Insert
+        };
+        Ok(w)
+    }
+
+    async fn source(&mut self) -> Result<&mut Conn, FerryError> {
+        if self.src.is_none() {
+            let c = self
+                .src_pool
+                .get_conn()
+                .await
+                .map_err(|e| classify(e, "source: connecting"))?;
+            self.src = Some(c);
+        }
+        self.src
+            .as_mut()
+            .ok_or_else(|| FerryError::Internal("no source connection".into()))
+    }
+
+    async fn target(&mut self) -> Result<&mut Conn, FerryError> {
+        if self.dst.is_none() {
+            let c = self
+                .dst_pool
+                .get_conn()
+                .await
+                .map_err(|e| classify(e, "target: connecting"))?;
+            self.dst = Some(c);
+        }
+        self.dst
+            .as_mut()
+            .ok_or_else(|| FerryError::Internal("no target connection".into()))
+    }
+
+    /// Drop both connections without returning them to the pool: after a
+    /// failed or abandoned copy they may be mid-statement.
+    async fn discard_connections(&mut self) {
+        for c in [self.src.take(), self.dst.take()].into_iter().flatten() {
+            let _ = c.disconnect().await;
+        }
+    }
+
+    async fn close(mut self) {
+        self.src.take();
+        self.dst.take();
+        let _ = self.src_pool.disconnect().await;
+        let _ = self.dst_pool.disconnect().await;
+    }
+
+    /// Claim and copy chunks until none is left or time is up: (chunks copied, rows).
+    async fn run(&mut self) -> Result<(u64, u64), FerryError> {
+        let (mut copied, mut rows) = (0, 0);
+        while Instant::now() < self.stop_at {
+            let task = self.env.repo.task(&self.task_id).await?;
+            self.apply_options(&task.spec);
+            let lease_ms = task.spec.options.lease_seconds * 1000;
+            let Some(chunk) = self
+                .env
+                .repo
+                .claim_chunk(&self.task_id, &self.owner, lease_ms)
+                .await?
+            else {
+                break;
+            };
+            match self.copy_one(&chunk, lease_ms).await {
+                Ok(stats) => {
+                    if self.finish(&chunk, stats).await? {
+                        copied += 1;
+                        rows += stats.rows;
+                    }
+                }
+                Err(e) => self.failed(&chunk, e).await?,
+            }
+        }
+        Ok((copied, rows))
+    }
+
+    /// Options an operator may change while the copy runs (rate limits, batch size).
+    fn apply_options(&mut self, spec: &TaskSpec) {
+        let o = &spec.options;
+        self.limiter
+            .set_limits(o.max_rows_per_second, o.max_bytes_per_second);
+        self.copy.batch_rows = o.batch_rows.max(1) as usize;
+        self.spec.options = o.clone();
+    }
+
+    async fn table(&mut self, db: &str, name: &str) -> Result<TableInfo, FerryError> {
+        let key = format!("{db}.{name}");
+        if let Some(t) = self.tables.get(&key) {
+            return Ok(t.clone());
+        }
+        let src = self.source().await?;
+        let info = read_table(src, db, name).await?.ok_or_else(|| {
+            FerryError::SchemaIncompatible(format!(
+                "source table {key} no longer exists, but the task has chunks of it. Restore it, or start a new \
+                 task without it."
+            ))
+        })?;
+        self.tables.insert(key, info.clone());
+        Ok(info)
+    }
+
+    /// Copy a claimed chunk, renewing its lease while the copy runs.
+    async fn copy_one(
+        &mut self,
+        chunk: &ChunkRecord,
+        lease_ms: u64,
+    ) -> Result<CopyStats, FerryError> {
+        let table = self.table(&chunk.source_db, &chunk.source_table).await?;
+        self.mark_copying(&chunk.table_name()).await?;
+        let (tdb, ttable) = self.spec.target_name(&table.db, &table.name);
+        let filter = self.spec.filter(&table.db, &table.name).map(str::to_string);
+        self.source().await?;
+        self.target().await?;
+        let (Some(src), Some(dst)) = (self.src.as_mut(), self.dst.as_mut()) else {
+            return Err(FerryError::Internal("connections vanished".into()));
+        };
+        let copy = copy_chunk(
+            src,
+            dst,
+            &table,
+            (&tdb, &ttable),
+            chunk,
+            filter.as_deref(),
+            &self.copy,
+            &self.limiter,
+        );
+        let renew = renew_lease(
+            &self.env.repo,
+            &self.task_id,
+            &chunk.chunk_id,
+            &self.owner,
+            lease_ms,
+        );
+        tokio::select! {
+            r = copy => r,
+            e = renew => Err(e),
+        }
+    }
+
+    async fn mark_copying(&mut self, table: &str) -> Result<(), FerryError> {
+        if self.marked_copying.insert(table.to_string()) {
+            self.env
+                .repo
+                .update_table(&self.task_id, table, |t| {
+                    if t.phase == TablePhase::Planned {
+                        t.phase = TablePhase::Copying;
+                    }
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Mark a copied chunk done; false if the lease was lost meanwhile (another worker redoes it).
+    async fn finish(&mut self, chunk: &ChunkRecord, stats: CopyStats) -> Result<bool, FerryError> {
+        let done = self.env.repo.finish_chunk(
+            &self.task_id,
+            &chunk.chunk_id,
+            &self.owner,
+            stats.rows,
+            stats.bytes,
+        );
+        match done.await {
+            Ok(()) => {}
+            Err(FerryError::Fenced(m)) => {
+                tracing::warn!(chunk = %chunk.chunk_id, "{m}");
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+        tracing::debug!(chunk = %chunk.chunk_id, rows = stats.rows, "chunk copied");
+        self.target().await?;
+        let dst = self
+            .dst
+            .as_mut()
+            .ok_or_else(|| FerryError::Internal("no target connection".into()))?;
+        finalize_table_if_done(&self.env.repo, &self.task_id, dst, &chunk.table_name()).await?;
+        Ok(true)
+    }
+
+    /// Handle a failed copy: give the chunk back (attempts counted) and decide whether to go on.
+    async fn failed(&mut self, chunk: &ChunkRecord, err: FerryError) -> Result<(), FerryError> {
+        self.discard_connections().await;
+        if let FerryError::Fenced(m) = &err {
+            tracing::warn!(chunk = %chunk.chunk_id, "{m}");
+            return Ok(());
+        }
+        let max = self.spec.options.max_chunk_attempts;
+        let rec = match self
+            .env
+            .repo
+            .fail_chunk(
+                &self.task_id,
+                &chunk.chunk_id,
+                &self.owner,
+                err.message(),
+                max,
+            )
+            .await
+        {
+            Ok(rec) => rec,
+            Err(FerryError::Fenced(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if rec.state == ChunkState::Failed {
+            return Err(FerryError::ChunkFailed(format!(
+                "chunk {} of {} (key range {}) failed {} times; last error: {}. Fix the cause, then retry the \
+                 failed chunks (ferry retry) or rerun the task.",
+                chunk.chunk_id,
+                chunk.table_name(),
+                describe_range(chunk),
+                rec.attempts,
+                err.message()
+            )));
+        }
+        if !err.is_transient() {
+            return Err(err);
+        }
+        tracing::warn!(chunk = %chunk.chunk_id, attempt = rec.attempts, error = %err, "chunk failed; it will be retried");
+        let pause = Duration::from_millis(250 << rec.attempts.min(6));
+        tokio::time::sleep(pause.min(self.stop_at.saturating_duration_since(Instant::now()))).await;
+        Ok(())
+    }
+}
+
+/// Extend a chunk's lease every third of its length; returns only when the lease is lost.
+async fn renew_lease<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+    chunk_id: &str,
+    owner: &str,
+    lease_ms: u64,
+) -> FerryError {
+    let every = Duration::from_millis((lease_ms / 3).max(1000));
+    loop {
+        tokio::time::sleep(every).await;
+        match repo.renew_lease(task_id, chunk_id, owner, lease_ms).await {
+            Ok(()) => {}
+            Err(e @ FerryError::Fenced(_)) => return e,
+            Err(e) => {
+                tracing::warn!(chunk = %chunk_id, error = %e, "could not renew the chunk lease; will retry")
+            }
+        }
+    }
+}
+
+/// When every chunk of `table` is done: build its deferred indexes and mark it copied.
+/// Idempotent; returns whether the table is (now) copied.
+async fn finalize_table_if_done<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+    dst: &mut Conn,
+    table: &str,
+) -> Result<bool, FerryError> {
+    let chunks = repo.chunks(task_id).await?;
+    let mine = chunks.iter().filter(|c| c.table_name() == table);
+    if !mine.clone().all(|c| c.state == ChunkState::Done) {
+        return Ok(false);
+    }
+    let record: Option<TableRecord> = repo
+        .tables(task_id)
+        .await?
+        .into_iter()
+        .find(|t| t.source_name() == table);
+    if record
+        .as_ref()
+        .is_some_and(|t| t.phase == TablePhase::Copied)
+    {
+        return Ok(true);
+    }
+    run_deferred(repo, task_id, dst, table).await?;
+    if record.is_some() {
+        let rows: u64 = chunks
+            .iter()
+            .filter(|c| c.table_name() == table)
+            .map(|c| c.rows)
+            .sum();
+        let was_copied = Cell::new(false);
+        repo.update_table(task_id, table, |t| {
+            was_copied.set(t.phase == TablePhase::Copied);
+            t.phase = TablePhase::Copied;
+            t.rows_estimate = rows;
+        })
+        .await?;
+        if !was_copied.get() {
+            tracing::info!(table, rows, "table copied");
+        }
+    }
+    Ok(true)
+}
+
+/// The statements `plan` deferred to after the load of `table` (none if it recorded none).
+async fn deferred_statements<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+    table: &str,
+) -> Result<Vec<String>, FerryError> {
+    let rec: Option<DeferredDdl> = repo.get_record(task_id, &deferred_key(table)).await?;
+    Ok(rec.map(|r| r.statements).unwrap_or_default())
+}
+
+/// Build the secondary indexes and foreign keys of a loaded table. A statement
+/// that already ran (duplicate key or constraint name) is skipped, so a rerun is harmless.
+async fn run_deferred<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+    dst: &mut Conn,
+    table: &str,
+) -> Result<(), FerryError> {
+    let statements = deferred_statements(repo, task_id, table).await?;
+    if statements.is_empty() {
+        return Ok(());
+    }
+    // Foreign keys may point at tables still being copied: do not check existing rows.
+    let what = format!("target: building the deferred indexes of {table}");
+    dst.query_drop("SET SESSION foreign_key_checks = 0")
+        .await
+        .map_err(|e| classify(e, &what))?;
+    for sql in statements {
+        let started = Instant::now();
+        match dst.query_drop(sql.as_str()).await {
+            Ok(()) => tracing::info!(table, secs = started.elapsed().as_secs_f64(), "{sql}"),
+            // 1061 duplicate key name, 1826 duplicate foreign key constraint name: already built.
+            Err(mysql_async::Error::Server(se)) if se.code == 1061 || se.code == 1826 => {
+                tracing::info!(table, "already there: {sql}");
+            }
+            Err(e) => return Err(classify(e, &format!("{what} ({sql})"))),
+        }
+    }
+    Ok(())
+}
+
+/// The summary action: chunk counts; at the end of the copy, finish the tables
+/// and record where the source's binlog was (`copy_finished`).
+async fn summary<S: ItemStore, K: SecretSource>(
+    env: &StageEnv<S, K>,
+    task_id: &str,
+) -> Result<Value, FerryError> {
+    let task = env.repo.task(task_id).await?;
+    let s = env.repo.chunk_summary(task_id).await?;
+    let remaining = s.pending + s.running;
+    if remaining == 0 {
+        let (src_ep, dst_ep) = env.endpoints(&task.spec).await?;
+        let pending_tables: Vec<String> = env
+            .repo
+            .tables(task_id)
+            .await?
+            .into_iter()
+            .filter(|t| t.phase != TablePhase::Copied)
+            .map(|t| t.source_name())
+            .collect();
+        if !pending_tables.is_empty() {
+            let mut dst = dst_ep.connect().await?;
+            for t in &pending_tables {
+                finalize_table_if_done(&env.repo, task_id, &mut dst, t).await?;
+            }
+            let _ = dst.disconnect().await;
+        }
+        if s.failed == 0 && task.copy_finished.is_none() {
+            let mut src = src_ep.connect().await?;
+            let position = binlog_position(&mut src, "source").await?;
+            let _ = src.disconnect().await;
+            let point = SnapshotPoint {
+                position,
+                at_ms: now_ms(),
+            };
+            tracing::info!(task = task_id, position = %point.position, "full copy finished");
+            env.repo
+                .update_task(task_id, |t| {
+                    if t.copy_finished.is_none() {
+                        t.copy_finished = Some(point.clone());
+                    }
+                })
+                .await?;
+        }
+    }
+    Ok(json!({
+        "task_id": task_id,
+        "remaining": remaining,
+        "done": s.done,
+        "failed": s.failed,
+        "total": s.total,
+        "rows": s.rows,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_margin_is_at_least_five_seconds_or_a_tenth() {
+        let now = Instant::now();
+        let d = now + Duration::from_secs(100);
+        let stop = stop_time(d);
+        assert!(d - stop >= Duration::from_secs(10) - Duration::from_millis(50));
+        let d = now + Duration::from_secs(20);
+        assert!(d - stop_time(d) >= Duration::from_secs(5) - Duration::from_millis(50));
+        // A deadline closer than the margin: stop at once.
+        assert!(stop_time(now + Duration::from_secs(2)) <= Instant::now());
+    }
 }

@@ -1,0 +1,399 @@
+//! The `copy-chunk` stage end to end on the real servers with the SQLite task
+//! store: two workers share the chunks through leases, tables end `copied` with
+//! their deferred indexes built, the summary records `copy_finished`; a chunk
+//! that cannot be written is retried and then fails the task with
+//! `Ferry.ChunkFailed` naming table, range, attempts and the server's message;
+//! a deadline closer than the margin claims nothing.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ferry_core::model::{ChunkState, TablePhase, TableRecord};
+use ferry_core::task::TaskSpec;
+use ferry_core::FerryError;
+use ferry_local::{FileSecrets, SqliteStore};
+use ferry_mysql::planner::plan_chunks;
+use ferry_mysql::qualified;
+use ferry_mysql::schema::read_table;
+use ferry_stages::plan::{deferred_key, DeferredDdl};
+use ferry_stages::{invoke, StageEnv};
+use ferry_testkit::{
+    assert_same_rows, drop_db, env, exec, recreate_db, unique_name, Side, TestEnv,
+};
+use mysql_async::prelude::*;
+use serde_json::{json, Value};
+
+struct Fixture {
+    env: StageEnv<SqliteStore, FileSecrets>,
+    dir: PathBuf,
+    te: TestEnv,
+    task_id: String,
+    src_db: String,
+    tgt_db: String,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const TABLES: [(&str, &str, i64); 2] = [
+    (
+        "a",
+        "id INT PRIMARY KEY, val INT NOT NULL, note VARCHAR(20), KEY k_val (val)",
+        10_000,
+    ),
+    ("b", "id INT PRIMARY KEY, note VARCHAR(20)", 2_500),
+];
+
+impl Fixture {
+    /// Source tables `a` and `b`, the target tables without `a`'s secondary index
+    /// (deferred), a task with its table and chunk records, as `plan` leaves them.
+    /// `narrow_b` makes `b.note` too short on the target, so its chunks cannot be written.
+    async fn new(narrow_b: bool) -> Fixture {
+        let te = env();
+        let dir = std::env::temp_dir().join(unique_name("ferry_copy_stage"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secrets = dir.join("secrets.json");
+        let body = json!({
+            "test-source": te.secret_json(Side::Source, false),
+            "test-target": te.secret_json(Side::Target, false),
+        });
+        std::fs::write(&secrets, body.to_string()).unwrap();
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let store = SqliteStore::open_dir(&dir.join("state")).unwrap();
+        let f = Fixture {
+            env: StageEnv::new(store, FileSecrets::new(Some(secrets)), "test-worker"),
+            dir,
+            te,
+            task_id: unique_name("copy-stage"),
+            src_db: unique_name("ferry_stage_src"),
+            tgt_db: unique_name("ferry_stage_tgt"),
+        };
+        f.databases(narrow_b).await;
+        f.records().await;
+        f
+    }
+
+    async fn databases(&self, narrow_b: bool) {
+        let mut src = self.te.admin(Side::Source).await;
+        let mut tgt = self.te.admin(Side::Target).await;
+        recreate_db(&mut src, &self.src_db).await;
+        recreate_db(&mut tgt, &self.tgt_db).await;
+        for (name, cols, n) in TABLES {
+            exec(
+                &mut src,
+                &format!("CREATE TABLE {} ({cols})", qualified(&self.src_db, name)),
+            )
+            .await;
+            let values: Vec<String> = (0..n)
+                .map(|i| format!("({i}, {}, 'note {i}')", i % 97))
+                .collect();
+            let insert_cols = if name == "a" {
+                "(id, val, note)"
+            } else {
+                "(id, note)"
+            };
+            let values = if name == "a" {
+                values
+            } else {
+                (0..n).map(|i| format!("({i}, 'note {i}')")).collect()
+            };
+            for part in values.chunks(2000) {
+                let sql = format!(
+                    "INSERT INTO {} {insert_cols} VALUES {}",
+                    qualified(&self.src_db, name),
+                    part.join(",")
+                );
+                exec(&mut src, &sql).await;
+            }
+        }
+        let a = qualified(&self.tgt_db, "a");
+        exec(
+            &mut tgt,
+            &format!("CREATE TABLE {a} (id INT PRIMARY KEY, val INT NOT NULL, note VARCHAR(20))"),
+        )
+        .await;
+        let width = if narrow_b { 4 } else { 20 };
+        let b = qualified(&self.tgt_db, "b");
+        exec(
+            &mut tgt,
+            &format!("CREATE TABLE {b} (id INT PRIMARY KEY, note VARCHAR({width}))"),
+        )
+        .await;
+    }
+
+    async fn records(&self) {
+        let spec = TaskSpec::from_json(
+            &json!({
+                "task_id": self.task_id,
+                "source": {"secret": "test-source"},
+                "target": {"secret": "test-target", "dialect": "mariadb"},
+                "objects": {"include": [format!("{}.*", self.src_db)], "rename": {self.src_db.clone(): self.tgt_db.clone()}},
+                "options": {"chunk_rows": 1000, "lease_seconds": 5, "max_chunk_attempts": 2, "batch_rows": 300}
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let repo = &self.env.repo;
+        repo.create_task(&spec).await.unwrap();
+        let mut src = self
+            .te
+            .endpoint(Side::Source, false)
+            .connect()
+            .await
+            .unwrap();
+        for (i, (name, _, _)) in TABLES.iter().enumerate() {
+            let info = read_table(&mut src, &self.src_db, name)
+                .await
+                .unwrap()
+                .unwrap();
+            let chunks = plan_chunks(&mut src, &info, 1000, i).await.unwrap();
+            repo.put_table(
+                &self.task_id,
+                &TableRecord {
+                    source_db: self.src_db.clone(),
+                    source_table: name.to_string(),
+                    target_db: self.tgt_db.clone(),
+                    target_table: name.to_string(),
+                    key_columns: info.key.clone().unwrap(),
+                    phase: TablePhase::Planned,
+                    rows_estimate: info.rows_estimate,
+                    chunks_total: chunks.len() as u64,
+                },
+            )
+            .await
+            .unwrap();
+            repo.put_chunks(&self.task_id, &chunks).await.unwrap();
+        }
+        let deferred = DeferredDdl {
+            target_db: self.tgt_db.clone(),
+            target_table: "a".into(),
+            statements: vec![format!(
+                "ALTER TABLE {} ADD KEY k_val (val)",
+                qualified(&self.tgt_db, "a")
+            )],
+            notes: vec![],
+        };
+        repo.put_record(
+            &self.task_id,
+            &deferred_key(&format!("{}.a", self.src_db)),
+            &deferred,
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn copy(&self, worker: u32, secs: u64) -> Result<Value, FerryError> {
+        let input = json!({"task_id": self.task_id, "worker": worker});
+        invoke(
+            &self.env,
+            "copy-chunk",
+            input,
+            Instant::now() + Duration::from_secs(secs),
+        )
+        .await
+    }
+
+    async fn summary(&self) -> Value {
+        let input = json!({"task_id": self.task_id, "action": "summary"});
+        invoke(
+            &self.env,
+            "copy-chunk",
+            input,
+            Instant::now() + Duration::from_secs(60),
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn cleanup(&self) {
+        drop_db(&mut self.te.admin(Side::Source).await, &self.src_db).await;
+        drop_db(&mut self.te.admin(Side::Target).await, &self.tgt_db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_copy_every_chunk_and_the_summary_closes_the_copy() {
+    let f = Fixture::new(false).await;
+    let (one, two) = tokio::join!(f.copy(1, 120), f.copy(2, 120));
+    let (one, two) = (one.unwrap(), two.unwrap());
+    let total = f.env.repo.chunks(&f.task_id).await.unwrap().len() as u64;
+    assert_eq!(
+        one["copied"].as_u64().unwrap() + two["copied"].as_u64().unwrap(),
+        total,
+        "{one} {two}"
+    );
+    assert_eq!(
+        one["rows"].as_u64().unwrap() + two["rows"].as_u64().unwrap(),
+        12_500
+    );
+    let remaining = |v: &Value| v["remaining"].as_u64().unwrap();
+    assert_eq!(
+        remaining(&one).min(remaining(&two)),
+        0,
+        "the worker finishing last sees no chunk left"
+    );
+
+    let task = f.env.repo.task(&f.task_id).await.unwrap();
+    assert!(
+        task.copy_finished.is_none(),
+        "copy_finished is the summary's to record"
+    );
+    let s = f.summary().await;
+    assert_eq!(
+        s,
+        json!({"task_id": f.task_id, "remaining": 0, "done": total, "failed": 0, "total": total, "rows": 12_500})
+    );
+    let task = f.env.repo.task(&f.task_id).await.unwrap();
+    let finished = task.copy_finished.expect("copy_finished recorded");
+    assert!(!finished.position.file.is_empty());
+
+    for t in f.env.repo.tables(&f.task_id).await.unwrap() {
+        assert_eq!(t.phase, TablePhase::Copied, "{}", t.source_table);
+        let mut src = f.te.admin(Side::Source).await;
+        let mut tgt = f.te.admin(Side::Target).await;
+        assert_same_rows(
+            &mut src,
+            (&f.src_db, &t.source_table),
+            &mut tgt,
+            (&f.tgt_db, &t.target_table),
+        )
+        .await;
+    }
+    let mut tgt = f.te.admin(Side::Target).await;
+    let index: Option<String> = tgt
+        .exec_first(
+            "SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'a' \
+             AND INDEX_NAME = 'k_val'",
+            (&f.tgt_db,),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        index.as_deref(),
+        Some("k_val"),
+        "the deferred index was built"
+    );
+
+    // A rerun finds nothing to do, and the summary keeps its first position.
+    let again = f.copy(3, 60).await.unwrap();
+    assert_eq!(
+        (again["copied"].as_u64(), again["remaining"].as_u64()),
+        (Some(0), Some(0))
+    );
+    f.summary().await;
+    assert_eq!(
+        f.env
+            .repo
+            .task(&f.task_id)
+            .await
+            .unwrap()
+            .copy_finished
+            .unwrap(),
+        finished
+    );
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_chunk_that_cannot_be_written_fails_after_its_attempts() {
+    let f = Fixture::new(true).await;
+    // First attempt: a definite error stops the stage; the chunk goes back to pending.
+    let err = f.copy(1, 120).await.expect_err("b cannot be written");
+    assert_eq!(err.name(), "Ferry.ChunkFailed", "{err}");
+    assert!(err.message().contains(".b"), "{err}");
+    let failed_chunk = |chunks: &[ferry_core::model::ChunkRecord]| {
+        chunks
+            .iter()
+            .find(|c| c.source_table == "b" && c.attempts > 0)
+            .cloned()
+            .expect("a chunk of b was tried")
+    };
+    let c = failed_chunk(&f.env.repo.chunks(&f.task_id).await.unwrap());
+    assert_eq!((c.state, c.attempts), (ChunkState::Pending, 1));
+    assert!(
+        c.last_error.as_deref().unwrap_or("").contains("1406")
+            || c.last_error.as_deref().unwrap_or("").contains("1265"),
+        "{c:?}"
+    );
+
+    // Second attempt: the budget (2) is spent, the chunk is failed, the error names it all.
+    let err = f.copy(1, 120).await.expect_err("still cannot be written");
+    assert_eq!(err.name(), "Ferry.ChunkFailed");
+    let m = err.message();
+    assert!(
+        m.contains(&format!("{}.b", f.src_db))
+            && m.contains("failed 2 times")
+            && m.contains("[-inf, (1000))"),
+        "{m}"
+    );
+    let c = failed_chunk(&f.env.repo.chunks(&f.task_id).await.unwrap());
+    assert_eq!((c.state, c.attempts), (ChunkState::Failed, 2));
+    let task = f.env.repo.task(&f.task_id).await.unwrap();
+    assert_eq!(
+        task.last_error.map(|e| e.name),
+        Some("Ferry.ChunkFailed".to_string())
+    );
+
+    let s = f.summary().await;
+    assert_eq!(s["failed"], 1);
+    assert!(
+        f.env
+            .repo
+            .task(&f.task_id)
+            .await
+            .unwrap()
+            .copy_finished
+            .is_none(),
+        "no copy_finished with a failed chunk"
+    );
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_deadline_inside_the_margin_claims_nothing() {
+    let f = Fixture::new(false).await;
+    let out = f.copy(1, 3).await.unwrap();
+    assert_eq!(out["copied"], 0);
+    let total = f.env.repo.chunks(&f.task_id).await.unwrap().len();
+    assert_eq!(out["remaining"].as_u64(), Some(total as u64));
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_chunk_keeps_its_lease_and_a_new_rate_limit_applies_while_running() {
+    let f = Fixture::new(false).await;
+    let repo = &f.env.repo;
+    repo.update_task(&f.task_id, |t| t.spec.options.max_rows_per_second = 150)
+        .await
+        .unwrap();
+    let started = ferry_core::store::now_ms();
+    let worker = f.copy(1, 120);
+    let watch = async {
+        // The first chunk (1000 rows at 150 rows/s) outlives its 5 s lease: it must be renewed.
+        ferry_testkit::wait_until(
+            "the first chunk's lease is renewed",
+            Duration::from_secs(30),
+            || async {
+                let chunks = repo.chunks(&f.task_id).await.unwrap();
+                chunks[0].state == ChunkState::Running && chunks[0].lease_until_ms > started + 6_000
+            },
+        )
+        .await;
+        assert_eq!(
+            repo.chunks(&f.task_id).await.unwrap()[0].owner.as_deref(),
+            Some("test-worker#1")
+        );
+        repo.update_task(&f.task_id, |t| t.spec.options.max_rows_per_second = 0)
+            .await
+            .unwrap();
+    };
+    let (out, ()) = tokio::join!(worker, watch);
+    let out = out.unwrap();
+    assert_eq!(out["rows"], 12_500, "{out}");
+    assert_eq!(out["remaining"], 0, "{out}");
+    f.cleanup().await;
+}
