@@ -301,10 +301,12 @@ impl BinlogReader {
                 return Ok(e);
             }
             let ev = match tokio::time::timeout(self.opts.read_timeout, self.stream.next()).await {
-                Err(_) => return Err(FerryError::Transient(format!(
+                Err(_) => {
+                    return Err(FerryError::Transient(format!(
                     "{}: no binlog event or heartbeat for {:?}; the connection is presumed dead",
                     self.source, self.opts.read_timeout
-                ))),
+                )))
+                }
                 Ok(None) => {
                     return Err(FerryError::Transient(format!(
                         "{}: the binlog stream ended",
@@ -345,10 +347,8 @@ impl BinlogReader {
             self.pos = log_pos;
         }
         match kind {
-            HEARTBEAT_EVENT => {
-                if !self.in_txn {
-                    self.queue.push_back(BinlogEvent::Heartbeat { position: self.here() });
-                }
+            HEARTBEAT_EVENT if !self.in_txn => {
+                self.queue.push_back(BinlogEvent::Heartbeat { position: self.here() });
             }
             MARIADB_GTID_EVENT => {
                 let g = MariadbGtid::parse(ev.data()).ok_or_else(|| {
@@ -658,7 +658,7 @@ async fn check_not_purged(
     start: &BinlogPosition,
 ) -> Result<(), FerryError> {
     let logs = binary_logs(conn, who).await?;
-    if logs.iter().any(|f| *f == start.file) {
+    if logs.contains(&start.file) {
         return Ok(());
     }
     Err(purged(
@@ -701,7 +701,7 @@ mod tests {
     #[test]
     fn server_ids_avoid_the_test_servers() {
         let a = server_id_for("t1", 1);
-        assert!(a >= 1_000 && a < 2_000_001_000);
+        assert!((1_000..2_000_001_000).contains(&a));
         assert_ne!(a, server_id_for("t1", 2));
         assert_eq!(a, server_id_for("t1", 1));
     }
