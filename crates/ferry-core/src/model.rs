@@ -259,6 +259,17 @@ pub struct CheckpointRecord {
     pub applied_rows: u64,
 }
 
+impl CheckpointRecord {
+    /// The epoch a link holds once it is retired (the forward link at switchover): no
+    /// applier can own it again, and [`crate::store::Repo::put_checkpoint`] refuses to
+    /// write a live checkpoint over it.
+    pub const RETIRED_EPOCH: u64 = i64::MAX as u64;
+
+    pub fn is_retired(&self) -> bool {
+        self.epoch >= Self::RETIRED_EPOCH
+    }
+}
+
 /// Operator requests, kept apart from the task record so they never race with stage updates.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ControlFlags {

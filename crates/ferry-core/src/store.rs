@@ -186,9 +186,11 @@ impl<S: ItemStore> Repo<S> {
         .map(|_| ())
     }
 
-    /// Remove every record of the task.
+    /// Remove every record of the task, the task record itself last (so a
+    /// deletion cut short leaves a task that can be released again).
     pub async fn delete_task(&self, task_id: &str) -> Result<usize, FerryError> {
-        let items = self.store.query(&pk(task_id), "").await?;
+        let mut items = self.store.query(&pk(task_id), "").await?;
+        items.sort_by_key(|it| it.sk == META);
         for it in &items {
             self.store.delete(&it.pk, &it.sk).await?;
         }
@@ -395,6 +397,12 @@ impl<S: ItemStore> Repo<S> {
                 None => Cond::Absent,
                 Some(item) => {
                     let old: CheckpointRecord = decode(item)?;
+                    if old.is_retired() && !new.is_retired() {
+                        return Err(FerryError::Fenced(format!(
+                            "the {} link of task {task_id} was retired at switchover; no applier may take it again",
+                            ck.direction.as_str()
+                        )));
+                    }
                     if old.epoch > new.epoch {
                         return Err(FerryError::Fenced(format!(
                             "the {} link of task {task_id} is owned by epoch {} (this applier has {}); stopping",

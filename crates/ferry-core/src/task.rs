@@ -136,6 +136,14 @@ pub struct TaskOptions {
     pub repair_rows_per_second: u64,
     /// Differences listed one by one in a verify report; the rest are counted.
     pub verify_report_limit: u64,
+    /// The switch waits until the forward link's lag is at most this (ms).
+    pub switch_max_lag_ms: u64,
+    /// The switch waits until the source had no row change to a selected table for this long.
+    pub switch_quiet_seconds: u64,
+    /// A requested switch that is not ready within this long gives up (the forward link goes on).
+    pub switch_timeout_seconds: u64,
+    /// Run the verify stage after the final catch-up, before the forward link is retired.
+    pub switch_verify: bool,
 }
 
 /// When the state machine runs the `verify` stage; `ferry verify TASK_ID` works at any time.
@@ -171,6 +179,10 @@ impl Default for TaskOptions {
             verify_recheck_seconds: 300,
             repair_rows_per_second: 1_000,
             verify_report_limit: 1_000,
+            switch_max_lag_ms: 2_000,
+            switch_quiet_seconds: 3,
+            switch_timeout_seconds: 1_800,
+            switch_verify: false,
         }
     }
 }
@@ -266,6 +278,9 @@ impl TaskSpec {
         }
         if o.max_chunk_attempts == 0 {
             return bad("options.max_chunk_attempts", "must be at least 1".into());
+        }
+        if o.switch_quiet_seconds == 0 || o.switch_quiet_seconds > 600 {
+            return bad("options.switch_quiet_seconds", format!("{} must be from 1 to 600", o.switch_quiet_seconds));
         }
         if o.meta_schema.is_empty() || !o.meta_schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return bad("options.meta_schema", "must be letters, digits and '_'".into());
