@@ -1,0 +1,63 @@
+# shellcheck shell=bash
+# Helpers for the benchmarks in scripts/bench/. Source it after scripts/lib.sh.
+#
+# Provides: bench_env (loads the testenv, sets SRC_PORT/TGT_PORT/ADMIN_*), sql SIDE [DB] (admin
+# client on the source or target, reads SQL on stdin or from -e), time_cmd OUT_SECONDS CMD...,
+# median N..., rows_per_s ROWS SECONDS, peak_rss_mib TIME_V_LOG.
+
+bench_env() {
+    local envfile
+    envfile="$("$FERRY_ROOT/scripts/testenv" env)" || die "the test servers are not up: run scripts/testenv up"
+    eval "$envfile"
+    SRC_PORT="$FERRY_TEST_SOURCE_PORT"
+    TGT_PORT="$FERRY_TEST_TARGET_PORT"
+    ADMIN_USER="$FERRY_TEST_ADMIN_USER"
+    ADMIN_PW="$FERRY_TEST_ADMIN_PASSWORD"
+    export SRC_PORT TGT_PORT ADMIN_USER ADMIN_PW
+}
+
+# port_of_side source|target
+port_of_side() {
+    case "$1" in
+    source) printf '%s' "$SRC_PORT" ;;
+    target) printf '%s' "$TGT_PORT" ;;
+    *) die "unknown side $1" ;;
+    esac
+}
+
+# sql SIDE [mariadb client args...]: the admin client on one side (password via MYSQL_PWD).
+sql() {
+    local side="$1"
+    shift
+    MYSQL_PWD="$ADMIN_PW" mariadb --no-defaults --default-character-set=utf8mb4 -h127.0.0.1 \
+        -P"$(port_of_side "$side")" -u"$ADMIN_USER" --batch -N "$@"
+}
+
+# time_cmd VAR CMD...: run CMD, store its wall time in seconds (3 decimals) in VAR; fail if CMD fails.
+time_cmd() {
+    local __var="$1" t0 t1 rc=0
+    shift
+    t0="$(date +%s%N)"
+    "$@" || rc=$?
+    t1="$(date +%s%N)"
+    ((rc == 0)) || {
+        log "command failed ($rc): $*"
+        return "$rc"
+    }
+    printf -v "$__var" '%d.%03d' $(((t1 - t0) / 1000000000)) $(((t1 - t0) / 1000000 % 1000))
+}
+
+# median N...: the median of the numbers given.
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'
+}
+
+# rows_per_s ROWS SECONDS
+rows_per_s() {
+    awk -v r="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", r / s; else print 0 }'
+}
+
+# peak_rss_mib FILE: "Maximum resident set size" of a /usr/bin/time -v log, in MiB.
+peak_rss_mib() {
+    awk -F: '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$1"
+}
