@@ -421,6 +421,53 @@ impl<S: ItemStore> Repo<S> {
         Err(FerryError::Transient(format!("checkpoint of task {task_id} is contended")))
     }
 
+    /// Take over a link for a new applier: its checkpoint is rewritten with an
+    /// epoch one above the stored one, conditional on the version read, so two
+    /// appliers starting at once never get the same epoch (the older one is then
+    /// fenced by [`Repo::put_checkpoint`] and by the target's checkpoint rows).
+    /// A link without a checkpoint starts at `start` with epoch 1; a retired
+    /// link is refused.
+    pub async fn claim_link(
+        &self,
+        task_id: &str,
+        dir: Direction,
+        start: &crate::position::BinlogPosition,
+    ) -> Result<CheckpointRecord, FerryError> {
+        let sk = format!("ckpt#{}", dir.as_str());
+        let pkey = pk(task_id);
+        for _ in 0..UPDATE_TRIES {
+            let (rec, cond) = match self.store.get(&pkey, &sk).await? {
+                None => {
+                    let rec = CheckpointRecord {
+                        direction: dir,
+                        position: start.clone(),
+                        epoch: 1,
+                        updated_ms: now_ms(),
+                        lag_ms: None,
+                        applied_rows: 0,
+                    };
+                    (rec, Cond::Absent)
+                }
+                Some(item) => {
+                    let mut rec: CheckpointRecord = decode(&item)?;
+                    if rec.is_retired() {
+                        return Err(FerryError::Fenced(format!(
+                            "the {} link of task {task_id} was retired at switchover; no applier may take it again",
+                            dir.as_str()
+                        )));
+                    }
+                    rec.epoch += 1;
+                    rec.updated_ms = now_ms();
+                    (rec, Cond::Version(item.version))
+                }
+            };
+            if self.store.put(&pkey, &sk, &encode(&rec)?, cond).await?.is_some() {
+                return Ok(rec);
+            }
+        }
+        Err(FerryError::Transient(format!("the {} link of task {task_id} is contended", dir.as_str())))
+    }
+
     pub async fn delete_checkpoint(&self, task_id: &str, dir: Direction) -> Result<(), FerryError> {
         self.store.delete(&pk(task_id), &format!("ckpt#{}", dir.as_str())).await
     }
