@@ -1,18 +1,711 @@
-//! The `verify` stage (being written).
+//! The `verify` stage: compare every chunk (or a sample, or the chunks that
+//! differed last time) of the source with the target, record each lasting
+//! difference, and summarise per table.
+//!
+//! Input `{"task_id","mode":"full"|"sample"|"recheck"}` (optional `"run_id"`
+//! to join a run another call started, `"chunks"` for a sample's size,
+//! `"repair": true` to repair what was found and check it again). Output
+//! `{"task_id","run_id","tables","chunks","rows","differences","unsettled","clean","done"}`;
+//! `done` is false when the deadline came first (call again: the run goes on).
+//!
+//! Invariants:
+//! * Several workers may run one verify at once: they join the one unfinished
+//!   run (`verify#run`), and each chunk is verified under a lease in its own
+//!   record `verifychunk#<chunk id>`, claimed by a conditional write; only
+//!   the lease holder writes that chunk's differences, after deleting the ones
+//!   an earlier run recorded for it. The run is finished, and `verify#summary`
+//!   written, once every chunk of the run is done; finishing twice writes the
+//!   same summary.
+//! * While incremental sync runs (a forward checkpoint exists) a mismatch is
+//!   not reported at once: the chunk is compared again after the apply passed
+//!   the source position read after the first comparison, and each remaining
+//!   row is confirmed with [`ferry_mysql::verify::confirm`]; a row still in
+//!   flux at the deadline is counted as unsettled, never as a difference.
 
-use std::time::Instant;
+mod report;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_core::model::{CheckpointRecord, ChunkRecord, Direction};
+use ferry_core::position::BinlogPosition;
 use ferry_core::secret::SecretSource;
-use ferry_core::store::ItemStore;
+use ferry_core::store::{now_ms, ItemStore, Repo};
+use ferry_core::task::TaskSpec;
 use ferry_core::FerryError;
-use serde_json::Value;
+use ferry_mysql::conn::classify;
+use ferry_mysql::schema::{binlog_position, read_table};
+use ferry_mysql::verify::{compare_range, confirm, RowDiff, VerifyTable};
+use mysql_async::{Conn, Pool};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
-use crate::StageEnv;
+use crate::{task_id, StageEnv};
+
+pub use report::{repair, summary_lines, write_report, RepairOutcome};
+
+/// Which chunks a run verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Every chunk.
+    Full,
+    /// A random subset of chunks (continuous sampling).
+    Sample,
+    /// The chunks that differed (or were unsettled) in the last run.
+    Recheck,
+}
+
+impl Mode {
+    fn parse(input: &Value) -> Result<Mode, FerryError> {
+        match input.get("mode").and_then(Value::as_str).unwrap_or("full") {
+            "full" => Ok(Mode::Full),
+            "sample" => Ok(Mode::Sample),
+            "recheck" => Ok(Mode::Recheck),
+            other => Err(FerryError::BadTask(format!(
+                "verify: \"mode\" is \"{other}\"; use \"full\", \"sample\" or \"recheck\""
+            ))),
+        }
+    }
+}
+
+/// The current (or last) verify run of a task: record `verify#run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyRun {
+    pub run_id: String,
+    pub mode: Mode,
+    /// The chunks of the run; `None` = every chunk of the task.
+    #[serde(default)]
+    pub chunks: Option<Vec<String>>,
+    pub started_ms: u64,
+    #[serde(default)]
+    pub finished_ms: Option<u64>,
+}
+
+/// One chunk's verification in a run: record `verifychunk#<chunk id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyChunk {
+    pub run_id: String,
+    pub chunk_id: String,
+    /// `db.table` on the source.
+    pub table: String,
+    pub done: bool,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub lease_until_ms: u64,
+    #[serde(default)]
+    pub attempts: u32,
+    /// Rows compared (the source's count) and the target's count.
+    #[serde(default)]
+    pub rows: u64,
+    #[serde(default)]
+    pub target_rows: u64,
+    #[serde(default)]
+    pub differences: u64,
+    #[serde(default)]
+    pub unsettled: u64,
+    #[serde(default)]
+    pub millis: u64,
+}
+
+/// One table's line of a verify summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TableSummary {
+    pub table: String,
+    pub rows: u64,
+    pub chunks: u64,
+    pub differences: u64,
+    pub unsettled: u64,
+    /// Time spent on the table's chunks (summed over workers).
+    pub seconds: f64,
+}
+
+/// The outcome of the last finished run: record `verify#summary`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VerifySummary {
+    pub run_id: String,
+    pub mode: String,
+    pub started_ms: u64,
+    pub finished_ms: u64,
+    pub tables: Vec<TableSummary>,
+    pub chunks: u64,
+    pub rows: u64,
+    pub differences: u64,
+    pub unsettled: u64,
+    /// Rows repaired after the run (by `--repair` or `"repair": true`).
+    #[serde(default)]
+    pub repaired: u64,
+    pub clean: bool,
+}
+
+pub const RUN_SK: &str = "verify#run";
+pub const SUMMARY_SK: &str = "verify#summary";
+const CHUNK_PREFIX: &str = "verifychunk#";
+/// Chunks a sample verifies unless the task or the input says otherwise.
+const DEFAULT_SAMPLE: usize = 8;
+/// Diff sequence numbers per chunk: a chunk's diffs are `seq / DIFFS_PER_CHUNK == ordinal`.
+const DIFFS_PER_CHUNK: u64 = 1_000_000;
+
+fn chunk_sk(id: &str) -> String {
+    format!("{CHUNK_PREFIX}{id}")
+}
+
+/// `0003-000042` -> 3_000_042: a chunk's number within its task.
+fn chunk_ordinal(chunk_id: &str) -> u64 {
+    chunk_id
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0)
+}
 
 pub async fn run<S: ItemStore, K: SecretSource>(
-    _env: &StageEnv<S, K>,
-    _input: Value,
-    _deadline: Instant,
+    env: &StageEnv<S, K>,
+    input: Value,
+    deadline: Instant,
 ) -> Result<Value, FerryError> {
-    Err(FerryError::Internal("stage verify is not built yet".into()))
+    let task_id = task_id(&input)?;
+    let mode = Mode::parse(&input)?;
+    let task = env.repo.task(&task_id).await?;
+    let chunks = env.repo.chunks(&task_id).await?;
+    if chunks.is_empty() {
+        return Err(FerryError::BadTask(format!(
+            "task {task_id} has no chunks to verify: its plan has not run yet (run the task first)"
+        )));
+    }
+    let sample = input
+        .get("chunks")
+        .and_then(Value::as_u64)
+        .map(|n| n as usize)
+        .unwrap_or(match task.spec.options.verify_sample_chunks {
+            0 => DEFAULT_SAMPLE,
+            n => n as usize,
+        });
+    let wanted_run = input.get("run_id").and_then(Value::as_str);
+    let run = begin_run(&env.repo, &task_id, mode, wanted_run, &chunks, sample).await?;
+    let mut done = run.finished_ms.is_some();
+    if !done {
+        let owner = format!(
+            "{}#{}",
+            env.worker_id,
+            input
+                .get("worker")
+                .map(Value::to_string)
+                .unwrap_or_default()
+        );
+        let w = Verifier::start(env, &task.spec, &run, owner, deadline).await?;
+        let result = w.work_until_done(&chunks).await;
+        w.close().await;
+        done = result?;
+    }
+    let mut summary = if done {
+        env.repo
+            .get_record::<VerifySummary>(&task_id, SUMMARY_SK)
+            .await?
+    } else {
+        None
+    };
+    if done && input.get("repair").and_then(Value::as_bool) == Some(true) {
+        repair(env, &task_id, true, None).await?;
+        summary = env
+            .repo
+            .get_record::<VerifySummary>(&task_id, SUMMARY_SK)
+            .await?;
+    }
+    Ok(output(&task_id, &run, done, summary.as_ref()))
+}
+
+fn output(task_id: &str, run: &VerifyRun, done: bool, s: Option<&VerifySummary>) -> Value {
+    let s = s
+        .filter(|s| s.run_id == run.run_id)
+        .cloned()
+        .unwrap_or_default();
+    json!({
+        "task_id": task_id, "run_id": run.run_id, "mode": run.mode, "done": done,
+        "tables": s.tables.len(), "chunks": s.chunks, "rows": s.rows,
+        "differences": s.differences, "unsettled": s.unsettled, "repaired": s.repaired,
+        "clean": done && s.clean,
+    })
+}
+
+/// Join the unfinished run, or the run `wanted` names; else start a new one.
+async fn begin_run<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+    mode: Mode,
+    wanted: Option<&str>,
+    chunks: &[ChunkRecord],
+    sample: usize,
+) -> Result<VerifyRun, FerryError> {
+    let subset = match mode {
+        Mode::Full => None,
+        Mode::Sample => Some(sample_ids(chunks, sample)),
+        Mode::Recheck => Some(recheck_ids(repo, task_id).await?),
+    };
+    let new = VerifyRun {
+        run_id: format!("{}", now_ms()),
+        mode,
+        chunks: subset,
+        started_ms: now_ms(),
+        finished_ms: None,
+    };
+    repo.swap_record(task_id, RUN_SK, |cur: Option<VerifyRun>| match cur {
+        Some(r) if r.finished_ms.is_none() => None,
+        Some(r) if Some(r.run_id.as_str()) == wanted => None,
+        _ => Some(new.clone()),
+    })
+    .await?;
+    repo.get_record(task_id, RUN_SK)
+        .await?
+        .ok_or_else(|| FerryError::Store(format!("task {task_id}: the verify run record vanished")))
+}
+
+fn sample_ids(chunks: &[ChunkRecord], n: usize) -> Vec<String> {
+    use rand::seq::IndexedRandom;
+    let mut ids: Vec<String> = chunks
+        .choose_multiple(&mut rand::rng(), n.max(1))
+        .map(|c| c.chunk_id.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn recheck_ids<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+) -> Result<Vec<String>, FerryError> {
+    let recs: Vec<(String, VerifyChunk)> = repo.records(task_id, CHUNK_PREFIX).await?;
+    Ok(recs
+        .into_iter()
+        .filter(|(_, c)| c.differences > 0 || c.unsettled > 0)
+        .map(|(_, c)| c.chunk_id)
+        .collect())
+}
+
+/// The chunks of a run, in chunk order.
+fn run_chunks<'c>(run: &VerifyRun, chunks: &'c [ChunkRecord]) -> Vec<&'c ChunkRecord> {
+    match &run.chunks {
+        None => chunks.iter().collect(),
+        Some(ids) => chunks
+            .iter()
+            .filter(|c| ids.contains(&c.chunk_id))
+            .collect(),
+    }
+}
+
+/// When every chunk of the run is done: write the summary and close the run.
+async fn finish_if_done<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+    run: &VerifyRun,
+    chunks: &[ChunkRecord],
+) -> Result<bool, FerryError> {
+    let recs: HashMap<String, VerifyChunk> = repo
+        .records::<VerifyChunk>(task_id, CHUNK_PREFIX)
+        .await?
+        .into_iter()
+        .map(|(_, c)| (c.chunk_id.clone(), c))
+        .filter(|(_, c)| c.run_id == run.run_id && c.done)
+        .collect();
+    let mine = run_chunks(run, chunks);
+    if mine.iter().any(|c| !recs.contains_key(&c.chunk_id)) {
+        return Ok(false);
+    }
+    let finished = now_ms();
+    let mut tables: Vec<TableSummary> = Vec::new();
+    for c in mine.iter().filter_map(|c| recs.get(&c.chunk_id)) {
+        if tables.last().map(|t| t.table != c.table).unwrap_or(true) {
+            tables.push(TableSummary {
+                table: c.table.clone(),
+                ..TableSummary::default()
+            });
+        }
+        if let Some(t) = tables.last_mut() {
+            t.rows += c.rows;
+            t.chunks += 1;
+            t.differences += c.differences;
+            t.unsettled += c.unsettled;
+            t.seconds += c.millis as f64 / 1000.0;
+        }
+    }
+    let sum = |f: fn(&TableSummary) -> u64| tables.iter().map(f).sum::<u64>();
+    let summary = VerifySummary {
+        run_id: run.run_id.clone(),
+        mode: format!("{:?}", run.mode).to_lowercase(),
+        started_ms: run.started_ms,
+        finished_ms: finished,
+        chunks: sum(|t| t.chunks),
+        rows: sum(|t| t.rows),
+        differences: sum(|t| t.differences),
+        unsettled: sum(|t| t.unsettled),
+        clean: sum(|t| t.differences + t.unsettled) == 0,
+        repaired: 0,
+        tables,
+    };
+    repo.put_record(task_id, SUMMARY_SK, &summary).await?;
+    repo.swap_record(task_id, RUN_SK, |cur: Option<VerifyRun>| match cur {
+        Some(mut r) if r.run_id == run.run_id && r.finished_ms.is_none() => {
+            r.finished_ms = Some(finished);
+            Some(r)
+        }
+        _ => None,
+    })
+    .await?;
+    Ok(true)
+}
+
+/// Stop claiming chunks this long before the deadline: max(5 s, 10% of the time given).
+fn stop_time(deadline: Instant) -> Instant {
+    let now = Instant::now();
+    let margin = Duration::from_secs(5).max(deadline.saturating_duration_since(now) / 10);
+    deadline.checked_sub(margin).unwrap_or(now).max(now)
+}
+
+/// One stage call's verification work: pools, tables, the run, the lease owner.
+struct Verifier<'a, S, K> {
+    env: &'a StageEnv<S, K>,
+    task_id: String,
+    spec: TaskSpec,
+    run: VerifyRun,
+    owner: String,
+    stop_at: Instant,
+    src_pool: Pool,
+    tgt_pool: Pool,
+    tables: tokio::sync::Mutex<HashMap<String, Arc<VerifyTable>>>,
+    online: bool,
+}
+
+/// What verifying one chunk found.
+struct ChunkOutcome {
+    rows: u64,
+    target_rows: u64,
+    diffs: Vec<RowDiff>,
+    unsettled: u64,
+}
+
+impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
+    async fn start(
+        env: &'a StageEnv<S, K>,
+        spec: &TaskSpec,
+        run: &VerifyRun,
+        owner: String,
+        deadline: Instant,
+    ) -> Result<Self, FerryError> {
+        let (src, tgt) = env.endpoints(spec).await?;
+        let width = concurrency(spec);
+        let online = env
+            .repo
+            .checkpoint(&spec.task_id, Direction::Forward)
+            .await?
+            .is_some();
+        Ok(Verifier {
+            env,
+            task_id: spec.task_id.clone(),
+            spec: spec.clone(),
+            run: run.clone(),
+            owner,
+            stop_at: stop_time(deadline),
+            src_pool: src.pool(width),
+            tgt_pool: tgt.pool(width),
+            tables: tokio::sync::Mutex::new(HashMap::new()),
+            online,
+        })
+    }
+
+    /// Verify the run's chunks with [`concurrency`] slots, each walking the
+    /// chunks from its own starting point and claiming what is free.
+    async fn work(&self, chunks: &[ChunkRecord]) -> Result<(), FerryError> {
+        let mine = run_chunks(&self.run, chunks);
+        let width = concurrency(&self.spec);
+        let slots = (0..width).map(|slot| {
+            let order: Vec<&ChunkRecord> = mine
+                .iter()
+                .cycle()
+                .skip(slot * mine.len() / width)
+                .take(mine.len())
+                .copied()
+                .collect();
+            self.slot(order)
+        });
+        futures::future::try_join_all(slots).await.map(|_| ())
+    }
+
+    /// Work, then wait for chunks other workers hold (taking over any whose
+    /// lease expires) until the run is finished or the stop time comes.
+    async fn work_until_done(&self, chunks: &[ChunkRecord]) -> Result<bool, FerryError> {
+        loop {
+            self.work(chunks).await?;
+            if finish_if_done(&self.env.repo, &self.task_id, &self.run, chunks).await? {
+                return Ok(true);
+            }
+            if Instant::now() >= self.stop_at {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn close(self) {
+        self.src_pool.disconnect().await.ok();
+        self.tgt_pool.disconnect().await.ok();
+    }
+
+    async fn slot(&self, order: Vec<&ChunkRecord>) -> Result<(), FerryError> {
+        let mut conns: Option<(Conn, Conn)> = None;
+        for chunk in order {
+            if Instant::now() >= self.stop_at {
+                break;
+            }
+            if !self.claim(chunk).await? {
+                continue;
+            }
+            if conns.is_none() {
+                conns = Some(self.connect().await?);
+            }
+            let Some((src, tgt)) = conns.as_mut() else {
+                continue;
+            };
+            let started = Instant::now();
+            let outcome = self.verify_chunk(chunk, src, tgt).await?;
+            self.record(chunk, outcome, started.elapsed()).await?;
+        }
+        Ok(())
+    }
+
+    async fn connect(&self) -> Result<(Conn, Conn), FerryError> {
+        let src = self
+            .src_pool
+            .get_conn()
+            .await
+            .map_err(|e| classify(e, "source: connecting for verify"))?;
+        let tgt = self
+            .tgt_pool
+            .get_conn()
+            .await
+            .map_err(|e| classify(e, "target: connecting for verify"))?;
+        Ok((src, tgt))
+    }
+
+    /// Take the chunk's verify lease for this run, if it is free.
+    async fn claim(&self, chunk: &ChunkRecord) -> Result<bool, FerryError> {
+        let now = now_ms();
+        let lease = self.spec.options.lease_seconds * 1000;
+        let fresh = VerifyChunk {
+            run_id: self.run.run_id.clone(),
+            chunk_id: chunk.chunk_id.clone(),
+            table: chunk.table_name(),
+            done: false,
+            owner: Some(self.owner.clone()),
+            lease_until_ms: now + lease,
+            attempts: 1,
+            rows: 0,
+            target_rows: 0,
+            differences: 0,
+            unsettled: 0,
+            millis: 0,
+        };
+        let taken = self
+            .env
+            .repo
+            .swap_record(
+                &self.task_id,
+                &chunk_sk(&chunk.chunk_id),
+                |cur: Option<VerifyChunk>| match cur {
+                    Some(c) if c.run_id == fresh.run_id && (c.done || c.lease_until_ms >= now) => {
+                        None
+                    }
+                    Some(c) if c.run_id == fresh.run_id => Some(VerifyChunk {
+                        attempts: c.attempts + 1,
+                        ..fresh.clone()
+                    }),
+                    _ => Some(fresh.clone()),
+                },
+            )
+            .await?;
+        Ok(taken.is_some())
+    }
+
+    async fn table(
+        &self,
+        chunk: &ChunkRecord,
+        src: &mut Conn,
+        tgt: &mut Conn,
+    ) -> Result<Arc<VerifyTable>, FerryError> {
+        let name = chunk.table_name();
+        if let Some(t) = self.tables.lock().await.get(&name) {
+            return Ok(t.clone());
+        }
+        let (db, table) = (&chunk.source_db, &chunk.source_table);
+        let (tdb, ttable) = self.spec.target_name(db, table);
+        let s = read_table(src, db, table)
+            .await?
+            .ok_or_else(|| gone("source", &name))?;
+        let t = read_table(tgt, &tdb, &ttable)
+            .await?
+            .ok_or_else(|| gone("target", &format!("{tdb}.{ttable}")))?;
+        let vt = Arc::new(VerifyTable::new(
+            s,
+            t,
+            self.spec.filter(db, table).map(str::to_string),
+        )?);
+        self.tables.lock().await.insert(name, vt.clone());
+        Ok(vt)
+    }
+
+    async fn verify_chunk(
+        &self,
+        chunk: &ChunkRecord,
+        src: &mut Conn,
+        tgt: &mut Conn,
+    ) -> Result<ChunkOutcome, FerryError> {
+        let t = self.table(chunk, src, tgt).await?;
+        let (lo, hi) = (chunk.lower.as_deref(), chunk.upper.as_deref());
+        let mut r = compare_range(&t, src, tgt, lo, hi).await?;
+        let mut unsettled = 0;
+        if !r.matches() && self.online {
+            // Compare again once the apply has passed what the source showed.
+            let pos = binlog_position(src, "source").await?;
+            if self.wait_applied(pos).await? {
+                r = compare_range(&t, src, tgt, lo, hi).await?;
+            }
+            let keys = r.diffs.iter().map(|d| d.key().to_vec()).collect();
+            let deadline = self.recheck_deadline();
+            let c = confirm(&t, src, tgt, keys, deadline, |p| self.wait_applied(p)).await?;
+            unsettled = c.unsettled.len() as u64;
+            r.diffs = c.diffs;
+        }
+        Ok(ChunkOutcome {
+            rows: r.source.rows,
+            target_rows: r.target.rows,
+            diffs: r.diffs,
+            unsettled,
+        })
+    }
+
+    fn recheck_deadline(&self) -> Instant {
+        (Instant::now() + Duration::from_secs(self.spec.options.verify_recheck_seconds))
+            .min(self.stop_at)
+    }
+
+    /// Wait until the forward apply's checkpoint is at or past `pos`; false at the deadline.
+    async fn wait_applied(&self, pos: BinlogPosition) -> Result<bool, FerryError> {
+        wait_for_checkpoint(&self.env.repo, &self.task_id, &pos, self.recheck_deadline()).await
+    }
+
+    /// Replace the chunk's earlier differences with these and mark it done (if the lease still holds).
+    async fn record(
+        &self,
+        chunk: &ChunkRecord,
+        o: ChunkOutcome,
+        took: Duration,
+    ) -> Result<(), FerryError> {
+        let repo = &self.env.repo;
+        let table = chunk.table_name();
+        let ord = chunk_ordinal(&chunk.chunk_id);
+        repo.clear_diffs_where(&self.task_id, |t, seq| {
+            t == table && seq / DIFFS_PER_CHUNK == ord
+        })
+        .await?;
+        for (i, d) in o.diffs.iter().enumerate() {
+            let rec = d.clone().into_record(&chunk.source_db, &chunk.source_table);
+            repo.put_diff(&self.task_id, ord * DIFFS_PER_CHUNK + i as u64, &rec)
+                .await?;
+        }
+        let n = o.diffs.len() as u64;
+        let written = repo
+            .swap_record(
+                &self.task_id,
+                &chunk_sk(&chunk.chunk_id),
+                |cur: Option<VerifyChunk>| match cur {
+                    Some(mut c)
+                        if c.run_id == self.run.run_id
+                            && c.owner.as_deref() == Some(self.owner.as_str()) =>
+                    {
+                        c.done = true;
+                        c.owner = None;
+                        c.lease_until_ms = 0;
+                        c.rows = o.rows;
+                        c.target_rows = o.target_rows;
+                        c.differences = n;
+                        c.unsettled = o.unsettled;
+                        c.millis = took.as_millis() as u64;
+                        Some(c)
+                    }
+                    _ => None,
+                },
+            )
+            .await?;
+        if written.is_none() {
+            tracing::warn!(chunk = %chunk.chunk_id, table = %table, "verify lease lost; another worker re-verifies the chunk");
+        }
+        if n > 0 {
+            tracing::warn!(chunk = %chunk.chunk_id, table = %table, differences = n, "verify found differences");
+        }
+        Ok(())
+    }
+}
+
+/// Chunks verified at once.
+fn concurrency(spec: &TaskSpec) -> usize {
+    match spec.options.verify_concurrency {
+        0 => spec.options.concurrency.max(1) as usize,
+        n => n as usize,
+    }
+}
+
+fn gone(side: &str, table: &str) -> FerryError {
+    FerryError::SchemaIncompatible(format!(
+        "verify: table {table} does not exist on the {side} any more; it was dropped or renamed after the plan. \
+         Recreate it, or remove it from objects.include and start a new task."
+    ))
+}
+
+/// Poll the forward checkpoint until it is at or past `pos`, or `deadline`.
+pub async fn wait_for_checkpoint<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+    pos: &BinlogPosition,
+    deadline: Instant,
+) -> Result<bool, FerryError> {
+    let reached = |ck: &Option<CheckpointRecord>| {
+        ck.as_ref()
+            .and_then(|c| c.position.compare(pos))
+            .is_some_and(|o| o != std::cmp::Ordering::Less)
+    };
+    loop {
+        if reached(&repo.checkpoint(task_id, Direction::Forward).await?) {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_ordinals_keep_chunks_apart() {
+        assert_eq!(chunk_ordinal("0003-000042"), 3_000_042);
+        assert_ne!(chunk_ordinal("0000-000001"), chunk_ordinal("0001-000000"));
+    }
+
+    #[test]
+    fn modes_parse_and_refuse_others() {
+        assert_eq!(Mode::parse(&json!({})).unwrap(), Mode::Full);
+        assert_eq!(
+            Mode::parse(&json!({"mode": "sample"})).unwrap(),
+            Mode::Sample
+        );
+        assert_eq!(
+            Mode::parse(&json!({"mode": "x"})).unwrap_err().name(),
+            "Ferry.BadTask"
+        );
+    }
 }
