@@ -1,18 +1,285 @@
-//! The `incremental-apply` stage (being written).
+//! The `incremental-apply` stage: one bounded slice of a replication link.
+//!
+//! Invariant: every call takes the link with a new, higher epoch
+//! ([`Repo::claim_link`]), so an older call still running is fenced: its next
+//! checkpoint commit on the target finds a newer epoch and rolls back, and its
+//! task-store checkpoint write is refused. What the target's checkpoint rows
+//! say is the truth (they commit with the data, see [`ferry_mysql::apply`]);
+//! the task-store checkpoint is a copy for status and for the next call's
+//! start when the target has none yet.
+//!
+//! Input `{"task_id","direction":"forward"|"reverse"}` (optional `"idle_ms"`).
+//! Runs until the deadline minus a margin, an idle gap once caught up, or an
+//! operator's stop; returns `{"task_id","position","lag_ms","read_lag_ms",
+//! "apply_lag_ms","applied","caught_up","switch_requested","stop_requested"}`
+//! and stores rows/s by table and op as the record `cdcstats#<direction>`.
+//!
+//! Forward starts at the snapshot position plan recorded and applies
+//! idempotently up to `copy_finished`, exactly once after it. Reverse (after
+//! switchover) reads the target's binlog from the checkpoint the switch stage
+//! recorded and applies to the source, exactly once.
 
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use ferry_core::model::{CheckpointRecord, ControlFlags, Direction, TableRecord, TaskRecord};
+use ferry_core::position::BinlogPosition;
 use ferry_core::secret::SecretSource;
-use ferry_core::store::ItemStore;
+use ferry_core::store::{now_ms, ItemStore, Repo};
+use ferry_core::task::MigrationType;
 use ferry_core::FerryError;
-use serde_json::Value;
+use ferry_mysql::apply::{run_link, Link, LinkConfig, LinkReport, TableMapper, TargetName};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
-use crate::StageEnv;
+use crate::{task_id, StageEnv};
+
+/// Stop reading this long before the deadline: max(5 s, 10% of the time given).
+fn stop_time(deadline: Instant) -> Instant {
+    let now = Instant::now();
+    let budget = deadline.saturating_duration_since(now);
+    let margin = Duration::from_secs(5).max(budget / 10);
+    deadline.checked_sub(margin).unwrap_or(now).max(now)
+}
+
+/// How often the operator's flags and the link's owner are checked during a call.
+const POLL: Duration = Duration::from_secs(2);
+/// Default idle gap after which a caught-up call returns.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// Rows per second by table and op, as stored in `cdcstats#<direction>`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CdcStats {
+    pub updated_ms: u64,
+    /// Length of the call the rates are measured over.
+    pub window_ms: u64,
+    pub applied: u64,
+    pub lag_ms: Option<u64>,
+    /// `table -> op -> {rows, rows_per_s}` (ops: insert, upsert, delete).
+    pub tables: BTreeMap<String, BTreeMap<String, OpRate>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct OpRate {
+    pub rows: u64,
+    pub rows_per_s: f64,
+}
+
+pub fn stats_key(dir: Direction) -> String {
+    format!("cdcstats#{}", dir.as_str())
+}
+
+fn direction(input: &Value) -> Result<Direction, FerryError> {
+    match input.get("direction").and_then(Value::as_str) {
+        None | Some("forward") => Ok(Direction::Forward),
+        Some("reverse") => Ok(Direction::Reverse),
+        Some(other) => Err(FerryError::BadTask(format!(
+            "incremental-apply input \"direction\" is \"{other}\"; use \"forward\" or \"reverse\""
+        ))),
+    }
+}
+
+/// Where a link starts when it has no checkpoint yet.
+fn start_of(
+    task: &TaskRecord,
+    dir: Direction,
+    existing: Option<&CheckpointRecord>,
+) -> Result<BinlogPosition, FerryError> {
+    if let Some(ck) = existing {
+        return Ok(ck.position.clone());
+    }
+    match (dir, &task.snapshot) {
+        (Direction::Forward, Some(s)) => Ok(s.position.clone()),
+        (Direction::Forward, None) => Err(FerryError::BadTask(format!(
+            "task {} has no snapshot position yet: run the plan stage first (it records where the binlog is before the copy)",
+            task.task_id
+        ))),
+        (Direction::Reverse, _) => Err(FerryError::BadTask(format!(
+            "task {} has no reverse checkpoint: the reverse link starts at switchover (`ferry switch`)",
+            task.task_id
+        ))),
+    }
+}
+
+/// Source table -> target table for a link.
+fn mapper(task: &TaskRecord, dir: Direction, tables: &[TableRecord]) -> TableMapper {
+    match dir {
+        Direction::Forward => {
+            let spec = task.spec.clone();
+            Arc::new(move |db: &str, t: &str| {
+                spec.selects(db, t).then(|| {
+                    let (db, table) = spec.target_name(db, t);
+                    TargetName { db, table }
+                })
+            })
+        }
+        Direction::Reverse => {
+            let back: BTreeMap<(String, String), TargetName> = tables
+                .iter()
+                .map(|r| {
+                    (
+                        (r.target_db.clone(), r.target_table.clone()),
+                        TargetName {
+                            db: r.source_db.clone(),
+                            table: r.source_table.clone(),
+                        },
+                    )
+                })
+                .collect();
+            Arc::new(move |db: &str, t: &str| back.get(&(db.to_string(), t.to_string())).cloned())
+        }
+    }
+}
 
 pub async fn run<S: ItemStore, K: SecretSource>(
-    _env: &StageEnv<S, K>,
-    _input: Value,
-    _deadline: Instant,
+    env: &StageEnv<S, K>,
+    input: Value,
+    deadline: Instant,
 ) -> Result<Value, FerryError> {
-    Err(FerryError::Internal("stage incremental-apply is not built yet".into()))
+    let task_id = task_id(&input)?;
+    let dir = direction(&input)?;
+    let repo = &env.repo;
+    let task = repo.task(&task_id).await?;
+    let flags = repo.flags(&task_id).await?;
+    let existing = repo.checkpoint(&task_id, dir).await?;
+    if flags.stop_requested {
+        let position = existing.as_ref().map(|c| c.position.clone());
+        return Ok(output(&task_id, position.as_ref(), None, &flags));
+    }
+    let start = start_of(&task, dir, existing.as_ref())?;
+    let claimed = repo.claim_link(&task_id, dir, &start).await?;
+    let tables = repo.tables(&task_id).await?;
+    let (source, target) = env.endpoints(&task.spec).await?;
+    let (source, target) = match dir {
+        Direction::Forward => (source, target),
+        Direction::Reverse => (target, source),
+    };
+    let opts = &task.spec.options;
+    let link = Link {
+        meta_schema: opts.meta_schema.clone(),
+        task_id: task_id.clone(),
+        direction: dir,
+        epoch: claimed.epoch,
+    };
+    let slice_end = Instant::now() + Duration::from_secs(opts.slice_seconds);
+    let mut cfg = LinkConfig::new(
+        link,
+        start.clone(),
+        mapper(&task, dir, &tables),
+        stop_time(deadline.min(slice_end)),
+    );
+    cfg.workers = opts.apply_workers;
+    cfg.idle = input
+        .get("idle_ms")
+        .and_then(Value::as_u64)
+        .map(Duration::from_millis)
+        .unwrap_or(IDLE);
+    cfg.idempotent_until = match dir {
+        // Idempotent until the copy's end; without a full copy nothing says what the target holds.
+        Direction::Forward => task
+            .copy_finished
+            .as_ref()
+            .filter(|_| task.spec.has(MigrationType::Full))
+            .map(|c| c.position.clone()),
+        Direction::Reverse => Some(start),
+    };
+    let stop = cfg.stop.clone();
+    let report = watch(
+        repo,
+        &task_id,
+        dir,
+        claimed.epoch,
+        &stop,
+        run_link(&source, &target, cfg),
+    )
+    .await?;
+    let flags = repo.flags(&task_id).await?;
+    repo.put_checkpoint(
+        &task_id,
+        &CheckpointRecord {
+            direction: dir,
+            position: report.position.clone(),
+            epoch: claimed.epoch,
+            updated_ms: now_ms(),
+            lag_ms: report.lag_ms,
+            applied_rows: claimed.applied_rows + report.applied,
+        },
+    )
+    .await?;
+    repo.put_record(&task_id, &stats_key(dir), &stats(&report))
+        .await?;
+    Ok(output(
+        &task_id,
+        Some(&report.position),
+        Some(&report),
+        &flags,
+    ))
+}
+
+/// Run the link while polling the operator's flags and the link's owner:
+/// a stop request or a newer owner ends the run at the next transaction boundary.
+async fn watch<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+    dir: Direction,
+    epoch: u64,
+    stop: &Arc<AtomicBool>,
+    run: impl std::future::Future<Output = Result<LinkReport, FerryError>>,
+) -> Result<LinkReport, FerryError> {
+    let mut run = std::pin::pin!(run);
+    loop {
+        tokio::select! {
+            r = &mut run => return r,
+            _ = tokio::time::sleep(POLL) => {
+                let flags = repo.flags(task_id).await.unwrap_or_default();
+                let owner = repo.checkpoint(task_id, dir).await.ok().flatten().map(|c| c.epoch);
+                if flags.stop_requested || owner.is_some_and(|e| e != epoch) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+fn stats(r: &LinkReport) -> CdcStats {
+    let secs = (r.elapsed_ms.max(1) as f64) / 1000.0;
+    let mut tables: BTreeMap<String, BTreeMap<String, OpRate>> = BTreeMap::new();
+    for ((table, op), rows) in &r.counts {
+        let rate = OpRate {
+            rows: *rows,
+            rows_per_s: (*rows as f64 / secs * 10.0).round() / 10.0,
+        };
+        tables
+            .entry(table.clone())
+            .or_default()
+            .insert(op.clone(), rate);
+    }
+    CdcStats {
+        updated_ms: now_ms(),
+        window_ms: r.elapsed_ms,
+        applied: r.applied,
+        lag_ms: r.lag_ms,
+        tables,
+    }
+}
+
+fn output(
+    task_id: &str,
+    position: Option<&BinlogPosition>,
+    r: Option<&LinkReport>,
+    flags: &ControlFlags,
+) -> Value {
+    json!({
+        "task_id": task_id,
+        "position": position,
+        "lag_ms": r.and_then(|r| r.lag_ms),
+        "read_lag_ms": r.and_then(|r| r.read_lag_ms),
+        "apply_lag_ms": r.and_then(|r| r.apply_lag_ms),
+        "applied": r.map(|r| r.applied).unwrap_or(0),
+        "caught_up": r.is_some_and(|r| r.caught_up),
+        "switch_requested": flags.switch_requested,
+        "stop_requested": flags.stop_requested,
+    })
 }
