@@ -565,10 +565,14 @@ async fn reverse_is_checked_at_the_start() {
         r#"["schema","full","incremental","reverse"]"#,
         Some((&src, &tgt)),
     );
-    let (sep, tep) = (
-        te.endpoint(Side::Source, false),
-        te.endpoint(Side::Target, false),
-    );
+    // A source user that may only read: the reverse link could not write back.
+    let (ro_user, sep) = temp_user(
+        &te,
+        Side::Source,
+        &["SELECT, REPLICATION SLAVE, BINLOG MONITOR ON *.*".to_string()],
+    )
+    .await;
+    let tep = te.endpoint(Side::Target, false);
     let (b, c) = tokio::join!(check_target(&tep, &s), check_tables(&sep, &tep, &s));
     for check in [
         "target.log_bin",
@@ -579,7 +583,6 @@ async fn reverse_is_checked_at_the_start() {
         assert_status(&b, check, "target", CheckStatus::Pass);
     }
     assert_status(&b, "target.replication_slave", "target", CheckStatus::Pass);
-    // The test's source user may only read: the reverse link could not write back.
     let i = assert_status(
         &c,
         "source.reverse_write",
@@ -587,9 +590,9 @@ async fn reverse_is_checked_at_the_start() {
         CheckStatus::Fail,
     );
     let want = format!(
-        "GRANT INSERT, UPDATE, DELETE ON `{src}`.`orders` TO '{}'@'%';",
-        te.source_user
+        "GRANT INSERT, UPDATE, DELETE ON `{src}`.`orders` TO '{ro_user}'@'%';"
     );
     assert_eq!(i.fix.as_deref(), Some(want.as_str()));
+    drop_user(&te, Side::Source, &ro_user).await;
     drop_db(&mut te.admin(Side::Source).await, &src).await;
 }
