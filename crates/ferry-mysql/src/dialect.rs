@@ -1133,6 +1133,25 @@ fn rewrite_index(ctx: &mut Ctx, mut def: Vec<Tok>, kind: IndexKind) -> Option<Ve
             }
         }
     }
+    // MySQL 8 functional key parts: `KEY k ((expr))`.
+    let functional = def.iter().position(|t| t.is_p('(')).is_some_and(|open| {
+        let close = matching(&def, open);
+        split_commas(&def[open + 1..close]).iter().any(|part| part.first().is_some_and(|t| t.is_p('(')))
+    });
+    if functional {
+        match ctx.target {
+            Dialect::Mysql => {}
+            Dialect::Mariadb => ctx.problem(
+                label.clone(),
+                "has a functional key part (an expression), which MariaDB cannot index".into(),
+                "index a generated column instead: ADD COLUMN g <type> AS (<expr>) VIRTUAL, ADD KEY (g)".into(),
+            ),
+            Dialect::Oceanbase => ctx.note(format!(
+                "{label}: functional key parts need OceanBase's function-based indexes (4.x); \
+                 if the target refuses it, index a generated column instead"
+            )),
+        }
+    }
     // MariaDB IGNORED / MySQL INVISIBLE indexes.
     if let Some(i) = find_kw(&def, "IGNORED").or_else(|| find_kw(&def, "INVISIBLE")) {
         match ctx.target {
@@ -2167,6 +2186,17 @@ mod tests {
         let t = table(sql, vec![id(), col("s", "date", "date", None), col("e", "date", "date", None)]);
         assert_eq!(problems(&t, Dialect::Mysql).len(), 2);
         assert!(ok(&t, Dialect::Mariadb).create_sql.contains("PERIOD FOR `p` (`s`, `e`)"));
+    }
+
+    #[test]
+    fn mysql_functional_indexes() {
+        let sql =
+            "CREATE TABLE `t` (\n  `id` int NOT NULL,\n  `a` varchar(10) DEFAULT NULL,\n  PRIMARY KEY (`id`),\n  \
+                   KEY `f` ((lower(`a`)))\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+        let t = table(sql, vec![id(), col("a", "varchar", "varchar(10)", Some("utf8mb4"))]);
+        assert!(ok(&t, Dialect::Mysql).create_sql.contains("KEY `f` ((lower(`a`)))"));
+        assert!(problems(&t, Dialect::Mariadb)[0].fix.contains("generated column"));
+        assert!(has_note(&ok(&t, Dialect::Oceanbase), "function-based"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, Row};
 use serde::{Deserialize, Serialize};
 
-use crate::conn::{classify, qualified, server_info};
+use crate::conn::{classify, qualified, quote_str, server_info};
 
 /// One column, as `information_schema.COLUMNS` describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,10 +84,13 @@ pub const SYSTEM_SCHEMAS: &[&str] = &["mysql", "information_schema", "performanc
 /// (db, table). Views, sequences, system schemas and Ferry's meta schema are skipped.
 pub async fn list_selected_tables(conn: &mut Conn, spec: &TaskSpec) -> Result<Vec<(String, String)>, FerryError> {
     let what = "source: listing tables";
-    let rows: Vec<(String, String, String)> = conn
-        .query("SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES")
-        .await
-        .map_err(|e| classify(e, what))?;
+    // With literal database names in every include pattern, ask only about those databases.
+    let mut sql = "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES".to_string();
+    if let Some(dbs) = spec.literal_databases() {
+        let list: Vec<String> = dbs.iter().map(|d| quote_str(d)).collect();
+        sql.push_str(&format!(" WHERE TABLE_SCHEMA IN ({})", list.join(", ")));
+    }
+    let rows: Vec<(String, String, String)> = conn.query(sql).await.map_err(|e| classify(e, what))?;
     let meta = spec.options.meta_schema.as_str();
     let mut out: Vec<(String, String)> = rows
         .into_iter()
@@ -231,13 +234,38 @@ pub fn choose_key(indexes: &[IndexInfo], columns: &[Column]) -> (Option<Vec<Stri
     }
 }
 
+/// SQL modes that change the text of SHOW CREATE TABLE.
+const PRINTING_MODES: &[&str] = &[
+    "ANSI_QUOTES",
+    "ANSI",
+    "NO_TABLE_OPTIONS",
+    "NO_FIELD_OPTIONS",
+    "NO_KEY_OPTIONS",
+    "ORACLE",
+    "POSTGRESQL",
+    "MSSQL",
+    "DB2",
+    "MAXDB",
+    "MYSQL323",
+    "MYSQL40",
+];
+
 async fn show_create(conn: &mut Conn, db: &str, table: &str, is_view: bool, what: &str) -> Result<String, FerryError> {
     let kind = if is_view { "VIEW" } else { "TABLE" };
-    let row: Option<Row> = conn
-        .query_first(format!("SHOW CREATE {kind} {}", qualified(db, table)))
-        .await
-        .map_err(|e| classify(e, what))?;
-    let text = row.and_then(|r| r.get_opt::<String, usize>(1)).and_then(|r| r.ok());
+    // Some modes change how the definition is printed ("names" under ANSI_QUOTES, no
+    // ENGINE under NO_TABLE_OPTIONS, ...): read it under the default printing, then restore.
+    let mode: Option<String> = conn.query_first("SELECT @@SESSION.sql_mode").await.map_err(|e| classify(e, what))?;
+    let mode = mode.unwrap_or_default();
+    let ansi = mode.split(',').any(|m| PRINTING_MODES.iter().any(|p| m.eq_ignore_ascii_case(p)));
+    let set_mode = |m: &str| format!("SET SESSION sql_mode = {}", quote_str(m));
+    if ansi {
+        conn.query_drop(set_mode("")).await.map_err(|e| classify(e, what))?;
+    }
+    let row: Result<Option<Row>, _> = conn.query_first(format!("SHOW CREATE {kind} {}", qualified(db, table))).await;
+    if ansi {
+        conn.query_drop(set_mode(&mode)).await.map_err(|e| classify(e, what))?;
+    }
+    let text = row.map_err(|e| classify(e, what))?.and_then(|r| r.get_opt::<String, usize>(1)).and_then(|r| r.ok());
     text.ok_or_else(|| FerryError::Internal(format!("{what}: SHOW CREATE {kind} returned no definition")))
 }
 

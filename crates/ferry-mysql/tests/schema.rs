@@ -256,3 +256,22 @@ async fn binlog_position_moves_with_writes() {
     assert_ne!(a.gtid, b.gtid);
     drop_db(&mut admin, &db).await;
 }
+
+/// A session in ANSI mode would print "names"; the definition is read with `names` and the mode restored.
+#[tokio::test]
+async fn show_create_is_read_without_ansi_quotes() {
+    let (db, mut admin) = source_db("schema_ansi").await;
+    exec(
+        &mut admin,
+        &format!("CREATE TABLE {} (id INT PRIMARY KEY, {} INT)", qualified(&db, "t"), quote_ident("a\"b")),
+    )
+    .await;
+    let mut conn = migration_source().await;
+    exec(&mut conn, "SET SESSION sql_mode = 'ANSI,STRICT_ALL_TABLES'").await;
+    let t = table(&mut conn, &db, "t").await;
+    assert!(t.create_sql.contains("`a\"b` int(11)") && t.create_sql.contains("ENGINE=InnoDB"), "{}", t.create_sql);
+    let mode: String =
+        mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT @@SESSION.sql_mode").await.unwrap().unwrap();
+    assert!(mode.contains("ANSI_QUOTES") && mode.contains("STRICT_ALL_TABLES"), "{mode}");
+    drop_db(&mut admin, &db).await;
+}
