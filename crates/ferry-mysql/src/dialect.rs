@@ -84,7 +84,15 @@ pub mod oceanbase {
     /// "Limitations": LONGBLOB / LONGTEXT hold at most 536,870,910 bytes.
     pub const MAX_LOB_BYTES: u64 = 536_870_910;
     /// Character sets of the MySQL mode (4.x); `utf8`/`utf8mb3` are synonyms of utf8mb4.
-    pub const CHARSETS: &[&str] = &["utf8mb4", "binary", "gbk", "gb18030", "gb18030_2022", "utf16", "latin1"];
+    pub const CHARSETS: &[&str] = &[
+        "utf8mb4",
+        "binary",
+        "gbk",
+        "gb18030",
+        "gb18030_2022",
+        "utf16",
+        "latin1",
+    ];
     /// Collations of the MySQL mode (4.x).
     pub const COLLATIONS: &[&str] = &[
         "utf8mb4_general_ci",
@@ -138,13 +146,25 @@ struct Tok {
 
 impl Tok {
     fn word(s: &str) -> Tok {
-        Tok { kind: Kind::Word, text: s.to_string(), sp: true }
+        Tok {
+            kind: Kind::Word,
+            text: s.to_string(),
+            sp: true,
+        }
     }
     fn quoted(name: &str) -> Tok {
-        Tok { kind: Kind::Quoted, text: quote_ident(name), sp: true }
+        Tok {
+            kind: Kind::Quoted,
+            text: quote_ident(name),
+            sp: true,
+        }
     }
     fn punct(c: char, sp: bool) -> Tok {
-        Tok { kind: Kind::Punct, text: c.to_string(), sp }
+        Tok {
+            kind: Kind::Punct,
+            text: c.to_string(),
+            sp,
+        }
     }
     fn is(&self, kw: &str) -> bool {
         self.kind == Kind::Word && self.text.eq_ignore_ascii_case(kw)
@@ -166,7 +186,10 @@ impl Tok {
 }
 
 fn unquote_ident(q: &str) -> String {
-    let inner = q.strip_prefix('`').and_then(|s| s.strip_suffix('`')).unwrap_or(q);
+    let inner = q
+        .strip_prefix('`')
+        .and_then(|s| s.strip_suffix('`'))
+        .unwrap_or(q);
     inner.replace("``", "`")
 }
 
@@ -210,7 +233,9 @@ fn tokenize_into(sql: &str, out: &mut Vec<Tok>, mut sp: bool) {
             i = i.min(n);
             kind = if c == '`' { Kind::Quoted } else { Kind::Str };
         } else if c == '/' && chars.get(i + 1) == Some(&'*') {
-            let end = (i + 2..n.saturating_sub(1)).find(|&j| chars[j] == '*' && chars[j + 1] == '/').unwrap_or(n);
+            let end = (i + 2..n.saturating_sub(1))
+                .find(|&j| chars[j] == '*' && chars[j + 1] == '/')
+                .unwrap_or(n);
             let body = take(i + 2, end.min(n));
             i = (end + 2).min(n);
             // Versioned comments (/*!50100 ..*/, /*M!100301 ..*/) hold DDL: keep their body.
@@ -222,7 +247,10 @@ fn tokenize_into(sql: &str, out: &mut Vec<Tok>, mut sp: bool) {
                 continue;
             }
             kind = Kind::Comment;
-        } else if c == '-' && chars.get(i + 1) == Some(&'-') && chars.get(i + 2).is_none_or(|ch| ch.is_whitespace()) {
+        } else if c == '-'
+            && chars.get(i + 1) == Some(&'-')
+            && chars.get(i + 2).is_none_or(|ch| ch.is_whitespace())
+        {
             while i < n && chars[i] != '\n' {
                 i += 1;
             }
@@ -236,7 +264,11 @@ fn tokenize_into(sql: &str, out: &mut Vec<Tok>, mut sp: bool) {
             i += 1;
             kind = Kind::Punct;
         }
-        out.push(Tok { kind, text: take(start, i), sp });
+        out.push(Tok {
+            kind,
+            text: take(start, i),
+            sp,
+        });
         sp = false;
     }
 }
@@ -302,7 +334,12 @@ fn find_seq(toks: &[Tok], seq: &[&str]) -> Option<usize> {
         } else if toks[i].is_p(')') {
             depth -= 1;
         }
-        if depth == 0 && seq.iter().enumerate().all(|(k, w)| toks.get(i + k).is_some_and(|t| t.is(w))) {
+        if depth == 0
+            && seq
+                .iter()
+                .enumerate()
+                .all(|(k, w)| toks.get(i + k).is_some_and(|t| t.is(w)))
+        {
             return Some(i);
         }
     }
@@ -327,7 +364,11 @@ fn parse_create(sql: &str) -> Option<Parsed> {
     let defs = split_commas(&toks[open + 1..close]);
     let tail = &toks[(close + 1).min(toks.len())..];
     let split = find_kw(tail, "PARTITION").unwrap_or(tail.len());
-    Some(Parsed { defs, options: tail[..split].to_vec(), partition: tail[split..].to_vec() })
+    Some(Parsed {
+        defs,
+        options: tail[..split].to_vec(),
+        partition: tail[split..].to_vec(),
+    })
 }
 
 /// Everything a rewrite needs to know, and what it found.
@@ -350,7 +391,11 @@ impl<'a> Ctx<'a> {
             table,
             target,
             env,
-            source_engine: if engine.is_empty() { "INNODB".into() } else { engine },
+            source_engine: if engine.is_empty() {
+                "INNODB".into()
+            } else {
+                engine
+            },
             target_engine: None,
             notes: Vec::new(),
             problems: Vec::new(),
@@ -366,7 +411,11 @@ impl<'a> Ctx<'a> {
         }
     }
     fn problem(&mut self, object: String, reason: String, fix: String) {
-        self.problems.push(Problem { object, reason, fix });
+        self.problems.push(Problem {
+            object,
+            reason,
+            fix,
+        });
     }
     fn mariadb_target(&self) -> bool {
         self.target == Dialect::Mariadb
@@ -399,7 +448,14 @@ pub fn translate(
     target_table: &str,
     opts: &TranslateOptions,
 ) -> Result<Translated, Vec<Problem>> {
-    translate_for(table, target, target_db, target_table, opts, &TargetContext::default())
+    translate_for(
+        table,
+        target,
+        target_db,
+        target_table,
+        opts,
+        &TargetContext::default(),
+    )
 }
 
 /// [`translate`] with the target's version and the task's renames.
@@ -471,13 +527,16 @@ pub fn translate_for(
                 }
             }
             DefKind::Index(kind) => {
-                let Some(d) = rewrite_index(&mut ctx, def.clone(), kind) else { continue };
+                let Some(d) = rewrite_index(&mut ctx, def.clone(), kind) else {
+                    continue;
+                };
                 let deferrable = kind != IndexKind::Primary
                     && kind != IndexKind::Unique
                     && !starts_with_auto_inc(&ctx, &d, &parsed.defs);
                 if opts.indexes_after_load && deferrable {
                     if matches!(kind, IndexKind::Fulltext | IndexKind::Spatial) {
-                        deferred_single.push(format!("ALTER TABLE {target_name} ADD {}", render(&d)));
+                        deferred_single
+                            .push(format!("ALTER TABLE {target_name} ADD {}", render(&d)));
                     } else {
                         deferred_keys.push(format!("ADD {}", render(&d)));
                     }
@@ -503,11 +562,19 @@ pub fn translate_for(
     }
     let mut deferred = Vec::new();
     if !deferred_keys.is_empty() {
-        deferred.push(format!("ALTER TABLE {target_name} {}", deferred_keys.join(", ")));
+        deferred.push(format!(
+            "ALTER TABLE {target_name} {}",
+            deferred_keys.join(", ")
+        ));
     }
     deferred.extend(deferred_single);
     deferred.extend(deferred_fks);
-    Ok(Translated { create_sql, deferred_indexes: deferred, notes: ctx.notes, references })
+    Ok(Translated {
+        create_sql,
+        deferred_indexes: deferred,
+        notes: ctx.notes,
+        references,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -533,11 +600,17 @@ fn classify_def(def: &[Tok]) -> DefKind {
     if def.first().is_some_and(|t| t.is("CONSTRAINT")) {
         // CONSTRAINT [symbol] PRIMARY|UNIQUE|FOREIGN|CHECK
         i = 1;
-        if def.get(1).is_some_and(|t| !["PRIMARY", "UNIQUE", "FOREIGN", "CHECK"].iter().any(|k| t.is(k))) {
+        if def.get(1).is_some_and(|t| {
+            !["PRIMARY", "UNIQUE", "FOREIGN", "CHECK"]
+                .iter()
+                .any(|k| t.is(k))
+        }) {
             i = 2;
         }
     }
-    let Some(t) = def.get(i) else { return DefKind::Column };
+    let Some(t) = def.get(i) else {
+        return DefKind::Column;
+    };
     if t.kind != Kind::Word {
         return DefKind::Column;
     }
@@ -560,7 +633,8 @@ fn engine_for(ctx: &mut Ctx) -> Option<String> {
     let src = ctx.source_engine.clone();
     let obj = ctx.name();
     match src.as_str() {
-        "FEDERATED" | "FEDERATEDX" | "CONNECT" | "SPIDER" | "MRG_MYISAM" | "MERGE" | "SEQUENCE" | "OQGRAPH" => {
+        "FEDERATED" | "FEDERATEDX" | "CONNECT" | "SPIDER" | "MRG_MYISAM" | "MERGE" | "SEQUENCE"
+        | "OQGRAPH" => {
             ctx.problem(
                 obj.clone(),
                 format!("uses the {src} engine, whose rows live in other tables or servers (or are computed)"),
@@ -571,7 +645,9 @@ fn engine_for(ctx: &mut Ctx) -> Option<String> {
     }
     if ctx.ob() {
         if src != "INNODB" {
-            ctx.note(format!("{obj}: ENGINE={src} dropped: OceanBase has one storage engine"));
+            ctx.note(format!(
+                "{obj}: ENGINE={src} dropped: OceanBase has one storage engine"
+            ));
         }
         return None;
     }
@@ -594,8 +670,12 @@ fn json_columns(ctx: &Ctx, defs: &[Vec<Tok>]) -> Vec<String> {
     for def in defs {
         let col = match classify_def(def) {
             DefKind::Column => {
-                let Some(name) = def.first().and_then(Tok::ident) else { continue };
-                let Some(i) = find_kw(def, "CHECK") else { continue };
+                let Some(name) = def.first().and_then(Tok::ident) else {
+                    continue;
+                };
+                let Some(i) = find_kw(def, "CHECK") else {
+                    continue;
+                };
                 json_valid_of(&def[i + 1..]).filter(|c| *c == name)
             }
             DefKind::Check => find_kw(def, "CHECK").and_then(|i| json_valid_of(&def[i + 1..])),
@@ -637,7 +717,10 @@ fn type_end(def: &[Tok]) -> usize {
     if def.get(1).is_some_and(|t| t.is("DOUBLE")) && def.get(i).is_some_and(|t| t.is("PRECISION")) {
         i += 1;
     }
-    while def.get(i).is_some_and(|t| t.is("UNSIGNED") || t.is("SIGNED") || t.is("ZEROFILL")) {
+    while def
+        .get(i)
+        .is_some_and(|t| t.is("UNSIGNED") || t.is("SIGNED") || t.is("ZEROFILL"))
+    {
         i += 1;
     }
     i.min(def.len())
@@ -650,10 +733,16 @@ fn rewrite_column(ctx: &mut Ctx, mut def: Vec<Tok>) -> Option<Vec<Tok>> {
     let data_type = col
         .as_ref()
         .map(|c| c.data_type.clone())
-        .unwrap_or_else(|| def.get(1).map(|t| t.text.to_ascii_lowercase()).unwrap_or_default());
+        .unwrap_or_else(|| {
+            def.get(1)
+                .map(|t| t.text.to_ascii_lowercase())
+                .unwrap_or_default()
+        });
     // System-versioning columns and sequences have no equivalent outside MariaDB.
     if !ctx.mariadb_target() {
-        if find_seq(&def, &["AS", "ROW"]).is_some() || find_seq(&def, &["WITHOUT", "SYSTEM", "VERSIONING"]).is_some() {
+        if find_seq(&def, &["AS", "ROW"]).is_some()
+            || find_seq(&def, &["WITHOUT", "SYSTEM", "VERSIONING"]).is_some()
+        {
             ctx.problem(
                 obj.clone(),
                 format!("is a system-versioning column, which {} does not have", ctx.target_label()),
@@ -662,7 +751,10 @@ fn rewrite_column(ctx: &mut Ctx, mut def: Vec<Tok>) -> Option<Vec<Tok>> {
             );
         }
         if let Some(i) = find_kw(&def, "DEFAULT") {
-            if def.get(i + 1).is_some_and(|t| t.is("nextval") || t.is("next")) {
+            if def
+                .get(i + 1)
+                .is_some_and(|t| t.is("nextval") || t.is("next"))
+            {
                 ctx.problem(
                     obj.clone(),
                     format!(
@@ -705,7 +797,9 @@ fn rewrite_column(ctx: &mut Ctx, mut def: Vec<Tok>) -> Option<Vec<Tok>> {
 /// The target type for a MariaDB-only type, or None to keep it.
 fn mapped_type(ctx: &mut Ctx, obj: &str, data_type: &str, name: &str) -> Option<String> {
     if ctx.json_columns.iter().any(|c| c == name) {
-        ctx.note(format!("{obj}: MariaDB JSON (LONGTEXT with CHECK json_valid) becomes the native JSON type"));
+        ctx.note(format!(
+            "{obj}: MariaDB JSON (LONGTEXT with CHECK json_valid) becomes the native JSON type"
+        ));
         return Some("json".into());
     }
     if ctx.mariadb_target() {
@@ -713,8 +807,14 @@ fn mapped_type(ctx: &mut Ctx, obj: &str, data_type: &str, name: &str) -> Option<
     }
     let (ty, what) = match data_type {
         "uuid" => ("char(36) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", "UUID"),
-        "inet6" => ("varchar(39) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", "INET6"),
-        "inet4" => ("varchar(15) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", "INET4"),
+        "inet6" => (
+            "varchar(39) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+            "INET6",
+        ),
+        "inet4" => (
+            "varchar(15) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+            "INET4",
+        ),
         _ => return None,
     };
     ctx.note(format!(
@@ -747,7 +847,11 @@ fn charset_clause_len(def: &[Tok], i: usize) -> usize {
     } else {
         return 0;
     };
-    let name_at = if def.get(name_at).is_some_and(|t| t.is_p('=')) { name_at + 1 } else { name_at };
+    let name_at = if def.get(name_at).is_some_and(|t| t.is_p('=')) {
+        name_at + 1
+    } else {
+        name_at
+    };
     if def.get(name_at).is_some_and(|t| t.kind != Kind::Punct) {
         name_at + 1 - i
     } else {
@@ -762,14 +866,26 @@ fn map_charset_tokens(ctx: &mut Ctx, toks: &mut [Tok], obj: &str) {
         let n = charset_clause_len(toks, i);
         if n > 0 {
             let at = i + n - 1;
-            let Some(old) = toks[at].ident() else { continue };
-            let new = if is_collate { map_collation(ctx, obj, &old) } else { map_charset(ctx, obj, &old) };
+            let Some(old) = toks[at].ident() else {
+                continue;
+            };
+            let new = if is_collate {
+                map_collation(ctx, obj, &old)
+            } else {
+                map_charset(ctx, obj, &old)
+            };
             if !new.eq_ignore_ascii_case(&old) {
-                toks[at] = Tok { kind: Kind::Word, text: new, sp: toks[at].sp };
+                toks[at] = Tok {
+                    kind: Kind::Word,
+                    text: new,
+                    sp: toks[at].sp,
+                };
             }
         } else if toks[i].kind == Kind::Word
             && toks[i].text.starts_with('_')
-            && toks.get(i + 1).is_some_and(|t| t.kind == Kind::Str && !t.sp)
+            && toks
+                .get(i + 1)
+                .is_some_and(|t| t.kind == Kind::Str && !t.sp)
         {
             let cs = toks[i].text[1..].to_string();
             let new = map_charset(ctx, obj, &cs);
@@ -800,7 +916,9 @@ fn rewrite_column_attrs(ctx: &mut Ctx, def: &mut Vec<Tok>, obj: &str, data_type:
             continue;
         } else if t.is("INVISIBLE") && ctx.ob() {
             def.remove(i);
-            ctx.note(format!("{obj}: INVISIBLE dropped; the column becomes visible to SELECT *"));
+            ctx.note(format!(
+                "{obj}: INVISIBLE dropped; the column becomes visible to SELECT *"
+            ));
             continue;
         } else if t.is("DEFAULT") && !ctx.mariadb_target() {
             i = rewrite_default(ctx, def, i, obj, data_type);
@@ -814,9 +932,17 @@ fn rewrite_column_attrs(ctx: &mut Ctx, def: &mut Vec<Tok>, obj: &str, data_type:
 /// DEFAULT; an expression must be parenthesized, and BLOB/TEXT/JSON/GEOMETRY
 /// take no literal default at all. MariaDB prints `DEFAULT uuid()` and
 /// `DEFAULT 'x'` on TEXT. Returns the index after the default.
-fn rewrite_default(ctx: &mut Ctx, def: &mut Vec<Tok>, at: usize, obj: &str, data_type: &str) -> usize {
+fn rewrite_default(
+    ctx: &mut Ctx,
+    def: &mut Vec<Tok>,
+    at: usize,
+    obj: &str,
+    data_type: &str,
+) -> usize {
     let start = at + 1;
-    let Some(first) = def.get(start).cloned() else { return def.len() };
+    let Some(first) = def.get(start).cloned() else {
+        return def.len();
+    };
     if first.is_p('(') {
         return matching(def, start) + 1;
     }
@@ -834,16 +960,29 @@ fn rewrite_default(ctx: &mut Ctx, def: &mut Vec<Tok>, at: usize, obj: &str, data
     }
     let is_literal = !is_call
         && (first.kind == Kind::Str
-            || first.text.chars().next().is_some_and(|c| c.is_ascii_digit())
+            || first
+                .text
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit())
             || first.is_p('-')
             || first.is_p('+')
             || first.is("NULL")
             || first.is("TRUE")
             || first.is("FALSE")
-            || (first.kind == Kind::Word && def.get(start + 1).is_some_and(|t| t.kind == Kind::Str && !t.sp)));
-    let now_fn = ["CURRENT_TIMESTAMP", "NOW", "LOCALTIME", "LOCALTIMESTAMP"].iter().any(|f| first.is(f));
+            || (first.kind == Kind::Word
+                && def
+                    .get(start + 1)
+                    .is_some_and(|t| t.kind == Kind::Str && !t.sp)));
+    let now_fn = ["CURRENT_TIMESTAMP", "NOW", "LOCALTIME", "LOCALTIMESTAMP"]
+        .iter()
+        .any(|f| first.is(f));
     let lob = is_lob_type(data_type);
-    let wrap = if is_literal { lob && !first.is("NULL") } else { !now_fn };
+    let wrap = if is_literal {
+        lob && !first.is("NULL")
+    } else {
+        !now_fn
+    };
     if wrap {
         def.insert(end, Tok::punct(')', false));
         def.insert(start, Tok::punct('(', true));
@@ -864,7 +1003,15 @@ fn rewrite_default(ctx: &mut Ctx, def: &mut Vec<Tok>, at: usize, obj: &str, data
 fn is_lob_type(data_type: &str) -> bool {
     matches!(
         data_type,
-        "tinytext" | "text" | "mediumtext" | "longtext" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "json"
+        "tinytext"
+            | "text"
+            | "mediumtext"
+            | "longtext"
+            | "tinyblob"
+            | "blob"
+            | "mediumblob"
+            | "longblob"
+            | "json"
     ) || is_spatial_type(data_type)
 }
 
@@ -904,13 +1051,25 @@ fn ob_column_rules(ctx: &mut Ctx, def: &[Tok], obj: &str, data_type: &str) {
     if !ctx.column(&name).is_some_and(|c| c.generated) {
         return;
     }
-    let generated: Vec<String> = ctx.table.columns.iter().filter(|c| c.generated).map(|c| c.name.clone()).collect();
-    let Some(open) = find_kw(def, "AS").map(|i| i + 1).filter(|&i| def.get(i).is_some_and(|t| t.is_p('('))) else {
+    let generated: Vec<String> = ctx
+        .table
+        .columns
+        .iter()
+        .filter(|c| c.generated)
+        .map(|c| c.name.clone())
+        .collect();
+    let Some(open) = find_kw(def, "AS")
+        .map(|i| i + 1)
+        .filter(|&i| def.get(i).is_some_and(|t| t.is_p('(')))
+    else {
         return;
     };
     let end = matching(def, open);
-    let other =
-        def[open..end].iter().filter(|t| t.kind == Kind::Quoted).filter_map(Tok::ident).find(|n| generated.contains(n));
+    let other = def[open..end]
+        .iter()
+        .filter(|t| t.kind == Kind::Quoted)
+        .filter_map(Tok::ident)
+        .find(|n| generated.contains(n));
     if let Some(other) = other {
         ctx.problem(
             obj.into(),
@@ -927,9 +1086,10 @@ fn ob_column_rules(ctx: &mut Ctx, def: &[Tok], obj: &str, data_type: &str) {
 
 fn mbmaxlen(charset: &str) -> u64 {
     match charset.to_ascii_lowercase().as_str() {
-        "latin1" | "latin2" | "latin5" | "latin7" | "ascii" | "binary" | "cp1250" | "cp1251" | "cp1256" | "cp1257"
-        | "cp850" | "cp852" | "cp866" | "dec8" | "greek" | "hebrew" | "hp8" | "keybcs2" | "koi8r" | "koi8u"
-        | "macce" | "macroman" | "swe7" | "tis620" | "armscii8" | "geostd8" => 1,
+        "latin1" | "latin2" | "latin5" | "latin7" | "ascii" | "binary" | "cp1250" | "cp1251"
+        | "cp1256" | "cp1257" | "cp850" | "cp852" | "cp866" | "dec8" | "greek" | "hebrew"
+        | "hp8" | "keybcs2" | "koi8r" | "koi8u" | "macce" | "macroman" | "swe7" | "tis620"
+        | "armscii8" | "geostd8" => 1,
         "gbk" | "big5" | "sjis" | "cp932" | "euckr" | "gb2312" | "ucs2" => 2,
         "utf8" | "utf8mb3" | "ujis" | "eucjpms" => 3,
         _ => 4,
@@ -1000,7 +1160,11 @@ fn map_collation(ctx: &mut Ctx, obj: &str, collation: &str) -> String {
 
 fn mysql_collation(ctx: &Ctx, c: &str) -> String {
     let cs = collation_charset(c);
-    let cs = if cs == "utf8" { "utf8mb3".to_string() } else { cs };
+    let cs = if cs == "utf8" {
+        "utf8mb3".to_string()
+    } else {
+        cs
+    };
     // MySQL before 8.0.30 names utf8mb3 collations utf8_*.
     let cs_name = |cs: &str| -> String {
         if cs == "utf8mb3" && !ctx.at_least((8, 0, 30)) {
@@ -1061,10 +1225,16 @@ fn ob_collation(c: &str) -> String {
     let kind = collation_kind(c);
     if kind != "ci" {
         // Accent- or case-sensitive: the binary collation keeps every distinct value distinct.
-        return if cs == "binary" { "binary".into() } else { format!("{cs}_bin") };
+        return if cs == "binary" {
+            "binary".into()
+        } else {
+            format!("{cs}_bin")
+        };
     }
     match cs.as_str() {
-        "utf8mb4" if c.contains("unicode") || c.contains("uca") || c.contains("0900") => "utf8mb4_unicode_ci".into(),
+        "utf8mb4" if c.contains("unicode") || c.contains("uca") || c.contains("0900") => {
+            "utf8mb4_unicode_ci".into()
+        }
         "utf8mb4" => "utf8mb4_general_ci".into(),
         "gbk" => "gbk_chinese_ci".into(),
         "gb18030" => "gb18030_chinese_ci".into(),
@@ -1079,8 +1249,12 @@ fn ob_collation(c: &str) -> String {
 
 /// Whether an index starts with the AUTO_INCREMENT column (which must stay indexed at creation).
 fn starts_with_auto_inc(_ctx: &Ctx, index: &[Tok], defs: &[Vec<Tok>]) -> bool {
-    let Some(open) = index.iter().position(|t| t.is_p('(')) else { return false };
-    let Some(first) = index.get(open + 1).and_then(Tok::ident) else { return false };
+    let Some(open) = index.iter().position(|t| t.is_p('(')) else {
+        return false;
+    };
+    let Some(first) = index.get(open + 1).and_then(Tok::ident) else {
+        return false;
+    };
     defs.iter().any(|d| {
         classify_def(d) == DefKind::Column
             && d.first().and_then(Tok::ident).as_deref() == Some(first.as_str())
@@ -1103,7 +1277,10 @@ fn index_label(ctx: &Ctx, def: &[Tok]) -> String {
 fn rewrite_index(ctx: &mut Ctx, mut def: Vec<Tok>, kind: IndexKind) -> Option<Vec<Tok>> {
     let label = index_label(ctx, &def);
     if !ctx.mariadb_target() {
-        if def.windows(2).any(|w| w[0].is("WITHOUT") && w[1].is("OVERLAPS")) {
+        if def
+            .windows(2)
+            .any(|w| w[0].is("WITHOUT") && w[1].is("OVERLAPS"))
+        {
             ctx.problem(
                 label.clone(),
                 format!(
@@ -1136,7 +1313,9 @@ fn rewrite_index(ctx: &mut Ctx, mut def: Vec<Tok>, kind: IndexKind) -> Option<Ve
     // MySQL 8 functional key parts: `KEY k ((expr))`.
     let functional = def.iter().position(|t| t.is_p('(')).is_some_and(|open| {
         let close = matching(&def, open);
-        split_commas(&def[open + 1..close]).iter().any(|part| part.first().is_some_and(|t| t.is_p('(')))
+        split_commas(&def[open + 1..close])
+            .iter()
+            .any(|part| part.first().is_some_and(|t| t.is_p('(')))
     });
     if functional {
         match ctx.target {
@@ -1159,7 +1338,9 @@ fn rewrite_index(ctx: &mut Ctx, mut def: Vec<Tok>, kind: IndexKind) -> Option<Ve
             Dialect::Mariadb => def[i].text = "IGNORED".into(),
             Dialect::Oceanbase => {
                 def.remove(i);
-                ctx.note(format!("{label}: the index is created visible (OceanBase ignores INVISIBLE/IGNORED)"));
+                ctx.note(format!(
+                    "{label}: the index is created visible (OceanBase ignores INVISIBLE/IGNORED)"
+                ));
             }
         }
     }
@@ -1167,7 +1348,11 @@ fn rewrite_index(ctx: &mut Ctx, mut def: Vec<Tok>, kind: IndexKind) -> Option<Ve
         ob_index_rules(ctx, &mut def, kind, &label);
     }
     if let Some(i) = find_seq(&def, &["WITH", "PARSER"]) {
-        let parser = def.get(i + 2).and_then(Tok::ident).unwrap_or_default().to_ascii_lowercase();
+        let parser = def
+            .get(i + 2)
+            .and_then(Tok::ident)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let keep = match ctx.target {
             Dialect::Mysql => true,
             Dialect::Mariadb => false,
@@ -1203,7 +1388,11 @@ fn ob_index_rules(ctx: &mut Ctx, def: &mut Vec<Tok>, kind: IndexKind, label: &st
         _ => {}
     }
     if let Some(i) = find_kw(def, "KEY_BLOCK_SIZE") {
-        let n = if def.get(i + 1).is_some_and(|t| t.is_p('=')) { 3 } else { 2 };
+        let n = if def.get(i + 1).is_some_and(|t| t.is_p('=')) {
+            3
+        } else {
+            2
+        };
         def.drain(i..(i + n).min(def.len()));
     }
     let bytes = index_bytes(ctx, def);
@@ -1221,15 +1410,32 @@ fn ob_index_rules(ctx: &mut Ctx, def: &mut Vec<Tok>, kind: IndexKind, label: &st
 
 /// Upper bound of an index entry's length in bytes, from its key parts.
 fn index_bytes(ctx: &Ctx, def: &[Tok]) -> u64 {
-    let Some(open) = def.iter().position(|t| t.is_p('(')) else { return 0 };
+    let Some(open) = def.iter().position(|t| t.is_p('(')) else {
+        return 0;
+    };
     let close = matching(def, open);
     split_commas(&def[open + 1..close])
         .iter()
         .map(|part| {
-            let Some(col) = part.first().and_then(Tok::ident).and_then(|n| ctx.column(&n)) else { return 0 };
-            let prefix =
-                part.get(1).filter(|t| t.is_p('(')).and_then(|_| part.get(2)).and_then(|t| t.text.parse::<u64>().ok());
-            let cs = col.charset.as_deref().map(|c| if ctx.ob() && c.starts_with("utf8") { "utf8mb4" } else { c });
+            let Some(col) = part
+                .first()
+                .and_then(Tok::ident)
+                .and_then(|n| ctx.column(&n))
+            else {
+                return 0;
+            };
+            let prefix = part
+                .get(1)
+                .filter(|t| t.is_p('('))
+                .and_then(|_| part.get(2))
+                .and_then(|t| t.text.parse::<u64>().ok());
+            let cs = col.charset.as_deref().map(|c| {
+                if ctx.ob() && c.starts_with("utf8") {
+                    "utf8mb4"
+                } else {
+                    c
+                }
+            });
             match prefix {
                 Some(p) => p * cs.map(mbmaxlen).unwrap_or(1),
                 None => column_bytes(col, cs),
@@ -1277,26 +1483,45 @@ fn rewrite_check(ctx: &mut Ctx, def: Vec<Tok>) -> Option<Vec<Tok>> {
 /// `[CONSTRAINT x] FOREIGN KEY (..) REFERENCES [db.]t (..) ...` with the
 /// referenced table renamed as the task renames it; returns the source table referenced.
 fn rewrite_foreign_key(ctx: &Ctx, mut def: Vec<Tok>) -> (Vec<Tok>, (String, String)) {
-    let Some(r) = find_kw(&def, "REFERENCES") else { return (def, (String::new(), String::new())) };
+    let Some(r) = find_kw(&def, "REFERENCES") else {
+        return (def, (String::new(), String::new()));
+    };
     let first = def.get(r + 1).and_then(Tok::ident).unwrap_or_default();
     let qualified_ref = def.get(r + 2).is_some_and(|t| t.is_p('.'));
     let (src_db, src_table, n) = if qualified_ref {
-        (first, def.get(r + 3).and_then(Tok::ident).unwrap_or_default(), 3)
+        (
+            first,
+            def.get(r + 3).and_then(Tok::ident).unwrap_or_default(),
+            3,
+        )
     } else {
         (ctx.table.db.clone(), first, 1)
     };
     let (tdb, tt) = target_name(&ctx.env.renames, &src_db, &src_table);
-    let new = vec![Tok::quoted(&tdb), Tok::punct('.', false), Tok { sp: false, ..Tok::quoted(&tt) }];
+    let new = vec![
+        Tok::quoted(&tdb),
+        Tok::punct('.', false),
+        Tok {
+            sp: false,
+            ..Tok::quoted(&tt)
+        },
+    ];
     def.splice(r + 1..r + 1 + n, new);
     (def, (src_db, src_table))
 }
 
 /// Where a source table lands, after the task's renames (as `TaskSpec::target_name`).
 pub fn target_name(renames: &BTreeMap<String, String>, db: &str, table: &str) -> (String, String) {
-    if let Some((d, t)) = renames.get(&format!("{db}.{table}")).and_then(|to| to.split_once('.')) {
+    if let Some((d, t)) = renames
+        .get(&format!("{db}.{table}"))
+        .and_then(|to| to.split_once('.'))
+    {
         return (d.to_string(), t.to_string());
     }
-    (renames.get(db).cloned().unwrap_or_else(|| db.to_string()), table.to_string())
+    (
+        renames.get(db).cloned().unwrap_or_else(|| db.to_string()),
+        table.to_string(),
+    )
 }
 
 // ---------------------------------------------------------------- table options and partitions
@@ -1330,16 +1555,30 @@ fn parse_options(toks: &[Tok]) -> Vec<TableOption> {
         }
         let words = multi
             .iter()
-            .find(|seq| seq.iter().enumerate().all(|(k, w)| toks.get(i + k).is_some_and(|t| t.is(w))))
+            .find(|seq| {
+                seq.iter()
+                    .enumerate()
+                    .all(|(k, w)| toks.get(i + k).is_some_and(|t| t.is(w)))
+            })
             .map(|seq| seq.len())
             .unwrap_or(1);
-        let name: Vec<String> =
-            toks[i..i + words].iter().map(|t| t.ident().unwrap_or_default().to_ascii_uppercase()).collect();
+        let name: Vec<String> = toks[i..i + words]
+            .iter()
+            .map(|t| t.ident().unwrap_or_default().to_ascii_uppercase())
+            .collect();
         let name = name.join(" ");
-        let raw_name = toks[i..i + words].iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join(" ");
+        let raw_name = toks[i..i + words]
+            .iter()
+            .map(|t| t.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
         i += words;
         if name == "WITH SYSTEM VERSIONING" {
-            out.push(TableOption { name, raw_name, value: Vec::new() });
+            out.push(TableOption {
+                name,
+                raw_name,
+                value: Vec::new(),
+            });
             continue;
         }
         if toks.get(i).is_some_and(|t| t.is_p('=')) {
@@ -1356,7 +1595,11 @@ fn parse_options(toks: &[Tok]) -> Vec<TableOption> {
                 i += 1;
             }
         }
-        out.push(TableOption { name, raw_name, value });
+        out.push(TableOption {
+            name,
+            raw_name,
+            value,
+        });
     }
     out
 }
@@ -1449,7 +1692,8 @@ fn rewrite_options(ctx: &mut Ctx, toks: Vec<Tok>) -> String {
                 );
                 continue;
             }
-            "DATA DIRECTORY" | "INDEX DIRECTORY" | "UNION" | "INSERT_METHOD" | "CONNECTION" | "TABLESPACE" => {
+            "DATA DIRECTORY" | "INDEX DIRECTORY" | "UNION" | "INSERT_METHOD" | "CONNECTION"
+            | "TABLESPACE" => {
                 dropped.push(format!("{name}={raw}"));
                 continue;
             }
@@ -1457,7 +1701,9 @@ fn rewrite_options(ctx: &mut Ctx, toks: Vec<Tok>) -> String {
         }
         let keep = match ctx.target {
             Dialect::Oceanbase => OB_OPTIONS.contains(&name),
-            Dialect::Mysql => MYSQL_OPTIONS.contains(&name) && (name != "ROW_FORMAT" || innodb_row_format(&raw)),
+            Dialect::Mysql => {
+                MYSQL_OPTIONS.contains(&name) && (name != "ROW_FORMAT" || innodb_row_format(&raw))
+            }
             Dialect::Mariadb => {
                 !(engine_changed
                     && (MARIADB_OPTIONS.contains(&name) || name == "ROW_FORMAT")
@@ -1469,8 +1715,14 @@ fn rewrite_options(ctx: &mut Ctx, toks: Vec<Tok>) -> String {
             continue;
         }
         if name.contains("CHARSET") || name.contains("CHARACTER SET") || name.contains("COLLATE") {
-            let Some(v) = value.first().and_then(Tok::ident) else { continue };
-            let new = if name.contains("COLLATE") { map_collation(ctx, &obj, &v) } else { map_charset(ctx, &obj, &v) };
+            let Some(v) = value.first().and_then(Tok::ident) else {
+                continue;
+            };
+            let new = if name.contains("COLLATE") {
+                map_collation(ctx, &obj, &v)
+            } else {
+                map_charset(ctx, &obj, &v)
+            };
             value = vec![Tok::word(&new)];
         }
         let text = render(&value);
@@ -1487,7 +1739,9 @@ fn rewrite_options(ctx: &mut Ctx, toks: Vec<Tok>) -> String {
 }
 
 fn innodb_row_format(v: &str) -> bool {
-    ["DEFAULT", "DYNAMIC", "COMPACT", "REDUNDANT", "COMPRESSED"].iter().any(|f| v.eq_ignore_ascii_case(f))
+    ["DEFAULT", "DYNAMIC", "COMPACT", "REDUNDANT", "COMPRESSED"]
+        .iter()
+        .any(|f| v.eq_ignore_ascii_case(f))
 }
 
 fn rewrite_partition(ctx: &mut Ctx, mut toks: Vec<Tok>) -> String {
@@ -1511,7 +1765,11 @@ fn rewrite_partition(ctx: &mut Ctx, mut toks: Vec<Tok>) -> String {
         let storage = toks[i].is("STORAGE") && toks.get(i + 1).is_some_and(|t| t.is("ENGINE"));
         if toks[i].is("ENGINE") || storage {
             let name_at = i + if storage { 2 } else { 1 };
-            let value_at = if toks.get(name_at).is_some_and(|t| t.is_p('=')) { name_at + 1 } else { name_at };
+            let value_at = if toks.get(name_at).is_some_and(|t| t.is_p('=')) {
+                name_at + 1
+            } else {
+                name_at
+            };
             match &ctx.target_engine {
                 Some(e) => {
                     if let Some(t) = toks.get_mut(value_at) {
@@ -1526,8 +1784,14 @@ fn rewrite_partition(ctx: &mut Ctx, mut toks: Vec<Tok>) -> String {
             }
             continue;
         }
-        if (toks[i].is("DATA") || toks[i].is("INDEX")) && toks.get(i + 1).is_some_and(|t| t.is("DIRECTORY")) {
-            let value_at = if toks.get(i + 2).is_some_and(|t| t.is_p('=')) { i + 3 } else { i + 2 };
+        if (toks[i].is("DATA") || toks[i].is("INDEX"))
+            && toks.get(i + 1).is_some_and(|t| t.is("DIRECTORY"))
+        {
+            let value_at = if toks.get(i + 2).is_some_and(|t| t.is_p('=')) {
+                i + 3
+            } else {
+                i + 2
+            };
             ctx.note(format!(
                 "{obj}: partition {} dropped (a path on the source server)",
                 render(&toks[i..=value_at.min(toks.len() - 1)])
@@ -1675,11 +1939,15 @@ mod tests {
     }
 
     fn ok(t: &TableInfo, d: Dialect) -> Translated {
-        translate(t, d, "shop2", "t2", &TranslateOptions::default()).unwrap_or_else(|p| panic!("{d:?}: {p:?}"))
+        translate(t, d, "shop2", "t2", &TranslateOptions::default())
+            .unwrap_or_else(|p| panic!("{d:?}: {p:?}"))
     }
 
     fn ok_v(t: &TableInfo, d: Dialect, v: (u16, u16, u16)) -> Result<Translated, Vec<Problem>> {
-        let env = TargetContext { version: Some(v), renames: BTreeMap::new() };
+        let env = TargetContext {
+            version: Some(v),
+            renames: BTreeMap::new(),
+        };
         translate_for(t, d, "shop2", "t2", &TranslateOptions::default(), &env)
     }
 
@@ -1700,7 +1968,17 @@ mod tests {
     fn tokenizer_keeps_quoted_names_and_strings_whole() {
         let toks = tokenize("`a``,b)` 'it''s, (x' \"q\\\"\" /*!50100 PARTITION */ -- c\n x");
         let texts: Vec<&str> = toks.iter().map(|t| t.text.as_str()).collect();
-        assert_eq!(texts, vec!["`a``,b)`", "'it''s, (x'", "\"q\\\"\"", "PARTITION", "-- c", "x"]);
+        assert_eq!(
+            texts,
+            vec![
+                "`a``,b)`",
+                "'it''s, (x'",
+                "\"q\\\"\"",
+                "PARTITION",
+                "-- c",
+                "x"
+            ]
+        );
         assert_eq!(toks[0].ident().unwrap(), "a`,b)");
         assert_eq!(render(&toks[..3]), "`a``,b)` 'it''s, (x' \"q\\\"\"");
     }
@@ -1712,19 +1990,43 @@ mod tests {
                    COLLATE=utf8mb4_unicode_ci COMMENT='a ''b'''";
         let t = table(
             sql,
-            vec![id(), col("a,b) KEY", "varchar", "varchar(10)", Some("utf8mb4")), col("ü ñ", "int", "int(11)", None)],
+            vec![
+                id(),
+                col("a,b) KEY", "varchar", "varchar(10)", Some("utf8mb4")),
+                col("ü ñ", "int", "int(11)", None),
+            ],
         );
         for d in ALL {
             let tr = ok(&t, d);
             assert!(
-                tr.create_sql.starts_with("CREATE TABLE `shop2`.`t2` (\n  `id` int(11) NOT NULL AUTO_INCREMENT,"),
+                tr.create_sql.starts_with(
+                    "CREATE TABLE `shop2`.`t2` (\n  `id` int(11) NOT NULL AUTO_INCREMENT,"
+                ),
                 "{}",
                 tr.create_sql
             );
-            assert!(tr.create_sql.contains("`a,b) KEY` varchar(10) DEFAULT 'x, KEY `y` (z)'"), "{}", tr.create_sql);
-            assert!(tr.create_sql.contains("`ü ñ` int(11) DEFAULT NULL COMMENT 'it''s'"), "{}", tr.create_sql);
-            assert!(tr.create_sql.contains("AUTO_INCREMENT=42"), "{}", tr.create_sql);
-            assert!(tr.create_sql.contains("COMMENT='a ''b'''"), "{}", tr.create_sql);
+            assert!(
+                tr.create_sql
+                    .contains("`a,b) KEY` varchar(10) DEFAULT 'x, KEY `y` (z)'"),
+                "{}",
+                tr.create_sql
+            );
+            assert!(
+                tr.create_sql
+                    .contains("`ü ñ` int(11) DEFAULT NULL COMMENT 'it''s'"),
+                "{}",
+                tr.create_sql
+            );
+            assert!(
+                tr.create_sql.contains("AUTO_INCREMENT=42"),
+                "{}",
+                tr.create_sql
+            );
+            assert!(
+                tr.create_sql.contains("COMMENT='a ''b'''"),
+                "{}",
+                tr.create_sql
+            );
             assert!(tr.deferred_indexes.is_empty());
         }
     }
@@ -1734,12 +2036,30 @@ mod tests {
         let sql = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `pid` int(11) DEFAULT NULL,\n  `oid` int(11) DEFAULT NULL,\n  \
                    PRIMARY KEY (`id`),\n  KEY `fk` (`pid`),\n  CONSTRAINT `fk` FOREIGN KEY (`pid`) REFERENCES `p` (`id`) ON DELETE CASCADE,\n  \
                    CONSTRAINT `fk2` FOREIGN KEY (`oid`) REFERENCES `crm`.`o` (`id`)\n) ENGINE=InnoDB";
-        let t = table(sql, vec![id(), col("pid", "int", "int(11)", None), col("oid", "int", "int(11)", None)]);
+        let t = table(
+            sql,
+            vec![
+                id(),
+                col("pid", "int", "int(11)", None),
+                col("oid", "int", "int(11)", None),
+            ],
+        );
         let mut renames = BTreeMap::new();
         renames.insert("shop".to_string(), "shop2".to_string());
         renames.insert("crm.o".to_string(), "crm2.orders".to_string());
-        let env = TargetContext { version: None, renames };
-        let tr = translate_for(&t, Dialect::Mysql, "shop2", "t2", &TranslateOptions::default(), &env).unwrap();
+        let env = TargetContext {
+            version: None,
+            renames,
+        };
+        let tr = translate_for(
+            &t,
+            Dialect::Mysql,
+            "shop2",
+            "t2",
+            &TranslateOptions::default(),
+            &env,
+        )
+        .unwrap();
         assert!(!tr.create_sql.contains("FOREIGN"), "{}", tr.create_sql);
         assert!(tr.create_sql.contains("KEY `fk` (`pid`)"));
         assert_eq!(
@@ -1749,7 +2069,10 @@ mod tests {
                 "ALTER TABLE `shop2`.`t2` ADD CONSTRAINT `fk2` FOREIGN KEY (`oid`) REFERENCES `crm2`.`orders` (`id`)",
             ]
         );
-        assert_eq!(tr.references, vec![("shop".into(), "p".into()), ("crm".into(), "o".into())]);
+        assert_eq!(
+            tr.references,
+            vec![("shop".into(), "p".into()), ("crm".into(), "o".into())]
+        );
     }
 
     #[test]
@@ -1766,15 +2089,25 @@ mod tests {
                 col("b", "text", "text", Some("utf8mb4")),
             ],
         );
-        let opts = TranslateOptions { indexes_after_load: true };
+        let opts = TranslateOptions {
+            indexes_after_load: true,
+        };
         let tr = translate(&t, Dialect::Mariadb, "shop2", "t2", &opts).unwrap();
-        assert!(tr.create_sql.contains("UNIQUE KEY `ua` (`a`)"), "unique keys stay: {}", tr.create_sql);
+        assert!(
+            tr.create_sql.contains("UNIQUE KEY `ua` (`a`)"),
+            "unique keys stay: {}",
+            tr.create_sql
+        );
         assert!(
             tr.create_sql.contains("KEY `kseq` (`seq`)"),
             "the AUTO_INCREMENT column's key stays: {}",
             tr.create_sql
         );
-        assert!(!tr.create_sql.contains("`ka`") && !tr.create_sql.contains("FULLTEXT"), "{}", tr.create_sql);
+        assert!(
+            !tr.create_sql.contains("`ka`") && !tr.create_sql.contains("FULLTEXT"),
+            "{}",
+            tr.create_sql
+        );
         assert_eq!(
             tr.deferred_indexes,
             vec![
@@ -1799,23 +2132,49 @@ mod tests {
         let t = table(sql, cols);
         let my = ok(&t, Dialect::Mysql);
         assert!(
-            my.create_sql.contains("`n` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"),
+            my.create_sql
+                .contains("`n` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"),
             "{}",
             my.create_sql
         );
-        assert!(my.create_sql.contains("`c` varchar(10) COLLATE utf8mb4_0900_as_cs"), "{}", my.create_sql);
-        assert!(my.create_sql.contains("`k` varchar(10) COLLATE utf8mb4_0900_bin"), "{}", my.create_sql);
-        assert!(my.create_sql.contains("COLLATE=utf8mb4_unicode_ci"), "{}", my.create_sql);
-        assert!(has_note(&my, "utf8mb4_uca1400_ai_ci becomes utf8mb4_unicode_ci"));
-        let ob = ok(&t, Dialect::Oceanbase);
-        assert!(ob.create_sql.contains("COLLATE utf8mb4_unicode_ci"), "{}", ob.create_sql);
         assert!(
-            ob.create_sql.contains("`c` varchar(10) COLLATE utf8mb4_bin"),
+            my.create_sql
+                .contains("`c` varchar(10) COLLATE utf8mb4_0900_as_cs"),
+            "{}",
+            my.create_sql
+        );
+        assert!(
+            my.create_sql
+                .contains("`k` varchar(10) COLLATE utf8mb4_0900_bin"),
+            "{}",
+            my.create_sql
+        );
+        assert!(
+            my.create_sql.contains("COLLATE=utf8mb4_unicode_ci"),
+            "{}",
+            my.create_sql
+        );
+        assert!(has_note(
+            &my,
+            "utf8mb4_uca1400_ai_ci becomes utf8mb4_unicode_ci"
+        ));
+        let ob = ok(&t, Dialect::Oceanbase);
+        assert!(
+            ob.create_sql.contains("COLLATE utf8mb4_unicode_ci"),
+            "{}",
+            ob.create_sql
+        );
+        assert!(
+            ob.create_sql
+                .contains("`c` varchar(10) COLLATE utf8mb4_bin"),
             "case-sensitive stays distinct: {}",
             ob.create_sql
         );
         let maria = ok(&t, Dialect::Mariadb);
-        assert!(maria.create_sql.contains("utf8mb4_uca1400_ai_ci") && maria.notes.is_empty(), "{maria:?}");
+        assert!(
+            maria.create_sql.contains("utf8mb4_uca1400_ai_ci") && maria.notes.is_empty(),
+            "{maria:?}"
+        );
     }
 
     /// MySQL before 8.0.30 names utf8mb3 collations utf8_*; OceanBase treats utf8 as utf8mb4.
@@ -1823,18 +2182,37 @@ mod tests {
     fn utf8mb3_naming_per_target() {
         let sql = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `s` varchar(5) CHARACTER SET utf8mb3 COLLATE utf8mb3_general_ci,\n  \
                    PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb3 COLLATE=utf8mb3_general_ci";
-        let t = table(sql, vec![id(), col("s", "varchar", "varchar(5)", Some("utf8mb3"))]);
+        let t = table(
+            sql,
+            vec![id(), col("s", "varchar", "varchar(5)", Some("utf8mb3"))],
+        );
         let new = ok_v(&t, Dialect::Mysql, (8, 0, 36)).unwrap();
-        assert!(new.create_sql.contains("CHARACTER SET utf8mb3 COLLATE utf8mb3_general_ci"), "{}", new.create_sql);
+        assert!(
+            new.create_sql
+                .contains("CHARACTER SET utf8mb3 COLLATE utf8mb3_general_ci"),
+            "{}",
+            new.create_sql
+        );
         let old = ok_v(&t, Dialect::Mysql, (8, 0, 28)).unwrap();
         assert!(
-            old.create_sql.contains("COLLATE utf8_general_ci") && old.create_sql.contains("COLLATE=utf8_general_ci"),
+            old.create_sql.contains("COLLATE utf8_general_ci")
+                && old.create_sql.contains("COLLATE=utf8_general_ci"),
             "{}",
             old.create_sql
         );
         let ob = ok(&t, Dialect::Oceanbase);
-        assert!(ob.create_sql.contains("CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"), "{}", ob.create_sql);
-        assert!(ob.create_sql.contains("DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci"), "{}", ob.create_sql);
+        assert!(
+            ob.create_sql
+                .contains("CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"),
+            "{}",
+            ob.create_sql
+        );
+        assert!(
+            ob.create_sql
+                .contains("DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci"),
+            "{}",
+            ob.create_sql
+        );
         assert!(has_note(&ob, "synonym of utf8mb4"));
     }
 
@@ -1852,17 +2230,29 @@ mod tests {
         ];
         let ob = ok(&table(sql, cols), Dialect::Oceanbase);
         assert!(
-            ob.create_sql.contains("`r` varchar(5) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"),
+            ob.create_sql
+                .contains("`r` varchar(5) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"),
             "{}",
             ob.create_sql
         );
         assert!(
-            ob.create_sql.contains("`l` varchar(5) CHARACTER SET latin1 COLLATE latin1_swedish_ci"),
+            ob.create_sql
+                .contains("`l` varchar(5) CHARACTER SET latin1 COLLATE latin1_swedish_ci"),
             "{}",
             ob.create_sql
         );
-        assert!(ob.create_sql.contains("`g` varchar(5) CHARACTER SET gbk COLLATE gbk_chinese_ci"), "{}", ob.create_sql);
-        assert!(ob.create_sql.contains("DEFAULT CHARSET=latin1 COLLATE=latin1_swedish_ci"), "{}", ob.create_sql);
+        assert!(
+            ob.create_sql
+                .contains("`g` varchar(5) CHARACTER SET gbk COLLATE gbk_chinese_ci"),
+            "{}",
+            ob.create_sql
+        );
+        assert!(
+            ob.create_sql
+                .contains("DEFAULT CHARSET=latin1 COLLATE=latin1_swedish_ci"),
+            "{}",
+            ob.create_sql
+        );
         assert!(has_note(&ob, "cp1251 is not supported"));
     }
 
@@ -1881,17 +2271,33 @@ mod tests {
         let t = table(sql, cols);
         for d in [Dialect::Mysql, Dialect::Oceanbase] {
             let tr = ok(&t, d);
-            assert!(tr.create_sql.contains("`j` json DEFAULT NULL,"), "{}", tr.create_sql);
-            assert!(tr.create_sql.contains("`k` json DEFAULT NULL,"), "{}", tr.create_sql);
-            assert!(!tr.create_sql.contains("CONSTRAINT `k`"), "{}", tr.create_sql);
             assert!(
-                tr.create_sql.contains("`n` longtext DEFAULT NULL CHECK (json_valid(`n`) and `n` <> '{}')"),
+                tr.create_sql.contains("`j` json DEFAULT NULL,"),
+                "{}",
+                tr.create_sql
+            );
+            assert!(
+                tr.create_sql.contains("`k` json DEFAULT NULL,"),
+                "{}",
+                tr.create_sql
+            );
+            assert!(
+                !tr.create_sql.contains("CONSTRAINT `k`"),
+                "{}",
+                tr.create_sql
+            );
+            assert!(
+                tr.create_sql
+                    .contains("`n` longtext DEFAULT NULL CHECK (json_valid(`n`) and `n` <> '{}')"),
                 "other checks stay text: {}",
                 tr.create_sql
             );
         }
         let maria = ok(&t, Dialect::Mariadb);
-        assert!(maria.create_sql.contains("CHECK (json_valid(`j`))") && maria.create_sql.contains("CONSTRAINT `k`"));
+        assert!(
+            maria.create_sql.contains("CHECK (json_valid(`j`))")
+                && maria.create_sql.contains("CONSTRAINT `k`")
+        );
     }
 
     #[test]
@@ -1899,24 +2305,37 @@ mod tests {
         let sql = "CREATE TABLE `t` (\n  `id` uuid NOT NULL,\n  `ip` inet6 DEFAULT NULL,\n  `v4` inet4 DEFAULT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB";
         let t = table(
             sql,
-            vec![col("id", "uuid", "uuid", None), col("ip", "inet6", "inet6", None), col("v4", "inet4", "inet4", None)],
+            vec![
+                col("id", "uuid", "uuid", None),
+                col("ip", "inet6", "inet6", None),
+                col("v4", "inet4", "inet4", None),
+            ],
         );
         for d in [Dialect::Mysql, Dialect::Oceanbase] {
             let tr = ok(&t, d);
             assert!(
-                tr.create_sql.contains("`id` char(36) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL"),
+                tr.create_sql
+                    .contains("`id` char(36) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL"),
                 "{}",
                 tr.create_sql
             );
             assert!(
-                tr.create_sql.contains("`ip` varchar(39) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin DEFAULT NULL"),
+                tr.create_sql.contains(
+                    "`ip` varchar(39) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin DEFAULT NULL"
+                ),
                 "{}",
                 tr.create_sql
             );
-            assert!(tr.create_sql.contains("`v4` varchar(15)"), "{}", tr.create_sql);
+            assert!(
+                tr.create_sql.contains("`v4` varchar(15)"),
+                "{}",
+                tr.create_sql
+            );
             assert!(has_note(&tr, "MariaDB UUID becomes"));
         }
-        assert!(ok(&t, Dialect::Mariadb).create_sql.contains("`id` uuid NOT NULL"));
+        assert!(ok(&t, Dialect::Mariadb)
+            .create_sql
+            .contains("`id` uuid NOT NULL"));
     }
 
     #[test]
@@ -1925,19 +2344,54 @@ mod tests {
                    PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='x' `page_compressed`='1' `PAGE_COMPRESSION_LEVEL`=3 TRANSACTIONAL=1";
         let mut s = col("s", "int", "int(11)", None);
         s.generated = true;
-        let t = table(sql, vec![id(), col("b", "blob", "blob /*M!100301 COMPRESSED*/", None), s]);
+        let t = table(
+            sql,
+            vec![
+                id(),
+                col("b", "blob", "blob /*M!100301 COMPRESSED*/", None),
+                s,
+            ],
+        );
         for d in [Dialect::Mysql, Dialect::Oceanbase] {
             let tr = ok(&t, d);
-            assert!(tr.create_sql.contains("`b` blob DEFAULT NULL,"), "{}", tr.create_sql);
-            assert!(tr.create_sql.contains("GENERATED ALWAYS AS (`id` + 1) STORED"), "{}", tr.create_sql);
-            assert!(!tr.create_sql.to_ascii_lowercase().contains("page_compress"), "{}", tr.create_sql);
-            assert!(!tr.create_sql.contains("TRANSACTIONAL"), "{}", tr.create_sql);
-            assert!(has_note(&tr, "COMPRESSED") && has_note(&tr, "PAGE_COMPRESSED"), "{:?}", tr.notes);
+            assert!(
+                tr.create_sql.contains("`b` blob DEFAULT NULL,"),
+                "{}",
+                tr.create_sql
+            );
+            assert!(
+                tr.create_sql
+                    .contains("GENERATED ALWAYS AS (`id` + 1) STORED"),
+                "{}",
+                tr.create_sql
+            );
+            assert!(
+                !tr.create_sql.to_ascii_lowercase().contains("page_compress"),
+                "{}",
+                tr.create_sql
+            );
+            assert!(
+                !tr.create_sql.contains("TRANSACTIONAL"),
+                "{}",
+                tr.create_sql
+            );
+            assert!(
+                has_note(&tr, "COMPRESSED") && has_note(&tr, "PAGE_COMPRESSED"),
+                "{:?}",
+                tr.notes
+            );
         }
         let maria = ok(&t, Dialect::Mariadb);
-        assert!(maria.create_sql.contains("`b` blob COMPRESSED DEFAULT NULL"), "{}", maria.create_sql);
         assert!(
-            maria.create_sql.contains("`page_compressed`='1'") && maria.create_sql.contains("TRANSACTIONAL=1"),
+            maria
+                .create_sql
+                .contains("`b` blob COMPRESSED DEFAULT NULL"),
+            "{}",
+            maria.create_sql
+        );
+        assert!(
+            maria.create_sql.contains("`page_compressed`='1'")
+                && maria.create_sql.contains("TRANSACTIONAL=1"),
             "{}",
             maria.create_sql
         );
@@ -1979,14 +2433,24 @@ mod tests {
         let t = table(sql, vec![id()]);
         for d in [Dialect::Mysql, Dialect::Oceanbase] {
             let p = problems(&t, d);
-            assert!(p[0].reason.contains("system-versioned") && p[0].fix.contains("DROP SYSTEM VERSIONING"), "{p:?}");
+            assert!(
+                p[0].reason.contains("system-versioned")
+                    && p[0].fix.contains("DROP SYSTEM VERSIONING"),
+                "{p:?}"
+            );
         }
-        assert!(ok(&t, Dialect::Mariadb).create_sql.ends_with("WITH SYSTEM VERSIONING"));
+        assert!(ok(&t, Dialect::Mariadb)
+            .create_sql
+            .ends_with("WITH SYSTEM VERSIONING"));
         let explicit = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `rs` timestamp(6) GENERATED ALWAYS AS ROW START,\n  \
                         `re` timestamp(6) GENERATED ALWAYS AS ROW END,\n  PRIMARY KEY (`id`,`re`),\n  PERIOD FOR SYSTEM_TIME (`rs`, `re`)\n) ENGINE=InnoDB WITH SYSTEM VERSIONING";
         let t = table(
             explicit,
-            vec![id(), col("rs", "timestamp", "timestamp(6)", None), col("re", "timestamp", "timestamp(6)", None)],
+            vec![
+                id(),
+                col("rs", "timestamp", "timestamp(6)", None),
+                col("re", "timestamp", "timestamp(6)", None),
+            ],
         );
         assert!(problems(&t, Dialect::Mysql).len() >= 3);
         ok(&t, Dialect::Mariadb);
@@ -2032,9 +2496,15 @@ mod tests {
             "`b` text DEFAULT NULL,",
             "`h` varbinary(4) DEFAULT x'00ff',",
         ] {
-            assert!(my.create_sql.contains(want), "missing {want} in {}", my.create_sql);
+            assert!(
+                my.create_sql.contains(want),
+                "missing {want} in {}",
+                my.create_sql
+            );
         }
-        assert!(ok(&t, Dialect::Mariadb).create_sql.contains("DEFAULT uuid(),"));
+        assert!(ok(&t, Dialect::Mariadb)
+            .create_sql
+            .contains("DEFAULT uuid(),"));
     }
 
     #[test]
@@ -2042,9 +2512,18 @@ mod tests {
         let aria = table("CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=Aria DEFAULT CHARSET=utf8mb4 PAGE_CHECKSUM=1 ROW_FORMAT=PAGE", vec![id()]);
         for d in [Dialect::Mysql, Dialect::Mariadb] {
             let tr = ok(&aria, d);
-            assert!(tr.create_sql.contains(") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"), "{}", tr.create_sql);
+            assert!(
+                tr.create_sql
+                    .contains(") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"),
+                "{}",
+                tr.create_sql
+            );
             assert!(!tr.create_sql.contains("PAGE"), "{}", tr.create_sql);
-            assert!(has_note(&tr, "ENGINE=ARIA becomes InnoDB"), "{:?}", tr.notes);
+            assert!(
+                has_note(&tr, "ENGINE=ARIA becomes InnoDB"),
+                "{:?}",
+                tr.notes
+            );
         }
         let fed = table("CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=FEDERATED CONNECTION='mysql://u@h/db/t'", vec![id()]);
         for d in ALL {
@@ -2057,18 +2536,36 @@ mod tests {
     fn oceanbase_drops_engine_and_storage_options() {
         let sql = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `a` int(11),\n  PRIMARY KEY (`id`),\n  KEY `ka` (`a`) KEY_BLOCK_SIZE=8\n) ENGINE=InnoDB AUTO_INCREMENT=7 \
                    DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin ROW_FORMAT=DYNAMIC STATS_PERSISTENT=1 COMMENT='c'";
-        let tr = ok(&table(sql, vec![id(), col("a", "int", "int(11)", None)]), Dialect::Oceanbase);
+        let tr = ok(
+            &table(sql, vec![id(), col("a", "int", "int(11)", None)]),
+            Dialect::Oceanbase,
+        );
         assert!(
-            tr.create_sql.ends_with(") AUTO_INCREMENT=7 DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='c'"),
+            tr.create_sql.ends_with(
+                ") AUTO_INCREMENT=7 DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='c'"
+            ),
             "{}",
             tr.create_sql
         );
-        assert!(tr.create_sql.contains("KEY `ka` (`a`)\n"), "{}", tr.create_sql);
-        assert!(has_note(&tr, "ROW_FORMAT=DYNAMIC STATS_PERSISTENT=1"), "{:?}", tr.notes);
-        let my = ok(&table(sql, vec![id(), col("a", "int", "int(11)", None)]), Dialect::Mysql);
+        assert!(
+            tr.create_sql.contains("KEY `ka` (`a`)\n"),
+            "{}",
+            tr.create_sql
+        );
+        assert!(
+            has_note(&tr, "ROW_FORMAT=DYNAMIC STATS_PERSISTENT=1"),
+            "{:?}",
+            tr.notes
+        );
+        let my = ok(
+            &table(sql, vec![id(), col("a", "int", "int(11)", None)]),
+            Dialect::Mysql,
+        );
         assert!(
             my.create_sql.contains("ENGINE=InnoDB AUTO_INCREMENT=7")
-                && my.create_sql.contains("ROW_FORMAT=DYNAMIC STATS_PERSISTENT=1"),
+                && my
+                    .create_sql
+                    .contains("ROW_FORMAT=DYNAMIC STATS_PERSISTENT=1"),
             "{}",
             my.create_sql
         );
@@ -2079,17 +2576,30 @@ mod tests {
     fn oceanbase_partitioning_rules() {
         let sql = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4\n PARTITION BY LINEAR HASH (`id`)\nPARTITIONS 8";
         let tr = ok(&table(sql, vec![id()]), Dialect::Oceanbase);
-        assert!(tr.create_sql.ends_with("PARTITION BY HASH (`id`) PARTITIONS 8"), "{}", tr.create_sql);
+        assert!(
+            tr.create_sql
+                .ends_with("PARTITION BY HASH (`id`) PARTITIONS 8"),
+            "{}",
+            tr.create_sql
+        );
         assert!(has_note(&tr, "LINEAR"));
         let range = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB\n PARTITION BY RANGE (`id`)\n\
                      (PARTITION `p0` VALUES LESS THAN (10) ENGINE = InnoDB,\n PARTITION `p1` VALUES LESS THAN MAXVALUE ENGINE = InnoDB)";
         let tr = ok(&table(range, vec![id()]), Dialect::Oceanbase);
         assert!(tr.create_sql.ends_with("PARTITION BY RANGE (`id`) (PARTITION `p0` VALUES LESS THAN (10), PARTITION `p1` VALUES LESS THAN MAXVALUE)"), "{}", tr.create_sql);
         let my = ok(&table(range, vec![id()]), Dialect::Mysql);
-        assert!(my.create_sql.contains("VALUES LESS THAN (10) ENGINE = InnoDB"), "{}", my.create_sql);
+        assert!(
+            my.create_sql
+                .contains("VALUES LESS THAN (10) ENGINE = InnoDB"),
+            "{}",
+            my.create_sql
+        );
         let many = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB\n PARTITION BY HASH (`id`)\nSUBPARTITION BY KEY (`id`) PARTITIONS 100 SUBPARTITIONS 100";
         let p = problems(&table(many, vec![id()]), Dialect::Oceanbase);
-        assert!(p[0].reason.contains("10000 partitions") && p[0].fix.contains("max_partition_num"), "{p:?}");
+        assert!(
+            p[0].reason.contains("10000 partitions") && p[0].fix.contains("max_partition_num"),
+            "{p:?}"
+        );
         ok(&table(many, vec![id()]), Dialect::Mysql);
     }
 
@@ -2101,11 +2611,18 @@ mod tests {
         let p = ok_v(&t, Dialect::Oceanbase, (4, 2, 1)).unwrap_err();
         assert!(p[0].reason.contains("4.3.1"), "{p:?}");
         let tr = ok_v(&t, Dialect::Oceanbase, (4, 3, 5)).unwrap();
-        assert!(tr.create_sql.contains("FULLTEXT KEY `ft` (`b`)\n"), "{}", tr.create_sql);
+        assert!(
+            tr.create_sql.contains("FULLTEXT KEY `ft` (`b`)\n"),
+            "{}",
+            tr.create_sql
+        );
         assert!(has_note(&tr, "parser mecab"));
         let sp = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `g` point NOT NULL,\n  PRIMARY KEY (`id`),\n  SPATIAL KEY `sg` (`g`)\n) ENGINE=InnoDB";
         let t = table(sp, vec![id(), col("g", "point", "point", None)]);
-        assert_eq!(ok_v(&t, Dialect::Oceanbase, (4, 0, 0)).unwrap_err().len(), 2);
+        assert_eq!(
+            ok_v(&t, Dialect::Oceanbase, (4, 0, 0)).unwrap_err().len(),
+            2
+        );
         ok_v(&t, Dialect::Oceanbase, (4, 2, 0)).unwrap();
     }
 
@@ -2131,16 +2648,30 @@ mod tests {
     fn oceanbase_notes_the_lob_limit() {
         let sql =
             "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `b` longblob,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB";
-        let tr = ok(&table(sql, vec![id(), col("b", "longblob", "longblob", None)]), Dialect::Oceanbase);
+        let tr = ok(
+            &table(sql, vec![id(), col("b", "longblob", "longblob", None)]),
+            Dialect::Oceanbase,
+        );
         assert!(has_note(&tr, "536870910"));
     }
 
     #[test]
     fn ignored_and_invisible_indexes() {
         let sql = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `a` int(11),\n  `c` int(11) INVISIBLE,\n  PRIMARY KEY (`id`),\n  KEY `ig` (`a`) IGNORED\n) ENGINE=InnoDB";
-        let t = table(sql, vec![id(), col("a", "int", "int(11)", None), col("c", "int", "int(11)", None)]);
-        assert!(ok(&t, Dialect::Mysql).create_sql.contains("KEY `ig` (`a`) INVISIBLE"));
-        assert!(ok(&t, Dialect::Mariadb).create_sql.contains("KEY `ig` (`a`) IGNORED"));
+        let t = table(
+            sql,
+            vec![
+                id(),
+                col("a", "int", "int(11)", None),
+                col("c", "int", "int(11)", None),
+            ],
+        );
+        assert!(ok(&t, Dialect::Mysql)
+            .create_sql
+            .contains("KEY `ig` (`a`) INVISIBLE"));
+        assert!(ok(&t, Dialect::Mariadb)
+            .create_sql
+            .contains("KEY `ig` (`a`) IGNORED"));
         let ob = ok(&t, Dialect::Oceanbase);
         assert!(
             ob.create_sql.contains("KEY `ig` (`a`)\n") && ob.create_sql.contains("`c` int(11),"),
@@ -2154,7 +2685,10 @@ mod tests {
     fn mysql_collations_on_mariadb() {
         let sql = "CREATE TABLE `t` (\n  `id` int NOT NULL,\n  `s` varchar(5) COLLATE utf8mb4_0900_as_cs DEFAULT NULL,\n  PRIMARY KEY (`id`)\n) \
                    ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_ai_ci /*!80016 */";
-        let t = table(sql, vec![id(), col("s", "varchar", "varchar(5)", Some("utf8mb4"))]);
+        let t = table(
+            sql,
+            vec![id(), col("s", "varchar", "varchar(5)", Some("utf8mb4"))],
+        );
         let new = ok_v(&t, Dialect::Mariadb, (10, 11, 6)).unwrap();
         assert!(
             new.create_sql.contains("COLLATE utf8mb4_uca1400_as_cs")
@@ -2164,11 +2698,14 @@ mod tests {
         );
         let old = ok_v(&t, Dialect::Mariadb, (10, 6, 0)).unwrap();
         assert!(
-            old.create_sql.contains("COLLATE utf8mb4_bin") && old.create_sql.contains("COLLATE=utf8mb4_unicode_520_ci"),
+            old.create_sql.contains("COLLATE utf8mb4_bin")
+                && old.create_sql.contains("COLLATE=utf8mb4_unicode_520_ci"),
             "{}",
             old.create_sql
         );
-        assert!(ok(&t, Dialect::Oceanbase).create_sql.contains("COLLATE=utf8mb4_unicode_ci"));
+        assert!(ok(&t, Dialect::Oceanbase)
+            .create_sql
+            .contains("COLLATE=utf8mb4_unicode_ci"));
     }
 
     #[test]
@@ -2176,16 +2713,27 @@ mod tests {
         let mut v = table("CREATE VIEW `v` AS select 1", vec![]);
         v.is_view = true;
         assert!(problems(&v, Dialect::Mysql)[0].reason.contains("view"));
-        assert!(problems(&table("not sql", vec![]), Dialect::Mysql)[0].reason.contains("parsed"));
+        assert!(problems(&table("not sql", vec![]), Dialect::Mysql)[0]
+            .reason
+            .contains("parsed"));
     }
 
     #[test]
     fn periods_are_mariadb_only() {
         let sql = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `s` date NOT NULL,\n  `e` date NOT NULL,\n  PERIOD FOR `p` (`s`, `e`),\n  \
                    PRIMARY KEY (`id`),\n  UNIQUE KEY `u` (`id`,`p` WITHOUT OVERLAPS)\n) ENGINE=InnoDB";
-        let t = table(sql, vec![id(), col("s", "date", "date", None), col("e", "date", "date", None)]);
+        let t = table(
+            sql,
+            vec![
+                id(),
+                col("s", "date", "date", None),
+                col("e", "date", "date", None),
+            ],
+        );
         assert_eq!(problems(&t, Dialect::Mysql).len(), 2);
-        assert!(ok(&t, Dialect::Mariadb).create_sql.contains("PERIOD FOR `p` (`s`, `e`)"));
+        assert!(ok(&t, Dialect::Mariadb)
+            .create_sql
+            .contains("PERIOD FOR `p` (`s`, `e`)"));
     }
 
     #[test]
@@ -2193,18 +2741,37 @@ mod tests {
         let sql =
             "CREATE TABLE `t` (\n  `id` int NOT NULL,\n  `a` varchar(10) DEFAULT NULL,\n  PRIMARY KEY (`id`),\n  \
                    KEY `f` ((lower(`a`)))\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
-        let t = table(sql, vec![id(), col("a", "varchar", "varchar(10)", Some("utf8mb4"))]);
-        assert!(ok(&t, Dialect::Mysql).create_sql.contains("KEY `f` ((lower(`a`)))"));
-        assert!(problems(&t, Dialect::Mariadb)[0].fix.contains("generated column"));
+        let t = table(
+            sql,
+            vec![id(), col("a", "varchar", "varchar(10)", Some("utf8mb4"))],
+        );
+        assert!(ok(&t, Dialect::Mysql)
+            .create_sql
+            .contains("KEY `f` ((lower(`a`)))"));
+        assert!(problems(&t, Dialect::Mariadb)[0]
+            .fix
+            .contains("generated column"));
         assert!(has_note(&ok(&t, Dialect::Oceanbase), "function-based"));
     }
 
     #[test]
     fn versions_from_version_strings() {
-        assert_eq!(target_version_from("5.7.25-OceanBase_CE-v4.2.1.0", Dialect::Oceanbase), Some((4, 2, 1)));
-        assert_eq!(target_version_from("5.7.25-OceanBase-v3.2.4.1", Dialect::Oceanbase), Some((3, 2, 4)));
-        assert_eq!(target_version_from("10.11.6-MariaDB-log", Dialect::Mariadb), Some((10, 11, 6)));
-        assert_eq!(target_version_from("8.0.36", Dialect::Mysql), Some((8, 0, 36)));
+        assert_eq!(
+            target_version_from("5.7.25-OceanBase_CE-v4.2.1.0", Dialect::Oceanbase),
+            Some((4, 2, 1))
+        );
+        assert_eq!(
+            target_version_from("5.7.25-OceanBase-v3.2.4.1", Dialect::Oceanbase),
+            Some((3, 2, 4))
+        );
+        assert_eq!(
+            target_version_from("10.11.6-MariaDB-log", Dialect::Mariadb),
+            Some((10, 11, 6))
+        );
+        assert_eq!(
+            target_version_from("8.0.36", Dialect::Mysql),
+            Some((8, 0, 36))
+        );
         assert_eq!(target_version_from("8.0.36", Dialect::Oceanbase), None);
     }
 }

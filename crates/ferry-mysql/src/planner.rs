@@ -46,7 +46,13 @@ pub fn range_predicate(
 /// `(k1, .., kn) OP (v1, .., vn)` expanded column by column: `strict` compares
 /// every column but the last, `last` the last one. A leading `k1 >= v1`
 /// (or `<=`) conjunct gives the optimizer a plain range on the first column.
-fn bound(cols: &[String], vals: &[KeyValue], strict: &str, last: &str, params: &mut Vec<Value>) -> String {
+fn bound(
+    cols: &[String],
+    vals: &[KeyValue],
+    strict: &str,
+    last: &str,
+    params: &mut Vec<Value>,
+) -> String {
     let n = cols.len().min(vals.len());
     if n == 0 {
         return "1=1".to_string();
@@ -78,7 +84,9 @@ pub fn key_param(v: &KeyValue) -> Value {
         KeyValue::Int(i) => Value::Int(*i),
         KeyValue::Uint(u) => Value::UInt(*u),
         KeyValue::Text(s) | KeyValue::Literal(s) => Value::Bytes(s.as_bytes().to_vec()),
-        KeyValue::Bytes(h) => Value::Bytes(hex::decode(h).unwrap_or_else(|_| h.as_bytes().to_vec())),
+        KeyValue::Bytes(h) => {
+            Value::Bytes(hex::decode(h).unwrap_or_else(|_| h.as_bytes().to_vec()))
+        }
     }
 }
 
@@ -107,32 +115,45 @@ pub fn key_class(col: &Column) -> KeyClass {
             }
         }
         "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => KeyClass::Text,
-        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => KeyClass::Binary,
-        "float" | "double" | "real" | "double precision" | "bit" | "enum" | "set" | "json" | "geometry" | "point"
-        | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon" | "geometrycollection" => {
-            KeyClass::Unordered
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
+            KeyClass::Binary
         }
+        "float" | "double" | "real" | "double precision" | "bit" | "enum" | "set" | "json"
+        | "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+        | "multipolygon" | "geometrycollection" => KeyClass::Unordered,
         _ => KeyClass::Literal,
     }
 }
 
 /// Read a key value the server returned (text or binary protocol) into a [`KeyValue`].
 pub fn key_value_from_mysql(v: &Value, col: &Column) -> Result<KeyValue, FerryError> {
-    let bad =
-        |why: &str| FerryError::Internal(format!("key column `{}` ({}): {why}: {v:?}", col.name, col.column_type));
+    let bad = |why: &str| {
+        FerryError::Internal(format!(
+            "key column `{}` ({}): {why}: {v:?}",
+            col.name, col.column_type
+        ))
+    };
     let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| bad("value is not UTF-8 text"));
     match (key_class(col), v) {
         (_, Value::NULL) => Err(bad("a key value is NULL")),
         (KeyClass::Signed, Value::Int(i)) => Ok(KeyValue::Int(*i)),
-        (KeyClass::Signed, Value::UInt(u)) => i64::try_from(*u).map(KeyValue::Int).map_err(|_| bad("out of range")),
-        (KeyClass::Signed, Value::Bytes(b)) => {
-            text(b)?.trim().parse().map(KeyValue::Int).map_err(|_| bad("not an integer"))
-        }
+        (KeyClass::Signed, Value::UInt(u)) => i64::try_from(*u)
+            .map(KeyValue::Int)
+            .map_err(|_| bad("out of range")),
+        (KeyClass::Signed, Value::Bytes(b)) => text(b)?
+            .trim()
+            .parse()
+            .map(KeyValue::Int)
+            .map_err(|_| bad("not an integer")),
         (KeyClass::Unsigned, Value::UInt(u)) => Ok(KeyValue::Uint(*u)),
-        (KeyClass::Unsigned, Value::Int(i)) => u64::try_from(*i).map(KeyValue::Uint).map_err(|_| bad("negative")),
-        (KeyClass::Unsigned, Value::Bytes(b)) => {
-            text(b)?.trim().parse().map(KeyValue::Uint).map_err(|_| bad("not an unsigned integer"))
-        }
+        (KeyClass::Unsigned, Value::Int(i)) => u64::try_from(*i)
+            .map(KeyValue::Uint)
+            .map_err(|_| bad("negative")),
+        (KeyClass::Unsigned, Value::Bytes(b)) => text(b)?
+            .trim()
+            .parse()
+            .map(KeyValue::Uint)
+            .map_err(|_| bad("not an unsigned integer")),
         (KeyClass::Text, Value::Bytes(b)) => Ok(KeyValue::Text(text(b)?)),
         (KeyClass::Binary, Value::Bytes(b)) => Ok(KeyValue::Bytes(hex::encode(b))),
         (_, Value::Bytes(b)) => match String::from_utf8(b.clone()) {
@@ -220,7 +241,9 @@ pub fn chunks_from_boundaries(
 /// Rows per chunk: `chunk_rows`, reduced so a chunk of rows of `avg_row_bytes`
 /// stays under [`MAX_CHUNK_BYTES`]; at least 1.
 pub fn rows_per_chunk(chunk_rows: u64, avg_row_bytes: u64) -> u64 {
-    let by_bytes = MAX_CHUNK_BYTES.checked_div(avg_row_bytes).unwrap_or(u64::MAX);
+    let by_bytes = MAX_CHUNK_BYTES
+        .checked_div(avg_row_bytes)
+        .unwrap_or(u64::MAX);
     chunk_rows.min(by_bytes).max(1)
 }
 
@@ -240,33 +263,58 @@ pub async fn plan_chunks(
         .iter()
         .map(|k| {
             table.column(k).ok_or_else(|| {
-                FerryError::Internal(format!("key column `{k}` of {} is not among its columns", table.full_name()))
+                FerryError::Internal(format!(
+                    "key column `{k}` of {} is not among its columns",
+                    table.full_name()
+                ))
             })
         })
         .collect::<Result<_, _>>()?;
     if cols.iter().any(|c| key_class(c) == KeyClass::Unordered) {
         tracing::info!(table = %table.full_name(), "key type is not range-comparable; planning one chunk");
-        return Ok(chunks_from_boundaries(&table.db, &table.name, table_index, Vec::new()));
+        return Ok(chunks_from_boundaries(
+            &table.db,
+            &table.name,
+            table_index,
+            Vec::new(),
+        ));
     }
     let step = rows_per_chunk(chunk_rows, table.avg_row_bytes);
     let what = format!("source: planning chunks of {}", table.full_name());
-    let select_list = key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ");
+    let select_list = key
+        .iter()
+        .map(|k| quote_ident(k))
+        .collect::<Vec<_>>()
+        .join(", ");
     let from = qualified(&table.db, &table.name);
     let mut boundaries: Vec<Vec<KeyValue>> = Vec::new();
     loop {
         let (pred, params) = range_predicate(&key, boundaries.last().map(Vec::as_slice), None);
         let sql = format!("SELECT {select_list} FROM {from} WHERE {pred} ORDER BY {select_list} LIMIT 1 OFFSET {step}");
-        let row: Option<Row> = conn.exec_first(sql, params).await.map_err(|e| classify(e, &what))?;
+        let row: Option<Row> = conn
+            .exec_first(sql, params)
+            .await
+            .map_err(|e| classify(e, &what))?;
         let Some(row) = row else { break };
         let values = row.unwrap();
-        let next =
-            values.iter().zip(cols.iter()).map(|(v, c)| key_value_from_mysql(v, c)).collect::<Result<Vec<_>, _>>()?;
+        let next = values
+            .iter()
+            .zip(cols.iter())
+            .map(|(v, c)| key_value_from_mysql(v, c))
+            .collect::<Result<Vec<_>, _>>()?;
         if boundaries.last() == Some(&next) {
-            return Err(FerryError::Internal(format!("{what}: the key walk did not advance past {next:?}")));
+            return Err(FerryError::Internal(format!(
+                "{what}: the key walk did not advance past {next:?}"
+            )));
         }
         boundaries.push(next);
     }
-    Ok(chunks_from_boundaries(&table.db, &table.name, table_index, boundaries))
+    Ok(chunks_from_boundaries(
+        &table.db,
+        &table.name,
+        table_index,
+        boundaries,
+    ))
 }
 
 /// The error for a table that has neither a primary key nor a NOT NULL unique key.
@@ -306,13 +354,24 @@ mod tests {
         let lo = [KeyValue::Int(1), KeyValue::Text("x".into())];
         let (p, v) = range_predicate(&k, Some(&lo), None);
         assert_eq!(p, "(`a` >= ? AND (`a` > ? OR (`a` = ? AND `b``c` >= ?)))");
-        assert_eq!(v, vec![Value::Int(1), Value::Int(1), Value::Int(1), Value::Bytes(b"x".to_vec())]);
+        assert_eq!(
+            v,
+            vec![
+                Value::Int(1),
+                Value::Int(1),
+                Value::Int(1),
+                Value::Bytes(b"x".to_vec())
+            ]
+        );
         let (p, v) = range_predicate(
             &names(&["a", "b", "c"]),
             None,
             Some(&[KeyValue::Int(1), KeyValue::Int(2), KeyValue::Int(3)]),
         );
-        assert_eq!(p, "(`a` <= ? AND (`a` < ? OR (`a` = ? AND (`b` < ? OR (`b` = ? AND `c` < ?)))))");
+        assert_eq!(
+            p,
+            "(`a` <= ? AND (`a` < ? OR (`a` = ? AND (`b` < ? OR (`b` = ? AND `c` < ?)))))"
+        );
         assert_eq!(v.len(), 6);
     }
 
@@ -328,22 +387,37 @@ mod tests {
             collation: None,
             unsigned,
         };
-        assert_eq!(key_value_from_mysql(&Value::Int(-5), &col("int", false)).unwrap(), KeyValue::Int(-5));
         assert_eq!(
-            key_value_from_mysql(&Value::Bytes(b"18446744073709551615".to_vec()), &col("bigint", true)).unwrap(),
+            key_value_from_mysql(&Value::Int(-5), &col("int", false)).unwrap(),
+            KeyValue::Int(-5)
+        );
+        assert_eq!(
+            key_value_from_mysql(
+                &Value::Bytes(b"18446744073709551615".to_vec()),
+                &col("bigint", true)
+            )
+            .unwrap(),
             KeyValue::Uint(u64::MAX)
         );
         assert_eq!(
             key_value_from_mysql(&Value::Bytes(vec![0, 255]), &col("varbinary", false)).unwrap(),
             KeyValue::Bytes("00ff".into())
         );
-        assert_eq!(key_param(&KeyValue::Bytes("00ff".into())), Value::Bytes(vec![0, 255]));
         assert_eq!(
-            key_value_from_mysql(&Value::Date(2024, 1, 2, 3, 4, 5, 60), &col("datetime", false)).unwrap(),
+            key_param(&KeyValue::Bytes("00ff".into())),
+            Value::Bytes(vec![0, 255])
+        );
+        assert_eq!(
+            key_value_from_mysql(
+                &Value::Date(2024, 1, 2, 3, 4, 5, 60),
+                &col("datetime", false)
+            )
+            .unwrap(),
             KeyValue::Literal("2024-01-02 03:04:05.000060".into())
         );
         assert_eq!(
-            key_value_from_mysql(&Value::Date(2024, 1, 2, 0, 0, 0, 0), &col("date", false)).unwrap(),
+            key_value_from_mysql(&Value::Date(2024, 1, 2, 0, 0, 0, 0), &col("date", false))
+                .unwrap(),
             KeyValue::Literal("2024-01-02".into())
         );
         assert_eq!(
@@ -356,12 +430,22 @@ mod tests {
 
     #[test]
     fn boundaries_make_contiguous_chunks() {
-        let b = vec![vec![KeyValue::Int(5)], vec![KeyValue::Int(5)], vec![KeyValue::Int(9)]];
+        let b = vec![
+            vec![KeyValue::Int(5)],
+            vec![KeyValue::Int(5)],
+            vec![KeyValue::Int(9)],
+        ];
         let c = chunks_from_boundaries("d", "t", 3, b);
         assert_eq!(c.len(), 3);
         assert_eq!(c[0].chunk_id, "0003-000000");
-        assert_eq!((c[0].lower.clone(), c[0].upper.clone()), (None, Some(vec![KeyValue::Int(5)])));
-        assert_eq!((c[2].lower.clone(), c[2].upper.clone()), (Some(vec![KeyValue::Int(9)]), None));
+        assert_eq!(
+            (c[0].lower.clone(), c[0].upper.clone()),
+            (None, Some(vec![KeyValue::Int(5)]))
+        );
+        assert_eq!(
+            (c[2].lower.clone(), c[2].upper.clone()),
+            (Some(vec![KeyValue::Int(9)]), None)
+        );
         assert_eq!(chunks_from_boundaries("d", "t", 0, vec![]).len(), 1);
     }
 

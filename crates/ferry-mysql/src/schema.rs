@@ -73,7 +73,11 @@ impl TableInfo {
 
     /// The key's columns, in key order. Empty when the table has no usable key.
     pub fn key_columns(&self) -> Vec<&Column> {
-        self.key.iter().flatten().filter_map(|k| self.column(k)).collect()
+        self.key
+            .iter()
+            .flatten()
+            .filter_map(|k| self.column(k))
+            .collect()
     }
 }
 
@@ -82,20 +86,27 @@ pub const SYSTEM_SCHEMAS: &[&str] = &["mysql", "information_schema", "performanc
 
 /// The base tables the task selects (include/exclude patterns), sorted by
 /// (db, table). Views, sequences, system schemas and Ferry's meta schema are skipped.
-pub async fn list_selected_tables(conn: &mut Conn, spec: &TaskSpec) -> Result<Vec<(String, String)>, FerryError> {
+pub async fn list_selected_tables(
+    conn: &mut Conn,
+    spec: &TaskSpec,
+) -> Result<Vec<(String, String)>, FerryError> {
     let what = "source: listing tables";
     // With literal database names in every include pattern, ask only about those databases.
-    let mut sql = "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES".to_string();
+    let mut sql =
+        "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES".to_string();
     if let Some(dbs) = spec.literal_databases() {
         let list: Vec<String> = dbs.iter().map(|d| quote_str(d)).collect();
         sql.push_str(&format!(" WHERE TABLE_SCHEMA IN ({})", list.join(", ")));
     }
-    let rows: Vec<(String, String, String)> = conn.query(sql).await.map_err(|e| classify(e, what))?;
+    let rows: Vec<(String, String, String)> =
+        conn.query(sql).await.map_err(|e| classify(e, what))?;
     let meta = spec.options.meta_schema.as_str();
     let mut out: Vec<(String, String)> = rows
         .into_iter()
         .filter(|(_, _, ty)| ty == "BASE TABLE" || ty == "SYSTEM VERSIONED")
-        .filter(|(db, _, _)| !SYSTEM_SCHEMAS.contains(&db.to_ascii_lowercase().as_str()) && db != meta)
+        .filter(|(db, _, _)| {
+            !SYSTEM_SCHEMAS.contains(&db.to_ascii_lowercase().as_str()) && db != meta
+        })
         .filter(|(db, t, _)| spec.selects(db, t))
         .map(|(db, t, _)| (db, t))
         .collect();
@@ -105,7 +116,11 @@ pub async fn list_selected_tables(conn: &mut Conn, spec: &TaskSpec) -> Result<Ve
 }
 
 /// Read one table's (or view's) description; `None` when it does not exist.
-pub async fn read_table(conn: &mut Conn, db: &str, table: &str) -> Result<Option<TableInfo>, FerryError> {
+pub async fn read_table(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+) -> Result<Option<TableInfo>, FerryError> {
     let what = format!("reading the definition of {db}.{table}");
     let t: Option<TablesRow> = conn
         .exec_first(
@@ -120,8 +135,11 @@ pub async fn read_table(conn: &mut Conn, db: &str, table: &str) -> Result<Option
     };
     let is_view = table_type == "VIEW";
     let columns = read_columns(conn, db, table, &what).await?;
-    let (key, key_kind) =
-        if is_view { (None, KeyKind::None) } else { choose_key(&read_indexes(conn, db, table).await?, &columns) };
+    let (key, key_kind) = if is_view {
+        (None, KeyKind::None)
+    } else {
+        choose_key(&read_indexes(conn, db, table).await?, &columns)
+    };
     let create_sql = show_create(conn, db, table, is_view, &what).await?;
     Ok(Some(TableInfo {
         db: db.to_string(),
@@ -140,9 +158,22 @@ pub async fn read_table(conn: &mut Conn, db: &str, table: &str) -> Result<Option
 /// TABLE_TYPE, ENGINE, TABLE_ROWS, AVG_ROW_LENGTH.
 type TablesRow = (String, Option<String>, Option<u64>, Option<u64>);
 
-type ColumnRow = (String, String, String, String, String, Option<String>, Option<String>);
+type ColumnRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
 
-async fn read_columns(conn: &mut Conn, db: &str, table: &str, what: &str) -> Result<Vec<Column>, FerryError> {
+async fn read_columns(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+    what: &str,
+) -> Result<Vec<Column>, FerryError> {
     let rows: Vec<ColumnRow> = conn
         .exec(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, EXTRA, CHARACTER_SET_NAME, COLLATION_NAME \
@@ -153,22 +184,24 @@ async fn read_columns(conn: &mut Conn, db: &str, table: &str, what: &str) -> Res
         .map_err(|e| classify(e, what))?;
     Ok(rows
         .into_iter()
-        .map(|(name, data_type, column_type, nullable, extra, charset, collation)| {
-            let extra = extra.to_ascii_uppercase();
-            let column_type_lc = column_type.to_ascii_lowercase();
-            Column {
-                name,
-                data_type: data_type.to_ascii_lowercase(),
-                unsigned: column_type_lc.split_whitespace().any(|w| w == "unsigned"),
-                column_type,
-                nullable: nullable.eq_ignore_ascii_case("YES"),
-                generated: extra.contains("VIRTUAL GENERATED")
-                    || extra.contains("STORED GENERATED")
-                    || extra.contains("PERSISTENT GENERATED"),
-                charset,
-                collation,
-            }
-        })
+        .map(
+            |(name, data_type, column_type, nullable, extra, charset, collation)| {
+                let extra = extra.to_ascii_uppercase();
+                let column_type_lc = column_type.to_ascii_lowercase();
+                Column {
+                    name,
+                    data_type: data_type.to_ascii_lowercase(),
+                    unsigned: column_type_lc.split_whitespace().any(|w| w == "unsigned"),
+                    column_type,
+                    nullable: nullable.eq_ignore_ascii_case("YES"),
+                    generated: extra.contains("VIRTUAL GENERATED")
+                        || extra.contains("STORED GENERATED")
+                        || extra.contains("PERSISTENT GENERATED"),
+                    charset,
+                    collation,
+                }
+            },
+        )
         .collect())
 }
 
@@ -184,7 +217,11 @@ pub struct IndexInfo {
 }
 
 /// Every index of a table, in name order, `PRIMARY` first.
-pub async fn read_indexes(conn: &mut Conn, db: &str, table: &str) -> Result<Vec<IndexInfo>, FerryError> {
+pub async fn read_indexes(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+) -> Result<Vec<IndexInfo>, FerryError> {
     let what = format!("reading the indexes of {db}.{table}");
     let rows: Vec<(String, i64, Option<String>, Option<i64>)> = conn
         .exec(
@@ -197,7 +234,12 @@ pub async fn read_indexes(conn: &mut Conn, db: &str, table: &str) -> Result<Vec<
     let mut out: Vec<IndexInfo> = Vec::new();
     for (name, non_unique, column, sub_part) in rows {
         if out.last().map(|i| i.name != name).unwrap_or(true) {
-            out.push(IndexInfo { name: name.clone(), unique: non_unique == 0, columns: Vec::new(), prefix: false });
+            out.push(IndexInfo {
+                name: name.clone(),
+                unique: non_unique == 0,
+                columns: Vec::new(),
+                prefix: false,
+            });
         }
         if let Some(ix) = out.last_mut() {
             ix.columns.push(column);
@@ -216,10 +258,16 @@ pub fn choose_key(indexes: &[IndexInfo], columns: &[Column]) -> (Option<Vec<Stri
         }
         let cols: Option<Vec<String>> = ix.columns.iter().cloned().collect();
         let cols = cols?;
-        let all_not_null = cols.iter().all(|c| columns.iter().any(|col| &col.name == c && !col.nullable));
+        let all_not_null = cols
+            .iter()
+            .all(|c| columns.iter().any(|col| &col.name == c && !col.nullable));
         (all_not_null && !cols.is_empty()).then_some(cols)
     };
-    if let Some(pk) = indexes.iter().find(|i| i.name == "PRIMARY").and_then(usable) {
+    if let Some(pk) = indexes
+        .iter()
+        .find(|i| i.name == "PRIMARY")
+        .and_then(usable)
+    {
         return (Some(pk), KeyKind::Primary);
     }
     let mut candidates: Vec<(usize, &str, Vec<String>)> = indexes
@@ -250,23 +298,45 @@ const PRINTING_MODES: &[&str] = &[
     "MYSQL40",
 ];
 
-async fn show_create(conn: &mut Conn, db: &str, table: &str, is_view: bool, what: &str) -> Result<String, FerryError> {
+async fn show_create(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+    is_view: bool,
+    what: &str,
+) -> Result<String, FerryError> {
     let kind = if is_view { "VIEW" } else { "TABLE" };
     // Some modes change how the definition is printed ("names" under ANSI_QUOTES, no
     // ENGINE under NO_TABLE_OPTIONS, ...): read it under the default printing, then restore.
-    let mode: Option<String> = conn.query_first("SELECT @@SESSION.sql_mode").await.map_err(|e| classify(e, what))?;
+    let mode: Option<String> = conn
+        .query_first("SELECT @@SESSION.sql_mode")
+        .await
+        .map_err(|e| classify(e, what))?;
     let mode = mode.unwrap_or_default();
-    let ansi = mode.split(',').any(|m| PRINTING_MODES.iter().any(|p| m.eq_ignore_ascii_case(p)));
+    let ansi = mode
+        .split(',')
+        .any(|m| PRINTING_MODES.iter().any(|p| m.eq_ignore_ascii_case(p)));
     let set_mode = |m: &str| format!("SET SESSION sql_mode = {}", quote_str(m));
     if ansi {
-        conn.query_drop(set_mode("")).await.map_err(|e| classify(e, what))?;
+        conn.query_drop(set_mode(""))
+            .await
+            .map_err(|e| classify(e, what))?;
     }
-    let row: Result<Option<Row>, _> = conn.query_first(format!("SHOW CREATE {kind} {}", qualified(db, table))).await;
+    let row: Result<Option<Row>, _> = conn
+        .query_first(format!("SHOW CREATE {kind} {}", qualified(db, table)))
+        .await;
     if ansi {
-        conn.query_drop(set_mode(&mode)).await.map_err(|e| classify(e, what))?;
+        conn.query_drop(set_mode(&mode))
+            .await
+            .map_err(|e| classify(e, what))?;
     }
-    let text = row.map_err(|e| classify(e, what))?.and_then(|r| r.get_opt::<String, usize>(1)).and_then(|r| r.ok());
-    text.ok_or_else(|| FerryError::Internal(format!("{what}: SHOW CREATE {kind} returned no definition")))
+    let text = row
+        .map_err(|e| classify(e, what))?
+        .and_then(|r| r.get_opt::<String, usize>(1))
+        .and_then(|r| r.ok());
+    text.ok_or_else(|| {
+        FerryError::Internal(format!("{what}: SHOW CREATE {kind} returned no definition"))
+    })
 }
 
 /// The source's current binlog position (file:pos and GTID state). `what`
@@ -274,29 +344,47 @@ async fn show_create(conn: &mut Conn, db: &str, table: &str, is_view: bool, what
 /// and `SHOW MASTER STATUS` elsewhere.
 pub async fn binlog_position(conn: &mut Conn, what: &str) -> Result<BinlogPosition, FerryError> {
     let info = server_info(conn, what).await?;
-    let stmt =
-        if !info.is_mariadb && info.number >= (8, 4, 0) { "SHOW BINARY LOG STATUS" } else { "SHOW MASTER STATUS" };
-    let row: Option<Row> = conn.query_first(stmt).await.map_err(|e| classify(e, &format!("{what}: {stmt}")))?;
+    let stmt = if !info.is_mariadb && info.number >= (8, 4, 0) {
+        "SHOW BINARY LOG STATUS"
+    } else {
+        "SHOW MASTER STATUS"
+    };
+    let row: Option<Row> = conn
+        .query_first(stmt)
+        .await
+        .map_err(|e| classify(e, &format!("{what}: {stmt}")))?;
     let Some(row) = row else {
         return Err(FerryError::PrecheckFailed(format!(
             "{what}: binary logging is off ({stmt} returned nothing), so no snapshot position can be recorded. \
              Restart the server with --log-bin --binlog-format=ROW --binlog-row-image=FULL and a server-id."
         )));
     };
-    let text = |name: &str| row.get_opt::<Option<String>, &str>(name).and_then(|r| r.ok()).flatten();
+    let text = |name: &str| {
+        row.get_opt::<Option<String>, &str>(name)
+            .and_then(|r| r.ok())
+            .flatten()
+    };
     let file = text("File").unwrap_or_default();
     let pos = text("Position").and_then(|p| p.parse::<u64>().ok());
     let (Some(pos), false) = (pos, file.is_empty()) else {
-        return Err(FerryError::Internal(format!("{what}: {stmt} returned no File/Position")));
+        return Err(FerryError::Internal(format!(
+            "{what}: {stmt} returned no File/Position"
+        )));
     };
     let gtid = if info.is_mariadb {
-        let g: Option<Option<String>> =
-            conn.query_first("SELECT @@gtid_binlog_pos").await.map_err(|e| classify(e, what))?;
+        let g: Option<Option<String>> = conn
+            .query_first("SELECT @@gtid_binlog_pos")
+            .await
+            .map_err(|e| classify(e, what))?;
         g.flatten()
     } else {
         text("Executed_Gtid_Set").map(|s| s.replace(['\n', ' '], ""))
     };
-    Ok(BinlogPosition { file, pos, gtid: gtid.filter(|g| !g.is_empty()) })
+    Ok(BinlogPosition {
+        file,
+        pos,
+        gtid: gtid.filter(|g| !g.is_empty()),
+    })
 }
 
 #[cfg(test)]
@@ -328,16 +416,29 @@ mod tests {
     #[test]
     fn primary_key_wins() {
         let cols = vec![col("a", false), col("b", false)];
-        let (k, kind) = choose_key(&[ix("PRIMARY", true, &["a", "b"]), ix("u", true, &["b"])], &cols);
-        assert_eq!((k, kind), (Some(vec!["a".into(), "b".into()]), KeyKind::Primary));
+        let (k, kind) = choose_key(
+            &[ix("PRIMARY", true, &["a", "b"]), ix("u", true, &["b"])],
+            &cols,
+        );
+        assert_eq!(
+            (k, kind),
+            (Some(vec!["a".into(), "b".into()]), KeyKind::Primary)
+        );
     }
 
     #[test]
     fn unique_not_null_is_the_fallback() {
         let cols = vec![col("a", true), col("b", false), col("c", false)];
-        let idx =
-            [ix("u_a", true, &["a"]), ix("u_bc", true, &["b", "c"]), ix("z", true, &["c"]), ix("n", false, &["b"])];
-        assert_eq!(choose_key(&idx, &cols), (Some(vec!["c".into()]), KeyKind::Unique));
+        let idx = [
+            ix("u_a", true, &["a"]),
+            ix("u_bc", true, &["b", "c"]),
+            ix("z", true, &["c"]),
+            ix("n", false, &["b"]),
+        ];
+        assert_eq!(
+            choose_key(&idx, &cols),
+            (Some(vec!["c".into()]), KeyKind::Unique)
+        );
     }
 
     #[test]
@@ -345,7 +446,15 @@ mod tests {
         let cols = vec![col("a", true), col("b", false)];
         let mut prefix = ix("p", true, &["b"]);
         prefix.prefix = true;
-        let expr = IndexInfo { name: "e".into(), unique: true, columns: vec![None], prefix: false };
-        assert_eq!(choose_key(&[ix("u", true, &["a"]), prefix, expr], &cols), (None, KeyKind::None));
+        let expr = IndexInfo {
+            name: "e".into(),
+            unique: true,
+            columns: vec![None],
+            prefix: false,
+        };
+        assert_eq!(
+            choose_key(&[ix("u", true, &["a"]), prefix, expr], &cols),
+            (None, KeyKind::None)
+        );
     }
 }

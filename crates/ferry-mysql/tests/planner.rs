@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use ferry_core::model::{ChunkRecord, KeyValue};
-use ferry_mysql::planner::{chunks_from_boundaries, key_param, plan_chunks, range_predicate, MAX_CHUNK_BYTES};
+use ferry_mysql::planner::{
+    chunks_from_boundaries, key_param, plan_chunks, range_predicate, MAX_CHUNK_BYTES,
+};
 use ferry_mysql::qualified;
 use ferry_mysql::schema::{read_table, TableInfo};
 use ferry_testkit::{drop_db, env, exec, recreate_db, unique_name, Side};
@@ -120,11 +122,20 @@ impl Eval<'_> {
             return v;
         }
         if t == "1" {
-            assert_eq!((self.take(), self.take()), ("=".to_string(), "1".to_string()));
+            assert_eq!(
+                (self.take(), self.take()),
+                ("=".to_string(), "1".to_string())
+            );
             return true;
         }
-        let col = t.strip_prefix('`').unwrap_or_else(|| panic!("column expected, got {t}"));
-        let i = self.cols.iter().position(|c| c == col).unwrap_or_else(|| panic!("unknown column {col}"));
+        let col = t
+            .strip_prefix('`')
+            .unwrap_or_else(|| panic!("column expected, got {t}"));
+        let i = self
+            .cols
+            .iter()
+            .position(|c| c == col)
+            .unwrap_or_else(|| panic!("unknown column {col}"));
         let op = self.take();
         assert_eq!(self.take(), "?");
         let param = &self.params[self.next_param];
@@ -144,7 +155,14 @@ impl Eval<'_> {
 fn holds(cols: &[String], chunk: &ChunkRecord, key: &[KeyValue]) -> bool {
     let (sql, params) = range_predicate(cols, chunk.lower.as_deref(), chunk.upper.as_deref());
     let row: Vec<Value> = key.iter().map(key_param).collect();
-    let mut e = Eval { toks: lex(&sql), pos: 0, params: &params, next_param: 0, cols, row: &row };
+    let mut e = Eval {
+        toks: lex(&sql),
+        pos: 0,
+        params: &params,
+        next_param: 0,
+        cols,
+        row: &row,
+    };
     let v = e.expr();
     assert_eq!(e.pos, e.toks.len(), "trailing tokens in {sql}");
     assert_eq!(e.next_param, params.len(), "unused parameters in {sql}");
@@ -156,7 +174,11 @@ fn walk(sorted: &[Vec<KeyValue>], step: usize) -> Vec<Vec<KeyValue>> {
     sorted.iter().skip(step).step_by(step).cloned().collect()
 }
 
-fn check_cover(cols: &[String], keys: &BTreeSet<Vec<KeyValue>>, chunks: &[ChunkRecord]) -> Result<(), TestCaseError> {
+fn check_cover(
+    cols: &[String],
+    keys: &BTreeSet<Vec<KeyValue>>,
+    chunks: &[ChunkRecord],
+) -> Result<(), TestCaseError> {
     prop_assert!(chunks.first().is_some_and(|c| c.lower.is_none()));
     prop_assert!(chunks.last().is_some_and(|c| c.upper.is_none()));
     for w in chunks.windows(2) {
@@ -165,7 +187,9 @@ fn check_cover(cols: &[String], keys: &BTreeSet<Vec<KeyValue>>, chunks: &[ChunkR
     }
     let mut last_chunk = 0;
     for k in keys {
-        let hits: Vec<usize> = (0..chunks.len()).filter(|&i| holds(cols, &chunks[i], k)).collect();
+        let hits: Vec<usize> = (0..chunks.len())
+            .filter(|&i| holds(cols, &chunks[i], k))
+            .collect();
         prop_assert_eq!(hits.len(), 1, "key {:?} is in chunks {:?}", k, hits);
         prop_assert!(hits[0] >= last_chunk, "chunks are ordered like the keys");
         last_chunk = hits[0];
@@ -233,7 +257,10 @@ async fn assert_exact_cover(conn: &mut Conn, t: &TableInfo, chunks: &[ChunkRecor
     for c in chunks {
         let (pred, params) = range_predicate(&key, c.lower.as_deref(), c.upper.as_deref());
         let n: u64 = conn
-            .exec_first(format!("SELECT COUNT(*) FROM {from} WHERE {pred}"), params.clone())
+            .exec_first(
+                format!("SELECT COUNT(*) FROM {from} WHERE {pred}"),
+                params.clone(),
+            )
             .await
             .unwrap()
             .unwrap();
@@ -241,14 +268,34 @@ async fn assert_exact_cover(conn: &mut Conn, t: &TableInfo, chunks: &[ChunkRecor
         sum_parts.push(format!("({pred})"));
         all_params.extend(params);
     }
-    let total: u64 = conn.query_first(format!("SELECT COUNT(*) FROM {from}")).await.unwrap().unwrap();
-    assert_eq!(per_chunk.iter().sum::<u64>(), total, "{}: rows per chunk {per_chunk:?}", t.full_name());
-    let not_once: u64 = conn
-        .exec_first(format!("SELECT COUNT(*) FROM {from} WHERE {} <> 1", sum_parts.join(" + ")), all_params)
+    let total: u64 = conn
+        .query_first(format!("SELECT COUNT(*) FROM {from}"))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(not_once, 0, "{}: rows not in exactly one chunk", t.full_name());
+    assert_eq!(
+        per_chunk.iter().sum::<u64>(),
+        total,
+        "{}: rows per chunk {per_chunk:?}",
+        t.full_name()
+    );
+    let not_once: u64 = conn
+        .exec_first(
+            format!(
+                "SELECT COUNT(*) FROM {from} WHERE {} <> 1",
+                sum_parts.join(" + ")
+            ),
+            all_params,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        not_once,
+        0,
+        "{}: rows not in exactly one chunk",
+        t.full_name()
+    );
     per_chunk
 }
 
@@ -258,7 +305,11 @@ async fn setup(prefix: &str) -> (String, Conn) {
     let db = unique_name(prefix);
     recreate_db(&mut admin, &db).await;
     // The SEQUENCE engine's seq_1_to_N tables live in the current database.
-    exec(&mut admin, &format!("USE {}", ferry_mysql::quote_ident(&db))).await;
+    exec(
+        &mut admin,
+        &format!("USE {}", ferry_mysql::quote_ident(&db)),
+    )
+    .await;
     (db, admin)
 }
 
@@ -270,7 +321,14 @@ async fn migration_conn() -> Conn {
 #[tokio::test]
 async fn ten_thousand_int_rows_in_chunks_of_700() {
     let (db, mut admin) = setup("plan_int").await;
-    exec(&mut admin, &format!("CREATE TABLE {} (id BIGINT PRIMARY KEY, v VARCHAR(20))", qualified(&db, "t"))).await;
+    exec(
+        &mut admin,
+        &format!(
+            "CREATE TABLE {} (id BIGINT PRIMARY KEY, v VARCHAR(20))",
+            qualified(&db, "t")
+        ),
+    )
+    .await;
     // Gaps and negative keys: id = 3*seq - 15000.
     exec(
         &mut admin,
@@ -284,12 +342,18 @@ async fn ten_thousand_int_rows_in_chunks_of_700() {
     assert_eq!(chunks[0].chunk_id, "0003-000000");
     assert_eq!(chunks[0].upper, Some(vec![KeyValue::Int(3 * 701 - 15000)]));
     let rows = assert_exact_cover(&mut conn, &t, &chunks).await;
-    assert!(rows[..14].iter().all(|&n| n == 700) && rows[14] == 200, "{rows:?}");
+    assert!(
+        rows[..14].iter().all(|&n| n == 700) && rows[14] == 200,
+        "{rows:?}"
+    );
 
     // Rows written after planning still fall in exactly one chunk.
     exec(
         &mut admin,
-        &format!("INSERT INTO {} VALUES (-99999, 'low'), (99999, 'high'), (1, 'gap')", qualified(&db, "t")),
+        &format!(
+            "INSERT INTO {} VALUES (-99999, 'low'), (99999, 'high'), (1, 'gap')",
+            qualified(&db, "t")
+        ),
     )
     .await;
     assert_exact_cover(&mut conn, &t, &chunks).await;
@@ -300,18 +364,38 @@ async fn ten_thousand_int_rows_in_chunks_of_700() {
 async fn every_key_kind_is_covered_exactly_once() {
     let (db, mut admin) = setup("plan_kinds").await;
     let tables = [
-        ("comp", "a INT NOT NULL, b VARCHAR(20) NOT NULL, PRIMARY KEY (a, b)", "seq % 7, CONCAT('k', seq)"),
+        (
+            "comp",
+            "a INT NOT NULL, b VARCHAR(20) NOT NULL, PRIMARY KEY (a, b)",
+            "seq % 7, CONCAT('k', seq)",
+        ),
         (
             "ci_text",
             "k VARCHAR(40) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci PRIMARY KEY",
             "CONCAT(IF(seq % 2, 'Ab', 'aC'), IF(seq % 3, 'é', 'Z'), seq)",
         ),
         ("bin", "k VARBINARY(16) PRIMARY KEY", "UNHEX(MD5(seq))"),
-        ("dt", "k DATETIME(6) PRIMARY KEY", "'2024-01-01' + INTERVAL seq * 1234567 MICROSECOND"),
+        (
+            "dt",
+            "k DATETIME(6) PRIMARY KEY",
+            "'2024-01-01' + INTERVAL seq * 1234567 MICROSECOND",
+        ),
         ("dec", "k DECIMAL(20,6) PRIMARY KEY", "seq / 7 - 100"),
-        ("ubig", "k BIGINT UNSIGNED PRIMARY KEY", "18446744073709551615 - CAST(seq AS UNSIGNED) * 1000"),
-        ("uniq", "x INT NULL, k INT NOT NULL, UNIQUE KEY (x), UNIQUE KEY (k)", "seq, -seq"),
-        ("tm", "k TIME(3) PRIMARY KEY", "SEC_TO_TIME(seq * 37 - 20000)"),
+        (
+            "ubig",
+            "k BIGINT UNSIGNED PRIMARY KEY",
+            "18446744073709551615 - CAST(seq AS UNSIGNED) * 1000",
+        ),
+        (
+            "uniq",
+            "x INT NULL, k INT NOT NULL, UNIQUE KEY (x), UNIQUE KEY (k)",
+            "seq, -seq",
+        ),
+        (
+            "tm",
+            "k TIME(3) PRIMARY KEY",
+            "SEC_TO_TIME(seq * 37 - 20000)",
+        ),
     ];
     let mut conn = migration_conn().await;
     for (name, cols, values) in tables {
@@ -323,7 +407,9 @@ async fn every_key_kind_is_covered_exactly_once() {
         )
         .await;
         let t = read_table(&mut conn, &db, name).await.unwrap().unwrap();
-        let chunks = plan_chunks(&mut conn, &t, 250, 0).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let chunks = plan_chunks(&mut conn, &t, 250, 0)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(chunks.len(), 12, "{name}: 3000 rows in chunks of 250");
         let rows = assert_exact_cover(&mut conn, &t, &chunks).await;
         assert!(rows.iter().all(|&n| n == 250), "{name}: {rows:?}");
@@ -335,25 +421,53 @@ async fn every_key_kind_is_covered_exactly_once() {
 async fn wide_rows_and_unordered_keys() {
     let (db, mut admin) = setup("plan_wide").await;
     let q = qualified(&db, "t");
-    exec(&mut admin, &format!("CREATE TABLE {q} (id INT PRIMARY KEY)")).await;
-    exec(&mut admin, &format!("INSERT INTO {q} SELECT seq FROM seq_1_to_1000")).await;
+    exec(
+        &mut admin,
+        &format!("CREATE TABLE {q} (id INT PRIMARY KEY)"),
+    )
+    .await;
+    exec(
+        &mut admin,
+        &format!("INSERT INTO {q} SELECT seq FROM seq_1_to_1000"),
+    )
+    .await;
     let mut conn = migration_conn().await;
     let mut t = read_table(&mut conn, &db, "t").await.unwrap().unwrap();
     t.avg_row_bytes = MAX_CHUNK_BYTES / 100;
     let chunks = plan_chunks(&mut conn, &t, 700, 0).await.unwrap();
-    assert_eq!(chunks.len(), 10, "rows of 1/100 of the chunk byte budget: 100 rows per chunk");
+    assert_eq!(
+        chunks.len(),
+        10,
+        "rows of 1/100 of the chunk byte budget: 100 rows per chunk"
+    );
     assert_exact_cover(&mut conn, &t, &chunks).await;
 
     let e = qualified(&db, "e");
-    exec(&mut admin, &format!("CREATE TABLE {e} (k ENUM('b','a','c') PRIMARY KEY)")).await;
-    exec(&mut admin, &format!("INSERT INTO {e} VALUES ('a'), ('b'), ('c')")).await;
+    exec(
+        &mut admin,
+        &format!("CREATE TABLE {e} (k ENUM('b','a','c') PRIMARY KEY)"),
+    )
+    .await;
+    exec(
+        &mut admin,
+        &format!("INSERT INTO {e} VALUES ('a'), ('b'), ('c')"),
+    )
+    .await;
     let t = read_table(&mut conn, &db, "e").await.unwrap().unwrap();
     let chunks = plan_chunks(&mut conn, &t, 1, 0).await.unwrap();
-    assert_eq!(chunks.len(), 1, "ENUM compares as text but sorts by ordinal: one chunk");
+    assert_eq!(
+        chunks.len(),
+        1,
+        "ENUM compares as text but sorts by ordinal: one chunk"
+    );
     assert_exact_cover(&mut conn, &t, &chunks).await;
 
     let empty = qualified(&db, "empty");
-    exec(&mut admin, &format!("CREATE TABLE {empty} (id INT PRIMARY KEY)")).await;
+    exec(
+        &mut admin,
+        &format!("CREATE TABLE {empty} (id INT PRIMARY KEY)"),
+    )
+    .await;
     let t = read_table(&mut conn, &db, "empty").await.unwrap().unwrap();
     assert_eq!(plan_chunks(&mut conn, &t, 10, 0).await.unwrap().len(), 1);
 
@@ -362,7 +476,10 @@ async fn wide_rows_and_unordered_keys() {
     let t = read_table(&mut conn, &db, "nokey").await.unwrap().unwrap();
     let err = plan_chunks(&mut conn, &t, 10, 0).await.unwrap_err();
     assert_eq!(err.name(), "Ferry.SchemaIncompatible");
-    assert!(err.message().contains("ADD COLUMN") && err.message().contains("nokey"), "{err}");
+    assert!(
+        err.message().contains("ADD COLUMN") && err.message().contains("nokey"),
+        "{err}"
+    );
     drop_db(&mut admin, &db).await;
 }
 
@@ -392,7 +509,10 @@ async fn plan_a_million_row_sysbench_table() {
     exec(&mut admin, &format!("ANALYZE TABLE {q}")).await;
     eprintln!("load: {:.1} s", t0.elapsed().as_secs_f64());
     let mut conn = migration_conn().await;
-    let t = read_table(&mut conn, &db, "sbtest1").await.unwrap().unwrap();
+    let t = read_table(&mut conn, &db, "sbtest1")
+        .await
+        .unwrap()
+        .unwrap();
     for chunk_rows in [50_000u64, 10_000] {
         let t0 = Instant::now();
         let chunks = plan_chunks(&mut conn, &t, chunk_rows, 0).await.unwrap();

@@ -3,7 +3,9 @@
 
 use ferry_core::task::{Dialect, TaskSpec};
 use ferry_mysql::dialect::{translate, translate_for, TargetContext, TranslateOptions};
-use ferry_mysql::schema::{binlog_position, list_selected_tables, read_indexes, read_table, KeyKind, TableInfo};
+use ferry_mysql::schema::{
+    binlog_position, list_selected_tables, read_indexes, read_table, KeyKind, TableInfo,
+};
 use ferry_mysql::{qualified, quote_ident};
 use ferry_testkit::{drop_db, env, exec, recreate_db, unique_name, Side};
 use mysql_async::Conn;
@@ -31,7 +33,10 @@ async fn migration_source() -> Conn {
 }
 
 async fn table(conn: &mut Conn, db: &str, name: &str) -> TableInfo {
-    read_table(conn, db, name).await.unwrap().unwrap_or_else(|| panic!("{db}.{name} not found"))
+    read_table(conn, db, name)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{db}.{name} not found"))
 }
 
 #[tokio::test]
@@ -53,25 +58,57 @@ async fn every_key_kind_is_recognized() {
     let mut conn = migration_source().await;
     let key = |t: &TableInfo| (t.key.clone(), t.key_kind);
     let s = |v: &[&str]| Some(v.iter().map(|c| c.to_string()).collect::<Vec<_>>());
-    assert_eq!(key(&table(&mut conn, &db, "int_pk").await), (s(&["id"]), KeyKind::Primary));
-    assert_eq!(key(&table(&mut conn, &db, "comp_pk").await), (s(&["b", "a"]), KeyKind::Primary));
-    assert_eq!(key(&table(&mut conn, &db, "str_pk").await), (s(&["code"]), KeyKind::Primary));
-    assert_eq!(key(&table(&mut conn, &db, "uniq").await), (s(&["c"]), KeyKind::Unique), "fewest columns, NOT NULL");
+    assert_eq!(
+        key(&table(&mut conn, &db, "int_pk").await),
+        (s(&["id"]), KeyKind::Primary)
+    );
+    assert_eq!(
+        key(&table(&mut conn, &db, "comp_pk").await),
+        (s(&["b", "a"]), KeyKind::Primary)
+    );
+    assert_eq!(
+        key(&table(&mut conn, &db, "str_pk").await),
+        (s(&["code"]), KeyKind::Primary)
+    );
+    assert_eq!(
+        key(&table(&mut conn, &db, "uniq").await),
+        (s(&["c"]), KeyKind::Unique),
+        "fewest columns, NOT NULL"
+    );
     assert_eq!(
         key(&table(&mut conn, &db, "prefix_uniq").await),
         (None, KeyKind::None),
         "a prefix key does not order rows"
     );
-    assert_eq!(key(&table(&mut conn, &db, "no_key").await), (None, KeyKind::None));
-    assert!(read_table(&mut conn, &db, "absent").await.unwrap().is_none());
+    assert_eq!(
+        key(&table(&mut conn, &db, "no_key").await),
+        (None, KeyKind::None)
+    );
+    assert!(read_table(&mut conn, &db, "absent")
+        .await
+        .unwrap()
+        .is_none());
 
     let t = table(&mut conn, &db, "comp_pk").await;
-    assert_eq!(t.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), vec!["a", "b", "v"]);
+    assert_eq!(
+        t.columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a", "b", "v"]
+    );
     assert!(!t.columns[1].nullable && t.columns[2].nullable);
     assert_eq!(t.engine, "InnoDB");
-    assert!(t.create_sql.starts_with("CREATE TABLE `comp_pk`"), "{}", t.create_sql);
+    assert!(
+        t.create_sql.starts_with("CREATE TABLE `comp_pk`"),
+        "{}",
+        t.create_sql
+    );
     let idx = read_indexes(&mut conn, &db, "uniq").await.unwrap();
-    assert_eq!(idx.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), vec!["bc", "ua", "zz"]);
+    assert_eq!(
+        idx.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
+        vec!["bc", "ua", "zz"]
+    );
     drop_db(&mut admin, &db).await;
 }
 
@@ -98,20 +135,42 @@ async fn hostile_identifiers_and_column_details() {
         ),
     )
     .await;
-    exec(&mut admin, &format!("CREATE VIEW {} AS SELECT 1 AS x", qualified(&db, "v"))).await;
-    exec(&mut admin, &format!("CREATE TABLE {} (id INT PRIMARY KEY)", qualified(&db, "skip_me"))).await;
+    exec(
+        &mut admin,
+        &format!("CREATE VIEW {} AS SELECT 1 AS x", qualified(&db, "v")),
+    )
+    .await;
+    exec(
+        &mut admin,
+        &format!(
+            "CREATE TABLE {} (id INT PRIMARY KEY)",
+            qualified(&db, "skip_me")
+        ),
+    )
+    .await;
 
     let mut conn = migration_source().await;
-    let listed =
-        list_selected_tables(&mut conn, &spec(&[&format!("{db}.*")], &[&format!("{db}.skip*")])).await.unwrap();
-    assert_eq!(listed, vec![(db.clone(), tname.to_string())], "views and excluded tables are skipped");
+    let listed = list_selected_tables(
+        &mut conn,
+        &spec(&[&format!("{db}.*")], &[&format!("{db}.skip*")]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        listed,
+        vec![(db.clone(), tname.to_string())],
+        "views and excluded tables are skipped"
+    );
     let t = table(&mut conn, &db, tname).await;
     let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, vec!["a b", "c`d", "é'\"g", "ключ"]);
     assert_eq!(t.key, Some(vec!["a b".to_string(), "c`d".to_string()]));
     let (a, c, g) = (&t.columns[0], &t.columns[1], &t.columns[2]);
     assert!(a.unsigned && a.data_type == "int" && !a.nullable);
-    assert_eq!((c.charset.as_deref(), c.collation.as_deref()), (Some("latin1"), Some("latin1_bin")));
+    assert_eq!(
+        (c.charset.as_deref(), c.collation.as_deref()),
+        (Some("latin1"), Some("latin1_bin"))
+    );
     assert!(g.generated && !a.generated);
     let view = table(&mut conn, &db, "v").await;
     assert!(view.is_view && view.key.is_none());
@@ -139,7 +198,11 @@ async fn hostile_identifiers_and_column_details() {
 async fn translated_tables_are_created_on_the_target() {
     let (db, mut admin) = source_db("schema_tr").await;
     let q = |t: &str| qualified(&db, t);
-    exec(&mut admin, &format!("CREATE TABLE {} (id INT PRIMARY KEY)", q("parent"))).await;
+    exec(
+        &mut admin,
+        &format!("CREATE TABLE {} (id INT PRIMARY KEY)", q("parent")),
+    )
+    .await;
     exec(
         &mut admin,
         &format!(
@@ -169,7 +232,14 @@ async fn translated_tables_are_created_on_the_target() {
         ),
     )
     .await;
-    exec(&mut admin, &format!("CREATE TABLE {} (id INT PRIMARY KEY, v INT) ENGINE=Aria", q("aria"))).await;
+    exec(
+        &mut admin,
+        &format!(
+            "CREATE TABLE {} (id INT PRIMARY KEY, v INT) ENGINE=Aria",
+            q("aria")
+        ),
+    )
+    .await;
     exec(
         &mut admin,
         &format!(
@@ -182,7 +252,9 @@ async fn translated_tables_are_created_on_the_target() {
     let mut conn = migration_source().await;
     let mut target = env().admin(Side::Target).await;
     let parent = table(&mut conn, &db, "parent").await;
-    let opts = TranslateOptions { indexes_after_load: true };
+    let opts = TranslateOptions {
+        indexes_after_load: true,
+    };
     let mut made = Vec::new();
     for d in [Dialect::Mariadb, Dialect::Mysql] {
         // One target database per dialect: foreign key names are unique per database.
@@ -191,13 +263,17 @@ async fn translated_tables_are_created_on_the_target() {
         made.push(tdb.clone());
         let mut renames = std::collections::BTreeMap::new();
         renames.insert(db.clone(), tdb.clone());
-        let ctx = TargetContext { version: Some((10, 11, 0)), renames };
+        let ctx = TargetContext {
+            version: Some((10, 11, 0)),
+            renames,
+        };
         let p = translate_for(&parent, d, &tdb, "parent", &opts, &ctx).unwrap();
         exec(&mut target, &p.create_sql).await;
         for name in ["rich", "aria", "parted"] {
             let t = table(&mut conn, &db, name).await;
             let tt = format!("{name}_{}", d.as_str());
-            let tr = translate_for(&t, d, &tdb, &tt, &opts, &ctx).unwrap_or_else(|p| panic!("{d:?} {name}: {p:?}"));
+            let tr = translate_for(&t, d, &tdb, &tt, &opts, &ctx)
+                .unwrap_or_else(|p| panic!("{d:?} {name}: {p:?}"));
             exec(&mut target, &tr.create_sql).await;
             for stmt in &tr.deferred_indexes {
                 exec(&mut target, stmt).await;
@@ -206,14 +282,31 @@ async fn translated_tables_are_created_on_the_target() {
             assert_eq!(created.columns.len(), t.columns.len(), "{d:?} {name}");
             assert_eq!(created.key, t.key, "{d:?} {name}");
             assert_eq!(created.engine, "InnoDB", "{d:?} {name}");
-            let want_idx: Vec<String> =
-                read_indexes(&mut conn, &db, name).await.unwrap().into_iter().map(|i| i.name).collect();
-            let got_idx: Vec<String> =
-                read_indexes(&mut target, &tdb, &tt).await.unwrap().into_iter().map(|i| i.name).collect();
-            assert_eq!(got_idx, want_idx, "{d:?} {name}: every index exists after the deferred statements");
+            let want_idx: Vec<String> = read_indexes(&mut conn, &db, name)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|i| i.name)
+                .collect();
+            let got_idx: Vec<String> = read_indexes(&mut target, &tdb, &tt)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|i| i.name)
+                .collect();
+            assert_eq!(
+                got_idx, want_idx,
+                "{d:?} {name}: every index exists after the deferred statements"
+            );
             if name == "rich" {
-                assert!(created.create_sql.contains("AUTO_INCREMENT=5"), "{}", created.create_sql);
-                assert!(created.create_sql.contains("CONSTRAINT `fk` FOREIGN KEY (`pid`) REFERENCES `parent`"));
+                assert!(
+                    created.create_sql.contains("AUTO_INCREMENT=5"),
+                    "{}",
+                    created.create_sql
+                );
+                assert!(created
+                    .create_sql
+                    .contains("CONSTRAINT `fk` FOREIGN KEY (`pid`) REFERENCES `parent`"));
                 let j = created.column("j").unwrap();
                 let name_col = created.column("name").unwrap();
                 match d {
@@ -225,15 +318,29 @@ async fn translated_tables_are_created_on_the_target() {
                         assert_eq!(created.column("u").unwrap().data_type, "char");
                         assert_eq!(created.column("ip").unwrap().data_type, "varchar");
                         assert_eq!(name_col.collation.as_deref(), Some("utf8mb4_unicode_ci"));
-                        assert!(created.create_sql.contains("DEFAULT uuid()"), "{}", created.create_sql);
+                        assert!(
+                            created.create_sql.contains("DEFAULT uuid()"),
+                            "{}",
+                            created.create_sql
+                        );
                         assert!(!tr.notes.is_empty());
                     }
                 }
-                assert_eq!(j.data_type, "longtext", "MariaDB stores JSON as LONGTEXT either way");
-                assert!(created.column("g").unwrap().generated && created.column("s").unwrap().generated);
+                assert_eq!(
+                    j.data_type, "longtext",
+                    "MariaDB stores JSON as LONGTEXT either way"
+                );
+                assert!(
+                    created.column("g").unwrap().generated
+                        && created.column("s").unwrap().generated
+                );
             }
             if name == "parted" {
-                assert!(created.create_sql.contains("PARTITION BY RANGE"), "{}", created.create_sql);
+                assert!(
+                    created.create_sql.contains("PARTITION BY RANGE"),
+                    "{}",
+                    created.create_sql
+                );
             }
         }
     }
@@ -249,10 +356,21 @@ async fn binlog_position_moves_with_writes() {
     let mut conn = migration_source().await;
     let a = binlog_position(&mut conn, "source").await.unwrap();
     assert!(a.file.contains('.') && a.pos >= 4, "{a}");
-    assert!(a.gtid.as_deref().is_some_and(|g| g.contains('-')), "MariaDB gtid_binlog_pos: {a}");
-    exec(&mut admin, &format!("CREATE TABLE {} (id INT PRIMARY KEY)", qualified(&db, "t"))).await;
+    assert!(
+        a.gtid.as_deref().is_some_and(|g| g.contains('-')),
+        "MariaDB gtid_binlog_pos: {a}"
+    );
+    exec(
+        &mut admin,
+        &format!("CREATE TABLE {} (id INT PRIMARY KEY)", qualified(&db, "t")),
+    )
+    .await;
     let b = binlog_position(&mut conn, "source").await.unwrap();
-    assert_eq!(a.compare(&b), Some(std::cmp::Ordering::Less), "{a} then {b}");
+    assert_eq!(
+        a.compare(&b),
+        Some(std::cmp::Ordering::Less),
+        "{a} then {b}"
+    );
     assert_ne!(a.gtid, b.gtid);
     drop_db(&mut admin, &db).await;
 }
@@ -263,15 +381,29 @@ async fn show_create_is_read_without_ansi_quotes() {
     let (db, mut admin) = source_db("schema_ansi").await;
     exec(
         &mut admin,
-        &format!("CREATE TABLE {} (id INT PRIMARY KEY, {} INT)", qualified(&db, "t"), quote_ident("a\"b")),
+        &format!(
+            "CREATE TABLE {} (id INT PRIMARY KEY, {} INT)",
+            qualified(&db, "t"),
+            quote_ident("a\"b")
+        ),
     )
     .await;
     let mut conn = migration_source().await;
     exec(&mut conn, "SET SESSION sql_mode = 'ANSI,STRICT_ALL_TABLES'").await;
     let t = table(&mut conn, &db, "t").await;
-    assert!(t.create_sql.contains("`a\"b` int(11)") && t.create_sql.contains("ENGINE=InnoDB"), "{}", t.create_sql);
+    assert!(
+        t.create_sql.contains("`a\"b` int(11)") && t.create_sql.contains("ENGINE=InnoDB"),
+        "{}",
+        t.create_sql
+    );
     let mode: String =
-        mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT @@SESSION.sql_mode").await.unwrap().unwrap();
-    assert!(mode.contains("ANSI_QUOTES") && mode.contains("STRICT_ALL_TABLES"), "{mode}");
+        mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT @@SESSION.sql_mode")
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(
+        mode.contains("ANSI_QUOTES") && mode.contains("STRICT_ALL_TABLES"),
+        "{mode}"
+    );
     drop_db(&mut admin, &db).await;
 }

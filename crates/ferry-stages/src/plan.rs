@@ -65,7 +65,10 @@ pub async fn run<S: ItemStore, K: SecretSource>(
     if task.planned {
         return output(&env.repo, &task).await;
     }
-    let task = env.repo.set_state(&id, TaskState::Migrating, Some("plan")).await?;
+    let task = env
+        .repo
+        .set_state(&id, TaskState::Migrating, Some("plan"))
+        .await?;
     let spec = &task.spec;
     let (source, target) = env.endpoints(spec).await?;
     let mut src = source.connect().await?;
@@ -77,7 +80,13 @@ pub async fn run<S: ItemStore, K: SecretSource>(
         let mut dst = target.connect().await?;
         create_schema(&env.repo, spec, &mut src, &mut dst, &infos).await?;
     }
-    let done: Vec<String> = env.repo.tables(&id).await?.iter().map(TableRecord::source_name).collect();
+    let done: Vec<String> = env
+        .repo
+        .tables(&id)
+        .await?
+        .iter()
+        .map(TableRecord::source_name)
+        .collect();
     for (index, info) in infos.iter().enumerate() {
         if done.contains(&info.full_name()) {
             continue;
@@ -99,13 +108,19 @@ async fn output<S: ItemStore>(repo: &Repo<S>, task: &TaskRecord) -> Result<Value
     let tables = repo.tables(&task.task_id).await?.len();
     let chunks = repo.chunks(&task.task_id).await?.len();
     let n = (task.spec.options.concurrency as usize).min(chunks).max(1);
-    let workers: Vec<Value> = (0..n).map(|w| json!({"task_id": task.task_id, "worker": w})).collect();
+    let workers: Vec<Value> = (0..n)
+        .map(|w| json!({"task_id": task.task_id, "worker": w}))
+        .collect();
     Ok(json!({"task_id": task.task_id, "tables": tables, "chunks": chunks, "workers": workers}))
 }
 
 /// Record where the source's binlog is, before any row is read. Kept on reruns.
 /// Without "incremental" a source without binary logging is fine.
-async fn record_snapshot<S: ItemStore>(repo: &Repo<S>, task: &TaskRecord, src: &mut Conn) -> Result<(), FerryError> {
+async fn record_snapshot<S: ItemStore>(
+    repo: &Repo<S>,
+    task: &TaskRecord,
+    src: &mut Conn,
+) -> Result<(), FerryError> {
     if task.snapshot.is_some() {
         return Ok(());
     }
@@ -118,7 +133,10 @@ async fn record_snapshot<S: ItemStore>(repo: &Repo<S>, task: &TaskRecord, src: &
         Err(e) => return Err(e),
     };
     tracing::info!(task = %task.task_id, %position, "snapshot point recorded");
-    let point = SnapshotPoint { position, at_ms: now_ms() };
+    let point = SnapshotPoint {
+        position,
+        at_ms: now_ms(),
+    };
     repo.update_task(&task.task_id, |t| {
         if t.snapshot.is_none() {
             t.snapshot = Some(point.clone());
@@ -134,7 +152,10 @@ async fn table_list<S: ItemStore>(
     spec: &TaskSpec,
     src: &mut Conn,
 ) -> Result<Vec<(String, String)>, FerryError> {
-    if let Some(list) = repo.get_record::<Vec<(String, String)>>(&spec.task_id, TABLES_RECORD).await? {
+    if let Some(list) = repo
+        .get_record::<Vec<(String, String)>>(&spec.task_id, TABLES_RECORD)
+        .await?
+    {
         return Ok(list);
     }
     let list = list_selected_tables(src, spec).await?;
@@ -150,7 +171,10 @@ async fn table_list<S: ItemStore>(
 }
 
 /// Read every table; refuse all tables without a usable key in one error.
-async fn read_tables(src: &mut Conn, tables: &[(String, String)]) -> Result<Vec<TableInfo>, FerryError> {
+async fn read_tables(
+    src: &mut Conn,
+    tables: &[(String, String)],
+) -> Result<Vec<TableInfo>, FerryError> {
     let mut infos = Vec::with_capacity(tables.len());
     let mut keyless = Vec::new();
     for (db, table) in tables {
@@ -186,7 +210,9 @@ async fn create_schema<S: ItemStore>(
         version: dialect::target_version_from(&info.version, dialect),
         renames: spec.objects.rename.clone(),
     };
-    let opts = TranslateOptions { indexes_after_load: spec.options.indexes_after_load };
+    let opts = TranslateOptions {
+        indexes_after_load: spec.options.indexes_after_load,
+    };
     let mut translated = Vec::with_capacity(infos.len());
     let mut problems: Vec<Problem> = Vec::new();
     for t in infos {
@@ -217,7 +243,8 @@ async fn create_schema<S: ItemStore>(
             statements: tr.deferred_indexes.clone(),
             notes: tr.notes.clone(),
         };
-        repo.put_record(&spec.task_id, &deferred_key(&t.full_name()), &rec).await?;
+        repo.put_record(&spec.task_id, &deferred_key(&t.full_name()), &rec)
+            .await?;
     }
     Ok(())
 }
@@ -232,7 +259,8 @@ async fn create_databases(
 ) -> Result<(), FerryError> {
     let mut dbs: BTreeMap<String, String> = BTreeMap::new();
     for t in infos {
-        dbs.entry(spec.target_name(&t.db, &t.name).0).or_insert_with(|| t.db.clone());
+        dbs.entry(spec.target_name(&t.db, &t.name).0)
+            .or_insert_with(|| t.db.clone());
     }
     for (tdb, sdb) in dbs {
         let row: Option<(String, String)> = src
@@ -248,14 +276,25 @@ async fn create_databases(
         for n in notes {
             tracing::info!(database = %tdb, "schema: {n}");
         }
-        let sql = format!("CREATE DATABASE IF NOT EXISTS {} CHARACTER SET {cs} COLLATE {co}", quote_ident(&tdb));
-        dst.query_drop(&sql).await.map_err(|e| classify(e, &format!("target: {sql}")))?;
+        let sql = format!(
+            "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET {cs} COLLATE {co}",
+            quote_ident(&tdb)
+        );
+        dst.query_drop(&sql)
+            .await
+            .map_err(|e| classify(e, &format!("target: {sql}")))?;
     }
     Ok(())
 }
 
 /// Create one table, or keep it when it exists with the same columns.
-async fn create_table(dst: &mut Conn, t: &TableInfo, tdb: &str, tt: &str, tr: &Translated) -> Result<(), FerryError> {
+async fn create_table(
+    dst: &mut Conn,
+    t: &TableInfo,
+    tdb: &str,
+    tt: &str,
+    tr: &Translated,
+) -> Result<(), FerryError> {
     if let Some(existing) = read_table(dst, tdb, tt).await? {
         if same_columns(t, &existing) {
             tracing::info!(table = %t.full_name(), target = %existing.full_name(), "target table exists with the same columns; kept");
@@ -302,7 +341,8 @@ pub fn same_columns(source: &TableInfo, target: &TableInfo) -> bool {
         && source.columns.iter().zip(&target.columns).all(|(a, b)| {
             a.name.eq_ignore_ascii_case(&b.name)
                 && (a.data_type == b.data_type
-                    || (family(&a.data_type) != "other" && family(&a.data_type) == family(&b.data_type)))
+                    || (family(&a.data_type) != "other"
+                        && family(&a.data_type) == family(&b.data_type)))
         })
 }
 
@@ -319,7 +359,8 @@ async fn plan_table<S: ItemStore>(
     // A previous run may have recorded part of this table's chunks: replace them.
     for old in repo.chunks(&spec.task_id).await? {
         if old.source_db == info.db && old.source_table == info.name {
-            repo.delete_record(&spec.task_id, &format!("chunk#{}", old.chunk_id)).await?;
+            repo.delete_record(&spec.task_id, &format!("chunk#{}", old.chunk_id))
+                .await?;
         }
     }
     repo.put_chunks(&spec.task_id, &chunks).await?;
@@ -380,11 +421,23 @@ mod tests {
     #[test]
     fn same_columns_allows_the_translated_types() {
         let src = table(&[("id", "uuid"), ("j", "longtext"), ("ip", "inet6")]);
-        assert!(same_columns(&src, &table(&[("id", "char"), ("j", "json"), ("ip", "varchar")])));
+        assert!(same_columns(
+            &src,
+            &table(&[("id", "char"), ("j", "json"), ("ip", "varchar")])
+        ));
         assert!(same_columns(&src, &src.clone()));
-        assert!(!same_columns(&src, &table(&[("id", "char"), ("j", "json")])));
-        assert!(!same_columns(&src, &table(&[("id", "int"), ("j", "json"), ("ip", "varchar")])));
-        assert!(!same_columns(&table(&[("a", "date")]), &table(&[("a", "datetime")])));
+        assert!(!same_columns(
+            &src,
+            &table(&[("id", "char"), ("j", "json")])
+        ));
+        assert!(!same_columns(
+            &src,
+            &table(&[("id", "int"), ("j", "json"), ("ip", "varchar")])
+        ));
+        assert!(!same_columns(
+            &table(&[("a", "date")]),
+            &table(&[("a", "datetime")])
+        ));
     }
 
     #[test]

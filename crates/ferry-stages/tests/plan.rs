@@ -72,7 +72,13 @@ impl Fixture {
     }
 
     async fn plan(&self, id: &str, slice: Duration) -> Result<Value, ferry_core::FerryError> {
-        invoke(&self.env, "plan", json!({"task_id": id}), Instant::now() + slice).await
+        invoke(
+            &self.env,
+            "plan",
+            json!({"task_id": id}),
+            Instant::now() + slice,
+        )
+        .await
     }
 
     async fn cleanup(&self, te: &TestEnv) {
@@ -90,12 +96,24 @@ impl Drop for Fixture {
 const MINUTE: Duration = Duration::from_secs(60);
 
 /// Rows of `db.table` per chunk, counted by the server with the chunks' own predicates.
-async fn rows_per_chunk(conn: &mut Conn, db: &str, table: &str, key: &[String], chunks: &[ChunkRecord]) -> Vec<u64> {
+async fn rows_per_chunk(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+    key: &[String],
+    chunks: &[ChunkRecord],
+) -> Vec<u64> {
     let mut out = Vec::new();
-    for c in chunks.iter().filter(|c| c.source_db == db && c.source_table == table) {
+    for c in chunks
+        .iter()
+        .filter(|c| c.source_db == db && c.source_table == table)
+    {
         let (pred, params) = range_predicate(key, c.lower.as_deref(), c.upper.as_deref());
         let n: u64 = conn
-            .exec_first(format!("SELECT COUNT(*) FROM {} WHERE {pred}", qualified(db, table)), params)
+            .exec_first(
+                format!("SELECT COUNT(*) FROM {} WHERE {pred}", qualified(db, table)),
+                params,
+            )
             .await
             .unwrap()
             .unwrap();
@@ -132,58 +150,122 @@ async fn plans_schema_snapshot_and_chunks() {
     let out = f.plan(&id, MINUTE).await.unwrap();
     let task = f.env.repo.task(&id).await.unwrap();
     assert!(task.planned);
-    assert_eq!((task.state, task.stage.as_deref()), (TaskState::Migrating, Some("plan")));
+    assert_eq!(
+        (task.state, task.stage.as_deref()),
+        (TaskState::Migrating, Some("plan"))
+    );
     let snap = task.snapshot.clone().expect("snapshot recorded");
-    assert_ne!(snap.position.compare(&before), Some(std::cmp::Ordering::Less), "{} vs {before}", snap.position);
+    assert_ne!(
+        snap.position.compare(&before),
+        Some(std::cmp::Ordering::Less),
+        "{} vs {before}",
+        snap.position
+    );
 
     let tables = f.env.repo.tables(&id).await.unwrap();
     let names: Vec<String> = tables.iter().map(|t| t.source_table.clone()).collect();
-    assert_eq!(names, vec!["items", "odd `name` ü", "orders", "parent"], "base tables only, sorted");
-    assert!(tables.iter().all(|t| t.phase == TablePhase::Planned && t.target_db == f.tgt_db));
+    assert_eq!(
+        names,
+        vec!["items", "odd `name` ü", "orders", "parent"],
+        "base tables only, sorted"
+    );
+    assert!(tables
+        .iter()
+        .all(|t| t.phase == TablePhase::Planned && t.target_db == f.tgt_db));
     let chunks = f.env.repo.chunks(&id).await.unwrap();
     assert!(chunks.iter().all(|c| c.state == ChunkState::Pending));
     assert_eq!(out["tables"], 4);
     assert_eq!(out["chunks"], chunks.len());
-    assert_eq!(chunks.len(), 3 + 1 + 4 + 1, "items 900/300, odd 5, orders 1000/300, parent 10");
+    assert_eq!(
+        chunks.len(),
+        3 + 1 + 4 + 1,
+        "items 900/300, odd 5, orders 1000/300, parent 10"
+    );
     assert_eq!(out["workers"].as_array().unwrap().len(), 4);
     assert_eq!(out["workers"][3], json!({"task_id": id, "worker": 3}));
     for t in &tables {
-        let rows = rows_per_chunk(&mut src, &f.src_db, &t.source_table, &t.key_columns, &chunks).await;
+        let rows = rows_per_chunk(
+            &mut src,
+            &f.src_db,
+            &t.source_table,
+            &t.key_columns,
+            &chunks,
+        )
+        .await;
         assert_eq!(rows.len() as u64, t.chunks_total);
         let total: u64 = src
-            .query_first(format!("SELECT COUNT(*) FROM {}", qualified(&f.src_db, &t.source_table)))
+            .query_first(format!(
+                "SELECT COUNT(*) FROM {}",
+                qualified(&f.src_db, &t.source_table)
+            ))
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(rows.iter().sum::<u64>(), total, "{}: {rows:?}", t.source_table);
+        assert_eq!(
+            rows.iter().sum::<u64>(),
+            total,
+            "{}: {rows:?}",
+            t.source_table
+        );
     }
 
     // The target: every table, secondary index and foreign key deferred.
     let mut tgt = te.endpoint(Side::Target, false).connect().await.unwrap();
-    let orders = read_table(&mut tgt, &f.tgt_db, "orders").await.unwrap().expect("orders created");
+    let orders = read_table(&mut tgt, &f.tgt_db, "orders")
+        .await
+        .unwrap()
+        .expect("orders created");
     assert!(
         !orders.create_sql.contains("by_note") && !orders.create_sql.contains("FOREIGN KEY"),
         "{}",
         orders.create_sql
     );
-    let deferred: DeferredDdl =
-        f.env.repo.get_record(&id, &deferred_key(&format!("{}.orders", f.src_db))).await.unwrap().unwrap();
+    let deferred: DeferredDdl = f
+        .env
+        .repo
+        .get_record(&id, &deferred_key(&format!("{}.orders", f.src_db)))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(deferred.statements.len(), 2, "{deferred:?}");
     assert!(deferred.statements[0].contains("ADD KEY `by_note`"));
-    assert!(deferred.statements[1].contains(&format!("REFERENCES {}", qualified(&f.tgt_db, "parent"))));
+    assert!(
+        deferred.statements[1].contains(&format!("REFERENCES {}", qualified(&f.tgt_db, "parent")))
+    );
     for s in &deferred.statements {
         exec(&mut tgt, s).await;
     }
-    assert!(read_table(&mut tgt, &f.tgt_db, "odd `name` ü").await.unwrap().is_some());
-    assert!(read_table(&mut tgt, &f.tgt_db, "v").await.unwrap().is_none(), "views are not created");
+    assert!(read_table(&mut tgt, &f.tgt_db, "odd `name` ü")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(
+        read_table(&mut tgt, &f.tgt_db, "v")
+            .await
+            .unwrap()
+            .is_none(),
+        "views are not created"
+    );
 
     // A rerun reports the same and touches nothing: a row written on the target stays.
-    exec(&mut tgt, &format!("INSERT INTO {} VALUES (1, NULL, 'kept')", qualified(&f.tgt_db, "orders"))).await;
+    exec(
+        &mut tgt,
+        &format!(
+            "INSERT INTO {} VALUES (1, NULL, 'kept')",
+            qualified(&f.tgt_db, "orders")
+        ),
+    )
+    .await;
     let again = f.plan(&id, MINUTE).await.unwrap();
     assert_eq!(again, out);
     assert_eq!(f.env.repo.chunks(&id).await.unwrap(), chunks);
-    let kept: Option<String> =
-        tgt.query_first(format!("SELECT note FROM {}", qualified(&f.tgt_db, "orders"))).await.unwrap();
+    let kept: Option<String> = tgt
+        .query_first(format!(
+            "SELECT note FROM {}",
+            qualified(&f.tgt_db, "orders")
+        ))
+        .await
+        .unwrap();
     assert_eq!(kept.as_deref(), Some("kept"));
     assert_eq!(f.env.repo.task(&id).await.unwrap().snapshot, Some(snap));
     f.cleanup(&te).await;
@@ -194,21 +276,34 @@ async fn a_cut_off_plan_resumes_and_replaces_half_recorded_chunks() {
     let te = env();
     let f = Fixture::new(&te, &shop_ddl()).await;
     let id = unique_name("plan-resume").replace('_', "-");
-    f.env.repo.create_task(&f.spec(&id, json!({}))).await.unwrap();
+    f.env
+        .repo
+        .create_task(&f.spec(&id, json!({})))
+        .await
+        .unwrap();
 
     let err = f.plan(&id, Duration::ZERO).await.unwrap_err();
     assert_eq!(err.name(), "Ferry.Transient", "{err}");
     let task = f.env.repo.task(&id).await.unwrap();
     assert!(!task.planned && task.snapshot.is_some() && task.state != TaskState::Failed);
     let first_snapshot = task.snapshot.clone();
-    let listed: Vec<(String, String)> = f.env.repo.get_record(&id, TABLES_RECORD).await.unwrap().unwrap();
+    let listed: Vec<(String, String)> = f
+        .env
+        .repo
+        .get_record(&id, TABLES_RECORD)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(listed.len(), 4);
 
     // A table created after the first run is not picked up (the list is fixed),
     // and a stray chunk of a half-recorded table is replaced.
     exec(
         &mut te.admin(Side::Source).await,
-        &format!("CREATE TABLE {} (id INT PRIMARY KEY)", qualified(&f.src_db, "aaa_late")),
+        &format!(
+            "CREATE TABLE {} (id INT PRIMARY KEY)",
+            qualified(&f.src_db, "aaa_late")
+        ),
     )
     .await;
     let stray = ChunkRecord {
@@ -230,10 +325,20 @@ async fn a_cut_off_plan_resumes_and_replaces_half_recorded_chunks() {
     let out = f.plan(&id, MINUTE).await.unwrap();
     assert_eq!(out["tables"], 4);
     let chunks = f.env.repo.chunks(&id).await.unwrap();
-    assert!(!chunks.iter().any(|c| c.chunk_id == "0000-000099"), "the stray chunk is gone");
-    assert_eq!(chunks.iter().filter(|c| c.source_table == "items").count(), 3);
+    assert!(
+        !chunks.iter().any(|c| c.chunk_id == "0000-000099"),
+        "the stray chunk is gone"
+    );
+    assert_eq!(
+        chunks.iter().filter(|c| c.source_table == "items").count(),
+        3
+    );
     assert!(chunks.iter().all(|c| c.source_table != "aaa_late"));
-    assert_eq!(f.env.repo.task(&id).await.unwrap().snapshot, first_snapshot, "the first snapshot point is kept");
+    assert_eq!(
+        f.env.repo.task(&id).await.unwrap().snapshot,
+        first_snapshot,
+        "the first snapshot point is kept"
+    );
     f.cleanup(&te).await;
 }
 
@@ -250,19 +355,33 @@ async fn keyless_tables_are_refused_before_anything_is_created() {
     )
     .await;
     let id = unique_name("plan-nokey").replace('_', "-");
-    f.env.repo.create_task(&f.spec(&id, json!({}))).await.unwrap();
+    f.env
+        .repo
+        .create_task(&f.spec(&id, json!({})))
+        .await
+        .unwrap();
     let err = f.plan(&id, MINUTE).await.unwrap_err();
     assert_eq!(err.name(), "Ferry.SchemaIncompatible");
     for t in ["bad1", "bad2"] {
-        assert!(err.message().contains(&format!("{}.{t} has no primary key", f.src_db)), "{err}");
+        assert!(
+            err.message()
+                .contains(&format!("{}.{t} has no primary key", f.src_db)),
+            "{err}"
+        );
     }
-    assert!(err.message().contains("ADD COLUMN ferry_id"), "the fix is named: {err}");
+    assert!(
+        err.message().contains("ADD COLUMN ferry_id"),
+        "the fix is named: {err}"
+    );
     let task = f.env.repo.task(&id).await.unwrap();
     assert_eq!(task.state, TaskState::Failed);
     assert_eq!(task.last_error.unwrap().name, "Ferry.SchemaIncompatible");
     let mut tgt = te.admin(Side::Target).await;
     let exists: Option<String> = tgt
-        .exec_first("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", (f.tgt_db.as_str(),))
+        .exec_first(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (f.tgt_db.as_str(),),
+        )
         .await
         .unwrap();
     assert!(exists.is_none(), "nothing was created on the target");
@@ -273,13 +392,30 @@ async fn keyless_tables_are_refused_before_anything_is_created() {
 #[tokio::test]
 async fn an_existing_target_table_is_kept_only_with_the_same_columns() {
     let te = env();
-    let f = Fixture::new(&te, &["CREATE TABLE a (id INT PRIMARY KEY, v VARCHAR(10))", "INSERT INTO a VALUES (1, 'x')"])
-        .await;
+    let f = Fixture::new(
+        &te,
+        &[
+            "CREATE TABLE a (id INT PRIMARY KEY, v VARCHAR(10))",
+            "INSERT INTO a VALUES (1, 'x')",
+        ],
+    )
+    .await;
     let mut tgt = te.admin(Side::Target).await;
     recreate_db(&mut tgt, &f.tgt_db).await;
-    exec(&mut tgt, &format!("CREATE TABLE {} (id INT PRIMARY KEY, other DATE)", qualified(&f.tgt_db, "a"))).await;
+    exec(
+        &mut tgt,
+        &format!(
+            "CREATE TABLE {} (id INT PRIMARY KEY, other DATE)",
+            qualified(&f.tgt_db, "a")
+        ),
+    )
+    .await;
     let id = unique_name("plan-exists").replace('_', "-");
-    f.env.repo.create_task(&f.spec(&id, json!({}))).await.unwrap();
+    f.env
+        .repo
+        .create_task(&f.spec(&id, json!({})))
+        .await
+        .unwrap();
     let err = f.plan(&id, MINUTE).await.unwrap_err();
     assert_eq!(err.name(), "Ferry.SchemaIncompatible");
     assert!(
@@ -288,14 +424,41 @@ async fn an_existing_target_table_is_kept_only_with_the_same_columns() {
     );
 
     // Same columns (even with a different index): kept, with its rows.
-    exec(&mut tgt, &format!("DROP TABLE {}", qualified(&f.tgt_db, "a"))).await;
-    exec(&mut tgt, &format!("CREATE TABLE {} (id INT PRIMARY KEY, v VARCHAR(10), KEY (v))", qualified(&f.tgt_db, "a")))
-        .await;
-    exec(&mut tgt, &format!("INSERT INTO {} VALUES (7, 'pre')", qualified(&f.tgt_db, "a"))).await;
+    exec(
+        &mut tgt,
+        &format!("DROP TABLE {}", qualified(&f.tgt_db, "a")),
+    )
+    .await;
+    exec(
+        &mut tgt,
+        &format!(
+            "CREATE TABLE {} (id INT PRIMARY KEY, v VARCHAR(10), KEY (v))",
+            qualified(&f.tgt_db, "a")
+        ),
+    )
+    .await;
+    exec(
+        &mut tgt,
+        &format!(
+            "INSERT INTO {} VALUES (7, 'pre')",
+            qualified(&f.tgt_db, "a")
+        ),
+    )
+    .await;
     let id2 = unique_name("plan-exists").replace('_', "-");
-    f.env.repo.create_task(&f.spec(&id2, json!({}))).await.unwrap();
+    f.env
+        .repo
+        .create_task(&f.spec(&id2, json!({})))
+        .await
+        .unwrap();
     f.plan(&id2, MINUTE).await.unwrap();
-    let n: Option<u64> = tgt.query_first(format!("SELECT COUNT(*) FROM {}", qualified(&f.tgt_db, "a"))).await.unwrap();
+    let n: Option<u64> = tgt
+        .query_first(format!(
+            "SELECT COUNT(*) FROM {}",
+            qualified(&f.tgt_db, "a")
+        ))
+        .await
+        .unwrap();
     assert_eq!(n, Some(1));
     f.cleanup(&te).await;
 }
