@@ -3,6 +3,8 @@
 //! command lives in its own `cmd_*` module; nothing here decides anything.
 
 mod cli;
+#[cfg(feature = "cloud")]
+mod cloud;
 mod cmd_precheck;
 mod cmd_run;
 mod cmd_status;
@@ -15,6 +17,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    #[cfg(feature = "cloud")]
+    if let Some(code) = cloud::main_if_cloud() {
+        return code;
+    }
     let cli = cli::Cli::parse();
     progress::init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

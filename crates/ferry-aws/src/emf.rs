@@ -10,27 +10,79 @@ use serde_json::{json, Map, Value};
 
 pub const NAMESPACE: &str = "Ferry";
 
-/// (stage, output field, metric name, unit). A field missing from an output is skipped.
-pub const METRICS: &[(&str, &str, &str, &str)] = &[
-    ("copy-chunk", "rows", "RowsCopied", "Count"),
-    ("copy-chunk", "remaining", "ChunksRemaining", "Count"),
-    ("incremental-apply", "applied", "RowsApplied", "Count"),
-    ("incremental-apply", "lag_seconds", "LagSeconds", "Seconds"),
-    ("verify", "differences", "VerifyDifferences", "Count"),
-    ("verify", "mismatched", "VerifyDifferences", "Count"),
+/// One metric taken from a stage's output.
+pub struct MetricSource {
+    pub stage: &'static str,
+    /// The output must have this field too (tells a copy worker's output from a summary's).
+    pub when: &'static str,
+    pub field: &'static str,
+    pub metric: &'static str,
+    pub unit: &'static str,
+}
+
+const fn m(
+    stage: &'static str,
+    when: &'static str,
+    field: &'static str,
+    metric: &'static str,
+    unit: &'static str,
+) -> MetricSource {
+    MetricSource {
+        stage,
+        when,
+        field,
+        metric,
+        unit,
+    }
+}
+
+/// Every metric. A field missing from an output is skipped.
+pub const METRICS: &[MetricSource] = &[
+    // A copy worker's output `{"copied","rows","remaining"}`: rows copied by this call.
+    m("copy-chunk", "copied", "rows", "RowsCopied", "Count"),
+    // The copy summary `{"remaining","done","failed","total","rows"}`.
+    m(
+        "copy-chunk",
+        "total",
+        "remaining",
+        "ChunksRemaining",
+        "Count",
+    ),
+    m("copy-chunk", "total", "failed", "ChunksFailed", "Count"),
+    m(
+        "incremental-apply",
+        "applied",
+        "applied",
+        "RowsApplied",
+        "Count",
+    ),
+    m(
+        "incremental-apply",
+        "lag_seconds",
+        "lag_seconds",
+        "LagSeconds",
+        "Seconds",
+    ),
+    m(
+        "verify",
+        "differences",
+        "differences",
+        "VerifyDifferences",
+        "Count",
+    ),
 ];
 
 /// The EMF line for a stage's output, or `None` when it carries no metric.
 pub fn metrics_line(stage: &str, output: &Value, timestamp_ms: u64) -> Option<String> {
     let mut doc = Map::new();
     let mut defs = Vec::new();
-    for (s, field, metric, unit) in METRICS {
-        if *s != stage || doc.contains_key(*metric) {
-            continue;
-        }
-        if let Some(v) = output.get(*field).filter(|v| v.is_number()) {
-            doc.insert(metric.to_string(), v.clone());
-            defs.push(json!({"Name": metric, "Unit": unit}));
+    for m in METRICS
+        .iter()
+        .filter(|m| m.stage == stage && output.get(m.when).is_some())
+    {
+        if let Some(v) = output.get(m.field).filter(|v| v.is_number()) {
+            doc.insert(m.metric.to_string(), v.clone());
+            defs.push(json!({"Name": m.metric, "Unit": m.unit}));
         }
     }
     if defs.is_empty() {
@@ -70,13 +122,31 @@ mod tests {
         .expect("a metric line");
         let v: Value = serde_json::from_str(&line).expect("JSON");
         assert_eq!(v["RowsCopied"], 1500);
-        assert_eq!(v["ChunksRemaining"], 3);
+        assert_eq!(
+            v.get("ChunksRemaining"),
+            None,
+            "a worker's remaining is not the summary's"
+        );
         assert_eq!(v["TaskId"], "t1");
         assert_eq!(v["_aws"]["Timestamp"], 7);
         let m = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(m["Namespace"], "Ferry");
         assert_eq!(m["Metrics"][0]["Name"], "RowsCopied");
         assert_eq!(m["Dimensions"][0][0], "Stage");
+    }
+
+    #[test]
+    fn summary_is_not_rows_copied() {
+        let out = json!({"task_id":"t","remaining":2,"done":5,"failed":0,"total":7,"rows":9000});
+        let v: Value = serde_json::from_str(&metrics_line("copy-chunk", &out, 1).expect("a line"))
+            .expect("JSON");
+        assert_eq!(v["ChunksRemaining"], 2);
+        assert_eq!(v["ChunksFailed"], 0);
+        assert_eq!(
+            v.get("RowsCopied"),
+            None,
+            "a summary's rows are a total, not this call's"
+        );
     }
 
     #[test]

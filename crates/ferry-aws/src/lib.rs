@@ -20,7 +20,9 @@ pub use dynamo::DynamoStore;
 pub use secrets::SecretsManagerSource;
 pub use sfn::{ExecutionInfo, StepFunctions};
 
-use aws_config::{BehaviorVersion, SdkConfig};
+pub use aws_config::SdkConfig;
+
+use aws_config::BehaviorVersion;
 
 /// The environment variable naming the DynamoDB task table.
 pub const TABLE_ENV: &str = "FERRY_TABLE";

@@ -8,7 +8,7 @@
 //! rotated password within minutes.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
@@ -21,12 +21,12 @@ use crate::aws_error::classify;
 /// How long a fetched secret is used before it is read again.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
-/// [`SecretSource`] over Secrets Manager, with a per-name cache.
-#[derive(Debug)]
+/// [`SecretSource`] over Secrets Manager, with a per-name cache (shared by clones).
+#[derive(Debug, Clone)]
 pub struct SecretsManagerSource {
     client: Client,
     ttl: Duration,
-    cache: Mutex<HashMap<String, (Instant, DbSecret)>>,
+    cache: Arc<Mutex<HashMap<String, (Instant, DbSecret)>>>,
 }
 
 impl SecretsManagerSource {
@@ -38,7 +38,7 @@ impl SecretsManagerSource {
         SecretsManagerSource {
             client,
             ttl: DEFAULT_TTL,
-            cache: Mutex::new(HashMap::new()),
+            cache: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 

@@ -6,5 +6,8 @@
 
 mod common;
 
+mod cloud_path;
 mod dynamo_store;
+mod runtime_api;
 mod secrets_manager;
+mod template;

@@ -48,3 +48,7 @@ pub async fn fresh_store(config: &SdkConfig) -> DynamoStore {
         .unwrap_or_else(|e| panic!("creating table {}: {e}", store.table()));
     store
 }
+
+pub mod http;
+pub mod lab;
+pub mod sam;
