@@ -8,6 +8,7 @@ mod cloud;
 mod cmd_precheck;
 mod cmd_run;
 mod cmd_status;
+mod cmd_verify;
 mod context;
 mod dispatch;
 mod progress;
@@ -19,6 +20,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     #[cfg(feature = "cloud")]
     if let Some(code) = cloud::main_if_cloud() {
+        return code;
+    }
+    if let Some(code) = cmd_verify::main_if_verify() {
         return code;
     }
     let cli = cli::Cli::parse();

@@ -1,0 +1,157 @@
+//! `ferry verify TASK_ID [--mode full|sample|recheck] [--repair] [--repair-file FILE] [--report FILE]`:
+//! compare the task's source and target now, print the per-table summary,
+//! write the repair statements for what differs, optionally apply them
+//! (throttled, then checked again), and write a JSON + Markdown report.
+//!
+//! Invariant: the source is never written; the target only with `--repair`.
+//! Safe while `ferry run` works on the task (verify takes its own per-chunk
+//! leases). Exit code 0 when clean, 4 when differences remain, else as every
+//! command (1 failed, 2 bad input).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use ferry_core::store::Repo;
+use ferry_core::FerryError;
+use ferry_stages::verify::{repair, summary_lines, write_report};
+use ferry_stages::{invoke, StageEnv};
+use serde_json::{json, Value};
+
+use crate::context::{worker_id, Failure, Global};
+
+/// Exit code when verify found differences that remain.
+pub const EXIT_DIFFERENCES: u8 = 4;
+
+#[derive(Debug, Parser)]
+#[command(name = "ferry")]
+struct VerifyCli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: VerifyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum VerifyCommand {
+    /// Compare source and target (row counts and hashes per chunk, then the differing rows), report, repair.
+    #[command(
+        long_about = "Compare the task's source and target chunk by chunk (row count and a 64-bit hash per \
+row computed inside each database), find every differing row, and print a per-table summary (also shown by \
+`ferry status`). While incremental sync runs, a difference is reported only if it persists once the apply has \
+passed the point at which the chunk was read.\n\n\
+When rows differ, repair statements (the source is the truth: REPLACE INTO by key, DELETE of extra rows) are \
+written to --repair-file (default <state dir>/reports/TASK_ID-repair.sql). --repair applies them to the target \
+at options.repair_rows_per_second and checks those rows again. --report FILE writes the report as JSON and \
+Markdown (FILE.json and FILE.md). Exit code 0 when clean, 4 when differences remain."
+    )]
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The task's task_id (from its task file).
+    pub task_id: String,
+    /// Which chunks: every chunk (full), a random sample (sample), or those that differed last time (recheck).
+    #[arg(long, default_value = "full", value_parser = ["full", "sample", "recheck"])]
+    pub mode: String,
+    /// Chunks in a sample (default: options.verify_sample_chunks, else 8).
+    #[arg(long, value_name = "N")]
+    pub chunks: Option<u64>,
+    /// Apply the repair statements to the target, then check the repaired rows again.
+    #[arg(long)]
+    pub repair: bool,
+    /// Where to write the repair statements.
+    #[arg(long, value_name = "FILE")]
+    pub repair_file: Option<PathBuf>,
+    /// Write the report here (JSON and Markdown; the other file gets the other extension).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+/// When the command line is `ferry [options] verify ...`, run it and return its exit code.
+pub fn main_if_verify() -> Option<ExitCode> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let first = args
+        .iter()
+        .skip(1)
+        .find(|a| !a.to_string_lossy().starts_with('-'));
+    if first.map(|a| a != "verify").unwrap_or(true) {
+        return None;
+    }
+    let cli = VerifyCli::parse_from(args);
+    crate::progress::init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Some(ExitCode::FAILURE);
+        }
+    };
+    let VerifyCommand::Verify(args) = cli.command;
+    Some(crate::context::exit(
+        runtime.block_on(run(&cli.global, args)),
+    ))
+}
+
+pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {
+    let repo = Repo::new(global.existing_store()?);
+    let spec = repo.task(&args.task_id).await?.spec;
+    let env = StageEnv::new(
+        global.existing_store()?,
+        global.secrets_for(&spec)?,
+        worker_id(),
+    );
+    let mut input = json!({"task_id": args.task_id, "mode": args.mode});
+    if let Some(n) = args.chunks {
+        input["chunks"] = json!(n);
+    }
+    let far = Instant::now() + Duration::from_secs(7 * 24 * 3600);
+    let out: Value = invoke(&env, "verify", input, far).await?;
+    let id = &args.task_id;
+    let differences = out["differences"].as_u64().unwrap_or(0);
+    if differences > 0 {
+        let file = match &args.repair_file {
+            Some(f) => f.clone(),
+            None => reports_dir(global)?.join(format!("{id}-repair.sql")),
+        };
+        let r = repair(&env, id, args.repair, Some(&file)).await?;
+        println!(
+            "{} repair statement(s) written to {}",
+            r.statements,
+            file.display()
+        );
+        if args.repair {
+            println!(
+                "{} row(s) repaired; {} difference(s) remain",
+                r.applied, r.remaining
+            );
+        }
+    }
+    for line in summary_lines(&env.repo, id).await? {
+        println!("{line}");
+    }
+    if let Some(path) = &args.report {
+        let limit = spec.options.verify_report_limit as usize;
+        let (j, m) = write_report(&env.repo, id, path, limit).await?;
+        println!("report: {} and {}", j.display(), m.display());
+    }
+    let clean = env.repo.diffs(id).await?.is_empty() && out["unsettled"].as_u64().unwrap_or(0) == 0;
+    Ok(if clean { 0 } else { EXIT_DIFFERENCES })
+}
+
+fn reports_dir(global: &Global) -> Result<PathBuf, FerryError> {
+    let dir = global.state_dir.join("reports");
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        FerryError::BadTask(format!(
+            "cannot create {}: {e}; pass --repair-file",
+            dir.display()
+        ))
+    })?;
+    Ok(dir)
+}
