@@ -16,8 +16,8 @@
 //! `{"task_id","action":"summary"}`: output
 //! `{"task_id","remaining","done","failed","total","rows"}`.
 
-use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry_core::model::{ChunkRecord, ChunkState, SnapshotPoint, TablePhase, TableRecord};
@@ -404,14 +404,14 @@ async fn finalize_table_if_done<S: ItemStore>(
             .filter(|c| c.table_name() == table)
             .map(|c| c.rows)
             .sum();
-        let was_copied = Cell::new(false);
+        let was_copied = AtomicBool::new(false);
         repo.update_table(task_id, table, |t| {
-            was_copied.set(t.phase == TablePhase::Copied);
+            was_copied.store(t.phase == TablePhase::Copied, Ordering::Relaxed);
             t.phase = TablePhase::Copied;
             t.rows_estimate = rows;
         })
         .await?;
-        if !was_copied.get() {
+        if !was_copied.load(Ordering::Relaxed) {
             tracing::info!(table, rows, "table copied");
         }
     }
@@ -516,6 +516,12 @@ async fn summary<S: ItemStore, K: SecretSource>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[allow(dead_code)]
+    fn the_stage_future_is_send<S: ItemStore, K: SecretSource>(env: &StageEnv<S, K>) {
+        fn is_send<T: Send>(_: T) {}
+        is_send(run(env, Value::Null, Instant::now()));
+    }
 
     #[test]
     fn the_margin_is_at_least_five_seconds_or_a_tenth() {
