@@ -8,7 +8,8 @@
 //! the task-store checkpoint is a copy for status and for the next call's
 //! start when the target has none yet.
 //!
-//! Input `{"task_id","direction":"forward"|"reverse"}` (optional `"idle_ms"`).
+//! Input `{"task_id","direction":"forward"|"reverse"}` (optional `"idle_ms"`);
+//! `"enabled": false` in the output when the task has no `incremental` type.
 //! Runs until the deadline minus a margin, an idle gap once caught up, or an
 //! operator's stop; returns `{"task_id","position","lag_ms","read_lag_ms",
 //! "apply_lag_ms","applied","caught_up","switch_requested","stop_requested"}`
@@ -144,6 +145,11 @@ pub async fn run<S: ItemStore, K: SecretSource>(
     let task = repo.task(&task_id).await?;
     let flags = repo.flags(&task_id).await?;
     let existing = repo.checkpoint(&task_id, dir).await?;
+    if !task.spec.has(MigrationType::Incremental) {
+        let mut out = output(&task_id, None, None, &flags);
+        out["enabled"] = json!(false);
+        return Ok(out);
+    }
     if flags.stop_requested {
         let position = existing.as_ref().map(|c| c.position.clone());
         return Ok(output(&task_id, position.as_ref(), None, &flags));
@@ -273,6 +279,7 @@ fn output(
 ) -> Value {
     json!({
         "task_id": task_id,
+        "enabled": true,
         "position": position,
         "lag_ms": r.and_then(|r| r.lag_ms),
         "read_lag_ms": r.and_then(|r| r.read_lag_ms),
