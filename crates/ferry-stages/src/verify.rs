@@ -4,7 +4,10 @@
 //!
 //! Input `{"task_id","mode":"full"|"sample"|"recheck"}` (optional `"run_id"`
 //! to join a run another call started, `"chunks"` for a sample's size,
-//! `"repair": true` to repair what was found and check it again). Output
+//! `"repair": true` to repair what was found and check it again, `"when":
+//! "after_copy"|"after_catch_up"` from the state machine: then it runs only if
+//! the task has the verify type and `options.verify_when` names that moment,
+//! else it answers `{"enabled": false, "done": true}` at once). Output
 //! `{"task_id","run_id","tables","chunks","rows","differences","unsettled","clean","done"}`;
 //! `done` is false when the deadline came first (call again: the run goes on).
 //!
@@ -32,7 +35,7 @@ use ferry_core::model::{CheckpointRecord, ChunkRecord, Direction};
 use ferry_core::position::BinlogPosition;
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
-use ferry_core::task::TaskSpec;
+use ferry_core::task::{MigrationType, TaskSpec, VerifyWhen};
 use ferry_core::FerryError;
 use ferry_mysql::conn::classify;
 use ferry_mysql::schema::{binlog_position, read_table};
@@ -170,6 +173,9 @@ pub async fn run<S: ItemStore, K: SecretSource>(
     let task_id = task_id(&input)?;
     let mode = Mode::parse(&input)?;
     let task = env.repo.task(&task_id).await?;
+    if !wanted_now(&task.spec, &input)? {
+        return Ok(json!({"task_id": task_id, "enabled": false, "done": true, "clean": true}));
+    }
     let chunks = env.repo.chunks(&task_id).await?;
     if chunks.is_empty() {
         return Err(FerryError::BadTask(format!(
@@ -216,6 +222,21 @@ pub async fn run<S: ItemStore, K: SecretSource>(
             .await?;
     }
     Ok(output(&task_id, &run, done, summary.as_ref()))
+}
+
+/// A state machine's call names its moment (`"when": "after_copy"|"after_catch_up"`):
+/// verify runs then only if the task has the verify type and `options.verify_when` is that moment.
+/// A call without `when` (on demand, sampling) always runs.
+fn wanted_now(spec: &TaskSpec, input: &Value) -> Result<bool, FerryError> {
+    let Some(when) = input.get("when") else {
+        return Ok(true);
+    };
+    let when: VerifyWhen = serde_json::from_value(when.clone()).map_err(|_| {
+        FerryError::BadTask(format!(
+            "verify: \"when\" is {when}; use \"after_copy\" or \"after_catch_up\""
+        ))
+    })?;
+    Ok(spec.has(MigrationType::Verify) && spec.options.verify_when == when)
 }
 
 fn output(task_id: &str, run: &VerifyRun, done: bool, s: Option<&VerifySummary>) -> Value {
@@ -694,6 +715,23 @@ mod tests {
     fn chunk_ordinals_keep_chunks_apart() {
         assert_eq!(chunk_ordinal("0003-000042"), 3_000_042);
         assert_ne!(chunk_ordinal("0000-000001"), chunk_ordinal("0001-000000"));
+    }
+
+    #[test]
+    fn a_moment_runs_only_when_the_task_asks_for_it() {
+        let spec = |types: &str, when: &str| {
+            TaskSpec::from_json(&format!(
+                r#"{{"task_id":"t","source":{{"secret":"s"}},"target":{{"secret":"t"}},"types":[{types}],
+                   "objects":{{"include":["a.b"]}},"options":{{"verify_when":"{when}"}}}}"#
+            ))
+            .unwrap()
+        };
+        let after_copy = json!({"when": "after_copy"});
+        assert!(wanted_now(&spec(r#""full","verify""#, "after_copy"), &after_copy).unwrap());
+        assert!(!wanted_now(&spec(r#""full""#, "after_copy"), &after_copy).unwrap());
+        assert!(!wanted_now(&spec(r#""full","verify""#, "after_catch_up"), &after_copy).unwrap());
+        assert!(wanted_now(&spec(r#""full""#, "on_demand"), &json!({})).unwrap());
+        assert!(wanted_now(&spec(r#""full""#, "on_demand"), &json!({"when": "x"})).is_err());
     }
 
     #[test]
