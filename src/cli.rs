@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::context::{Failure, Global};
+use crate::cmd_control::{self, ControlArgs};
 use crate::{cmd_precheck, cmd_run, cmd_status};
 
 /// Ferry moves a live MySQL or MariaDB database into OceanBase (MySQL mode), MySQL or MariaDB.
@@ -62,6 +63,27 @@ error, the precheck summary, each table with rows copied and chunks done/total, 
 while `ferry run` works on the task. --json prints the same as one JSON object (never any credential)."
     )]
     Status(StatusArgs),
+    /// Switch over: the target becomes the primary, changes flow back to the source (see docs/RUNBOOK.md).
+    #[command(
+        long_about = "Ask the running task to switch over: once the full copy is done, the forward lag is at most \
+options.switch_max_lag_ms and the source had no write for options.switch_quiet_seconds, the last changes are applied, \
+the forward link is retired, and the reverse link (target -> source) starts at the target's current position. \
+Each step is shown by `ferry status`. --wait N waits up to N seconds for the switch to finish."
+    )]
+    Switch(ControlArgs),
+    /// Pause the task's links at the next stage boundary (resumable).
+    Stop(ControlArgs),
+    /// Clear a stop and run the task again from its checkpoints (uses the stored task file).
+    Resume(ControlArgs),
+    /// End the task: stop its links, remove Ferry's objects from both databases and its records; keep a report.
+    #[command(
+        long_about = "End the task: ask its links to stop and wait for a running `ferry run` to exit (--wait N, default \
+the slice plus 30 s), remove its checkpoints, heartbeat rows and Ferry's metadata tables from both databases (a shared \
+table or schema only when no other task uses it), delete its records from the task store, and keep a final report \
+(<state dir>/reports/TASK_ID.json and .md). Refused while a switch is in progress. Releasing twice is harmless. \
+--force leaves a database that cannot be reached as it is."
+    )]
+    Release(ControlArgs),
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +118,10 @@ impl Cli {
             Command::Run(args) => cmd_run::run(&self.global, args).await,
             Command::Precheck(args) => cmd_precheck::run(&self.global, args).await,
             Command::Status(args) => cmd_status::run(&self.global, args).await,
+            Command::Switch(args) => cmd_control::switch(&self.global, args).await,
+            Command::Stop(args) => cmd_control::stop(&self.global, args).await,
+            Command::Resume(args) => cmd_control::resume(&self.global, args).await,
+            Command::Release(args) => cmd_control::release(&self.global, args).await,
         }
     }
 }

@@ -19,6 +19,16 @@ use crate::progress::Progress;
 
 pub async fn run(global: &Global, args: RunArgs) -> Result<u8, Failure> {
     let (spec, input) = read_task_file(&args.file.task)?;
+    run_spec(global, spec, input, args.slice_seconds).await
+}
+
+/// Run (or resume: `ferry resume` passes the stored task file) a task's state machine.
+pub async fn run_spec(
+    global: &Global,
+    spec: ferry_core::task::TaskSpec,
+    input: serde_json::Value,
+    slice_seconds: Option<u64>,
+) -> Result<u8, Failure> {
     let definition = definition()?;
     let env = Arc::new(global.stage_env(&spec)?);
     let task_id = spec.task_id.clone();
@@ -26,7 +36,7 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<u8, Failure> {
     // Registered here too (the grant-check stage does it in the cloud), so `ferry status` shows a
     // task whose first stage failed, and a task_id reused for other databases is refused at once.
     env.repo.create_task(&spec).await?;
-    let slice = Duration::from_secs(args.slice_seconds.unwrap_or(spec.options.slice_seconds));
+    let slice = Duration::from_secs(slice_seconds.unwrap_or(spec.options.slice_seconds));
     tracing::info!(task = %task_id, worker = %env.worker_id, slice_s = slice.as_secs(), "starting");
 
     let started = Instant::now();
@@ -46,6 +56,10 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<u8, Failure> {
 
     match outcome {
         Outcome::Succeeded { .. } => {
+            if env.repo.task(&task_id).await?.state == TaskState::Stopped {
+                println!("task {task_id} stopped; `ferry resume {task_id}` continues from its checkpoints");
+                return Ok(0);
+            }
             env.repo
                 .set_state(&task_id, TaskState::Completed, None)
                 .await?;

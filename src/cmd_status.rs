@@ -27,6 +27,9 @@ struct Status {
     snapshot: Option<String>,
     tables: Vec<TableStatus>,
     totals: ChunkSummary,
+    /// Links (lag), control flags and the switch's steps.
+    #[serde(flatten)]
+    control: Option<crate::cmd_control::LinkStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,7 +61,8 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<u8, Failure> {
     let tables = repo.tables(&args.task_id).await?;
     let chunks = repo.chunks(&args.task_id).await?;
     let totals = repo.chunk_summary(&args.task_id).await?;
-    let status = build(task, &tables, &chunks, totals);
+    let mut status = build(task, &tables, &chunks, totals);
+    status.control = Some(crate::cmd_control::link_status(&repo, &args.task_id).await?);
     if args.json {
         let text = serde_json::to_string_pretty(&status).map_err(|e| {
             ferry_core::FerryError::Internal(format!("cannot encode the status: {e}"))
@@ -117,6 +121,7 @@ fn build(
         snapshot: task.snapshot.map(|s| s.position.to_string()),
         tables,
         totals,
+        control: None,
     }
 }
 
@@ -207,6 +212,9 @@ fn render(s: &Status) -> String {
         "{:<11} {} rows, {} bytes, chunks {}/{} done ({} pending, {} running, {} failed)\n",
         "totals", t.rows, t.bytes, t.done, t.total, t.pending, t.running, t.failed
     ));
+    if let Some(c) = &s.control {
+        out.push_str(&crate::cmd_control::render_links(c));
+    }
     if let Some(report) = s.precheck.as_ref().and_then(|p| p.report.as_ref()) {
         out.push_str("\nprecheck report:\n");
         out.push_str(report);

@@ -5,6 +5,7 @@
 mod cli;
 #[cfg(feature = "cloud")]
 mod cloud;
+mod cmd_control;
 mod cmd_precheck;
 mod cmd_run;
 mod cmd_status;

@@ -17,4 +17,7 @@ pub const STAGES: &[(&str, &str)] = &[
     ("grant-check", "GrantCheckFunctionArn"),
     ("plan", "PlanFunctionArn"),
     ("copy-chunk", "CopyChunkFunctionArn"),
+    ("incremental-apply", "IncrementalApplyFunctionArn"),
+    ("switch", "SwitchFunctionArn"),
+    ("cleanup", "CleanupFunctionArn"),
 ];

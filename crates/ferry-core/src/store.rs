@@ -397,7 +397,7 @@ impl<S: ItemStore> Repo<S> {
                 None => Cond::Absent,
                 Some(item) => {
                     let old: CheckpointRecord = decode(item)?;
-                    if old.is_retired() && !new.is_retired() {
+                    if old.is_retired() && new.epoch != old.epoch {
                         return Err(FerryError::Fenced(format!(
                             "the {} link of task {task_id} was retired at switchover; no applier may take it again",
                             ck.direction.as_str()

@@ -781,6 +781,25 @@ impl Link {
         Ok(())
     }
 
+    /// Retire the link (switchover): its rows take `epoch` (use
+    /// `CheckpointRecord::RETIRED_EPOCH`), so an applier of it that is still
+    /// running or comes late finds no row its checkpoint update may move
+    /// (`epoch <= ?`) and rolls back with `Ferry.Fenced`. Waits for an
+    /// applier's open transaction on the row; idempotent.
+    pub async fn retire(&self, conn: &mut Conn, epoch: u64) -> Result<u64, FerryError> {
+        self.ensure_table(conn).await?;
+        conn.exec_drop(
+            format!(
+                "UPDATE {} SET epoch = ?, updated_at = NOW(6) WHERE task_id = ? AND direction = ?",
+                self.table()
+            ),
+            (epoch, &self.task_id, self.direction.as_str()),
+        )
+        .await
+        .map_err(|e| classify(e, "target: retiring the link"))?;
+        Ok(conn.affected_rows())
+    }
+
     /// Remove the link's rows (cleanup).
     pub async fn delete(&self, conn: &mut Conn) -> Result<(), FerryError> {
         conn.exec_drop(

@@ -1,0 +1,341 @@
+//! `ferry switch|stop|resume|release TASK_ID`: the operator's control of a
+//! running task, and what `ferry status` shows of its links and switch.
+//!
+//! Invariant: switch and stop only set a control flag (the running task acts on
+//! it at its next stage boundary); release deletes anything only while this
+//! process holds the task's lock (no `ferry run` works on it), never while a
+//! switch is in progress, and writes the final report to the state directory
+//! before the task's records are deleted.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use ferry_core::model::{CheckpointRecord, Direction, TaskState};
+use ferry_core::store::{now_ms, ItemStore, Repo};
+use ferry_core::FerryError;
+use ferry_local::TaskLock;
+use ferry_stages::cleanup::{render_markdown, switch_markdown, FinalReport};
+use ferry_stages::switch::{self, SwitchPhase, SwitchRecord};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::context::{Failure, Global};
+
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// The task's task_id (from its task file).
+    pub task_id: String,
+    /// Wait up to this many seconds for the command to take effect (switch: until the switch is done
+    /// or gave up; release: for a running `ferry run` to stop).
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<u64>,
+    /// Release: leave a database that cannot be reached as it is (the report says so).
+    #[arg(long)]
+    pub force: bool,
+    /// Resume: longest time one stage call may run (default: the task's options.slice_seconds).
+    #[arg(long, value_name = "N")]
+    pub slice_seconds: Option<u64>,
+}
+
+/// `ferry switch`: ask the running task to switch when it is safe.
+pub async fn switch(global: &Global, args: ControlArgs) -> Result<u8, Failure> {
+    let repo = Repo::new(global.existing_store()?);
+    let task = repo.task(&args.task_id).await?;
+    let id = &task.task_id;
+    if let Some(rec) = switch::record(&repo, id).await? {
+        if rec.phase == SwitchPhase::Done {
+            println!(
+                "task {id} has already switched: the target is the primary ({})",
+                task.state.as_str()
+            );
+            return Ok(0);
+        }
+    }
+    if !task.spec.has(ferry_core::task::MigrationType::Incremental) {
+        return Err(FerryError::BadTask(format!(
+            "task {id} has no \"incremental\" in its types: there is no link to switch"
+        ))
+        .into());
+    }
+    repo.update_flags(id, |f| f.switch_requested = true).await?;
+    println!(
+        "switch requested for task {id}: it starts once the full copy is done, the forward lag is at most {} ms and the \
+         source had no write for {} s; `ferry status {id}` shows each step",
+        task.spec.options.switch_max_lag_ms, task.spec.options.switch_quiet_seconds
+    );
+    if runner_idle(global, id) {
+        println!("note: no `ferry run` works on task {id} now; start it with `ferry resume {id}` to switch");
+    }
+    let Some(wait) = args.wait else { return Ok(0) };
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    loop {
+        let rec = switch::record(&repo, id).await?;
+        match rec.as_ref().map(|r| r.phase) {
+            Some(SwitchPhase::Done) => {
+                println!("switched:\n{}", switch_markdown(rec.as_ref()));
+                return Ok(0);
+            }
+            Some(SwitchPhase::GaveUp) => {
+                let reason = rec.and_then(|r| r.reason).unwrap_or_default();
+                return Err(FerryError::Stopped(format!("the switch gave up: {reason}")).into());
+            }
+            _ if Instant::now() >= deadline => {
+                let reason = rec
+                    .and_then(|r| r.reason)
+                    .unwrap_or_else(|| "not started yet".into());
+                return Err(FerryError::Transient(format!(
+                    "the switch of task {id} is not done after {wait} s ({reason}); it goes on, watch `ferry status {id}`"
+                ))
+                .into());
+            }
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// `ferry stop`: pause the task's links at their next stage boundary.
+pub async fn stop(global: &Global, args: ControlArgs) -> Result<u8, Failure> {
+    let repo = Repo::new(global.existing_store()?);
+    let task = repo.task(&args.task_id).await?;
+    let id = &task.task_id;
+    repo.update_flags(id, |f| f.stop_requested = true).await?;
+    if runner_idle(global, id) {
+        repo.set_state(id, TaskState::Stopped, None).await?;
+        println!(
+            "task {id} stopped (no `ferry run` was working on it); `ferry resume {id}` continues"
+        );
+    } else {
+        println!("stop requested for task {id}: its links stop at the next stage boundary; `ferry resume {id}` continues");
+    }
+    Ok(0)
+}
+
+/// `ferry resume`: clear the stop flag and run the task's state machine again from its checkpoints.
+pub async fn resume(global: &Global, args: ControlArgs) -> Result<u8, Failure> {
+    let repo = Repo::new(global.existing_store()?);
+    let task = repo.task(&args.task_id).await?;
+    repo.update_flags(&task.task_id, |f| f.stop_requested = false)
+        .await?;
+    let input = serde_json::to_value(&task.spec)
+        .map_err(|e| FerryError::Internal(format!("cannot encode the stored task file: {e}")))?;
+    crate::cmd_run::run_spec(global, task.spec, input, args.slice_seconds).await
+}
+
+/// `ferry release`: end the task; the final report stays in `<state dir>/reports/`.
+pub async fn release(global: &Global, args: ControlArgs) -> Result<u8, Failure> {
+    let id = args.task_id.clone();
+    let store = global.existing_store()?;
+    let repo = Repo::new(store.clone());
+    let Some(task) = repo.get_task(&id).await? else {
+        let (json_path, _) = report_paths(global, &id);
+        let note = if json_path.exists() {
+            format!("; its report is {}", json_path.display())
+        } else {
+            String::new()
+        };
+        println!("task {id} is not in the task store: already released{note}");
+        return Ok(0);
+    };
+    if let Some(rec) = switch::record(&repo, &id)
+        .await?
+        .filter(SwitchRecord::in_progress)
+    {
+        return Err(refused(&id, &rec).into());
+    }
+    repo.update_flags(&id, |f| f.stop_requested = true).await?;
+    let _lock = wait_for_lock(
+        global,
+        &id,
+        args.wait.unwrap_or(task.spec.options.slice_seconds + 30),
+    )
+    .await?;
+    let env = ferry_stages::StageEnv::new(
+        store,
+        global.secrets_for(&task.spec)?,
+        crate::context::worker_id(),
+    );
+    let far = Instant::now() + Duration::from_secs(3600);
+    let out = ferry_stages::invoke(
+        &env,
+        "cleanup",
+        json!({"task_id": id, "action": "report"}),
+        far,
+    )
+    .await?;
+    write_report(global, &id, &out["report"])?;
+    let input = json!({"task_id": id, "action": "release", "force": args.force});
+    let out = ferry_stages::invoke(&env, "cleanup", input, far).await?;
+    if let Some(reason) = out.get("refused").and_then(Value::as_str) {
+        return Err(FerryError::Fenced(reason.to_string()).into());
+    }
+    let (json_path, md_path) = report_paths(global, &id);
+    if out.get("report").is_some() {
+        write_report(global, &id, &out["report"])?;
+    }
+    println!(
+        "task {id} released: Ferry's objects removed from both databases and its records from the task store; \
+         final report {} and {}",
+        json_path.display(),
+        md_path.display()
+    );
+    Ok(0)
+}
+
+fn refused(id: &str, rec: &SwitchRecord) -> FerryError {
+    let done: Vec<&str> = rec.steps.iter().map(|s| s.step.as_str()).collect();
+    FerryError::Fenced(format!(
+        "release refused: task {id} is switching (steps done: {}); releasing now would leave both databases without a \
+         link. Wait until `ferry status {id}` shows the switch done, then release",
+        done.join(", ")
+    ))
+}
+
+/// True when no `ferry run` holds the task's lock (the lock is taken and dropped at once).
+fn runner_idle(global: &Global, id: &str) -> bool {
+    TaskLock::acquire(&global.state_dir, id).is_ok()
+}
+
+async fn wait_for_lock(global: &Global, id: &str, secs: u64) -> Result<TaskLock, FerryError> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match TaskLock::acquire(&global.state_dir, id) {
+            Ok(lock) => return Ok(lock),
+            Err(FerryError::Fenced(m)) if Instant::now() < deadline => {
+                tracing::debug!(message = %m, "waiting for the running task to stop");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(FerryError::Fenced(m)) => {
+                return Err(FerryError::Fenced(format!(
+                    "{m} It was asked to stop but has not within {secs} s; rerun `ferry release {id}` later (or with --wait)"
+                )))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn report_paths(global: &Global, id: &str) -> (PathBuf, PathBuf) {
+    let dir = global.state_dir.join("reports");
+    (dir.join(format!("{id}.json")), dir.join(format!("{id}.md")))
+}
+
+fn write_report(global: &Global, id: &str, report: &Value) -> Result<(), FerryError> {
+    let parsed: FinalReport = serde_json::from_value(report.clone()).map_err(|e| {
+        FerryError::Internal(format!("the cleanup stage's report cannot be read: {e}"))
+    })?;
+    let (json_path, md_path) = report_paths(global, id);
+    let io = |e: std::io::Error, p: &PathBuf| {
+        FerryError::Store(format!("cannot write the report {}: {e}", p.display()))
+    };
+    if let Some(dir) = json_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| io(e, &json_path))?;
+    }
+    let text = serde_json::to_string_pretty(report)
+        .map_err(|e| FerryError::Internal(format!("cannot encode the report: {e}")))?;
+    std::fs::write(&json_path, text).map_err(|e| io(e, &json_path))?;
+    std::fs::write(&md_path, render_markdown(&parsed)).map_err(|e| io(e, &md_path))?;
+    Ok(())
+}
+
+// ---- what `ferry status` shows of the links and the switch ----
+
+/// The links and switch of a task, for `ferry status` (text and --json).
+#[derive(Debug, Serialize)]
+pub struct LinkStatus {
+    pub links: Vec<LinkLine>,
+    pub switch_requested: bool,
+    pub stop_requested: bool,
+    pub switch: Option<SwitchRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LinkLine {
+    pub direction: String,
+    pub position: String,
+    pub retired: bool,
+    pub epoch: u64,
+    pub lag_ms: Option<u64>,
+    pub applied_rows: u64,
+    pub updated_ms: u64,
+}
+
+impl From<CheckpointRecord> for LinkLine {
+    fn from(c: CheckpointRecord) -> LinkLine {
+        LinkLine {
+            direction: c.direction.as_str().to_string(),
+            position: c.position.to_string(),
+            retired: c.is_retired(),
+            epoch: c.epoch,
+            lag_ms: c.lag_ms,
+            applied_rows: c.applied_rows,
+            updated_ms: c.updated_ms,
+        }
+    }
+}
+
+pub async fn link_status<S: ItemStore>(repo: &Repo<S>, id: &str) -> Result<LinkStatus, FerryError> {
+    let mut links = Vec::new();
+    for dir in [Direction::Forward, Direction::Reverse] {
+        links.extend(repo.checkpoint(id, dir).await?.map(LinkLine::from));
+    }
+    let flags = repo.flags(id).await?;
+    Ok(LinkStatus {
+        links,
+        switch_requested: flags.switch_requested,
+        stop_requested: flags.stop_requested,
+        switch: switch::record(repo, id).await?,
+    })
+}
+
+/// Text lines for `ferry status`: each link with lag, the flags, and the switch's steps.
+pub fn render_links(s: &LinkStatus) -> String {
+    let mut out = String::new();
+    for l in &s.links {
+        let lag = l
+            .lag_ms
+            .map(|v| format!("lag {v} ms"))
+            .unwrap_or_else(|| "lag not measured".into());
+        let state = if l.retired {
+            "retired at switchover".to_string()
+        } else {
+            lag
+        };
+        let ago = now_ms().saturating_sub(l.updated_ms) / 1000;
+        out.push_str(&format!(
+            "{:<11} {} at {}, {state}, {} rows applied, updated {ago} s ago\n",
+            "link", l.direction, l.position, l.applied_rows
+        ));
+    }
+    let mut asked = Vec::new();
+    if s.switch_requested {
+        asked.push("switch");
+    }
+    if s.stop_requested {
+        asked.push("stop");
+    }
+    if !asked.is_empty() {
+        out.push_str(&format!(
+            "{:<11} {} requested\n",
+            "control",
+            asked.join(", ")
+        ));
+    }
+    if let Some(rec) = &s.switch {
+        let reason = rec
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{:<11} {}{reason}\n",
+            "switch",
+            rec.phase.as_str()
+        ));
+        for st in &rec.steps {
+            let outcome = format!("{:?}", st.outcome).to_lowercase();
+            out.push_str(&format!("  {:<21} {outcome:<8} {}\n", st.step, st.detail));
+        }
+    }
+    out
+}
