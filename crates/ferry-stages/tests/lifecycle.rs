@@ -24,7 +24,9 @@ use ferry_mysql::apply::{set_failpoint, FailAction};
 use ferry_mysql::{qualified, quote_ident};
 use ferry_stages::switch::{self, StepOutcome, SwitchPhase, STEPS};
 use ferry_stages::{invoke, StageEnv};
-use ferry_testkit::{drop_db, env, exec, recreate_db, rows, unique_name, wait_until, Side, TestEnv};
+use ferry_testkit::{
+    drop_db, env, exec, recreate_db, rows, unique_name, wait_until, Side, TestEnv,
+};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use mysql_async::prelude::*;
@@ -60,7 +62,11 @@ impl Fixture {
         std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
         let store = SqliteStore::open_dir(&dir.join("state")).unwrap();
         let f = Fixture {
-            env: Arc::new(StageEnv::new(store, FileSecrets::new(Some(secrets)), "test-worker")),
+            env: Arc::new(StageEnv::new(
+                store,
+                FileSecrets::new(Some(secrets)),
+                "test-worker",
+            )),
             dir,
             te,
             task_id: unique_name(prefix).replace('_', "-"),
@@ -79,10 +85,25 @@ impl Fixture {
         )
         .await;
         let values: Vec<String> = (1..=2000).map(|i| format!("({i}, 0, 'n{i}')")).collect();
-        exec(&mut src, &format!("INSERT INTO {} VALUES {}", qualified(&f.src_db, "orders"), values.join(","))).await;
+        exec(
+            &mut src,
+            &format!(
+                "INSERT INTO {} VALUES {}",
+                qualified(&f.src_db, "orders"),
+                values.join(",")
+            ),
+        )
+        .await;
         // The reverse link writes to the source; the meta schema is this test's own.
         for db in [&f.src_db, &f.meta] {
-            exec(&mut src, &format!("GRANT ALL PRIVILEGES ON {}.* TO '{USER_SRC}'@'%'", quote_ident(db))).await;
+            exec(
+                &mut src,
+                &format!(
+                    "GRANT ALL PRIVILEGES ON {}.* TO '{USER_SRC}'@'%'",
+                    quote_ident(db)
+                ),
+            )
+            .await;
         }
         let mut options = options;
         options["meta_schema"] = json!(f.meta);
@@ -104,22 +125,39 @@ impl Fixture {
     }
 
     async fn try_stage(&self, name: &str, input: Value) -> Result<Value, ferry_core::FerryError> {
-        invoke(&self.env, name, input, Instant::now() + Duration::from_secs(30)).await
+        invoke(
+            &self.env,
+            name,
+            input,
+            Instant::now() + Duration::from_secs(30),
+        )
+        .await
     }
 
     async fn stage(&self, name: &str, input: Value) -> Value {
-        self.try_stage(name, input).await.unwrap_or_else(|e| panic!("{name}: {e}"))
+        self.try_stage(name, input)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
     async fn plan_and_copy(&self) {
         self.stage("plan", json!({"task_id": self.task_id})).await;
         loop {
-            let out = self.stage("copy-chunk", json!({"task_id": self.task_id, "worker": "0"})).await;
+            let out = self
+                .stage(
+                    "copy-chunk",
+                    json!({"task_id": self.task_id, "worker": "0"}),
+                )
+                .await;
             if out["remaining"] == 0 {
                 break;
             }
         }
-        self.stage("copy-chunk", json!({"task_id": self.task_id, "action": "summary"})).await;
+        self.stage(
+            "copy-chunk",
+            json!({"task_id": self.task_id, "action": "summary"}),
+        )
+        .await;
     }
 
     /// Forward slices until one is caught up.
@@ -128,7 +166,10 @@ impl Fixture {
         loop {
             assert!(Instant::now() < deadline, "the {dir} link never caught up");
             let out = self
-                .stage("incremental-apply", json!({"task_id": self.task_id, "direction": dir, "idle_ms": 500}))
+                .stage(
+                    "incremental-apply",
+                    json!({"task_id": self.task_id, "direction": dir, "idle_ms": 500}),
+                )
                 .await;
             if out["caught_up"] == true {
                 return;
@@ -137,11 +178,15 @@ impl Fixture {
     }
 
     async fn switch(&self) -> Result<Value, ferry_core::FerryError> {
-        self.try_stage("switch", json!({"task_id": self.task_id})).await
+        self.try_stage("switch", json!({"task_id": self.task_id}))
+            .await
     }
 
     async fn record(&self) -> switch::SwitchRecord {
-        switch::record(&self.env.repo, &self.task_id).await.unwrap().expect("a switch record")
+        switch::record(&self.env.repo, &self.task_id)
+            .await
+            .unwrap()
+            .expect("a switch record")
     }
 
     async fn state(&self) -> TaskState {
@@ -158,21 +203,35 @@ impl Fixture {
         wait_until(what, Duration::from_secs(120), || self.same_rows()).await;
         let mut s = self.te.admin(Side::Source).await;
         let mut t = self.te.admin(Side::Target).await;
-        ferry_testkit::assert_same_rows(&mut s, (&self.src_db, "orders"), &mut t, (&self.tgt_db, "orders")).await;
+        ferry_testkit::assert_same_rows(
+            &mut s,
+            (&self.src_db, "orders"),
+            &mut t,
+            (&self.tgt_db, "orders"),
+        )
+        .await;
     }
 
     /// Whether anything of Ferry's for this task is left on `side`.
     async fn ferry_objects(&self, side: Side) -> Vec<String> {
         let mut c = self.te.admin(side).await;
-        c.exec("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?", (&self.meta,))
-            .await
-            .unwrap()
+        c.exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+            (&self.meta,),
+        )
+        .await
+        .unwrap()
     }
 
     async fn teardown(self) {
         let mut src = self.te.admin(Side::Source).await;
         for db in [&self.src_db, &self.meta] {
-            let _ = src.query_drop(format!("REVOKE ALL PRIVILEGES ON {}.* FROM '{USER_SRC}'@'%'", quote_ident(db))).await;
+            let _ = src
+                .query_drop(format!(
+                    "REVOKE ALL PRIVILEGES ON {}.* FROM '{USER_SRC}'@'%'",
+                    quote_ident(db)
+                ))
+                .await;
             drop_db(&mut src, db).await;
         }
         let mut tgt = self.te.admin(Side::Target).await;
@@ -205,17 +264,28 @@ async fn writer(te: TestEnv, side: Side, db: String, stop: Arc<AtomicBool>, firs
 struct StageDispatch(Arc<Env>);
 
 impl Dispatch for StageDispatch {
-    fn invoke(&self, call: TaskCall<'_>, input: Value) -> BoxFuture<'static, Result<Value, TaskFailure>> {
+    fn invoke(
+        &self,
+        call: TaskCall<'_>,
+        input: Value,
+    ) -> BoxFuture<'static, Result<Value, TaskFailure>> {
         let env = self.0.clone();
         let stage = call.resource.to_string();
         let deadline = Instant::now() + Duration::from_secs(8);
-        async move { invoke(&env, &stage, input, deadline).await.map_err(|e| TaskFailure::new(e.name(), e.message())) }
-            .boxed()
+        async move {
+            invoke(&env, &stage, input, deadline)
+                .await
+                .map_err(|e| TaskFailure::new(e.name(), e.message()))
+        }
+        .boxed()
     }
 }
 
 fn definition() -> Arc<Definition> {
-    let subs = ferry_core::STAGES.iter().map(|(s, p)| (p.to_string(), s.to_string())).collect();
+    let subs = ferry_core::STAGES
+        .iter()
+        .map(|(s, p)| (p.to_string(), s.to_string()))
+        .collect();
     Arc::new(Definition::from_json(DEFINITION, &subs).unwrap())
 }
 
@@ -225,99 +295,195 @@ async fn whole_lifecycle_copy_sync_verify_switch_reverse_stop_release() {
     let f = Fixture::new("lifecycle", &types, json!({"chunk_rows": 400, "apply_workers": 2, "slice_seconds": 8, "switch_quiet_seconds": 2})).await;
     let spec = f.env.repo.task(&f.task_id).await.unwrap().spec;
     let stop_src = Arc::new(AtomicBool::new(false));
-    let src_writer = tokio::spawn(writer(f.te.clone(), Side::Source, f.src_db.clone(), stop_src.clone(), 10_000));
+    let src_writer = tokio::spawn(writer(
+        f.te.clone(),
+        Side::Source,
+        f.src_db.clone(),
+        stop_src.clone(),
+        10_000,
+    ));
 
     let runner = Runner::new(definition(), Arc::new(StageDispatch(f.env.clone())));
     let input = f.spec_json(&spec);
     let run = tokio::spawn(async move { runner.run("lifecycle", input).await });
 
     let repo = &f.env.repo;
-    wait_until("forward sync running after the copy", Duration::from_secs(120), || async {
-        repo.checkpoint(&f.task_id, Direction::Forward).await.unwrap().is_some()
-    })
+    wait_until(
+        "forward sync running after the copy",
+        Duration::from_secs(120),
+        || async {
+            repo.checkpoint(&f.task_id, Direction::Forward)
+                .await
+                .unwrap()
+                .is_some()
+        },
+    )
     .await;
     assert_eq!(f.state().await, TaskState::Synchronizing);
     stop_src.store(true, Ordering::Relaxed);
     assert!(src_writer.await.unwrap() > 0);
-    f.wait_same_rows("the target equals the source after the writer stopped").await;
+    f.wait_same_rows("the target equals the source after the writer stopped")
+        .await;
 
-    let verified = f.stage("verify", json!({"task_id": f.task_id, "mode": "full"})).await;
+    let verified = f
+        .stage("verify", json!({"task_id": f.task_id, "mode": "full"}))
+        .await;
     assert_eq!(verified["clean"], json!(true), "verify: {verified}");
 
     // `ferry switch`.
-    repo.update_flags(&f.task_id, |fl| fl.switch_requested = true).await.unwrap();
+    repo.update_flags(&f.task_id, |fl| fl.switch_requested = true)
+        .await
+        .unwrap();
     wait_until("the switch is done", Duration::from_secs(120), || async {
-        switch::record(repo, &f.task_id).await.unwrap().is_some_and(|r| r.phase == SwitchPhase::Done)
+        switch::record(repo, &f.task_id)
+            .await
+            .unwrap()
+            .is_some_and(|r| r.phase == SwitchPhase::Done)
     })
     .await;
-    wait_until("the task reverse-synchronizes", Duration::from_secs(30), || async {
-        f.state().await == TaskState::ReverseSynchronizing
-    })
+    wait_until(
+        "the task reverse-synchronizes",
+        Duration::from_secs(30),
+        || async { f.state().await == TaskState::ReverseSynchronizing },
+    )
     .await;
     let rec = f.record().await;
     for step in STEPS {
-        let done: Vec<_> = rec.steps.iter().filter(|s| s.step == *step && s.outcome != StepOutcome::Waiting).collect();
+        let done: Vec<_> = rec
+            .steps
+            .iter()
+            .filter(|s| s.step == *step && s.outcome != StepOutcome::Waiting)
+            .collect();
         assert_eq!(done.len(), 1, "step {step} recorded once: {:#?}", rec.steps);
     }
-    let fwd = repo.checkpoint(&f.task_id, Direction::Forward).await.unwrap().unwrap();
+    let fwd = repo
+        .checkpoint(&f.task_id, Direction::Forward)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(fwd.is_retired(), "the forward link is retired");
-    assert!(!repo.flags(&f.task_id).await.unwrap().switch_requested, "the switch flag is cleared");
+    assert!(
+        !repo.flags(&f.task_id).await.unwrap().switch_requested,
+        "the switch flag is cleared"
+    );
 
     // The application now writes to the target; the changes appear on the source.
     let stop_tgt = Arc::new(AtomicBool::new(false));
-    let tgt_writer = tokio::spawn(writer(f.te.clone(), Side::Target, f.tgt_db.clone(), stop_tgt.clone(), 50_000));
+    let tgt_writer = tokio::spawn(writer(
+        f.te.clone(),
+        Side::Target,
+        f.tgt_db.clone(),
+        stop_tgt.clone(),
+        50_000,
+    ));
     wait_until("reverse link applies", Duration::from_secs(60), || async {
-        repo.checkpoint(&f.task_id, Direction::Reverse).await.unwrap().is_some_and(|c| c.applied_rows > 0)
+        repo.checkpoint(&f.task_id, Direction::Reverse)
+            .await
+            .unwrap()
+            .is_some_and(|c| c.applied_rows > 0)
     })
     .await;
     stop_tgt.store(true, Ordering::Relaxed);
     assert!(tgt_writer.await.unwrap() > 0);
-    f.wait_same_rows("the source equals the target after the reverse link caught up").await;
+    f.wait_same_rows("the source equals the target after the reverse link caught up")
+        .await;
 
     // `ferry stop`: the loop ends, the task is stopped.
-    repo.update_flags(&f.task_id, |fl| fl.stop_requested = true).await.unwrap();
-    let outcome = tokio::time::timeout(Duration::from_secs(60), run).await.expect("the run stops").unwrap().unwrap();
+    repo.update_flags(&f.task_id, |fl| fl.stop_requested = true)
+        .await
+        .unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run stops")
+        .unwrap()
+        .unwrap();
     assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
     assert_eq!(outcome.entered_states().last(), Some(&"Stopped"));
     assert_eq!(f.state().await, TaskState::Stopped);
 
     // `ferry release`: nothing of the task remains, and a second release is harmless.
-    let out = f.stage("cleanup", json!({"task_id": f.task_id, "action": "release"})).await;
+    let out = f
+        .stage(
+            "cleanup",
+            json!({"task_id": f.task_id, "action": "release"}),
+        )
+        .await;
     assert_eq!(out["released"], json!(true), "{out}");
     let report = &out["report"];
     assert_eq!(report["state"], json!("released"));
-    assert_eq!(report["tables"][0]["rows_copied"].as_u64().map(|n| n > 0), Some(true), "{report}");
+    assert_eq!(
+        report["tables"][0]["rows_copied"].as_u64().map(|n| n > 0),
+        Some(true),
+        "{report}"
+    );
     assert_eq!(report["verify"]["clean"], json!(true));
     assert_eq!(report["switch"]["phase"], json!("done"));
-    let md = ferry_stages::cleanup::render_markdown(&serde_json::from_value(report.clone()).unwrap());
-    assert!(md.contains("retire_forward") && md.contains("| **total** |"), "{md}");
+    let md =
+        ferry_stages::cleanup::render_markdown(&serde_json::from_value(report.clone()).unwrap());
+    assert!(
+        md.contains("retire_forward") && md.contains("| **total** |"),
+        "{md}"
+    );
     for side in [Side::Source, Side::Target] {
-        assert!(f.ferry_objects(side).await.is_empty(), "Ferry objects left on {side:?}");
+        assert!(
+            f.ferry_objects(side).await.is_empty(),
+            "Ferry objects left on {side:?}"
+        );
     }
-    assert!(repo.store().query(&format!("task#{}", f.task_id), "").await.unwrap().is_empty(), "task records left in the store");
-    let again = f.stage("cleanup", json!({"task_id": f.task_id, "action": "release"})).await;
-    assert_eq!((again["released"].clone(), again["already"].clone()), (json!(true), json!(true)));
+    assert!(
+        repo.store()
+            .query(&format!("task#{}", f.task_id), "")
+            .await
+            .unwrap()
+            .is_empty(),
+        "task records left in the store"
+    );
+    let again = f
+        .stage(
+            "cleanup",
+            json!({"task_id": f.task_id, "action": "release"}),
+        )
+        .await;
+    assert_eq!(
+        (again["released"].clone(), again["already"].clone()),
+        (json!(true), json!(true))
+    );
     f.teardown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn switch_waits_while_copying_while_lag_is_high_and_while_the_source_is_written() {
     let types = ["schema", "full", "incremental", "reverse"];
-    let f = Fixture::new("switch-wait", &types, json!({"chunk_rows": 400, "switch_quiet_seconds": 2})).await;
+    let f = Fixture::new(
+        "switch-wait",
+        &types,
+        json!({"chunk_rows": 400, "switch_quiet_seconds": 2}),
+    )
+    .await;
     f.stage("plan", json!({"task_id": f.task_id})).await;
     let out = f.switch().await.unwrap();
-    assert_eq!((out["ready"].clone(), out["done"].clone()), (json!(false), json!(false)), "{out}");
+    assert_eq!(
+        (out["ready"].clone(), out["done"].clone()),
+        (json!(false), json!(false)),
+        "{out}"
+    );
     let reason = out["reason"].as_str().unwrap_or_default().to_string();
     assert!(reason.contains("full copy is still running"), "{reason}");
     assert_eq!(f.state().await, TaskState::AwaitingSwitch);
 
     loop {
-        let out = f.stage("copy-chunk", json!({"task_id": f.task_id, "worker": "0"})).await;
+        let out = f
+            .stage("copy-chunk", json!({"task_id": f.task_id, "worker": "0"}))
+            .await;
         if out["remaining"] == 0 {
             break;
         }
     }
-    f.stage("copy-chunk", json!({"task_id": f.task_id, "action": "summary"})).await;
+    f.stage(
+        "copy-chunk",
+        json!({"task_id": f.task_id, "action": "summary"}),
+    )
+    .await;
     let task = f.env.repo.task(&f.task_id).await.unwrap();
     let lagging = CheckpointRecord {
         direction: Direction::Forward,
@@ -327,48 +493,109 @@ async fn switch_waits_while_copying_while_lag_is_high_and_while_the_source_is_wr
         lag_ms: Some(60_000),
         applied_rows: 0,
     };
-    f.env.repo.put_checkpoint(&f.task_id, &lagging).await.unwrap();
+    f.env
+        .repo
+        .put_checkpoint(&f.task_id, &lagging)
+        .await
+        .unwrap();
     let out = f.switch().await.unwrap();
     let reason = out["reason"].as_str().unwrap_or_default().to_string();
-    assert!(reason.contains("lag is 60000 ms") && reason.contains("switch_max_lag_ms = 2000"), "{reason}");
+    assert!(
+        reason.contains("lag is 60000 ms") && reason.contains("switch_max_lag_ms = 2000"),
+        "{reason}"
+    );
 
-    f.env.repo.put_checkpoint(&f.task_id, &CheckpointRecord { lag_ms: Some(5), ..lagging }).await.unwrap();
+    f.env
+        .repo
+        .put_checkpoint(
+            &f.task_id,
+            &CheckpointRecord {
+                lag_ms: Some(5),
+                ..lagging
+            },
+        )
+        .await
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let w = tokio::spawn(writer(f.te.clone(), Side::Source, f.src_db.clone(), stop.clone(), 10_000));
+    let w = tokio::spawn(writer(
+        f.te.clone(),
+        Side::Source,
+        f.src_db.clone(),
+        stop.clone(),
+        10_000,
+    ));
     let out = f.switch().await.unwrap();
     stop.store(true, Ordering::Relaxed);
     w.await.unwrap();
     let reason = out["reason"].as_str().unwrap_or_default().to_string();
-    assert!(reason.contains("still being written") && reason.contains(&f.src_db), "{reason}");
+    assert!(
+        reason.contains("still being written") && reason.contains(&f.src_db),
+        "{reason}"
+    );
     let rec = f.record().await;
     assert_eq!(rec.phase, SwitchPhase::Waiting);
     assert!(!rec.completed("ready"));
     let shown = ferry_stages::cleanup::switch_markdown(Some(&rec));
-    assert!(shown.contains("lag is 60000 ms") && shown.contains("still being written"), "{shown}");
+    assert!(
+        shown.contains("lag is 60000 ms") && shown.contains("still being written"),
+        "{shown}"
+    );
     f.teardown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_kill_after_each_switch_step_and_a_rerun_switch_exactly_once() {
     let types = ["schema", "full", "incremental", "reverse"];
-    let f = Fixture::new("switch-kill", &types, json!({"chunk_rows": 400, "apply_workers": 2, "switch_quiet_seconds": 1})).await;
+    let f = Fixture::new(
+        "switch-kill",
+        &types,
+        json!({"chunk_rows": 400, "apply_workers": 2, "switch_quiet_seconds": 1}),
+    )
+    .await;
     f.plan_and_copy().await;
     f.catch_up("forward").await;
     f.wait_same_rows("forward caught up").await;
-    f.env.repo.update_flags(&f.task_id, |fl| fl.switch_requested = true).await.unwrap();
+    f.env
+        .repo
+        .update_flags(&f.task_id, |fl| fl.switch_requested = true)
+        .await
+        .unwrap();
 
     for (i, step) in STEPS.iter().enumerate() {
-        set_failpoint(&format!("{}/switch.after_{step}", f.task_id), Some((FailAction::Error, 1)));
-        let err = f.switch().await.expect_err("the switch is killed after the step");
-        assert!(err.message().contains(&format!("switch.after_{step}")), "{err}");
+        set_failpoint(
+            &format!("{}/switch.after_{step}", f.task_id),
+            Some((FailAction::Error, 1)),
+        );
+        let err = f
+            .switch()
+            .await
+            .expect_err("the switch is killed after the step");
+        assert!(
+            err.message().contains(&format!("switch.after_{step}")),
+            "{err}"
+        );
         let rec = f.record().await;
         assert!(rec.completed(step), "step {step} recorded before the kill");
-        assert_eq!(rec.steps.iter().filter(|s| s.outcome != StepOutcome::Waiting).count(), i + 1);
+        assert_eq!(
+            rec.steps
+                .iter()
+                .filter(|s| s.outcome != StepOutcome::Waiting)
+                .count(),
+            i + 1
+        );
         if i == 1 {
             // Mid-switch: release is refused with the reason, and nothing is removed.
-            let out = f.stage("cleanup", json!({"task_id": f.task_id, "action": "release"})).await;
+            let out = f
+                .stage(
+                    "cleanup",
+                    json!({"task_id": f.task_id, "action": "release"}),
+                )
+                .await;
             assert_eq!(out["released"], json!(false), "{out}");
-            assert!(out["refused"].as_str().unwrap().contains("is switching"), "{out}");
+            assert!(
+                out["refused"].as_str().unwrap().contains("is switching"),
+                "{out}"
+            );
             assert!(f.env.repo.get_task(&f.task_id).await.unwrap().is_some());
         }
     }
@@ -376,30 +603,79 @@ async fn a_kill_after_each_switch_step_and_a_rerun_switch_exactly_once() {
     assert_eq!(out["done"], json!(true), "{out}");
     let rec = f.record().await;
     for step in STEPS {
-        assert_eq!(rec.steps.iter().filter(|s| s.step == *step && s.outcome != StepOutcome::Waiting).count(), 1, "{step}");
+        assert_eq!(
+            rec.steps
+                .iter()
+                .filter(|s| s.step == *step && s.outcome != StepOutcome::Waiting)
+                .count(),
+            1,
+            "{step}"
+        );
     }
     let start = rec.reverse_start.clone().unwrap();
-    let rev = f.env.repo.checkpoint(&f.task_id, Direction::Reverse).await.unwrap().unwrap();
-    assert_eq!(rev.position, start, "the reverse link starts where the switch recorded, once");
+    let rev = f
+        .env
+        .repo
+        .checkpoint(&f.task_id, Direction::Reverse)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rev.position, start,
+        "the reverse link starts where the switch recorded, once"
+    );
 
     // A late forward applier is refused.
-    let late = f.try_stage("incremental-apply", json!({"task_id": f.task_id, "direction": "forward"})).await;
+    let late = f
+        .try_stage(
+            "incremental-apply",
+            json!({"task_id": f.task_id, "direction": "forward"}),
+        )
+        .await;
     assert_eq!(late.map(|_| ()).unwrap_err().name(), "Ferry.Fenced");
 
     // Changes on the target flow back exactly.
     let mut t = f.te.admin(Side::Target).await;
-    exec(&mut t, &format!("UPDATE {} SET note = 'from-target' WHERE id <= 10", qualified(&f.tgt_db, "orders"))).await;
-    exec(&mut t, &format!("INSERT INTO {} VALUES (99999, 7, 'new')", qualified(&f.tgt_db, "orders"))).await;
+    exec(
+        &mut t,
+        &format!(
+            "UPDATE {} SET note = 'from-target' WHERE id <= 10",
+            qualified(&f.tgt_db, "orders")
+        ),
+    )
+    .await;
+    exec(
+        &mut t,
+        &format!(
+            "INSERT INTO {} VALUES (99999, 7, 'new')",
+            qualified(&f.tgt_db, "orders")
+        ),
+    )
+    .await;
     f.catch_up("reverse").await;
-    f.wait_same_rows("the source has the target's changes").await;
+    f.wait_same_rows("the source has the target's changes")
+        .await;
 
     // Release, then release again.
-    let out = f.stage("cleanup", json!({"task_id": f.task_id, "action": "release"})).await;
+    let out = f
+        .stage(
+            "cleanup",
+            json!({"task_id": f.task_id, "action": "release"}),
+        )
+        .await;
     assert_eq!(out["released"], json!(true), "{out}");
     for side in [Side::Source, Side::Target] {
-        assert!(f.ferry_objects(side).await.is_empty(), "Ferry objects left on {side:?}");
+        assert!(
+            f.ferry_objects(side).await.is_empty(),
+            "Ferry objects left on {side:?}"
+        );
     }
-    let again = f.stage("cleanup", json!({"task_id": f.task_id, "action": "release"})).await;
+    let again = f
+        .stage(
+            "cleanup",
+            json!({"task_id": f.task_id, "action": "release"}),
+        )
+        .await;
     assert_eq!(again["already"], json!(true));
     f.teardown().await;
 }
