@@ -174,7 +174,8 @@ impl<S: ItemStore> Repo<S> {
     /// Record an error on the task; a definite error also marks it failed.
     pub async fn record_error(&self, task_id: &str, stage: &str, err: &FerryError) -> Result<(), FerryError> {
         let info = ErrorInfo { name: err.name().to_string(), message: err.message().to_string(), at_ms: now_ms() };
-        let definite = !err.is_transient() && !matches!(err, FerryError::Stopped(_));
+        // A fenced worker was superseded by a newer one: the task goes on without it.
+        let definite = !err.is_transient() && !matches!(err, FerryError::Stopped(_) | FerryError::Fenced(_));
         self.update_task(task_id, |t| {
             t.last_error = Some(info.clone());
             t.stage = Some(stage.to_string());
