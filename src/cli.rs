@@ -98,8 +98,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub file: TaskFileArgs,
     /// Longest time one stage call may run before it returns and is called again (default: the task's
-    /// options.slice_seconds). Shorter slices mean more frequent checkpoints of the state machine.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// options.slice_seconds). Shorter slices mean more frequent checkpoints of the state machine. At
+    /// least 10: a stage stops taking new work 5 s (or a tenth of the slice) before its deadline.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(10..))]
     pub slice_seconds: Option<u64>,
 }
 

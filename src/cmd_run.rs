@@ -17,6 +17,9 @@ use crate::context::{read_task_file, Failure, Global, LocalEnv};
 use crate::dispatch::{definition, log_events, StageDispatch};
 use crate::progress::Progress;
 
+/// Stages stop taking new work 5 s before their deadline: a shorter slice would never copy.
+const MIN_SLICE_SECONDS: u64 = 10;
+
 pub async fn run(global: &Global, args: RunArgs) -> Result<u8, Failure> {
     let (spec, input) = read_task_file(&args.file.task)?;
     run_spec(global, spec, input, args.slice_seconds).await
@@ -36,7 +39,8 @@ pub async fn run_spec(
     // Registered here too (the grant-check stage does it in the cloud), so `ferry status` shows a
     // task whose first stage failed, and a task_id reused for other databases is refused at once.
     env.repo.create_task(&spec).await?;
-    let slice = Duration::from_secs(slice_seconds.unwrap_or(spec.options.slice_seconds));
+    let slice_s = slice_seconds.unwrap_or(spec.options.slice_seconds);
+    let slice = Duration::from_secs(slice_s.max(MIN_SLICE_SECONDS));
     tracing::info!(task = %task_id, worker = %env.worker_id, slice_s = slice.as_secs(), "starting");
 
     let started = Instant::now();

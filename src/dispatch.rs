@@ -43,18 +43,27 @@ pub struct StageDispatch {
 }
 
 impl Dispatch for StageDispatch {
-    fn invoke(
-        &self,
-        call: TaskCall<'_>,
-        input: Value,
-    ) -> BoxFuture<'static, Result<Value, TaskFailure>> {
+    /// Each call runs on its own blocking-pool thread, driven by the runtime's handle: a stage's
+    /// future need not be `Send` (the Lambda runtime does not ask it to be either), and a stage
+    /// that panics fails its Task with `Ferry.Internal` instead of ending the whole run.
+    fn invoke(&self, call: TaskCall<'_>, input: Value) -> BoxFuture<'static, Result<Value, TaskFailure>> {
         let env = Arc::clone(&self.env);
         let stage = call.resource.to_string();
         let deadline = Instant::now() + self.slice;
         async move {
-            ferry_stages::invoke(&env, &stage, input, deadline)
-                .await
-                .map_err(|e| TaskFailure::new(e.name(), e.message()))
+            let handle = tokio::runtime::Handle::current();
+            let name = stage.clone();
+            let joined = tokio::task::spawn_blocking(move || {
+                handle.block_on(ferry_stages::invoke(&env, &stage, input, deadline))
+            })
+            .await;
+            match joined {
+                Ok(result) => result.map_err(|e| TaskFailure::new(e.name(), e.message())),
+                Err(e) => Err(TaskFailure::new(
+                    FerryError::Internal(String::new()).name(),
+                    format!("stage {name} did not complete: {e}; this is a bug in Ferry, please report it"),
+                )),
+            }
         }
         .boxed()
     }
