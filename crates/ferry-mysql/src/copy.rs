@@ -16,6 +16,12 @@
 //! an explicit 0 in an AUTO_INCREMENT column and zero dates are stored as they
 //! are; `time_zone = '+00:00'` on both sides, so TIMESTAMPs move as UTC text.
 //!
+//! The target transaction runs at READ COMMITTED: chunks of one table are
+//! written in parallel, and at REPEATABLE READ the range DELETE takes gap
+//! locks (up to the supremum on an empty table) that block and deadlock the
+//! neighbouring chunks' inserts. Chunk ranges are disjoint, so record locks
+//! are all the isolation a chunk needs.
+//!
 //! `foreign_key_checks = 0`: chunks load in any order (a child before its
 //! parent), and the range DELETE must not cascade into rows other chunks
 //! copied. `unique_checks` stays ON: rows of different chunks come from
@@ -318,7 +324,8 @@ pub async fn copy_chunk(
     .await
     .map_err(|e| classify(e, &src_what))?;
     dst.query_drop(format!(
-        "SET SESSION sql_mode = '{}', foreign_key_checks = 0, time_zone = '+00:00', NAMES utf8mb4; START TRANSACTION",
+        "SET SESSION sql_mode = '{}', foreign_key_checks = 0, time_zone = '+00:00', NAMES utf8mb4; \
+         SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION",
         target_sql_mode(opts.allow_invalid_dates)
     ))
     .await
