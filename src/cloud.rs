@@ -5,9 +5,13 @@
 //! - `ferry start TASK.json --cloud --state-machine-arn ARN [--table T]`
 //! - `ferry status TASK_ID --cloud --table T [--state-machine-arn ARN] [--json]`
 //! - `ferry switch TASK_ID --cloud --table T` / `ferry stop TASK_ID --cloud --table T`
+//! - `ferry resume TASK_ID --cloud --table T --state-machine-arn ARN`
+//! - `ferry release TASK_ID --cloud --table T [--force] [--report-dir DIR]`
 //!
 //! Invariants: the task file is validated before anything is started; an
-//! execution is never started for a task that already has one running; each
+//! execution is never started, nor a task released, while the task has one
+//! running; release never runs during a switch and writes the final report
+//! before the task's records are deleted; each
 //! execution has a unique name; `--table`/`FERRY_TABLE` and
 //! `--state-machine-arn`/`FERRY_STATE_MACHINE_ARN` are the stack's outputs
 //! `TaskTableName` and `StateMachineArn`. Region and credentials come from the
@@ -17,12 +21,18 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use ferry_aws::{DynamoStore, ExecutionInfo, SdkConfig, StepFunctions};
+
+use ferry_aws::{DynamoStore, ExecutionInfo, SdkConfig, SecretsManagerSource, StepFunctions};
 use ferry_core::model::{ChunkSummary, ControlFlags, ErrorInfo, TaskRecord};
 use ferry_core::store::{now_ms, Repo};
+use ferry_core::task::MigrationType;
 use ferry_core::FerryError;
+use ferry_stages::cleanup::{render_markdown, FinalReport};
+use ferry_stages::switch::SwitchPhase;
+use ferry_stages::StageEnv;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -51,6 +61,11 @@ enum CloudCommand {
     Switch(FlagArgs),
     /// Ask the running migration to stop at its next checkpoint.
     Stop(FlagArgs),
+    /// Start a new execution for a stopped or failed task, from its stored task file.
+    Resume(ResumeArgs),
+    /// End a task whose execution has ended: remove Ferry's objects from both databases (from this
+    /// machine, which must reach them) and the task's records; the final report is kept locally.
+    Release(ReleaseArgs),
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +107,29 @@ struct FlagArgs {
     cloud: Cloud,
 }
 
+#[derive(Debug, Args)]
+struct ResumeArgs {
+    task_id: String,
+    /// The migration state machine (the stack's StateMachineArn output).
+    #[arg(long, env = "FERRY_STATE_MACHINE_ARN", value_name = "ARN")]
+    state_machine_arn: String,
+    #[command(flatten)]
+    cloud: Cloud,
+}
+
+#[derive(Debug, Args)]
+struct ReleaseArgs {
+    task_id: String,
+    /// Leave a database that cannot be reached as it is (the report says so).
+    #[arg(long)]
+    force: bool,
+    /// Where the final report (`<task>.json`, `<task>.md`) is written.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    report_dir: PathBuf,
+    #[command(flatten)]
+    cloud: Cloud,
+}
+
 /// What `ferry start --cloud` remembers about the execution it started.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ExecutionRecord {
@@ -123,12 +161,12 @@ async fn execute(command: CloudCommand) -> Result<u8, Failure> {
     match command {
         CloudCommand::Start(args) => start(&config, args).await,
         CloudCommand::Status(args) => status(&config, args).await,
-        CloudCommand::Switch(args) => {
-            set_flag(&config, args, "switch", |f| f.switch_requested = true).await
-        }
+        CloudCommand::Switch(args) => switch(&config, args).await,
         CloudCommand::Stop(args) => {
             set_flag(&config, args, "stop", |f| f.stop_requested = true).await
         }
+        CloudCommand::Resume(args) => resume(&config, args).await,
+        CloudCommand::Release(args) => release(&config, args).await,
     }
 }
 
@@ -143,33 +181,46 @@ fn repo(config: &SdkConfig, cloud: &Cloud) -> Result<Repo<DynamoStore>, FerryErr
 
 async fn start(config: &SdkConfig, args: StartArgs) -> Result<u8, Failure> {
     let (spec, input) = read_task_file(&args.task)?;
-    let sfn = StepFunctions::new(config);
     let repo = match args.cloud.table {
         Some(_) => Some(repo(config, &args.cloud)?),
         None => None,
     };
-    if let Some(repo) = &repo {
-        refuse_if_running(repo, &sfn, &spec.task_id).await?;
+    start_execution(
+        config,
+        repo.as_ref(),
+        &args.state_machine_arn,
+        &spec.task_id,
+        &input,
+    )
+    .await?;
+    Ok(0)
+}
+
+/// Start an execution (refused while the task has one running) and remember it in the task store.
+async fn start_execution(
+    config: &SdkConfig,
+    repo: Option<&Repo<DynamoStore>>,
+    state_machine_arn: &str,
+    task_id: &str,
+    input: &serde_json::Value,
+) -> Result<(), FerryError> {
+    let sfn = StepFunctions::new(config);
+    if let Some(repo) = repo {
+        refuse_if_running(repo, &sfn, task_id, "start another execution").await?;
     }
-    let execution_arn = sfn
-        .start(&args.state_machine_arn, &spec.task_id, &input)
-        .await?;
-    if let Some(repo) = &repo {
+    let execution_arn = sfn.start(state_machine_arn, task_id, input).await?;
+    if let Some(repo) = repo {
         let record = ExecutionRecord {
             execution_arn: execution_arn.clone(),
-            state_machine_arn: args.state_machine_arn.clone(),
+            state_machine_arn: state_machine_arn.to_string(),
             started_ms: now_ms(),
         };
-        repo.put_record(&spec.task_id, EXECUTION_RECORD, &record)
-            .await?;
+        repo.put_record(task_id, EXECUTION_RECORD, &record).await?;
     }
-    println!("started task {} on Step Functions", spec.task_id);
+    println!("started task {task_id} on Step Functions");
     println!("execution  {execution_arn}");
-    println!(
-        "follow it: ferry status {} --cloud --table <TaskTableName>",
-        spec.task_id
-    );
-    Ok(0)
+    println!("follow it: ferry status {task_id} --cloud");
+    Ok(())
 }
 
 /// Two executions working one task would race for its chunks and links: refuse the second.
@@ -177,6 +228,7 @@ async fn refuse_if_running(
     repo: &Repo<DynamoStore>,
     sfn: &StepFunctions,
     task_id: &str,
+    what: &str,
 ) -> Result<(), FerryError> {
     let Some(last) = repo
         .get_record::<ExecutionRecord>(task_id, EXECUTION_RECORD)
@@ -187,8 +239,8 @@ async fn refuse_if_running(
     let info = sfn.describe(&last.execution_arn).await?;
     if info.is_running() {
         return Err(FerryError::BadTask(format!(
-            "task {task_id} already has a running execution ({}); follow it with `ferry status {task_id} --cloud`, \
-             or stop it with `ferry stop {task_id} --cloud` first",
+            "cannot {what}: task {task_id} already has a running execution ({}); follow it with \
+             `ferry status {task_id} --cloud`, or stop it with `ferry stop {task_id} --cloud` and wait until it ends",
             info.execution_arn
         )));
     }
@@ -331,6 +383,112 @@ fn render(s: &CloudStatus) -> String {
     out
 }
 
+/// Ask for the switchover, unless there is no link to switch or it is done already.
+async fn switch(config: &SdkConfig, args: FlagArgs) -> Result<u8, Failure> {
+    let repo = repo(config, &args.cloud)?;
+    let id = args.task_id.as_str();
+    let task = repo.get_task(id).await?.ok_or_else(|| no_task(&repo, id))?;
+    if ferry_stages::switch::record(&repo, id)
+        .await?
+        .is_some_and(|r| r.phase == SwitchPhase::Done)
+    {
+        println!(
+            "task {id} has already switched: the target is the primary ({})",
+            task.state.as_str()
+        );
+        return Ok(0);
+    }
+    if !task.spec.has(MigrationType::Incremental) {
+        return Err(FerryError::BadTask(format!(
+            "task {id} has no \"incremental\" in its types: there is no link to switch"
+        ))
+        .into());
+    }
+    set_flag(config, args, "switch", |f| f.switch_requested = true).await
+}
+
+/// A new execution from the stored task file, with the stop request cleared.
+async fn resume(config: &SdkConfig, args: ResumeArgs) -> Result<u8, Failure> {
+    let repo = repo(config, &args.cloud)?;
+    let id = args.task_id.as_str();
+    let task = repo.get_task(id).await?.ok_or_else(|| no_task(&repo, id))?;
+    refuse_if_running(&repo, &StepFunctions::new(config), id, "resume").await?;
+    repo.update_flags(id, |f| f.stop_requested = false).await?;
+    let input = serde_json::to_value(&task.spec)
+        .map_err(|e| FerryError::Internal(format!("cannot encode the stored task file: {e}")))?;
+    start_execution(config, Some(&repo), &args.state_machine_arn, id, &input).await?;
+    Ok(0)
+}
+
+/// Run the cleanup stage here, on the cloud's task store and secrets: report, then release.
+async fn release(config: &SdkConfig, args: ReleaseArgs) -> Result<u8, Failure> {
+    let repo = repo(config, &args.cloud)?;
+    let id = args.task_id.as_str();
+    if repo.get_task(id).await?.is_none() {
+        println!(
+            "task {id} is not in table {}: already released",
+            repo.store().table()
+        );
+        return Ok(0);
+    }
+    refuse_if_running(&repo, &StepFunctions::new(config), id, "release").await?;
+    let env = StageEnv::new(
+        repo.store().clone(),
+        SecretsManagerSource::new(config),
+        release_worker(),
+    );
+    let far = Instant::now() + Duration::from_secs(3600);
+    let report = ferry_stages::invoke(
+        &env,
+        "cleanup",
+        json!({"task_id": id, "action": "report"}),
+        far,
+    )
+    .await?;
+    write_report(&args.report_dir, id, &report["report"])?;
+    let input = json!({"task_id": id, "action": "release", "force": args.force});
+    let out = ferry_stages::invoke(&env, "cleanup", input, far).await?;
+    if let Some(reason) = out.get("refused").and_then(serde_json::Value::as_str) {
+        return Err(FerryError::Fenced(reason.to_string()).into());
+    }
+    if out.get("report").is_some() {
+        write_report(&args.report_dir, id, &out["report"])?;
+    }
+    println!(
+        "task {id} released: Ferry's objects removed from both databases and its records from table {}; final \
+         report in {}",
+        repo.store().table(),
+        args.report_dir.display()
+    );
+    Ok(0)
+}
+
+fn release_worker() -> String {
+    format!("cli-release-{}-{}", std::process::id(), now_ms())
+}
+
+/// `<dir>/<task>.json` and `<dir>/<task>.md`.
+fn write_report(
+    dir: &std::path::Path,
+    id: &str,
+    report: &serde_json::Value,
+) -> Result<(), FerryError> {
+    let parsed: FinalReport = serde_json::from_value(report.clone()).map_err(|e| {
+        FerryError::Internal(format!("the cleanup stage's report cannot be read: {e}"))
+    })?;
+    let io = |e: std::io::Error, p: &std::path::Path| {
+        FerryError::Store(format!("cannot write the report {}: {e}", p.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
+    let json_path = dir.join(format!("{id}.json"));
+    let text = serde_json::to_string_pretty(report)
+        .map_err(|e| FerryError::Internal(format!("cannot encode the report: {e}")))?;
+    std::fs::write(&json_path, text).map_err(|e| io(e, &json_path))?;
+    let md_path = dir.join(format!("{id}.md"));
+    std::fs::write(&md_path, render_markdown(&parsed)).map_err(|e| io(e, &md_path))?;
+    Ok(())
+}
+
 async fn set_flag(
     config: &SdkConfig,
     args: FlagArgs,
@@ -429,6 +587,146 @@ mod tests {
             second.error
         );
         assert!(render(&collect_status(&config, &cloud, &id).await.unwrap()).contains("RUNNING"));
+    }
+
+    #[tokio::test]
+    async fn resume_starts_from_the_stored_task_file_once() {
+        let (config, cloud, machine) = setup().await;
+        let id = format!("cli-{:08x}", rand::random::<u32>());
+        let repo = repo(&config, &cloud).unwrap();
+        let text = std::fs::read_to_string(task_file(&id)).unwrap();
+        repo.create_task(&TaskSpec::from_json(&text).unwrap())
+            .await
+            .unwrap();
+        let no_link = switch(
+            &config,
+            FlagArgs {
+                task_id: id.clone(),
+                cloud: Cloud {
+                    cloud: true,
+                    table: cloud.table.clone(),
+                },
+            },
+        )
+        .await
+        .expect_err("no incremental type, no link to switch");
+        assert!(
+            no_link.error.message().contains("no link to switch"),
+            "{}",
+            no_link.error
+        );
+        repo.update_flags(&id, |f| f.stop_requested = true)
+            .await
+            .unwrap();
+        let args = || ResumeArgs {
+            task_id: id.clone(),
+            state_machine_arn: machine.clone(),
+            cloud: Cloud {
+                cloud: true,
+                table: cloud.table.clone(),
+            },
+        };
+        assert_eq!(resume(&config, args()).await.expect("resumed"), 0);
+        let s = collect_status(&config, &cloud, &id).await.unwrap();
+        assert!(!s.flags.stop_requested, "resume clears the stop request");
+        assert_eq!(s.execution.expect("recorded").status, "RUNNING");
+        let again = resume(&config, args())
+            .await
+            .expect_err("one execution at a time");
+        assert!(
+            again
+                .error
+                .message()
+                .contains("already has a running execution"),
+            "{}",
+            again.error
+        );
+
+        let release_args = ReleaseArgs {
+            task_id: id.clone(),
+            force: false,
+            report_dir: std::env::temp_dir(),
+            cloud: Cloud {
+                cloud: true,
+                table: cloud.table.clone(),
+            },
+        };
+        let refused = release(&config, release_args)
+            .await
+            .expect_err("not while it runs");
+        assert!(
+            refused.error.message().contains("cannot release"),
+            "{}",
+            refused.error
+        );
+    }
+
+    /// Release runs the cleanup stage here with the cloud's store and Secrets Manager secrets.
+    #[tokio::test]
+    async fn release_removes_the_task_and_keeps_the_report() {
+        let (config, cloud, _) = setup().await;
+        let t = ferry_testkit::env();
+        let id = format!("cli-{:08x}", rand::random::<u32>());
+        let secrets = aws_sdk_secretsmanager_names(&config, &t, &id).await;
+        let task = json!({"task_id": id, "source": {"secret": secrets.0, "dialect": "mariadb"},
+                          "target": {"secret": secrets.1, "dialect": "mariadb"}, "objects": {"include": ["nodb.*"]}});
+        let repo = repo(&config, &cloud).unwrap();
+        repo.create_task(&TaskSpec::from_json(&task.to_string()).unwrap())
+            .await
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("ferry-reports-{id}"));
+        let args = || ReleaseArgs {
+            task_id: id.clone(),
+            force: false,
+            report_dir: dir.clone(),
+            cloud: Cloud {
+                cloud: true,
+                table: cloud.table.clone(),
+            },
+        };
+        assert_eq!(release(&config, args()).await.expect("released"), 0);
+        assert!(
+            repo.get_task(&id).await.unwrap().is_none(),
+            "the task's records are gone"
+        );
+        let report =
+            std::fs::read_to_string(dir.join(format!("{id}.json"))).expect("the JSON report");
+        assert!(
+            report.contains(&id) && !report.contains(&t.source_password),
+            "{report}"
+        );
+        assert!(dir.join(format!("{id}.md")).exists());
+        assert_eq!(
+            release(&config, args()).await.expect("twice is harmless"),
+            0
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Secrets for the test servers' migration users, in moto's Secrets Manager.
+    async fn aws_sdk_secretsmanager_names(
+        config: &SdkConfig,
+        t: &ferry_testkit::TestEnv,
+        id: &str,
+    ) -> (String, String) {
+        let client = ferry_aws::secrets::Client::new(config);
+        let mut names = Vec::new();
+        for (side, role) in [
+            (ferry_testkit::Side::Source, "source"),
+            (ferry_testkit::Side::Target, "target"),
+        ] {
+            let name = format!("ferry/{id}/{role}");
+            let value = t.secret_json(side, false).to_string();
+            client
+                .create_secret()
+                .name(&name)
+                .secret_string(value)
+                .send()
+                .await
+                .expect("create a secret");
+            names.push(name);
+        }
+        (names[0].clone(), names[1].clone())
     }
 
     #[tokio::test]

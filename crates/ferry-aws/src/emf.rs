@@ -18,6 +18,8 @@ pub struct MetricSource {
     pub field: &'static str,
     pub metric: &'static str,
     pub unit: &'static str,
+    /// Multiplies the output's value (milliseconds to seconds: 0.001).
+    pub scale: f64,
 }
 
 const fn m(
@@ -33,6 +35,7 @@ const fn m(
         field,
         metric,
         unit,
+        scale: 1.0,
     }
 }
 
@@ -49,6 +52,7 @@ pub const METRICS: &[MetricSource] = &[
         "Count",
     ),
     m("copy-chunk", "total", "failed", "ChunksFailed", "Count"),
+    // An incremental slice `{"applied","lag_ms",...}` of the forward or reverse link.
     m(
         "incremental-apply",
         "applied",
@@ -56,13 +60,17 @@ pub const METRICS: &[MetricSource] = &[
         "RowsApplied",
         "Count",
     ),
-    m(
-        "incremental-apply",
-        "lag_seconds",
-        "lag_seconds",
-        "LagSeconds",
-        "Seconds",
-    ),
+    MetricSource {
+        scale: 0.001,
+        ..m(
+            "incremental-apply",
+            "lag_ms",
+            "lag_ms",
+            "LagSeconds",
+            "Seconds",
+        )
+    },
+    // A verify call `{"differences",...}` (the `ferry verify` stage).
     m(
         "verify",
         "differences",
@@ -80,8 +88,13 @@ pub fn metrics_line(stage: &str, output: &Value, timestamp_ms: u64) -> Option<St
         .iter()
         .filter(|m| m.stage == stage && output.get(m.when).is_some())
     {
-        if let Some(v) = output.get(m.field).filter(|v| v.is_number()) {
-            doc.insert(m.metric.to_string(), v.clone());
+        if let Some(v) = output.get(m.field).and_then(Value::as_f64) {
+            let v = if m.scale == 1.0 {
+                output[m.field].clone()
+            } else {
+                json!(v * m.scale)
+            };
+            doc.insert(m.metric.to_string(), v);
             defs.push(json!({"Name": m.metric, "Unit": m.unit}));
         }
     }
@@ -162,15 +175,26 @@ mod tests {
     }
 
     #[test]
+    fn unknown_lag_is_no_metric() {
+        let out = json!({"task_id":"t","applied":0,"lag_ms":null});
+        let v: Value =
+            serde_json::from_str(&metrics_line("incremental-apply", &out, 1).expect("a line"))
+                .expect("JSON");
+        assert_eq!(v.get("LagSeconds"), None);
+        assert_eq!(v["RowsApplied"], 0);
+    }
+
+    #[test]
     fn lag_is_in_seconds() {
         let line = metrics_line(
             "incremental-apply",
-            &json!({"task_id":"t","applied":5,"lag_seconds":1.5}),
+            &json!({"task_id":"t","applied":5,"lag_ms":1500,"caught_up":true}),
             1,
         )
         .expect("a metric line");
         let v: Value = serde_json::from_str(&line).expect("JSON");
         assert_eq!(v["LagSeconds"], 1.5);
+        assert_eq!(v["RowsApplied"], 5);
         assert_eq!(
             v["_aws"]["CloudWatchMetrics"][0]["Metrics"][1]["Unit"],
             "Seconds"

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
-use aws_sdk_secretsmanager::Client;
+pub use aws_sdk_secretsmanager::Client;
 use ferry_core::secret::{DbSecret, SecretSource};
 use ferry_core::FerryError;
 

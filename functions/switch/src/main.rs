@@ -1,0 +1,8 @@
+//! Lambda function for Ferry's `switch` stage: builds the DynamoDB store and
+//! Secrets Manager source once per cold start, then serves invocations from
+//! Step Functions with `ferry_stages::invoke(env, "switch", input, deadline)`.
+//! Errors reach the state machine as stable `Ferry.*` names.
+
+fn main() -> Result<(), ferry_aws::lambda::Error> {
+    ferry_aws::lambda::run_stage("switch")
+}
