@@ -1,0 +1,6 @@
+mod bad_inputs;
+mod definition;
+mod end_to_end;
+mod examples;
+mod resume;
+mod secrets_hidden;

@@ -1,0 +1,148 @@
+//! A `ferry run` killed with SIGKILL (no chance to clean up) and run again ends
+//! with exactly the source's rows: chunks it left running are resumed at once.
+
+use std::time::{Duration, Instant};
+
+use ferry_testkit::{env, unique_name, Side, TestEnv};
+use rand::Rng;
+use serde_json::json;
+
+use crate::common::{
+    admin_exec, assert_tables_equal, drop_everywhere, fill_numbered, task, Ferry, RUN_TIMEOUT,
+};
+
+async fn source_tables(env: &TestEnv, db: &str, rows: &[(&str, u64)]) {
+    let mut stmts = vec![format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4")];
+    for (t, _) in rows {
+        stmts.push(format!(
+            "CREATE TABLE `{db}`.`{t}` (id BIGINT NOT NULL PRIMARY KEY, v VARCHAR(100) NOT NULL)"
+        ));
+    }
+    admin_exec(env, Side::Source, &stmts).await;
+    let mut c = env.admin(Side::Source).await;
+    for (t, n) in rows {
+        fill_numbered(&mut c, db, t, *n).await;
+    }
+    c.disconnect().await.ok();
+}
+
+/// Wait (bounded) until at least `done` chunks are done, failing if the run ends first.
+async fn wait_for_done_chunks(
+    ferry: &Ferry,
+    child: &mut std::process::Child,
+    task_id: &str,
+    done: u64,
+) {
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    loop {
+        if let Some(s) = ferry.chunk_summary(task_id).await {
+            if s.done >= done {
+                return;
+            }
+        }
+        if let Some(status) = child.try_wait().expect("poll ferry") {
+            panic!(
+                "ferry run ended ({status}) before {done} chunks were done; output:\n{}",
+                ferry.spawned_output("killed")
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {done} chunks done within {RUN_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn kill(child: &mut std::process::Child) {
+    // std's kill is SIGKILL on Unix: the process gets no chance to release anything.
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_during_the_copy_then_resumed() {
+    let env = env();
+    let db = unique_name("kill");
+    source_tables(&env, &db, &[("a", 20_000), ("b", 5_000)]).await;
+    let ferry = Ferry::standard(&env);
+    let task_id = unique_name("kill-task").replace('_', "-");
+    let options = json!({"chunk_rows": 100, "concurrency": 2, "batch_rows": 50});
+    let file = ferry.task_file("task.json", &task(&task_id, &[format!("{db}.*")], options));
+
+    let mut child = ferry.spawn_run(&file, "killed");
+    wait_for_done_chunks(&ferry, &mut child, &task_id, 5).await;
+    kill(&mut child);
+    let before = ferry
+        .chunk_summary(&task_id)
+        .await
+        .expect("the killed run left a store");
+    assert!(
+        before.done < before.total,
+        "the copy was already complete when killed: {before:?}"
+    );
+
+    let out = ferry.migrate(&file).await;
+    out.assert_ok("ferry run after the kill");
+    assert_tables_equal(&env, &db, &["a", "b"]).await;
+    let after = ferry.chunk_summary(&task_id).await.unwrap();
+    assert_eq!(
+        (after.done, after.total, after.running),
+        (after.total, before.total, 0),
+        "{after:?}"
+    );
+    assert!(after.rows >= 25_000, "{after:?}");
+    drop_everywhere(&env, &db).await;
+}
+
+/// Ten kills at random moments (during precheck, plan or copy, or after some chunks),
+/// each followed by a run to the end: every time the target equals the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_random_kills_each_resume_to_identical_tables() {
+    let env = env();
+    let db = unique_name("kills");
+    source_tables(&env, &db, &[("a", 3_000), ("b", 1_000)]).await;
+    let mut rng = rand::rng();
+    for trial in 0..10 {
+        let ferry = Ferry::standard(&env);
+        let task_id = format!("{}-{trial}", unique_name("kills").replace('_', "-"));
+        let options = json!({"chunk_rows": 40, "concurrency": 3, "batch_rows": 25});
+        let file = ferry.task_file("task.json", &task(&task_id, &[format!("{db}.*")], options));
+        let mut child = ferry.spawn_run(&file, "killed");
+        if trial % 2 == 0 {
+            // Anywhere in the first seconds: before the store exists, in precheck, in plan.
+            let pause = Duration::from_millis(rng.random_range(0..1500));
+            tokio::time::sleep(pause).await;
+        } else {
+            let done = rng.random_range(1..80);
+            wait_for_done_chunks(&ferry, &mut child, &task_id, done).await;
+        }
+        kill(&mut child);
+        let (when, mid_copy) = match ferry.chunk_summary(&task_id).await {
+            None => ("before the store existed".to_string(), false),
+            Some(s) if s.total == 0 => ("before the chunks were planned".to_string(), false),
+            Some(s) => (
+                format!(
+                    "with {}/{} chunks done, {} running",
+                    s.done, s.total, s.running
+                ),
+                s.done < s.total,
+            ),
+        };
+        eprintln!("trial {trial}: killed {when}");
+        assert!(
+            trial % 2 == 0 || mid_copy,
+            "trial {trial} was meant to kill mid-copy, but was killed {when}"
+        );
+        let out = ferry.migrate(&file).await;
+        out.assert_ok(&format!(
+            "trial {trial} (killed {when}): ferry run after the kill"
+        ));
+        assert_tables_equal(&env, &db, &["a", "b"]).await;
+        // The next trial starts from an empty target.
+        let mut tgt = env.admin(Side::Target).await;
+        ferry_testkit::drop_db(&mut tgt, &db).await;
+        tgt.disconnect().await.ok();
+    }
+    drop_everywhere(&env, &db).await;
+}
