@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::context::{Failure, Global};
 use crate::cmd_control::{self, ControlArgs};
+use crate::context::{Failure, Global};
 use crate::{cmd_precheck, cmd_run, cmd_status};
 
 /// Ferry moves a live MySQL or MariaDB database into OceanBase (MySQL mode), MySQL or MariaDB.

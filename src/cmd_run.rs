@@ -108,9 +108,10 @@ async fn failed(env: &LocalEnv, task_id: &str, error: &str, cause: &str) -> Fail
         }
     }
     let detail = match (&err, task.and_then(|t| t.precheck)) {
-        (FerryError::PrecheckFailed(_), Some(report)) => {
-            Some(format!("precheck report:\n{}", report.render()))
-        }
+        (FerryError::PrecheckFailed(_), Some(report)) => Some(format!(
+            "precheck report:\n{}",
+            crate::cmd_status::problems(&report)
+        )),
         _ => None,
     };
     Failure { error: err, detail }

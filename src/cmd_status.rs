@@ -141,7 +141,7 @@ fn precheck_summary(r: &PrecheckReport) -> PrecheckSummary {
         count(CheckStatus::Warn),
         count(CheckStatus::Fail),
     );
-    let report = (warn + fail > 0).then(|| r.render());
+    let report = (warn + fail > 0).then(|| problems(r));
     PrecheckSummary {
         ok: r.ok,
         pass,
@@ -149,6 +149,30 @@ fn precheck_summary(r: &PrecheckReport) -> PrecheckSummary {
         fail,
         report,
     }
+}
+
+/// The failed and warned items of a report, each with its fix, and how many checks passed.
+pub(crate) fn problems(r: &PrecheckReport) -> String {
+    let items = r
+        .items
+        .iter()
+        .filter(|i| i.status != CheckStatus::Pass)
+        .cloned()
+        .collect();
+    let passed = r
+        .items
+        .iter()
+        .filter(|i| i.status == CheckStatus::Pass)
+        .count();
+    format!(
+        "{}({passed} other checks passed)\n",
+        PrecheckReport::new(items).render()
+    )
+}
+
+/// A message over several lines, continued under the first line's text.
+fn indented(text: &str) -> String {
+    text.trim_end().replace('\n', &format!("\n{:12}", ""))
 }
 
 fn ago(ms: u64) -> String {
@@ -174,9 +198,15 @@ fn render(s: &Status) -> String {
         format!("{}{stage}, updated {}", s.state, ago(s.updated_ms)),
     );
     if let Some(e) = &s.last_error {
+        let with_report = s.precheck.as_ref().is_some_and(|p| p.report.is_some());
+        let message = if e.name == "Ferry.PrecheckFailed" && with_report {
+            "the precheck failed; see the report below".to_string()
+        } else {
+            indented(&e.message)
+        };
         line(
             "last error",
-            format!("{}: {} ({})", e.name, e.message, ago(e.at_ms)),
+            format!("{}: {message} ({})", e.name, ago(e.at_ms)),
         );
     }
     match &s.precheck {

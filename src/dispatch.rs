@@ -46,7 +46,11 @@ impl Dispatch for StageDispatch {
     /// Each call runs on its own blocking-pool thread, driven by the runtime's handle: a stage's
     /// future need not be `Send` (the Lambda runtime does not ask it to be either), and a stage
     /// that panics fails its Task with `Ferry.Internal` instead of ending the whole run.
-    fn invoke(&self, call: TaskCall<'_>, input: Value) -> BoxFuture<'static, Result<Value, TaskFailure>> {
+    fn invoke(
+        &self,
+        call: TaskCall<'_>,
+        input: Value,
+    ) -> BoxFuture<'static, Result<Value, TaskFailure>> {
         let env = Arc::clone(&self.env);
         let stage = call.resource.to_string();
         let deadline = Instant::now() + self.slice;
