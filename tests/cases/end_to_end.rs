@@ -143,3 +143,66 @@ async fn a_second_runner_of_the_same_task_is_refused() {
     out.assert_failed_with(&["Ferry.Fenced", &task_id, "already being run"]);
     drop_everywhere(&env, &db).await;
 }
+
+/// On a terminal `ferry run` shows a live progress line (rows, chunks done/total, rows/s);
+/// piped, it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_line_only_on_a_terminal() {
+    let env = env();
+    let db = unique_name("progress");
+    admin_exec(
+        &env,
+        Side::Source,
+        &[
+            format!("CREATE DATABASE `{db}`"),
+            format!("CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v VARCHAR(100) NOT NULL)"),
+        ],
+    )
+    .await;
+    let mut src = env.admin(Side::Source).await;
+    fill_numbered(&mut src, &db, "t", 12_000).await;
+    src.disconnect().await.ok();
+    let ferry = Ferry::standard(&env);
+    // Throttled so the copy lasts a few seconds: long enough for the line to be drawn.
+    let options = json!({"chunk_rows": 500, "concurrency": 1, "max_rows_per_second": 4000});
+    let task_id = unique_name("progress-task").replace('_', "-");
+    let file = ferry.task_file("task.json", &task(&task_id, &[format!("{db}.*")], options));
+    let args = ["run", file.to_str().unwrap(), "--slice-seconds", "10"];
+    let out = ferry.run_in_terminal(&args).await;
+    out.assert_ok("ferry run on a terminal");
+    assert!(
+        out.stdout.contains("copying: "),
+        "no progress line:\n{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(", chunks ") && out.stdout.contains(" done"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("rows/s"), "{}", out.stdout);
+    assert!(out.stdout.contains("completed"), "{}", out.stdout);
+    assert_tables_equal(&env, &db, &["t"]).await;
+
+    let again = ferry.migrate(&file).await;
+    again.assert_ok("ferry run piped");
+    assert!(
+        !again.stderr.contains("copying: ") && !again.stderr.contains("\x1b[2K"),
+        "{}",
+        again.stderr
+    );
+    drop_everywhere(&env, &db).await;
+}
+
+/// `ferry status` reads only: without a store it says where it looked, and creates nothing.
+#[tokio::test]
+async fn status_without_a_store_names_the_directory() {
+    let ferry = Ferry::new(&json!({}));
+    let out = ferry.run(&["status", "no-such-task"]).await;
+    let dir = ferry.state_dir.display().to_string();
+    out.assert_failed_with(&["no task store", &dir, "--state-dir"]);
+    assert!(
+        !ferry.state_dir.exists(),
+        "status created the state directory"
+    );
+}

@@ -124,10 +124,10 @@ impl Ferry {
         p
     }
 
-    pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        cmd.args(args)
-            .env("FERRY_STATE_DIR", &self.state_dir)
+    /// `program` with this setup's state directory, secrets file and environment.
+    fn configured(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("FERRY_STATE_DIR", &self.state_dir)
             .env("FERRY_SECRETS", &self.secrets_file)
             .current_dir(self.dir.path())
             .stdin(Stdio::null());
@@ -142,19 +142,27 @@ impl Ferry {
         cmd
     }
 
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.configured(env!("CARGO_BIN_EXE_ferry"));
+        cmd.args(args);
+        cmd
+    }
+
     /// Run `ferry args...` to completion (on the blocking pool).
     pub async fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = self.command(args);
-        tokio::task::spawn_blocking(move || {
-            let out = cmd.output().expect("start the ferry binary");
-            Output {
-                code: out.status.code(),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            }
-        })
-        .await
-        .expect("ferry runner thread")
+        collect(self.command(args)).await
+    }
+
+    /// `ferry args...` with a pseudo-terminal as stdout and stderr (util-linux `script`);
+    /// everything printed ends up in `stdout`.
+    pub async fn run_in_terminal(&self, args: &[&str]) -> Output {
+        let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_ferry"))
+            .chain(args.iter().copied())
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect();
+        let mut cmd = self.configured("script");
+        cmd.args(["-qefc", &quoted.join(" "), "/dev/null"]);
+        collect(cmd).await
     }
 
     /// `ferry run TASK` to completion, with 10 s slices (the shortest allowed) so the state machine loops.
@@ -207,6 +215,20 @@ impl Ferry {
         serde_json::from_str(&out.stdout)
             .unwrap_or_else(|e| panic!("status --json is not JSON: {e}\n{}", out.stdout))
     }
+}
+
+/// Run a command to completion on the blocking pool and keep what it printed.
+async fn collect(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let out = cmd.output().expect("start the command");
+        Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    })
+    .await
+    .expect("command runner thread")
 }
 
 pub fn standard_secrets(env: &TestEnv) -> Value {
