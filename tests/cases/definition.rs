@@ -424,3 +424,30 @@ async fn a_transient_error_that_persists_fails_the_execution_with_it() {
     );
     assert!(script.calls("plan").is_empty());
 }
+
+/// Chunks that used up their attempts stop the task with `Ferry.ChunkFailed` instead of
+/// letting it go on as if the copy were complete.
+#[tokio::test]
+async fn failed_chunks_stop_the_task_after_the_copy() {
+    let mut failed = summary(0);
+    failed["failed"] = json!(2);
+    let s = Script::default()
+        .answer("grant-check", vec![Ok(precheck(true, 0))])
+        .answer("plan", vec![Ok(plan_out(2))])
+        .answer("copy-chunk:summary", vec![Ok(failed)]);
+    let (outcome, _) = run(s).await;
+    let Outcome::Failed { error, cause, .. } = &outcome else {
+        panic!("expected failure: {outcome:?}")
+    };
+    assert_eq!(error, "Ferry.ChunkFailed");
+    assert!(
+        cause.contains("2 chunk(s)") && cause.contains("t1"),
+        "{cause}"
+    );
+    let entered = entered_from_grant_check(&outcome);
+    assert_eq!(
+        entered.last().map(String::as_str),
+        Some("CopyFailed"),
+        "{entered:?}"
+    );
+}

@@ -4,7 +4,8 @@
 //! Invariant: an embedded runner works on a task only while it holds the task's
 //! lock ([`claim_task`]); holding it, chunks still marked running can only be
 //! left over from a runner that died, so they are put back to pending at once
-//! instead of waiting for their leases to expire.
+//! instead of waiting for their leases to expire, and chunks that failed get
+//! another attempt budget.
 
 pub mod lock;
 pub mod secrets;
@@ -26,21 +27,30 @@ pub fn default_state_dir() -> PathBuf {
     PathBuf::from(DEFAULT_STATE_DIR)
 }
 
-/// Take the lock of `task_id` and put chunks a killed runner left running back to
-/// pending. Returns the lock (hold it for the whole run) and how many chunks were reset.
+/// Take the lock of `task_id`, put chunks a killed runner left running back to pending,
+/// and give failed chunks a fresh attempt budget (running a task again is the operator's
+/// retry). Returns the lock (hold it for the whole run) and how many chunks were reset.
 pub async fn claim_task<S: ItemStore>(
     state_dir: &Path,
     repo: &Repo<S>,
     task_id: &str,
 ) -> Result<(TaskLock, u64), FerryError> {
     let lock = TaskLock::acquire(state_dir, task_id)?;
-    let reset = repo.reset_running_chunks(task_id).await?;
-    if reset > 0 {
+    let running = repo.reset_running_chunks(task_id).await?;
+    if running > 0 {
         tracing::info!(
             task = task_id,
-            chunks = reset,
+            chunks = running,
             "resuming chunks left running by an earlier run"
         );
     }
-    Ok((lock, reset))
+    let failed = repo.retry_failed_chunks(task_id).await?;
+    if failed > 0 {
+        tracing::info!(
+            task = task_id,
+            chunks = failed,
+            "retrying chunks that failed in an earlier run"
+        );
+    }
+    Ok((lock, running + failed))
 }

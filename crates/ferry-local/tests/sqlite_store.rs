@@ -90,3 +90,71 @@ async fn an_unwritable_place_is_a_store_error_naming_it() {
     assert_eq!(e.name(), "Ferry.Store");
     assert!(e.message().contains("not-a-dir"), "{e}");
 }
+
+/// `claim_task` takes the lock, and resets what an earlier run left: running chunks back to
+/// pending, failed chunks to pending with a fresh attempt budget; done chunks stay done.
+#[tokio::test]
+async fn claim_task_resumes_running_and_failed_chunks() {
+    use ferry_core::model::{ChunkRecord, ChunkState};
+    use ferry_core::store::Repo;
+
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::new(SqliteStore::open_dir(dir.path()).unwrap());
+    let chunk = |i: u32| ChunkRecord {
+        chunk_id: format!("0000-{i:06}"),
+        source_db: "db".into(),
+        source_table: "t".into(),
+        lower: None,
+        upper: None,
+        state: ChunkState::Pending,
+        owner: None,
+        lease_until_ms: 0,
+        attempts: 0,
+        rows: 0,
+        bytes: 0,
+        last_error: None,
+    };
+    repo.put_chunks("t1", &[chunk(1), chunk(2), chunk(3)])
+        .await
+        .unwrap();
+    let a = repo
+        .claim_chunk("t1", "dead", 600_000)
+        .await
+        .unwrap()
+        .unwrap();
+    repo.finish_chunk("t1", &a.chunk_id, "dead", 1, 1)
+        .await
+        .unwrap();
+    let b = repo
+        .claim_chunk("t1", "dead", 600_000)
+        .await
+        .unwrap()
+        .unwrap();
+    repo.fail_chunk("t1", &b.chunk_id, "dead", "boom", 1)
+        .await
+        .unwrap();
+    repo.claim_chunk("t1", "dead", 600_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let before = repo.chunk_summary("t1").await.unwrap();
+    assert_eq!((before.done, before.failed, before.running), (1, 1, 1));
+
+    let (lock, reset) = ferry_local::claim_task(dir.path(), &repo, "t1")
+        .await
+        .unwrap();
+    assert_eq!(reset, 2);
+    let after = repo.chunk_summary("t1").await.unwrap();
+    assert_eq!(
+        (after.done, after.pending, after.failed, after.running),
+        (1, 2, 0, 0)
+    );
+    let e = ferry_local::claim_task(dir.path(), &repo, "t1")
+        .await
+        .unwrap_err();
+    assert_eq!(e.name(), "Ferry.Fenced");
+    drop(lock);
+    ferry_local::claim_task(dir.path(), &repo, "t1")
+        .await
+        .unwrap();
+}
