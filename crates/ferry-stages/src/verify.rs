@@ -4,10 +4,10 @@
 //!
 //! Input `{"task_id","mode":"full"|"sample"|"recheck"}` (optional `"run_id"`
 //! to join a run another call started, `"chunks"` for a sample's size,
-//! `"repair": true` to repair what was found and check it again, `"when":
-//! "after_copy"|"after_catch_up"` from the state machine: then it runs only if
-//! the task has the verify type and `options.verify_when` names that moment,
-//! else it answers `{"enabled": false, "done": true}` at once). Output
+//! `"repair": true` to repair what was found and check it again,
+//! `"recheck_seconds"` to bound each wait for the apply, `"when":
+//! "after_copy"|"after_catch_up"` from the state machine: see [`mode_now`];
+//! when nothing is due it answers `{"enabled": false, "done": true}` at once). Output
 //! `{"task_id","run_id","tables","chunks","rows","differences","unsettled","clean","done"}`;
 //! `done` is false when the deadline came first (call again: the run goes on).
 //!
@@ -22,8 +22,10 @@
 //! * While incremental sync runs (a forward checkpoint exists) a mismatch is
 //!   not reported at once: the chunk is compared again after the apply passed
 //!   the source position read after the first comparison, and each remaining
-//!   row is confirmed with [`ferry_mysql::verify::confirm`]; a row still in
-//!   flux at the deadline is counted as unsettled, never as a difference.
+//!   row is confirmed with [`ferry_mysql::verify::confirm`]; a chunk whose
+//!   rows are still in flux is given back and verified again (up to
+//!   `SETTLE_ATTEMPTS` times, e.g. after the state machine ran another apply
+//!   slice), and then counted as unsettled, never as a difference.
 
 mod report;
 
@@ -146,6 +148,10 @@ pub struct VerifySummary {
 pub const RUN_SK: &str = "verify#run";
 pub const SUMMARY_SK: &str = "verify#summary";
 const CHUNK_PREFIX: &str = "verifychunk#";
+/// Attempts at a chunk whose rows keep changing before it is recorded with them as unsettled.
+const SETTLE_ATTEMPTS: u32 = 5;
+/// A chunk given back unsettled is not claimed again before this.
+const SETTLE_PAUSE: Duration = Duration::from_secs(2);
 /// Chunks a sample verifies unless the task or the input says otherwise.
 const DEFAULT_SAMPLE: usize = 8;
 /// Diff sequence numbers per chunk: a chunk's diffs are `seq / DIFFS_PER_CHUNK == ordinal`.
@@ -171,11 +177,14 @@ pub async fn run<S: ItemStore, K: SecretSource>(
     deadline: Instant,
 ) -> Result<Value, FerryError> {
     let task_id = task_id(&input)?;
-    let mode = Mode::parse(&input)?;
     let task = env.repo.task(&task_id).await?;
-    if !wanted_now(&task.spec, &input)? {
+    let last = env
+        .repo
+        .get_record::<VerifySummary>(&task_id, SUMMARY_SK)
+        .await?;
+    let Some(mode) = mode_now(&task.spec, &input, last.as_ref())? else {
         return Ok(json!({"task_id": task_id, "enabled": false, "done": true, "clean": true}));
-    }
+    };
     let chunks = env.repo.chunks(&task_id).await?;
     if chunks.is_empty() {
         return Err(FerryError::BadTask(format!(
@@ -202,7 +211,10 @@ pub async fn run<S: ItemStore, K: SecretSource>(
                 .map(Value::to_string)
                 .unwrap_or_default()
         );
-        let w = Verifier::start(env, &task.spec, &run, owner, deadline).await?;
+        let mut w = Verifier::start(env, &task.spec, &run, owner, deadline).await?;
+        if let Some(secs) = input.get("recheck_seconds").and_then(Value::as_u64) {
+            w.recheck = Duration::from_secs(secs);
+        }
         let result = w.work_until_done(&chunks).await;
         w.close().await;
         done = result?;
@@ -224,19 +236,39 @@ pub async fn run<S: ItemStore, K: SecretSource>(
     Ok(output(&task_id, &run, done, summary.as_ref()))
 }
 
-/// A state machine's call names its moment (`"when": "after_copy"|"after_catch_up"`):
-/// verify runs then only if the task has the verify type and `options.verify_when` is that moment.
-/// A call without `when` (on demand, sampling) always runs.
-fn wanted_now(spec: &TaskSpec, input: &Value) -> Result<bool, FerryError> {
+/// Which run a call asks for, or `None` for nothing. A call without `when`
+/// (on demand) runs its `mode`. A state machine's call names its moment:
+/// `after_copy` runs a full verify if the task has the verify type and
+/// `options.verify_when` is `after_copy`; `after_catch_up` (each caught-up
+/// slice of the incremental loop) runs a full verify once (while no full run
+/// has finished) if `verify_when` is `after_catch_up`, and afterwards a sample
+/// when `options.verify_sample_chunks` is set (continuous sampling).
+fn mode_now(
+    spec: &TaskSpec,
+    input: &Value,
+    last: Option<&VerifySummary>,
+) -> Result<Option<Mode>, FerryError> {
     let Some(when) = input.get("when") else {
-        return Ok(true);
+        return Mode::parse(input).map(Some);
     };
     let when: VerifyWhen = serde_json::from_value(when.clone()).map_err(|_| {
         FerryError::BadTask(format!(
             "verify: \"when\" is {when}; use \"after_copy\" or \"after_catch_up\""
         ))
     })?;
-    Ok(spec.has(MigrationType::Verify) && spec.options.verify_when == when)
+    let o = &spec.options;
+    let asked = spec.has(MigrationType::Verify) && o.verify_when == when;
+    let full_done = last.is_some_and(|s| s.mode == "full");
+    Ok(match when {
+        VerifyWhen::AfterCopy if asked => Some(Mode::Full),
+        VerifyWhen::AfterCatchUp if asked && !full_done => Some(Mode::Full),
+        VerifyWhen::AfterCatchUp
+            if o.verify_sample_chunks > 0 && spec.has(MigrationType::Verify) =>
+        {
+            Some(Mode::Sample)
+        }
+        _ => None,
+    })
 }
 
 fn output(task_id: &str, run: &VerifyRun, done: bool, s: Option<&VerifySummary>) -> Value {
@@ -397,6 +429,8 @@ struct Verifier<'a, S, K> {
     tgt_pool: Pool,
     tables: tokio::sync::Mutex<HashMap<String, Arc<VerifyTable>>>,
     online: bool,
+    /// Longest wait for the apply to pass a re-check point.
+    recheck: Duration,
 }
 
 /// What verifying one chunk found.
@@ -433,6 +467,7 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
             tgt_pool: tgt.pool(width),
             tables: tokio::sync::Mutex::new(HashMap::new()),
             online,
+            recheck: Duration::from_secs(spec.options.verify_recheck_seconds),
         })
     }
 
@@ -607,13 +642,40 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
     }
 
     fn recheck_deadline(&self) -> Instant {
-        (Instant::now() + Duration::from_secs(self.spec.options.verify_recheck_seconds))
-            .min(self.stop_at)
+        (Instant::now() + self.recheck).min(self.stop_at)
     }
 
     /// Wait until the forward apply's checkpoint is at or past `pos`; false at the deadline.
     async fn wait_applied(&self, pos: BinlogPosition) -> Result<bool, FerryError> {
         wait_for_checkpoint(&self.env.repo, &self.task_id, &pos, self.recheck_deadline()).await
+    }
+
+    /// Give back a chunk whose rows did not settle (the apply had not passed
+    /// them yet), to be verified again after [`SETTLE_PAUSE`] (this call or a
+    /// later one), up to [`SETTLE_ATTEMPTS`] attempts. False once they are used up.
+    async fn defer(&self, chunk: &ChunkRecord) -> Result<bool, FerryError> {
+        let later = now_ms() + SETTLE_PAUSE.as_millis() as u64;
+        let deferred = self
+            .env
+            .repo
+            .swap_record(
+                &self.task_id,
+                &chunk_sk(&chunk.chunk_id),
+                |cur: Option<VerifyChunk>| match cur {
+                    Some(mut c)
+                        if c.run_id == self.run.run_id
+                            && c.owner.as_deref() == Some(self.owner.as_str())
+                            && c.attempts < SETTLE_ATTEMPTS =>
+                    {
+                        c.owner = None;
+                        c.lease_until_ms = later;
+                        Some(c)
+                    }
+                    _ => None,
+                },
+            )
+            .await?;
+        Ok(deferred.is_some())
     }
 
     /// Replace the chunk's earlier differences with these and mark it done (if the lease still holds).
@@ -623,6 +685,9 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
         o: ChunkOutcome,
         took: Duration,
     ) -> Result<(), FerryError> {
+        if o.unsettled > 0 && self.defer(chunk).await? {
+            return Ok(());
+        }
         let repo = &self.env.repo;
         let table = chunk.table_name();
         let ord = chunk_ordinal(&chunk.chunk_id);
@@ -727,11 +792,45 @@ mod tests {
             .unwrap()
         };
         let after_copy = json!({"when": "after_copy"});
-        assert!(wanted_now(&spec(r#""full","verify""#, "after_copy"), &after_copy).unwrap());
-        assert!(!wanted_now(&spec(r#""full""#, "after_copy"), &after_copy).unwrap());
-        assert!(!wanted_now(&spec(r#""full","verify""#, "after_catch_up"), &after_copy).unwrap());
-        assert!(wanted_now(&spec(r#""full""#, "on_demand"), &json!({})).unwrap());
-        assert!(wanted_now(&spec(r#""full""#, "on_demand"), &json!({"when": "x"})).is_err());
+        let caught_up = json!({"when": "after_catch_up"});
+        let v = r#""full","verify""#;
+        let full = Some(Mode::Full);
+        assert_eq!(
+            mode_now(&spec(v, "after_copy"), &after_copy, None).unwrap(),
+            full
+        );
+        assert_eq!(
+            mode_now(&spec(r#""full""#, "after_copy"), &after_copy, None).unwrap(),
+            None
+        );
+        assert_eq!(
+            mode_now(&spec(v, "after_catch_up"), &after_copy, None).unwrap(),
+            None
+        );
+        assert_eq!(
+            mode_now(&spec(v, "after_catch_up"), &caught_up, None).unwrap(),
+            full
+        );
+        let done = VerifySummary {
+            mode: "full".into(),
+            ..VerifySummary::default()
+        };
+        assert_eq!(
+            mode_now(&spec(v, "after_catch_up"), &caught_up, Some(&done)).unwrap(),
+            None
+        );
+        let mut sampling = spec(v, "after_catch_up");
+        sampling.options.verify_sample_chunks = 3;
+        assert_eq!(
+            mode_now(&sampling, &caught_up, Some(&done)).unwrap(),
+            Some(Mode::Sample)
+        );
+        let on_demand = json!({"mode": "recheck"});
+        assert_eq!(
+            mode_now(&spec(r#""full""#, "on_demand"), &on_demand, None).unwrap(),
+            Some(Mode::Recheck)
+        );
+        assert!(mode_now(&spec(r#""full""#, "on_demand"), &json!({"when": "x"}), None).is_err());
     }
 
     #[test]
