@@ -76,7 +76,7 @@ fn task_file(task_id: &str, db: &str, secrets: (&str, &str), target_db: &str) ->
     })
 }
 
-async fn create_secrets(lab: &Lab, t: &TestEnv, prefix: &str) -> (String, String) {
+pub async fn create_secrets(lab: &Lab, t: &TestEnv, prefix: &str) -> (String, String) {
     let client = SecretsClient::new(&lab.config);
     let mut names = Vec::new();
     for (side, role) in [(Side::Source, "source"), (Side::Target, "target")] {
@@ -94,7 +94,7 @@ async fn create_secrets(lab: &Lab, t: &TestEnv, prefix: &str) -> (String, String
 }
 
 /// Create the state machine in moto from the template's definition and substitutions.
-async fn create_state_machine(lab: &Lab, name: &str) -> String {
+pub async fn create_state_machine(lab: &Lab, name: &str) -> String {
     let definition = deployed_definition(function_arn);
     assert!(
         !definition.contains("${"),
@@ -112,7 +112,7 @@ async fn create_state_machine(lab: &Lab, name: &str) -> String {
 }
 
 /// Poll DescribeExecution until the execution ends, or fail after `timeout`.
-async fn wait_for_end(
+pub async fn wait_for_end(
     sfn: &StepFunctions,
     arn: &str,
     timeout: Duration,

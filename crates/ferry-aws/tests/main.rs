@@ -6,6 +6,7 @@
 
 mod common;
 
+mod cloud_lifecycle;
 mod cloud_path;
 mod dynamo_store;
 mod runtime_api;

@@ -95,6 +95,26 @@ fn bootstrap(stage: &str) -> PathBuf {
             .to_path_buf();
         let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        // Drop what cargo set for this test process (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...): build
+        // scripts rerun when they change, so the nested build would redo what a shell build did.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            let set_by_cargo = [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+                "CARGO_RUSTC_",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
+                || k == "CARGO_TARGET_TMPDIR"
+                || k == "OUT_DIR";
+            if set_by_cargo {
+                cmd.env_remove(&key);
+            }
+        }
         cmd.arg("build")
             .arg("--manifest-path")
             .arg(root().join("Cargo.toml"))
