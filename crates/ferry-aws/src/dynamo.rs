@@ -101,7 +101,7 @@ impl DynamoStore {
         if f.is("ResourceNotFoundException") {
             return FerryError::Store(format!(
                 "DynamoDB table \"{table}\" does not exist in this account and region; deploy infra/template.yaml \
-                 or set FERRY_TABLE (--table) to the stack's TaskTable"
+                 or set FERRY_TABLE (--table) to the stack's TaskTableName output"
             ));
         }
         if f.is("AccessDeniedException") || f.is("UnrecognizedClientException") {
