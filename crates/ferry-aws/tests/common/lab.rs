@@ -8,6 +8,7 @@
 //! its own moto_server (the shared one of `scripts/testenv` keeps its
 //! defaults). Both stop when the lab is dropped, also when a test panics.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,12 +32,18 @@ const STAGE_BUDGET: Duration = Duration::from_secs(60);
 pub struct Moto {
     child: Child,
     pub port: u16,
+    log: PathBuf,
 }
 
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("the lab's moto_server log: {}", self.log.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
@@ -63,7 +70,11 @@ impl Moto {
                 .unwrap_or_else(|e| {
                     panic!("cannot run moto_server ({e}): install it with `scripts/testenv install` (pip moto[server])")
                 });
-            let mut moto = Moto { child, port };
+            let mut moto = Moto {
+                child,
+                port,
+                log: log.clone(),
+            };
             let deadline = Instant::now() + Duration::from_secs(30);
             let mut pause = Duration::from_millis(50);
             while Instant::now() < deadline {
