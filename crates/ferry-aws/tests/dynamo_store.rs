@@ -80,3 +80,54 @@ async fn unreachable_endpoint_is_transient() {
     let e = store.get("task#x", "meta").await.unwrap_err();
     assert_eq!(e.name(), "Ferry.Transient", "{e}");
 }
+
+/// A fake DynamoDB endpoint that answers every call with `status` and the error `code`.
+async fn failing_endpoint(
+    status: u16,
+    code: &'static str,
+) -> (String, crate::common::http::Server) {
+    use crate::common::http::{response, serve};
+    use futures::FutureExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = serve(
+        listener,
+        std::sync::Arc::new(move |_req| {
+            async move {
+                let body = json!({"__type": format!("com.amazonaws.dynamodb.v20120810#{code}"), "message": "test"});
+                response(
+                    hyper::StatusCode::from_u16(status).unwrap(),
+                    &[("content-type", "application/x-amz-json-1.0"), ("x-amzn-errortype", code)],
+                    body.to_string(),
+                )
+            }
+            .boxed()
+        }),
+    );
+    (url, server)
+}
+
+/// Throttling and 5xx answers are transient once the SDK's own retries are spent; a refused
+/// request (validation) is definite.
+#[tokio::test]
+async fn throttling_and_server_errors_are_transient() {
+    for (status, code, expected) in [
+        (
+            400,
+            "ProvisionedThroughputExceededException",
+            "Ferry.Transient",
+        ),
+        (400, "ThrottlingException", "Ferry.Transient"),
+        (500, "InternalServerError", "Ferry.Transient"),
+        (400, "ValidationException", "Ferry.Store"),
+    ] {
+        let (url, _server) = failing_endpoint(status, code).await;
+        let store = ferry_aws::DynamoStore::new(&aws_config(&url).await, "t");
+        let e = store
+            .put("task#x", "meta", &json!({}), Cond::Any)
+            .await
+            .unwrap_err();
+        assert_eq!(e.name(), expected, "{status} {code}: {e}");
+        assert!(e.message().contains("\"t\""), "names the table: {e}");
+    }
+}
