@@ -197,3 +197,27 @@ where
     };
     FerryError::Store(format!("Step Functions: cannot {action}: {}{hint}", f.text))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_names_are_valid_and_unique() {
+        let long = "shop.to/ob ".repeat(20);
+        let name = execution_name(&long);
+        assert!(name.len() <= MAX_NAME, "{name}");
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "{name}"
+        );
+        assert!(name.starts_with("shop_to_ob_"), "{name}");
+        assert!(execution_name("").starts_with("ferry-"));
+        assert_ne!(
+            execution_name("t"),
+            execution_name("t"),
+            "the time and a nonce make each name new"
+        );
+    }
+}
