@@ -20,4 +20,5 @@ pub const STAGES: &[(&str, &str)] = &[
     ("incremental-apply", "IncrementalApplyFunctionArn"),
     ("switch", "SwitchFunctionArn"),
     ("cleanup", "CleanupFunctionArn"),
+    ("verify", "VerifyFunctionArn"),
 ];

@@ -1,0 +1,9 @@
+//! Lambda function for Ferry's `verify` stage: builds the DynamoDB store and
+//! Secrets Manager source once per cold start, then serves invocations from
+//! Step Functions with `ferry_stages::invoke(env, "verify", input, deadline)`.
+//! Several instances may verify one run at once (per-chunk verify leases).
+//! Errors reach the state machine as stable `Ferry.*` names.
+
+fn main() -> Result<(), ferry_aws::lambda::Error> {
+    ferry_aws::lambda::run_stage("verify")
+}
