@@ -5,9 +5,10 @@
 //! source and a (simulated, lagging) incremental apply follows it, no false
 //! difference is reported while a planted one still is.
 //!
-//! The incremental-apply stage had not landed when this was written, so the
-//! online test simulates it: a task applies the writer's statements to the
-//! target 300 ms late and advances the forward checkpoint record itself.
+//! The online case runs twice: with the real incremental-apply stage called in
+//! a loop next to the verify, and with a simulated apply (a task applying the
+//! writer's statements to the target 300 ms late and advancing the forward
+//! checkpoint record itself), which makes the lag certain.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -322,6 +323,32 @@ async fn several_workers_share_one_run() {
     f.drop_dbs().await;
 }
 
+/// Wait until the (real or simulated) apply has applied some of the writer's changes.
+async fn wait_applied(f: &Fixture) {
+    let start = f
+        .env
+        .repo
+        .checkpoint(&f.task_id, Direction::Forward)
+        .await
+        .unwrap()
+        .map(|c| c.position);
+    ferry_testkit::wait_until(
+        "the apply follows the writer",
+        Duration::from_secs(60),
+        || async {
+            let now = f
+                .env
+                .repo
+                .checkpoint(&f.task_id, Direction::Forward)
+                .await
+                .unwrap()
+                .map(|c| c.position);
+            now.is_some() && now != start
+        },
+    )
+    .await;
+}
+
 /// A writer on the source, a lagging "apply" that follows it and moves the checkpoint.
 async fn writer_and_applier(
     f: &Fixture,
@@ -385,12 +412,128 @@ async fn online_verify_reports_no_false_difference_while_changes_flow() {
     .await;
     let stop = Arc::new(AtomicBool::new(false));
     let (writer, applier) = writer_and_applier(&f, stop.clone()).await;
-    tokio::time::sleep(Duration::from_millis(500)).await; // let the lag build up
+    wait_applied(&f).await;
     let out = f.verify("full").await;
     stop.store(true, Ordering::SeqCst);
     let writes = writer.await.unwrap();
     applier.await.unwrap();
     assert!(writes > 20, "the writer ran ({writes} writes)");
+    assert_eq!(
+        (out["differences"].as_u64(), out["unsettled"].as_u64()),
+        (Some(1), Some(0)),
+        "{out}"
+    );
+    assert_eq!(f.diff_ids().await, vec![(42, DiffKind::ValuesDiffer)]);
+    f.drop_dbs().await;
+}
+
+/// The real incremental-apply stage, called in a loop until `stop`.
+async fn apply_loop(dir: PathBuf, task_id: String, stop: Arc<AtomicBool>) -> u64 {
+    let env = Fixture::stage_env(&dir, "applier");
+    let mut calls = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let input = json!({"task_id": task_id, "direction": "forward", "idle_ms": 300});
+        invoke(&env, "incremental-apply", input, deadline(10))
+            .await
+            .unwrap();
+        calls += 1;
+    }
+    calls
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn online_verify_with_the_real_incremental_apply() {
+    let te = env();
+    let dir = std::env::temp_dir().join(unique_name("ferry_verify_cdc"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secrets = dir.join("secrets.json");
+    let body = json!({
+        "test-source": te.secret_json(Side::Source, false),
+        "test-target": te.secret_json(Side::Target, false),
+    });
+    std::fs::write(&secrets, body.to_string()).unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let f = Fixture {
+        env: Fixture::stage_env(&dir, "w0"),
+        dir,
+        te,
+        task_id: unique_name("verify-cdc"),
+        src_db: unique_name("ferry_vc_src"),
+        tgt_db: unique_name("ferry_vc_tgt"),
+    };
+    let mut src = f.te.admin(Side::Source).await;
+    recreate_db(&mut src, &f.src_db).await;
+    drop_db(&mut f.te.admin(Side::Target).await, &f.tgt_db).await;
+    exec(&mut src, &format!("CREATE TABLE {} {CREATE}", f.src("t"))).await;
+    exec(&mut src, &format!("INSERT INTO {} {FILL}", f.src("t"))).await;
+    let spec = json!({
+        "task_id": f.task_id,
+        "source": {"secret": "test-source"},
+        "target": {"secret": "test-target", "dialect": "mariadb"},
+        "types": ["schema", "full", "incremental", "verify"],
+        "objects": {"include": [format!("{}.*", f.src_db)], "rename": {f.src_db.clone(): f.tgt_db.clone()}},
+        "options": {"chunk_rows": 700, "verify_recheck_seconds": 30}
+    });
+    f.env
+        .repo
+        .create_task(&TaskSpec::from_json(&spec.to_string()).unwrap())
+        .await
+        .unwrap();
+    let stage = |name: &'static str, input: Value| {
+        let env = &f.env;
+        async move {
+            invoke(env, name, input, deadline(60))
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+        }
+    };
+    stage("plan", json!({"task_id": f.task_id})).await;
+    while stage("copy-chunk", json!({"task_id": f.task_id, "worker": "0"})).await["remaining"] != 0
+    {
+    }
+    stage(
+        "copy-chunk",
+        json!({"task_id": f.task_id, "action": "summary"}),
+    )
+    .await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let applier = tokio::spawn(apply_loop(f.dir.clone(), f.task_id.clone(), stop.clone()));
+    let (te, st, stop_w) = (f.te.clone(), f.src("t"), stop.clone());
+    let writer = tokio::spawn(async move {
+        let mut conn = te.admin(Side::Source).await;
+        let mut n = 0u64;
+        while !stop_w.load(Ordering::SeqCst) {
+            let id = 100 + (n * 37) % 2800;
+            let sql = match n % 5 {
+                0 => format!(
+                    "INSERT INTO {st} (id, i, v) VALUES ({}, 1, 'new')",
+                    10_000 + n
+                ),
+                1 => format!("DELETE FROM {st} WHERE id = {}", 10_000 + n - 1),
+                _ => format!("UPDATE {st} SET i = i + 1, v = CONCAT('w', {n}) WHERE id = {id}"),
+            };
+            exec(&mut conn, &sql).await;
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        n
+    });
+    // The planted difference: a row the writer never touches, changed on the target only.
+    exec(
+        &mut f.te.admin(Side::Target).await,
+        &format!("UPDATE {} SET v = 'drift' WHERE id = 42", f.tgt("t")),
+    )
+    .await;
+    wait_applied(&f).await;
+    let out = f.verify("full").await;
+    stop.store(true, Ordering::SeqCst);
+    let writes = writer.await.unwrap();
+    let calls = applier.await.unwrap();
+    assert!(
+        writes > 20 && calls > 0,
+        "writer {writes} statements, {calls} apply calls"
+    );
     assert_eq!(
         (out["differences"].as_u64(), out["unsettled"].as_u64()),
         (Some(1), Some(0)),
