@@ -130,6 +130,11 @@ pub async fn repair<S: ItemStore, K: SecretSource>(
         .get_record::<VerifySummary>(task_id, SUMMARY_SK)
         .await?
     {
+        let left = env.repo.diffs(task_id).await?;
+        for t in &mut s.tables {
+            let here = |d: &&DiffRecord| format!("{}.{}", d.source_db, d.source_table) == t.table;
+            t.differences = left.iter().filter(here).count() as u64;
+        }
         s.repaired += applied;
         s.differences = remaining;
         s.clean = remaining + s.unsettled == 0;
