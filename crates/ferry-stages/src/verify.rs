@@ -30,6 +30,7 @@
 mod report;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -152,6 +153,9 @@ const CHUNK_PREFIX: &str = "verifychunk#";
 const SETTLE_ATTEMPTS: u32 = 5;
 /// A chunk given back unsettled is not claimed again before this.
 const SETTLE_PAUSE: Duration = Duration::from_secs(2);
+/// Differences recorded one by one per chunk (all are counted). A chunk with
+/// more is better copied again; repair and a recheck find the rest.
+const RECORDED_PER_CHUNK: usize = 10_000;
 /// Chunks a sample verifies unless the task or the input says otherwise.
 const DEFAULT_SAMPLE: usize = 8;
 /// Diff sequence numbers per chunk: a chunk's diffs are `seq / DIFFS_PER_CHUNK == ordinal`.
@@ -515,9 +519,9 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
             if Instant::now() >= self.stop_at {
                 break;
             }
-            if !self.claim(chunk).await? {
+            let Some(stale) = self.claim(chunk).await? else {
                 continue;
-            }
+            };
             if conns.is_none() {
                 conns = Some(self.connect().await?);
             }
@@ -526,7 +530,8 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
             };
             let started = Instant::now();
             let outcome = self.verify_chunk(chunk, src, tgt).await?;
-            self.record(chunk, outcome, started.elapsed()).await?;
+            self.record(chunk, outcome, stale, started.elapsed())
+                .await?;
         }
         Ok(())
     }
@@ -546,7 +551,11 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
     }
 
     /// Take the chunk's verify lease for this run, if it is free.
-    async fn claim(&self, chunk: &ChunkRecord) -> Result<bool, FerryError> {
+    /// Take the chunk's verify lease for this run, if it is free. `Some(stale)`
+    /// when taken: `stale` says whether an earlier attempt may have left
+    /// differences of this chunk in the store (so they must be cleared).
+    async fn claim(&self, chunk: &ChunkRecord) -> Result<Option<bool>, FerryError> {
+        let stale = AtomicBool::new(false);
         let now = now_ms();
         let lease = self.spec.options.lease_seconds * 1000;
         let fresh = VerifyChunk {
@@ -569,19 +578,27 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
             .swap_record(
                 &self.task_id,
                 &chunk_sk(&chunk.chunk_id),
-                |cur: Option<VerifyChunk>| match cur {
-                    Some(c) if c.run_id == fresh.run_id && (c.done || c.lease_until_ms >= now) => {
-                        None
+                |cur: Option<VerifyChunk>| {
+                    stale.store(
+                        cur.as_ref().is_some_and(|c| c.differences > 0 || !c.done),
+                        Ordering::Relaxed,
+                    );
+                    match cur {
+                        Some(c)
+                            if c.run_id == fresh.run_id && (c.done || c.lease_until_ms >= now) =>
+                        {
+                            None
+                        }
+                        Some(c) if c.run_id == fresh.run_id => Some(VerifyChunk {
+                            attempts: c.attempts + 1,
+                            ..fresh.clone()
+                        }),
+                        _ => Some(fresh.clone()),
                     }
-                    Some(c) if c.run_id == fresh.run_id => Some(VerifyChunk {
-                        attempts: c.attempts + 1,
-                        ..fresh.clone()
-                    }),
-                    _ => Some(fresh.clone()),
                 },
             )
             .await?;
-        Ok(taken.is_some())
+        Ok(taken.map(|_| stale.load(Ordering::Relaxed)))
     }
 
     async fn table(
@@ -683,6 +700,7 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
         &self,
         chunk: &ChunkRecord,
         o: ChunkOutcome,
+        stale: bool,
         took: Duration,
     ) -> Result<(), FerryError> {
         if o.unsettled > 0 && self.defer(chunk).await? {
@@ -691,11 +709,13 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
         let repo = &self.env.repo;
         let table = chunk.table_name();
         let ord = chunk_ordinal(&chunk.chunk_id);
-        repo.clear_diffs_where(&self.task_id, |t, seq| {
-            t == table && seq / DIFFS_PER_CHUNK == ord
-        })
-        .await?;
-        for (i, d) in o.diffs.iter().enumerate() {
+        if stale {
+            repo.clear_diffs_where(&self.task_id, |t, seq| {
+                t == table && seq / DIFFS_PER_CHUNK == ord
+            })
+            .await?;
+        }
+        for (i, d) in o.diffs.iter().take(RECORDED_PER_CHUNK).enumerate() {
             let rec = d.clone().into_record(&chunk.source_db, &chunk.source_table);
             repo.put_diff(&self.task_id, ord * DIFFS_PER_CHUNK + i as u64, &rec)
                 .await?;
