@@ -30,6 +30,12 @@ struct Status {
     /// Links (lag), control flags and the switch's steps.
     #[serde(flatten)]
     control: Option<crate::cmd_control::LinkStatus>,
+    /// The last finished verify (`ferry verify`, or the state machine's), per table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verify: Option<ferry_stages::verify::VerifySummary>,
+    /// The same (and a verify in progress) as text lines.
+    #[serde(skip)]
+    verify_lines: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,6 +69,10 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<u8, Failure> {
     let totals = repo.chunk_summary(&args.task_id).await?;
     let mut status = build(task, &tables, &chunks, totals);
     status.control = Some(crate::cmd_control::link_status(&repo, &args.task_id).await?);
+    status.verify = repo
+        .get_record(&args.task_id, ferry_stages::verify::SUMMARY_SK)
+        .await?;
+    status.verify_lines = ferry_stages::verify::summary_lines(&repo, &args.task_id).await?;
     if args.json {
         let text = serde_json::to_string_pretty(&status).map_err(|e| {
             ferry_core::FerryError::Internal(format!("cannot encode the status: {e}"))
@@ -122,6 +132,8 @@ fn build(
         tables,
         totals,
         control: None,
+        verify: None,
+        verify_lines: Vec::new(),
     }
 }
 
@@ -244,6 +256,10 @@ fn render(s: &Status) -> String {
     ));
     if let Some(c) = &s.control {
         out.push_str(&crate::cmd_control::render_links(c));
+    }
+    for l in &s.verify_lines {
+        out.push_str(l);
+        out.push('\n');
     }
     if let Some(report) = s.precheck.as_ref().and_then(|p| p.report.as_ref()) {
         out.push_str("\nprecheck report:\n");
