@@ -24,6 +24,9 @@ use crate::schema::binlog_position;
 /// A range with at most this many rows on either side is compared row by row.
 pub const LEAF_ROWS: u64 = 256;
 
+/// A range this small whose halves both differ is read whole instead of bisected further.
+pub const DENSE_ROWS: u64 = 16 * LEAF_ROWS;
+
 /// The result of comparing one key range.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RangeResult {
@@ -89,6 +92,10 @@ pub async fn compare_range(
 /// Bisect a mismatching range until its pieces have at most [`LEAF_ROWS`]
 /// rows a side, read those rows from both sides, and pair them.
 ///
+/// A piece of at most [`DENSE_ROWS`] rows whose two halves both differ is
+/// read whole rather than bisected on (dense differences cost one read, not
+/// a digest per row).
+///
 /// Terminates: each split halves the row count of the side with more rows
 /// (the split key is that side's key at half its count), so the total count
 /// of a piece strictly falls; a piece that cannot be split is read whole.
@@ -99,44 +106,117 @@ pub async fn locate(
     range: (Bound, Bound),
     digest: (Digest, Digest),
 ) -> Result<Vec<RowDiff>, FerryError> {
-    let mut work = vec![(range.0, range.1, digest.0, digest.1)];
+    let mut work = vec![Piece {
+        lo: range.0,
+        hi: range.1,
+        src: digest.0,
+        tgt: digest.1,
+    }];
     let (mut src_rows, mut tgt_rows): (Vec<FetchedRow>, Vec<FetchedRow>) = (Vec::new(), Vec::new());
-    while let Some((lo, hi, ds, dt)) = work.pop() {
-        if ds == dt {
+    while let Some(p) = work.pop() {
+        if p.src == p.tgt {
             continue;
         }
-        let mid = if ds.rows.max(dt.rows) <= LEAF_ROWS || ds.rows == 0 || dt.rows == 0 {
+        let mid = if p.small() {
             None
         } else {
-            let (side, count) = if ds.rows >= dt.rows {
-                (Side::Source, ds.rows)
-            } else {
-                (Side::Target, dt.rows)
-            };
-            let conn = if side == Side::Source {
-                &mut *src
-            } else {
-                &mut *tgt
-            };
-            t.key_at(side, conn, lo.as_deref(), hi.as_deref(), count / 2)
-                .await?
-                .filter(|m| Some(m) != lo.as_ref())
+            split_key(t, src, tgt, &p).await?
         };
-        let Some(mid) = mid else {
-            let (a, b) = tokio::try_join!(
-                t.fetch_range(Side::Source, src, lo.as_deref(), hi.as_deref()),
-                t.fetch_range(Side::Target, tgt, lo.as_deref(), hi.as_deref())
-            )?;
-            src_rows.extend(a);
-            tgt_rows.extend(b);
-            continue;
+        let halves = match &mid {
+            Some(m) => Some(p.halves(t, src, tgt, m).await?),
+            None => None,
         };
-        let (ls, lt) = digests(t, src, tgt, lo.as_deref(), Some(&mid)).await?;
-        let (rs, rt) = digests(t, src, tgt, Some(&mid), hi.as_deref()).await?;
-        work.push((Some(mid.clone()), hi, rs, rt));
-        work.push((lo, Some(mid), ls, lt));
+        match halves {
+            // Differences on both sides of a small split: reading the range beats bisecting on.
+            Some((a, b)) if !(a.dense(&b) && p.rows() <= DENSE_ROWS) => {
+                work.push(b);
+                work.push(a);
+            }
+            _ => {
+                let (lo, hi) = (p.lo.as_deref(), p.hi.as_deref());
+                let (a, b) = tokio::try_join!(
+                    t.fetch_range(Side::Source, src, lo, hi),
+                    t.fetch_range(Side::Target, tgt, lo, hi)
+                )?;
+                src_rows.extend(a);
+                tgt_rows.extend(b);
+            }
+        }
     }
     Ok(compare_rows(&t.layout, &src_rows, &tgt_rows))
+}
+
+/// A key range being narrowed, with both sides' digests.
+struct Piece {
+    lo: Bound,
+    hi: Bound,
+    src: Digest,
+    tgt: Digest,
+}
+
+impl Piece {
+    fn rows(&self) -> u64 {
+        self.src.rows.max(self.tgt.rows)
+    }
+
+    /// Read whole: few rows, or one side empty.
+    fn small(&self) -> bool {
+        self.rows() <= LEAF_ROWS || self.src.rows == 0 || self.tgt.rows == 0
+    }
+
+    fn differs(&self) -> bool {
+        self.src != self.tgt
+    }
+
+    /// Both halves of a split differ.
+    fn dense(&self, other: &Piece) -> bool {
+        self.differs() && other.differs()
+    }
+
+    /// `[lo, mid)` and `[mid, hi)` with their digests.
+    async fn halves(
+        &self,
+        t: &VerifyTable,
+        src: &mut Conn,
+        tgt: &mut Conn,
+        mid: &[KeyValue],
+    ) -> Result<(Piece, Piece), FerryError> {
+        let (ls, lt) = digests(t, src, tgt, self.lo.as_deref(), Some(mid)).await?;
+        let (rs, rt) = digests(t, src, tgt, Some(mid), self.hi.as_deref()).await?;
+        Ok((
+            Piece {
+                lo: self.lo.clone(),
+                hi: Some(mid.to_vec()),
+                src: ls,
+                tgt: lt,
+            },
+            Piece {
+                lo: Some(mid.to_vec()),
+                hi: self.hi.clone(),
+                src: rs,
+                tgt: rt,
+            },
+        ))
+    }
+}
+
+/// The key at half the count of the side with more rows; `None` when it does
+/// not move past the lower bound (the piece is then read whole).
+async fn split_key(
+    t: &VerifyTable,
+    src: &mut Conn,
+    tgt: &mut Conn,
+    p: &Piece,
+) -> Result<Bound, FerryError> {
+    let (side, count, conn) = if p.src.rows >= p.tgt.rows {
+        (Side::Source, p.src.rows, src)
+    } else {
+        (Side::Target, p.tgt.rows, tgt)
+    };
+    let mid = t
+        .key_at(side, conn, p.lo.as_deref(), p.hi.as_deref(), count / 2)
+        .await?;
+    Ok(mid.filter(|m| Some(m) != p.lo.as_ref()))
 }
 
 /// Keys equal as values: a key read from the target may be typed differently
