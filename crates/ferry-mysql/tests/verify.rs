@@ -407,3 +407,42 @@ async fn confirm_drops_differences_the_apply_catches_up_on_and_keeps_lasting_one
         .into_inner();
     fx.drop().await;
 }
+
+#[tokio::test]
+async fn composite_text_keys_are_verified_and_repaired() {
+    let mut fx = Fixture::new("vfy_ck").await;
+    let create = "CREATE TABLE ck (a INT NOT NULL, b VARCHAR(20) NOT NULL, v VARBINARY(8), \
+                  PRIMARY KEY (a, b)) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin";
+    for c in [&mut fx.admin_src, &mut fx.admin_tgt] {
+        exec(c, create).await;
+        exec(c, "INSERT INTO ck SELECT seq % 7, CONCAT('k\u{e9}''', seq), UNHEX(HEX(seq)) FROM seq.seq_1_to_900").await;
+    }
+    for sql in [
+        "DELETE FROM ck WHERE a = 3 AND b = 'k\u{e9}''10'",
+        "INSERT INTO ck VALUES (3, 'zz\\\\x', X'00')",
+        "UPDATE ck SET v = X'FF' WHERE a = 1 AND b = 'k\u{e9}''1'",
+    ] {
+        exec(&mut fx.admin_tgt, sql).await;
+    }
+    let vt = fx.table("ck").await;
+    let found = fx.verify(&vt, 64).await;
+    let mut kinds: Vec<(Vec<KeyValue>, DiffKind)> =
+        found.iter().map(|d| (d.key().to_vec(), d.kind())).collect();
+    kinds.sort_by(|x, y| x.0.cmp(&y.0));
+    let key = |a: i64, b: &str| vec![KeyValue::Int(a), KeyValue::Text(b.to_string())];
+    assert_eq!(
+        kinds,
+        vec![
+            (key(1, "k\u{e9}'1"), DiffKind::ValuesDiffer),
+            (key(3, "k\u{e9}'10"), DiffKind::MissingInTarget),
+            (key(3, "zz\\x"), DiffKind::ExtraInTarget),
+        ]
+    );
+    let keys: Vec<Vec<KeyValue>> = found.iter().map(|d| d.key().to_vec()).collect();
+    let stmts = repair_statements(&vt, &mut fx.src, &keys).await.unwrap();
+    apply_repair(&mut fx.tgt, &stmts, &RateLimiter::default(), false)
+        .await
+        .unwrap();
+    assert!(fx.verify(&vt, 64).await.is_empty(), "{stmts:?}");
+    fx.drop().await;
+}
