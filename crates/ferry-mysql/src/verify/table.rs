@@ -315,24 +315,11 @@ impl VerifyTable {
         conn: &mut Conn,
         keys: &[Vec<KeyValue>],
     ) -> Result<Vec<FetchedRow>, FerryError> {
-        let mut out = Vec::new();
         let what = self.what(side, "reading rows by key of");
-        for batch in keys.chunks(KEYS_PER_FETCH) {
-            let (pred, params) = key_match(&self.key, batch);
-            let filter = self
-                .side(side)
-                .filter
-                .as_ref()
-                .map(|f| format!(" AND ({f})"))
-                .unwrap_or_default();
-            let sql = format!("{} WHERE ({pred}){filter}", self.select_list(side));
-            let rows: Vec<Row> = conn
-                .exec(sql, params)
-                .await
-                .map_err(|e| classify(e, &what))?;
-            out.extend(self.read_rows(side, rows)?);
-        }
-        Ok(out)
+        let rows = self
+            .rows_by_key(side, conn, &self.select_list(side), keys, &what)
+            .await?;
+        self.read_rows(side, rows)
     }
 
     /// Every compared column of the source rows with these keys, as the
@@ -343,37 +330,52 @@ impl VerifyTable {
         keys: &[Vec<KeyValue>],
     ) -> Result<Vec<(Vec<KeyValue>, Vec<Value>)>, FerryError> {
         let s = &self.src;
-        let nk = s.key.len();
         let mut items: Vec<String> = s.key.iter().map(|c| quote_ident(&c.name)).collect();
         items.extend(s.columns.iter().map(|c| quote_ident(&c.name)));
+        let select = format!("SELECT {} FROM {}", items.join(", "), s.from);
         let what = self.what(Side::Source, "reading rows to repair of");
-        let mut out = Vec::new();
-        for batch in keys.chunks(KEYS_PER_FETCH) {
-            let (pred, params) = key_match(&self.key, batch);
-            let filter = s
-                .filter
-                .as_ref()
-                .map(|f| format!(" AND ({f})"))
-                .unwrap_or_default();
-            let sql = format!(
-                "SELECT {} FROM {} WHERE ({pred}){filter}",
-                items.join(", "),
-                s.from
-            );
-            let rows: Vec<Row> = conn
-                .exec(sql, params)
-                .await
-                .map_err(|e| classify(e, &what))?;
-            for r in rows {
-                let mut vals = r.unwrap();
-                let rest = vals.split_off(nk);
-                let key = vals
+        let rows = self
+            .rows_by_key(Side::Source, conn, &select, keys, &what)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                let mut key_vals = r.unwrap();
+                let rest = key_vals.split_off(s.key.len().min(key_vals.len()));
+                let key = key_vals
                     .iter()
                     .zip(&s.key)
                     .map(|(v, c)| key_value_from_mysql(v, c))
                     .collect::<Result<_, _>>()?;
-                out.push((key, rest));
-            }
+                Ok((key, rest))
+            })
+            .collect()
+    }
+
+    /// `select` (a `SELECT .. FROM side`) for the rows with these keys, in
+    /// batches, within the side's filter.
+    async fn rows_by_key(
+        &self,
+        side: Side,
+        conn: &mut Conn,
+        select: &str,
+        keys: &[Vec<KeyValue>],
+        what: &str,
+    ) -> Result<Vec<Row>, FerryError> {
+        let filter = self
+            .side(side)
+            .filter
+            .as_ref()
+            .map(|f| format!(" AND ({f})"))
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for batch in keys.chunks(KEYS_PER_FETCH) {
+            let (pred, params) = key_match(&self.key, batch);
+            let sql = format!("{select} WHERE ({pred}){filter}");
+            let rows: Vec<Row> = conn
+                .exec(sql, params)
+                .await
+                .map_err(|e| classify(e, what))?;
+            out.extend(rows);
         }
         Ok(out)
     }
