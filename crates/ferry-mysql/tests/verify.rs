@@ -446,3 +446,32 @@ async fn composite_text_keys_are_verified_and_repaired() {
     assert!(fx.verify(&vt, 64).await.is_empty(), "{stmts:?}");
     fx.drop().await;
 }
+
+#[tokio::test]
+async fn the_row_filter_applies_to_the_source_only() {
+    let mut fx = Fixture::new("vfy_flt").await;
+    exec(&mut fx.admin_tgt, "DELETE FROM t WHERE id % 2 = 1").await;
+    let s = read_table(&mut fx.src, &fx.db, "t").await.unwrap().unwrap();
+    let t = read_table(&mut fx.tgt, &fx.db, "t").await.unwrap().unwrap();
+    let vt = VerifyTable::new(s, t, Some("id % 2 = 0".into())).unwrap();
+    assert!(
+        fx.verify(&vt, 100).await.is_empty(),
+        "the target holds exactly the filtered rows"
+    );
+    exec(&mut fx.admin_tgt, "INSERT INTO t (id, i) VALUES (3, 3)").await;
+    let found = fx.verify(&vt, 100).await;
+    assert_eq!(
+        found,
+        vec![RowDiff::ExtraInTarget {
+            key: vec![KeyValue::Int(3)]
+        }]
+    );
+    let stmts = repair_statements(&vt, &mut fx.src, &[vec![KeyValue::Int(3)]])
+        .await
+        .unwrap();
+    assert!(
+        stmts[0].sql.starts_with("DELETE FROM"),
+        "a row outside the filter is deleted: {stmts:?}"
+    );
+    fx.drop().await;
+}
