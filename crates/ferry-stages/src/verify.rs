@@ -246,7 +246,9 @@ pub async fn run<S: ItemStore, K: SecretSource>(
 /// `options.verify_when` is `after_copy`; `after_catch_up` (each caught-up
 /// slice of the incremental loop) runs a full verify once (while no full run
 /// has finished) if `verify_when` is `after_catch_up`, and afterwards a sample
-/// when `options.verify_sample_chunks` is set (continuous sampling).
+/// when `options.verify_sample_chunks` is set (continuous sampling). With
+/// incremental sync, `after_copy` means after catch-up: rows changed during the
+/// copy reach the target only through the link.
 fn mode_now(
     spec: &TaskSpec,
     input: &Value,
@@ -261,16 +263,19 @@ fn mode_now(
         ))
     })?;
     let o = &spec.options;
-    let asked = spec.has(MigrationType::Verify) && o.verify_when == when;
+    let verify = spec.has(MigrationType::Verify);
+    // With incremental sync, rows changed during the copy reach the target
+    // only through the link: a verify "after the copy" waits for catch-up.
+    let at = match o.verify_when {
+        VerifyWhen::AfterCopy if spec.has(MigrationType::Incremental) => VerifyWhen::AfterCatchUp,
+        w => w,
+    };
+    let asked = verify && at == when;
     let full_done = last.is_some_and(|s| s.mode == "full");
     Ok(match when {
         VerifyWhen::AfterCopy if asked => Some(Mode::Full),
         VerifyWhen::AfterCatchUp if asked && !full_done => Some(Mode::Full),
-        VerifyWhen::AfterCatchUp
-            if o.verify_sample_chunks > 0 && spec.has(MigrationType::Verify) =>
-        {
-            Some(Mode::Sample)
-        }
+        VerifyWhen::AfterCatchUp if o.verify_sample_chunks > 0 && verify => Some(Mode::Sample),
         _ => None,
     })
 }
@@ -831,6 +836,10 @@ mod tests {
             mode_now(&spec(v, "after_catch_up"), &caught_up, None).unwrap(),
             full
         );
+        let with_cdc = r#""full","incremental","verify""#;
+        let cdc = spec(with_cdc, "after_copy");
+        assert_eq!(mode_now(&cdc, &after_copy, None).unwrap(), None);
+        assert_eq!(mode_now(&cdc, &caught_up, None).unwrap(), full);
         let done = VerifySummary {
             mode: "full".into(),
             ..VerifySummary::default()
