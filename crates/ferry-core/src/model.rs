@@ -135,7 +135,10 @@ impl PrecheckReport {
                 CheckStatus::Warn => "WARN",
                 CheckStatus::Fail => "FAIL",
             };
-            out.push_str(&format!("[{tag}] {} ({}): {}\n", i.check, i.subject, i.message));
+            out.push_str(&format!(
+                "[{tag}] {} ({}): {}\n",
+                i.check, i.subject, i.message
+            ));
             if let (Some(fix), true) = (&i.fix, i.status != CheckStatus::Pass) {
                 out.push_str(&format!("       fix: {fix}\n"));
             }

@@ -17,7 +17,11 @@ pub struct BinlogPosition {
 
 impl BinlogPosition {
     pub fn new(file: impl Into<String>, pos: u64) -> Self {
-        BinlogPosition { file: file.into(), pos, gtid: None }
+        BinlogPosition {
+            file: file.into(),
+            pos,
+            gtid: None,
+        }
     }
 
     /// The numeric suffix of `mysql-bin.000042`.

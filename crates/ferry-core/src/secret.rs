@@ -70,7 +70,10 @@ pub struct DbSecret {
     #[serde(default = "default_engine")]
     pub engine: String,
     pub host: String,
-    #[serde(default = "default_port", deserialize_with = "port_from_number_or_string")]
+    #[serde(
+        default = "default_port",
+        deserialize_with = "port_from_number_or_string"
+    )]
     pub port: u16,
     pub username: String,
     pub password: Redacted<String>,
@@ -98,9 +101,9 @@ fn port_from_number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D:
     }
     match Port::deserialize(d)? {
         Port::N(n) => Ok(n),
-        Port::S(s) => s
-            .parse()
-            .map_err(|_| serde::de::Error::custom(format!("port \"{s}\" is not a number from 1 to 65535"))),
+        Port::S(s) => s.parse().map_err(|_| {
+            serde::de::Error::custom(format!("port \"{s}\" is not a number from 1 to 65535"))
+        }),
     }
 }
 
@@ -180,11 +183,15 @@ mod tests {
 
     #[test]
     fn malformed_secret_does_not_echo_values() {
-        let e = DbSecret::from_json("x", r#"{"host":"h","username":"u","password":12345678}"#).unwrap_err();
+        let e = DbSecret::from_json("x", r#"{"host":"h","username":"u","password":12345678}"#)
+            .unwrap_err();
         assert_eq!(e.name(), "Ferry.BadSecret");
         assert!(!e.message().contains("12345678"), "{e}");
-        let e = DbSecret::from_json("x", r#"{"host":"h","username":"u","password":"pw","port":"hunter2"}"#)
-            .unwrap_err();
+        let e = DbSecret::from_json(
+            "x",
+            r#"{"host":"h","username":"u","password":"pw","port":"hunter2"}"#,
+        )
+        .unwrap_err();
         assert!(!e.message().contains("hunter2"), "{e}");
         assert!(e.message().contains("secret \"x\""), "{e}");
     }

@@ -39,9 +39,17 @@ pub enum Cond {
 
 /// A versioned item store with conditional writes.
 pub trait ItemStore: Send + Sync + 'static {
-    fn get(&self, pk: &str, sk: &str) -> impl Future<Output = Result<Option<Item>, FerryError>> + Send;
+    fn get(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> impl Future<Output = Result<Option<Item>, FerryError>> + Send;
     /// Every item of `pk` whose `sk` starts with `sk_prefix`, ordered by `sk`.
-    fn query(&self, pk: &str, sk_prefix: &str) -> impl Future<Output = Result<Vec<Item>, FerryError>> + Send;
+    fn query(
+        &self,
+        pk: &str,
+        sk_prefix: &str,
+    ) -> impl Future<Output = Result<Vec<Item>, FerryError>> + Send;
     /// Write `data`; `Ok(Some(new_version))`, or `Ok(None)` when `cond` does not hold.
     fn put(
         &self,
@@ -54,7 +62,10 @@ pub trait ItemStore: Send + Sync + 'static {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn pk(task_id: &str) -> String {
@@ -65,8 +76,12 @@ const META: &str = "meta";
 const FLAGS: &str = "flags";
 
 fn decode<T: DeserializeOwned>(item: &Item) -> Result<T, FerryError> {
-    serde_json::from_value(item.data.clone())
-        .map_err(|e| FerryError::Store(format!("stored item {} {} cannot be read: {e}", item.pk, item.sk)))
+    serde_json::from_value(item.data.clone()).map_err(|e| {
+        FerryError::Store(format!(
+            "stored item {} {} cannot be read: {e}",
+            item.pk, item.sk
+        ))
+    })
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Value, FerryError> {
@@ -110,7 +125,12 @@ impl<S: ItemStore> Repo<S> {
             copy_finished: None,
             planned: false,
         };
-        if self.store.put(&pk(&spec.task_id), META, &encode(&rec)?, Cond::Absent).await?.is_some() {
+        if self
+            .store
+            .put(&pk(&spec.task_id), META, &encode(&rec)?, Cond::Absent)
+            .await?
+            .is_some()
+        {
             return Ok(rec);
         }
         let existing = self.task(&spec.task_id).await?;
@@ -126,7 +146,9 @@ impl<S: ItemStore> Repo<S> {
             )));
         }
         if existing.spec.options != spec.options {
-            return self.update_task(&spec.task_id, |t| t.spec.options = spec.options.clone()).await;
+            return self
+                .update_task(&spec.task_id, |t| t.spec.options = spec.options.clone())
+                .await;
         }
         Ok(existing)
     }
@@ -161,7 +183,12 @@ impl<S: ItemStore> Repo<S> {
         .await
     }
 
-    pub async fn set_state(&self, task_id: &str, state: TaskState, stage: Option<&str>) -> Result<TaskRecord, FerryError> {
+    pub async fn set_state(
+        &self,
+        task_id: &str,
+        state: TaskState,
+        stage: Option<&str>,
+    ) -> Result<TaskRecord, FerryError> {
         self.update_task(task_id, |t| {
             t.state = state;
             if let Some(s) = stage {
@@ -172,10 +199,20 @@ impl<S: ItemStore> Repo<S> {
     }
 
     /// Record an error on the task; a definite error also marks it failed.
-    pub async fn record_error(&self, task_id: &str, stage: &str, err: &FerryError) -> Result<(), FerryError> {
-        let info = ErrorInfo { name: err.name().to_string(), message: err.message().to_string(), at_ms: now_ms() };
+    pub async fn record_error(
+        &self,
+        task_id: &str,
+        stage: &str,
+        err: &FerryError,
+    ) -> Result<(), FerryError> {
+        let info = ErrorInfo {
+            name: err.name().to_string(),
+            message: err.message().to_string(),
+            at_ms: now_ms(),
+        };
         // A fenced worker was superseded by a newer one: the task goes on without it.
-        let definite = !err.is_transient() && !matches!(err, FerryError::Stopped(_) | FerryError::Fenced(_));
+        let definite =
+            !err.is_transient() && !matches!(err, FerryError::Stopped(_) | FerryError::Fenced(_));
         self.update_task(task_id, |t| {
             t.last_error = Some(info.clone());
             t.stage = Some(stage.to_string());
@@ -201,12 +238,24 @@ impl<S: ItemStore> Repo<S> {
     // ---- tables ----
 
     pub async fn put_table(&self, task_id: &str, t: &TableRecord) -> Result<(), FerryError> {
-        self.store.put(&pk(task_id), &format!("table#{}", t.source_name()), &encode(t)?, Cond::Any).await?;
+        self.store
+            .put(
+                &pk(task_id),
+                &format!("table#{}", t.source_name()),
+                &encode(t)?,
+                Cond::Any,
+            )
+            .await?;
         Ok(())
     }
 
     pub async fn tables(&self, task_id: &str) -> Result<Vec<TableRecord>, FerryError> {
-        self.store.query(&pk(task_id), "table#").await?.iter().map(decode).collect()
+        self.store
+            .query(&pk(task_id), "table#")
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
     }
 
     pub async fn update_table(
@@ -215,25 +264,45 @@ impl<S: ItemStore> Repo<S> {
         source_name: &str,
         f: impl Fn(&mut TableRecord),
     ) -> Result<TableRecord, FerryError> {
-        self.update(&pk(task_id), &format!("table#{source_name}"), |t: &mut TableRecord| {
-            f(t);
-            Ok(())
-        })
+        self.update(
+            &pk(task_id),
+            &format!("table#{source_name}"),
+            |t: &mut TableRecord| {
+                f(t);
+                Ok(())
+            },
+        )
         .await
     }
 
     // ---- chunks ----
 
     /// Record chunks that are not recorded yet (a rerun of plan leaves existing ones alone).
-    pub async fn put_chunks(&self, task_id: &str, chunks: &[ChunkRecord]) -> Result<(), FerryError> {
+    pub async fn put_chunks(
+        &self,
+        task_id: &str,
+        chunks: &[ChunkRecord],
+    ) -> Result<(), FerryError> {
         for c in chunks {
-            self.store.put(&pk(task_id), &format!("chunk#{}", c.chunk_id), &encode(c)?, Cond::Absent).await?;
+            self.store
+                .put(
+                    &pk(task_id),
+                    &format!("chunk#{}", c.chunk_id),
+                    &encode(c)?,
+                    Cond::Absent,
+                )
+                .await?;
         }
         Ok(())
     }
 
     pub async fn chunks(&self, task_id: &str) -> Result<Vec<ChunkRecord>, FerryError> {
-        self.store.query(&pk(task_id), "chunk#").await?.iter().map(decode).collect()
+        self.store
+            .query(&pk(task_id), "chunk#")
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
     }
 
     pub async fn chunk_summary(&self, task_id: &str) -> Result<ChunkSummary, FerryError> {
@@ -255,15 +324,67 @@ impl<S: ItemStore> Repo<S> {
     /// Take a lease on the first chunk that is pending, or running with an
     /// expired lease. Two workers can never both win one chunk: the write is
     /// conditional on the version that was read.
-    pub async fn claim_chunk(&self, task_id: &str, owner: &str, lease_ms: u64) -> Result<Option<ChunkRecord>, FerryError> {
+    pub async fn claim_chunk(
+        &self,
+        task_id: &str,
+        owner: &str,
+        lease_ms: u64,
+    ) -> Result<Option<ChunkRecord>, FerryError> {
+        self.claim_chunk_with(task_id, owner, lease_ms, false).await
+    }
+
+    /// Like [`Repo::claim_chunk`], but prefer a chunk of a table no other worker
+    /// is copying (no chunk of it running under a live lease), and among those a
+    /// table not started yet, so parallel workers spread over tables (a bulk load
+    /// into one table is serialized by its AUTO_INCREMENT lock) and no table is
+    /// left to run alone at the end. Falls back to the first claimable chunk.
+    pub async fn claim_chunk_spread(
+        &self,
+        task_id: &str,
+        owner: &str,
+        lease_ms: u64,
+    ) -> Result<Option<ChunkRecord>, FerryError> {
+        self.claim_chunk_with(task_id, owner, lease_ms, true).await
+    }
+
+    async fn claim_chunk_with(
+        &self,
+        task_id: &str,
+        owner: &str,
+        lease_ms: u64,
+        spread: bool,
+    ) -> Result<Option<ChunkRecord>, FerryError> {
         let pkey = pk(task_id);
         loop {
             let now = now_ms();
             let items = self.store.query(&pkey, "chunk#").await?;
-            let mut contended = false;
+            let mut chunks = Vec::with_capacity(items.len());
             for item in &items {
-                let mut c: ChunkRecord = decode(item)?;
-                let free = c.state == ChunkState::Pending || (c.state == ChunkState::Running && c.lease_until_ms < now);
+                chunks.push((item, decode::<ChunkRecord>(item)?));
+            }
+            if spread {
+                let tables_where =
+                    |f: &dyn Fn(&ChunkRecord) -> bool| -> std::collections::HashSet<String> {
+                        chunks
+                            .iter()
+                            .filter(|(_, c)| f(c))
+                            .map(|(_, c)| c.table_name())
+                            .collect()
+                    };
+                let busy =
+                    tables_where(&|c| c.state == ChunkState::Running && c.lease_until_ms >= now);
+                let started = tables_where(&|c| c.state != ChunkState::Pending || c.attempts > 0);
+                // Stable: tables nobody copies first, those not started yet before the others
+                // (so a small table does not wait for the end and run alone), each in key order.
+                chunks.sort_by_key(|(_, c)| {
+                    let t = c.table_name();
+                    (busy.contains(&t), started.contains(&t))
+                });
+            }
+            let mut contended = false;
+            for (item, mut c) in chunks {
+                let free = c.state == ChunkState::Pending
+                    || (c.state == ChunkState::Running && c.lease_until_ms < now);
                 if !free {
                     continue;
                 }
@@ -271,10 +392,19 @@ impl<S: ItemStore> Repo<S> {
                 c.owner = Some(owner.to_string());
                 c.lease_until_ms = now + lease_ms;
                 c.attempts += 1;
-                if self.store.put(&pkey, &item.sk, &encode(&c)?, Cond::Version(item.version)).await?.is_some() {
+                if self
+                    .store
+                    .put(&pkey, &item.sk, &encode(&c)?, Cond::Version(item.version))
+                    .await?
+                    .is_some()
+                {
                     return Ok(Some(c));
                 }
                 contended = true;
+                if spread {
+                    // Another worker just took a chunk: which tables are busy changed, read again.
+                    break;
+                }
             }
             if !contended {
                 return Ok(None);
@@ -283,12 +413,29 @@ impl<S: ItemStore> Repo<S> {
     }
 
     /// Extend the lease of a chunk this owner holds.
-    pub async fn renew_lease(&self, task_id: &str, chunk_id: &str, owner: &str, lease_ms: u64) -> Result<(), FerryError> {
-        self.update_chunk(task_id, chunk_id, owner, |c| c.lease_until_ms = now_ms() + lease_ms).await.map(|_| ())
+    pub async fn renew_lease(
+        &self,
+        task_id: &str,
+        chunk_id: &str,
+        owner: &str,
+        lease_ms: u64,
+    ) -> Result<(), FerryError> {
+        self.update_chunk(task_id, chunk_id, owner, |c| {
+            c.lease_until_ms = now_ms() + lease_ms
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Mark a chunk done; refused (Ferry.Fenced) if the lease was lost.
-    pub async fn finish_chunk(&self, task_id: &str, chunk_id: &str, owner: &str, rows: u64, bytes: u64) -> Result<(), FerryError> {
+    pub async fn finish_chunk(
+        &self,
+        task_id: &str,
+        chunk_id: &str,
+        owner: &str,
+        rows: u64,
+        bytes: u64,
+    ) -> Result<(), FerryError> {
         self.update_chunk(task_id, chunk_id, owner, |c| {
             c.state = ChunkState::Done;
             c.rows = rows;
@@ -311,7 +458,11 @@ impl<S: ItemStore> Repo<S> {
         max_attempts: u32,
     ) -> Result<ChunkRecord, FerryError> {
         self.update_chunk(task_id, chunk_id, owner, |c| {
-            c.state = if c.attempts >= max_attempts { ChunkState::Failed } else { ChunkState::Pending };
+            c.state = if c.attempts >= max_attempts {
+                ChunkState::Failed
+            } else {
+                ChunkState::Pending
+            };
             c.owner = None;
             c.lease_until_ms = 0;
             c.last_error = Some(error.to_string());
@@ -325,14 +476,18 @@ impl<S: ItemStore> Repo<S> {
         let mut n = 0;
         for c in self.chunks(task_id).await? {
             if c.state == ChunkState::Running {
-                self.update(&pk(task_id), &format!("chunk#{}", c.chunk_id), |c: &mut ChunkRecord| {
-                    if c.state == ChunkState::Running {
-                        c.state = ChunkState::Pending;
-                        c.owner = None;
-                        c.lease_until_ms = 0;
-                    }
-                    Ok(())
-                })
+                self.update(
+                    &pk(task_id),
+                    &format!("chunk#{}", c.chunk_id),
+                    |c: &mut ChunkRecord| {
+                        if c.state == ChunkState::Running {
+                            c.state = ChunkState::Pending;
+                            c.owner = None;
+                            c.lease_until_ms = 0;
+                        }
+                        Ok(())
+                    },
+                )
                 .await?;
                 n += 1;
             }
@@ -345,11 +500,15 @@ impl<S: ItemStore> Repo<S> {
         let mut n = 0;
         for c in self.chunks(task_id).await? {
             if c.state == ChunkState::Failed {
-                self.update(&pk(task_id), &format!("chunk#{}", c.chunk_id), |c: &mut ChunkRecord| {
-                    c.state = ChunkState::Pending;
-                    c.attempts = 0;
-                    Ok(())
-                })
+                self.update(
+                    &pk(task_id),
+                    &format!("chunk#{}", c.chunk_id),
+                    |c: &mut ChunkRecord| {
+                        c.state = ChunkState::Pending;
+                        c.attempts = 0;
+                        Ok(())
+                    },
+                )
                 .await?;
                 n += 1;
             }
@@ -380,15 +539,27 @@ impl<S: ItemStore> Repo<S> {
 
     // ---- checkpoints ----
 
-    pub async fn checkpoint(&self, task_id: &str, dir: Direction) -> Result<Option<CheckpointRecord>, FerryError> {
-        match self.store.get(&pk(task_id), &format!("ckpt#{}", dir.as_str())).await? {
+    pub async fn checkpoint(
+        &self,
+        task_id: &str,
+        dir: Direction,
+    ) -> Result<Option<CheckpointRecord>, FerryError> {
+        match self
+            .store
+            .get(&pk(task_id), &format!("ckpt#{}", dir.as_str()))
+            .await?
+        {
             Some(item) => Ok(Some(decode(&item)?)),
             None => Ok(None),
         }
     }
 
     /// Write a checkpoint; refused (Ferry.Fenced) if a newer epoch owns the link.
-    pub async fn put_checkpoint(&self, task_id: &str, ck: &CheckpointRecord) -> Result<(), FerryError> {
+    pub async fn put_checkpoint(
+        &self,
+        task_id: &str,
+        ck: &CheckpointRecord,
+    ) -> Result<(), FerryError> {
         let sk = format!("ckpt#{}", ck.direction.as_str());
         let new = ck.clone();
         let pkey = pk(task_id);
@@ -415,11 +586,18 @@ impl<S: ItemStore> Repo<S> {
                     Cond::Version(item.version)
                 }
             };
-            if self.store.put(&pkey, &sk, &encode(&new)?, cond).await?.is_some() {
+            if self
+                .store
+                .put(&pkey, &sk, &encode(&new)?, cond)
+                .await?
+                .is_some()
+            {
                 return Ok(());
             }
         }
-        Err(FerryError::Transient(format!("checkpoint of task {task_id} is contended")))
+        Err(FerryError::Transient(format!(
+            "checkpoint of task {task_id} is contended"
+        )))
     }
 
     /// Take over a link for a new applier: its checkpoint is rewritten with an
@@ -462,15 +640,25 @@ impl<S: ItemStore> Repo<S> {
                     (rec, Cond::Version(item.version))
                 }
             };
-            if self.store.put(&pkey, &sk, &encode(&rec)?, cond).await?.is_some() {
+            if self
+                .store
+                .put(&pkey, &sk, &encode(&rec)?, cond)
+                .await?
+                .is_some()
+            {
                 return Ok(rec);
             }
         }
-        Err(FerryError::Transient(format!("the {} link of task {task_id} is contended", dir.as_str())))
+        Err(FerryError::Transient(format!(
+            "the {} link of task {task_id} is contended",
+            dir.as_str()
+        )))
     }
 
     pub async fn delete_checkpoint(&self, task_id: &str, dir: Direction) -> Result<(), FerryError> {
-        self.store.delete(&pk(task_id), &format!("ckpt#{}", dir.as_str())).await
+        self.store
+            .delete(&pk(task_id), &format!("ckpt#{}", dir.as_str()))
+            .await
     }
 
     // ---- control flags ----
@@ -482,7 +670,11 @@ impl<S: ItemStore> Repo<S> {
         }
     }
 
-    pub async fn update_flags(&self, task_id: &str, f: impl Fn(&mut ControlFlags)) -> Result<ControlFlags, FerryError> {
+    pub async fn update_flags(
+        &self,
+        task_id: &str,
+        f: impl Fn(&mut ControlFlags),
+    ) -> Result<ControlFlags, FerryError> {
         let pkey = pk(task_id);
         for _ in 0..UPDATE_TRIES {
             let cur = self.store.get(&pkey, FLAGS).await?;
@@ -491,23 +683,42 @@ impl<S: ItemStore> Repo<S> {
                 None => (ControlFlags::default(), Cond::Absent),
             };
             f(&mut flags);
-            if self.store.put(&pkey, FLAGS, &encode(&flags)?, cond).await?.is_some() {
+            if self
+                .store
+                .put(&pkey, FLAGS, &encode(&flags)?, cond)
+                .await?
+                .is_some()
+            {
                 return Ok(flags);
             }
         }
-        Err(FerryError::Transient(format!("control flags of task {task_id} are contended")))
+        Err(FerryError::Transient(format!(
+            "control flags of task {task_id} are contended"
+        )))
     }
 
     // ---- diffs ----
 
-    pub async fn put_diff(&self, task_id: &str, seq: u64, d: &DiffRecord) -> Result<(), FerryError> {
+    pub async fn put_diff(
+        &self,
+        task_id: &str,
+        seq: u64,
+        d: &DiffRecord,
+    ) -> Result<(), FerryError> {
         let sk = format!("diff#{}.{}#{seq:08}", d.source_db, d.source_table);
-        self.store.put(&pk(task_id), &sk, &encode(d)?, Cond::Any).await?;
+        self.store
+            .put(&pk(task_id), &sk, &encode(d)?, Cond::Any)
+            .await?;
         Ok(())
     }
 
     pub async fn diffs(&self, task_id: &str) -> Result<Vec<DiffRecord>, FerryError> {
-        self.store.query(&pk(task_id), "diff#").await?.iter().map(decode).collect()
+        self.store
+            .query(&pk(task_id), "diff#")
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
     }
 
     pub async fn clear_diffs(&self, task_id: &str) -> Result<(), FerryError> {
@@ -519,15 +730,27 @@ impl<S: ItemStore> Repo<S> {
 
     // ---- generic records (for stages that keep their own small records) ----
 
-    pub async fn get_record<T: DeserializeOwned>(&self, task_id: &str, sk: &str) -> Result<Option<T>, FerryError> {
+    pub async fn get_record<T: DeserializeOwned>(
+        &self,
+        task_id: &str,
+        sk: &str,
+    ) -> Result<Option<T>, FerryError> {
         match self.store.get(&pk(task_id), sk).await? {
             Some(item) => Ok(Some(decode(&item)?)),
             None => Ok(None),
         }
     }
 
-    pub async fn put_record<T: Serialize>(&self, task_id: &str, sk: &str, v: &T) -> Result<(), FerryError> {
-        self.store.put(&pk(task_id), sk, &encode(v)?, Cond::Any).await.map(|_| ())
+    pub async fn put_record<T: Serialize>(
+        &self,
+        task_id: &str,
+        sk: &str,
+        v: &T,
+    ) -> Result<(), FerryError> {
+        self.store
+            .put(&pk(task_id), sk, &encode(v)?, Cond::Any)
+            .await
+            .map(|_| ())
     }
 
     /// Remove one record (any kind, e.g. `chunk#0001-000003`); absent is fine.
@@ -536,9 +759,16 @@ impl<S: ItemStore> Repo<S> {
     }
 
     /// Every record whose key starts with `sk_prefix`, with its key, in key order.
-    pub async fn records<T: DeserializeOwned>(&self, task_id: &str, sk_prefix: &str) -> Result<Vec<(String, T)>, FerryError> {
+    pub async fn records<T: DeserializeOwned>(
+        &self,
+        task_id: &str,
+        sk_prefix: &str,
+    ) -> Result<Vec<(String, T)>, FerryError> {
         let items = self.store.query(&pk(task_id), sk_prefix).await?;
-        items.iter().map(|it| Ok((it.sk.clone(), decode(it)?))).collect()
+        items
+            .iter()
+            .map(|it| Ok((it.sk.clone(), decode(it)?)))
+            .collect()
     }
 
     /// Compare-and-set a stage's own record: `f` sees the record (or `None`)
@@ -559,19 +789,34 @@ impl<S: ItemStore> Repo<S> {
                 None => (None, Cond::Absent),
             };
             let Some(new) = f(old) else { return Ok(None) };
-            if self.store.put(&pkey, sk, &encode(&new)?, cond).await?.is_some() {
+            if self
+                .store
+                .put(&pkey, sk, &encode(&new)?, cond)
+                .await?
+                .is_some()
+            {
                 return Ok(Some(new));
             }
         }
-        Err(FerryError::Transient(format!("record {pkey} {sk} is contended; retry")))
+        Err(FerryError::Transient(format!(
+            "record {pkey} {sk} is contended; retry"
+        )))
     }
 
     /// Remove the diffs `drop(source table, seq)` selects (a stage re-checking part of a table).
-    pub async fn clear_diffs_where(&self, task_id: &str, drop: impl Fn(&str, u64) -> bool) -> Result<u64, FerryError> {
+    pub async fn clear_diffs_where(
+        &self,
+        task_id: &str,
+        drop: impl Fn(&str, u64) -> bool,
+    ) -> Result<u64, FerryError> {
         let mut n = 0;
         for it in self.store.query(&pk(task_id), "diff#").await? {
-            let parsed = it.sk.strip_prefix("diff#").and_then(|rest| rest.rsplit_once('#'));
-            if let Some((table, seq)) = parsed.and_then(|(t, s)| Some((t, s.parse::<u64>().ok()?))) {
+            let parsed = it
+                .sk
+                .strip_prefix("diff#")
+                .and_then(|rest| rest.rsplit_once('#'));
+            if let Some((table, seq)) = parsed.and_then(|(t, s)| Some((t, s.parse::<u64>().ok()?)))
+            {
                 if drop(table, seq) {
                     self.store.delete(&it.pk, &it.sk).await?;
                     n += 1;
@@ -595,10 +840,17 @@ impl<S: ItemStore> Repo<S> {
                 .ok_or_else(|| FerryError::Store(format!("record {pk} {sk} does not exist")))?;
             let mut v: T = decode(&item)?;
             f(&mut v)?;
-            if self.store.put(pk, sk, &encode(&v)?, Cond::Version(item.version)).await?.is_some() {
+            if self
+                .store
+                .put(pk, sk, &encode(&v)?, Cond::Version(item.version))
+                .await?
+                .is_some()
+            {
                 return Ok(v);
             }
         }
-        Err(FerryError::Transient(format!("record {pk} {sk} is contended; retry")))
+        Err(FerryError::Transient(format!(
+            "record {pk} {sk} is contended; retry"
+        )))
     }
 }

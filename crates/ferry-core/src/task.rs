@@ -201,11 +201,17 @@ impl TaskSpec {
     }
 
     pub fn validate(&self) -> Result<(), FerryError> {
-        let bad = |field: &str, why: String| Err(FerryError::BadTask(format!("task file field \"{field}\": {why}")));
+        let bad = |field: &str, why: String| {
+            Err(FerryError::BadTask(format!(
+                "task file field \"{field}\": {why}"
+            )))
+        };
         let id = &self.task_id;
         if id.is_empty()
             || id.len() > 64
-            || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             return bad(
                 "task_id",
@@ -213,10 +219,16 @@ impl TaskSpec {
             );
         }
         if self.source.secret.trim().is_empty() {
-            return bad("source.secret", "is empty; name the secret holding the source's credentials".into());
+            return bad(
+                "source.secret",
+                "is empty; name the secret holding the source's credentials".into(),
+            );
         }
         if self.target.secret.trim().is_empty() {
-            return bad("target.secret", "is empty; name the secret holding the target's credentials".into());
+            return bad(
+                "target.secret",
+                "is empty; name the secret holding the target's credentials".into(),
+            );
         }
         if self.source.dialect == Dialect::Oceanbase {
             return bad(
@@ -225,16 +237,37 @@ impl TaskSpec {
             );
         }
         if self.types.is_empty() {
-            return bad("types", "is empty; list at least one of schema, full, incremental, verify, reverse".into());
+            return bad(
+                "types",
+                "is empty; list at least one of schema, full, incremental, verify, reverse".into(),
+            );
         }
-        if self.types.contains(&MigrationType::Reverse) && !self.types.contains(&MigrationType::Incremental) {
-            return bad("types", "\"reverse\" needs \"incremental\" (the reverse link starts at switchover)".into());
+        if self.types.contains(&MigrationType::Reverse)
+            && !self.types.contains(&MigrationType::Incremental)
+        {
+            return bad(
+                "types",
+                "\"reverse\" needs \"incremental\" (the reverse link starts at switchover)".into(),
+            );
         }
         if self.objects.include.is_empty() {
-            return bad("objects.include", "is empty; list tables as \"db.table\", e.g. \"shop.*\"".into());
+            return bad(
+                "objects.include",
+                "is empty; list tables as \"db.table\", e.g. \"shop.*\"".into(),
+            );
         }
-        for (i, p) in self.objects.include.iter().chain(self.objects.exclude.iter()).enumerate() {
-            let field = if i < self.objects.include.len() { "objects.include" } else { "objects.exclude" };
+        for (i, p) in self
+            .objects
+            .include
+            .iter()
+            .chain(self.objects.exclude.iter())
+            .enumerate()
+        {
+            let field = if i < self.objects.include.len() {
+                "objects.include"
+            } else {
+                "objects.exclude"
+            };
             if Pattern::parse(p).is_none() {
                 return bad(field, format!("\"{p}\" is not a \"db.table\" pattern (use * for any name, e.g. \"shop.*\")"));
             }
@@ -254,21 +287,36 @@ impl TaskSpec {
         }
         for key in self.objects.filters.keys() {
             if key.split_once('.').is_none() || key.contains('*') {
-                return bad("objects.filters", format!("key \"{key}\" must name one table as \"db.table\""));
+                return bad(
+                    "objects.filters",
+                    format!("key \"{key}\" must name one table as \"db.table\""),
+                );
             }
         }
         let o = &self.options;
         if o.chunk_rows == 0 {
-            return bad("options.chunk_rows", "must be at least 1 (50000 is a good start)".into());
+            return bad(
+                "options.chunk_rows",
+                "must be at least 1 (50000 is a good start)".into(),
+            );
         }
         if o.concurrency == 0 || o.concurrency > 64 {
-            return bad("options.concurrency", format!("{} must be from 1 to 64", o.concurrency));
+            return bad(
+                "options.concurrency",
+                format!("{} must be from 1 to 64", o.concurrency),
+            );
         }
         if o.batch_rows == 0 {
-            return bad("options.batch_rows", "must be at least 1 (1000 is a good start)".into());
+            return bad(
+                "options.batch_rows",
+                "must be at least 1 (1000 is a good start)".into(),
+            );
         }
         if o.apply_workers == 0 || o.apply_workers > 64 {
-            return bad("options.apply_workers", format!("{} must be from 1 to 64", o.apply_workers));
+            return bad(
+                "options.apply_workers",
+                format!("{} must be from 1 to 64", o.apply_workers),
+            );
         }
         if o.slice_seconds == 0 {
             return bad("options.slice_seconds", "must be at least 1".into());
@@ -280,10 +328,21 @@ impl TaskSpec {
             return bad("options.max_chunk_attempts", "must be at least 1".into());
         }
         if o.switch_quiet_seconds == 0 || o.switch_quiet_seconds > 600 {
-            return bad("options.switch_quiet_seconds", format!("{} must be from 1 to 600", o.switch_quiet_seconds));
+            return bad(
+                "options.switch_quiet_seconds",
+                format!("{} must be from 1 to 600", o.switch_quiet_seconds),
+            );
         }
-        if o.meta_schema.is_empty() || !o.meta_schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return bad("options.meta_schema", "must be letters, digits and '_'".into());
+        if o.meta_schema.is_empty()
+            || !o
+                .meta_schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return bad(
+                "options.meta_schema",
+                "must be letters, digits and '_'".into(),
+            );
         }
         Ok(())
     }
@@ -320,13 +379,21 @@ impl TaskSpec {
                 return (d.to_string(), t.to_string());
             }
         }
-        let new_db = self.objects.rename.get(db).cloned().unwrap_or_else(|| db.to_string());
+        let new_db = self
+            .objects
+            .rename
+            .get(db)
+            .cloned()
+            .unwrap_or_else(|| db.to_string());
         (new_db, table.to_string())
     }
 
     /// Row filter for a source table, if any.
     pub fn filter(&self, db: &str, table: &str) -> Option<&str> {
-        self.objects.filters.get(&format!("{db}.{table}")).map(String::as_str)
+        self.objects
+            .filters
+            .get(&format!("{db}.{table}"))
+            .map(String::as_str)
     }
 }
 
@@ -344,7 +411,10 @@ impl Pattern {
         if db.is_empty() || table.is_empty() || table.contains('.') {
             return None;
         }
-        Some(Pattern { db: db.to_string(), table: table.to_string() })
+        Some(Pattern {
+            db: db.to_string(),
+            table: table.to_string(),
+        })
     }
 
     pub fn matches(&self, db: &str, table: &str) -> bool {
@@ -399,9 +469,15 @@ mod tests {
         assert!(!s.selects("crm", "customers"));
         s.objects.rename.insert("shop".into(), "shop2".into());
         s.objects.rename.insert("shop.a".into(), "x.b".into());
-        assert_eq!(s.target_name("shop", "orders"), ("shop2".into(), "orders".into()));
+        assert_eq!(
+            s.target_name("shop", "orders"),
+            ("shop2".into(), "orders".into())
+        );
         assert_eq!(s.target_name("shop", "a"), ("x".into(), "b".into()));
-        assert_eq!(s.literal_databases(), Some(vec!["shop".to_string(), "crm".to_string()]));
+        assert_eq!(
+            s.literal_databases(),
+            Some(vec!["shop".to_string(), "crm".to_string()])
+        );
     }
 
     #[test]

@@ -21,7 +21,11 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(role: &str, secret_name: &str, secret: DbSecret) -> Endpoint {
-        Endpoint { role: role.to_string(), secret_name: secret_name.to_string(), secret }
+        Endpoint {
+            role: role.to_string(),
+            secret_name: secret_name.to_string(),
+            secret,
+        }
     }
 
     /// `source (ferry@db:3306)`: safe to print, never the password.
@@ -58,7 +62,9 @@ impl Endpoint {
                 }
                 TlsMode::SkipVerify => {
                     b = b.ssl_opts(Some(
-                        SslOpts::default().with_danger_accept_invalid_certs(true).with_danger_skip_domain_validation(true),
+                        SslOpts::default()
+                            .with_danger_accept_invalid_certs(true)
+                            .with_danger_skip_domain_validation(true),
                     ));
                 }
             }
@@ -84,7 +90,8 @@ impl Endpoint {
     /// A pool of up to `max` connections for parallel work.
     pub fn pool(&self, max: usize) -> Pool {
         let constraints = PoolConstraints::new(0, max.max(1)).unwrap_or_default();
-        let opts = OptsBuilder::from_opts(self.opts()).pool_opts(PoolOpts::default().with_constraints(constraints));
+        let opts = OptsBuilder::from_opts(self.opts())
+            .pool_opts(PoolOpts::default().with_constraints(constraints));
         Pool::new(opts)
     }
 
@@ -179,7 +186,10 @@ pub struct ServerInfo {
 }
 
 pub async fn server_info(conn: &mut Conn, what: &str) -> Result<ServerInfo, FerryError> {
-    let v: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(|e| classify(e, what))?;
+    let v: Option<String> = conn
+        .query_first("SELECT VERSION()")
+        .await
+        .map_err(|e| classify(e, what))?;
     let version = v.unwrap_or_default();
     let is_mariadb = version.to_ascii_lowercase().contains("mariadb");
     let nums: Vec<u16> = version
@@ -193,7 +203,11 @@ pub async fn server_info(conn: &mut Conn, what: &str) -> Result<ServerInfo, Ferr
         nums.get(1).copied().unwrap_or(0),
         nums.get(2).copied().unwrap_or(0),
     );
-    Ok(ServerInfo { version, is_mariadb, number })
+    Ok(ServerInfo {
+        version,
+        is_mariadb,
+        number,
+    })
 }
 
 #[cfg(test)]

@@ -589,9 +589,7 @@ async fn reverse_is_checked_at_the_start() {
         &format!("{src}.orders"),
         CheckStatus::Fail,
     );
-    let want = format!(
-        "GRANT INSERT, UPDATE, DELETE ON `{src}`.`orders` TO '{ro_user}'@'%';"
-    );
+    let want = format!("GRANT INSERT, UPDATE, DELETE ON `{src}`.`orders` TO '{ro_user}'@'%';");
     assert_eq!(i.fix.as_deref(), Some(want.as_str()));
     drop_user(&te, Side::Source, &ro_user).await;
     drop_db(&mut te.admin(Side::Source).await, &src).await;

@@ -39,7 +39,11 @@ pub struct StageEnv<S, K> {
 
 impl<S: ItemStore, K: SecretSource> StageEnv<S, K> {
     pub fn new(store: S, secrets: K, worker_id: impl Into<String>) -> Self {
-        StageEnv { repo: Repo::new(store), secrets, worker_id: worker_id.into() }
+        StageEnv {
+            repo: Repo::new(store),
+            secrets,
+            worker_id: worker_id.into(),
+        }
     }
 
     /// Source and target endpoints of a task, with their credentials.
@@ -59,7 +63,9 @@ pub fn task_id(input: &Value) -> Result<String, FerryError> {
         .get("task_id")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .ok_or_else(|| FerryError::BadTask(format!("stage input has no \"task_id\" string: {input}")))
+        .ok_or_else(|| {
+            FerryError::BadTask(format!("stage input has no \"task_id\" string: {input}"))
+        })
 }
 
 /// Run one stage by name. On error the task record gets the error (a
@@ -70,7 +76,10 @@ pub async fn invoke<S: ItemStore, K: SecretSource>(
     input: Value,
     deadline: Instant,
 ) -> Result<Value, FerryError> {
-    let id = input.get("task_id").and_then(Value::as_str).map(str::to_string);
+    let id = input
+        .get("task_id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let result = match stage {
         "grant-check" => grant_check::run(env, input, deadline).await,
         "plan" => plan::run(env, input, deadline).await,

@@ -445,10 +445,12 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
                     "the forward link's lag is not measured yet".into(),
                 ))
             }
-            Some(lag) if lag > max => return Ok(Readiness::NotReady(format!(
+            Some(lag) if lag > max => {
+                return Ok(Readiness::NotReady(format!(
                 "the forward link's lag is {lag} ms, above options.switch_max_lag_ms = {max} ms; \
                      wait for it to catch up (are the application's writers still running?)"
-            ))),
+            )))
+            }
             Some(_) => {}
         }
         let quiet = Duration::from_secs(self.spec().options.switch_quiet_seconds);

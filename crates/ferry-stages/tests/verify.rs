@@ -266,7 +266,10 @@ async fn verify_finds_reports_and_repairs_every_planted_difference() {
         lines[0].contains("clean") && lines[0].contains("5 row(s) repaired"),
         "{lines:?}"
     );
-    assert!(lines[1].contains("0 differences"), "per table too: {lines:?}");
+    assert!(
+        lines[1].contains("0 differences"),
+        "per table too: {lines:?}"
+    );
 
     // The chunks that differed are checked again, then a full run: both clean.
     let out = f.verify("recheck").await;

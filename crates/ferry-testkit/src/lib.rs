@@ -37,7 +37,9 @@ fn var(name: &str) -> String {
 }
 
 fn port(name: &str) -> u16 {
-    var(name).parse().unwrap_or_else(|_| panic!("{name} is not a port number"))
+    var(name)
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is not a port number"))
 }
 
 /// The test environment. Panics with instructions when it is missing.
@@ -52,7 +54,9 @@ pub fn env() -> TestEnv {
         source_password: var("FERRY_TEST_SOURCE_PASSWORD"),
         target_user: var("FERRY_TEST_TARGET_USER"),
         target_password: var("FERRY_TEST_TARGET_PASSWORD"),
-        moto_port: std::env::var("FERRY_TEST_MOTO_PORT").ok().and_then(|p| p.parse().ok()),
+        moto_port: std::env::var("FERRY_TEST_MOTO_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok()),
     }
 }
 
@@ -107,7 +111,10 @@ impl TestEnv {
 
     /// An admin connection to one side, for test setup and assertions.
     pub async fn admin(&self, side: Side) -> Conn {
-        self.endpoint(side, true).connect().await.unwrap_or_else(|e| panic!("admin connection: {e}"))
+        self.endpoint(side, true)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("admin connection: {e}"))
     }
 }
 
@@ -118,17 +125,31 @@ pub fn unique_name(prefix: &str) -> String {
 
 /// Run statements, panicking with the statement on error.
 pub async fn exec(conn: &mut Conn, sql: &str) {
-    conn.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    conn.query_drop(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 /// (Re)create a database.
 pub async fn recreate_db(conn: &mut Conn, db: &str) {
-    exec(conn, &format!("DROP DATABASE IF EXISTS {}", quote_ident(db))).await;
-    exec(conn, &format!("CREATE DATABASE {} CHARACTER SET utf8mb4", quote_ident(db))).await;
+    exec(
+        conn,
+        &format!("DROP DATABASE IF EXISTS {}", quote_ident(db)),
+    )
+    .await;
+    exec(
+        conn,
+        &format!("CREATE DATABASE {} CHARACTER SET utf8mb4", quote_ident(db)),
+    )
+    .await;
 }
 
 pub async fn drop_db(conn: &mut Conn, db: &str) {
-    exec(conn, &format!("DROP DATABASE IF EXISTS {}", quote_ident(db))).await;
+    exec(
+        conn,
+        &format!("DROP DATABASE IF EXISTS {}", quote_ident(db)),
+    )
+    .await;
 }
 
 /// Poll `check` until it returns true, failing after `timeout` with `what`.
@@ -143,7 +164,10 @@ where
         if check().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(250));
     }
@@ -162,15 +186,26 @@ pub async fn rows(conn: &mut Conn, db: &str, table: &str) -> Vec<Vec<Value>> {
     let order = if key.is_empty() {
         "1".to_string()
     } else {
-        key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ")
+        key.iter()
+            .map(|k| quote_ident(k))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let sql = format!("SELECT * FROM {} ORDER BY {order}", qualified(db, table));
-    let rows: Vec<Row> = conn.query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let rows: Vec<Row> = conn
+        .query(&sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     rows.into_iter().map(|r| r.unwrap()).collect()
 }
 
 /// Assert two tables hold the same rows, every column compared, with a useful message.
-pub async fn assert_same_rows(src: &mut Conn, src_table: (&str, &str), tgt: &mut Conn, tgt_table: (&str, &str)) {
+pub async fn assert_same_rows(
+    src: &mut Conn,
+    src_table: (&str, &str),
+    tgt: &mut Conn,
+    tgt_table: (&str, &str),
+) {
     let a = rows(src, src_table.0, src_table.1).await;
     let b = rows(tgt, tgt_table.0, tgt_table.1).await;
     assert_eq!(
@@ -185,6 +220,10 @@ pub async fn assert_same_rows(src: &mut Conn, src_table: (&str, &str), tgt: &mut
         b.len()
     );
     for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
-        assert_eq!(x, y, "row {i} of {}.{} differs from the target's", src_table.0, src_table.1);
+        assert_eq!(
+            x, y,
+            "row {i} of {}.{} differs from the target's",
+            src_table.0, src_table.1
+        );
     }
 }
