@@ -18,7 +18,9 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts, Pool};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 #[tokio::main]
@@ -28,10 +30,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: full_copy SRC_URL TGT_URL DB TABLE [options]".into());
     }
     let (src_url, tgt_url, db, table) = (&args[0], &args[1], args[2].clone(), args[3].clone());
-    let workers: usize = arg(&args, "--workers").map(|s| s.parse()).transpose()?.unwrap_or(2);
-    let chunk_rows: u64 = arg(&args, "--chunk-rows").map(|s| s.parse()).transpose()?.unwrap_or(50_000);
-    let batch_rows: usize = arg(&args, "--batch-rows").map(|s| s.parse()).transpose()?.unwrap_or(1000);
-    let method: WriteMethod = arg(&args, "--method").map(|s| s.parse()).transpose()?.unwrap_or_default();
+    let workers: usize = arg(&args, "--workers")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(2);
+    let chunk_rows: u64 = arg(&args, "--chunk-rows")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(50_000);
+    let batch_rows: usize = arg(&args, "--batch-rows")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(1000);
+    let method: WriteMethod = arg(&args, "--method")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or_default();
     let read_only = args.iter().any(|a| a == "--read-only");
     let setup = |url: &str| -> Result<Opts, Box<dyn std::error::Error>> {
         Ok(mysql_async::OptsBuilder::from_opts(Opts::from_url(url)?)
@@ -41,16 +55,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let src_pool = Pool::new(setup(src_url)?);
     let dst_pool = Pool::new(setup(tgt_url)?);
     let mut c = src_pool.get_conn().await?;
-    let info = read_table(&mut c, &db, &table).await?.ok_or("no such table")?;
+    let info = read_table(&mut c, &db, &table)
+        .await?
+        .ok_or("no such table")?;
     let chunks = plan_chunks(&mut c, &info, chunk_rows, 0).await?;
     drop(c);
     let queue = Arc::new(std::sync::Mutex::new(chunks));
-    let opts = CopyOptions { batch_rows, method, allow_invalid_dates: true, ..CopyOptions::default() };
+    let opts = CopyOptions {
+        batch_rows,
+        method,
+        allow_invalid_dates: true,
+        ..CopyOptions::default()
+    };
     let limiter = Arc::new(RateLimiter::default());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..workers {
-        let (queue, info, opts, limiter) = (queue.clone(), info.clone(), opts.clone(), limiter.clone());
+        let (queue, info, opts, limiter) =
+            (queue.clone(), info.clone(), opts.clone(), limiter.clone());
         let (src_pool, dst_pool) = (src_pool.clone(), dst_pool.clone());
         let db = db.clone();
         tasks.push(tokio::spawn(async move {
@@ -62,14 +84,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let Some(chunk) = next else { break };
                 if read_only {
                     let key = info.key.clone().unwrap_or_default();
-                    let (pred, params) = range_predicate(&key, chunk.lower.as_deref(), chunk.upper.as_deref());
+                    let (pred, params) =
+                        range_predicate(&key, chunk.lower.as_deref(), chunk.upper.as_deref());
                     let sql = format!("SELECT * FROM `{}`.`{}` WHERE {pred}", info.db, info.name);
                     let mut r = src.exec_iter(sql, params).await?;
                     while r.next().await?.is_some() {
                         rows += 1;
                     }
                 } else {
-                    let s = copy_chunk(&mut src, &mut dst, &info, (&db, &info.name), &chunk, None, &opts, &limiter).await?;
+                    let s = copy_chunk(
+                        &mut src,
+                        &mut dst,
+                        &info,
+                        (&db, &info.name),
+                        &chunk,
+                        None,
+                        &opts,
+                        &limiter,
+                    )
+                    .await?;
                     rows += s.rows;
                 }
             }
@@ -81,6 +114,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rows += t.await?.map_err(|e| e.to_string())?;
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("{rows} rows in {secs:.2} s: {:.0} rows/s", rows as f64 / secs);
+    println!(
+        "{rows} rows in {secs:.2} s: {:.0} rows/s",
+        rows as f64 / secs
+    );
     Ok(())
 }

@@ -185,7 +185,7 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
             let Some(chunk) = self
                 .env
                 .repo
-                .claim_chunk(&self.task_id, &self.owner, lease_ms)
+                .claim_chunk_spread(&self.task_id, &self.owner, lease_ms)
                 .await?
             else {
                 break;

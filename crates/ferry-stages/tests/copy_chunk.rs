@@ -397,3 +397,48 @@ async fn a_slow_chunk_keeps_its_lease_and_a_new_rate_limit_applies_while_running
     assert_eq!(out["remaining"], 0, "{out}");
     f.cleanup().await;
 }
+
+#[tokio::test]
+async fn parallel_claims_spread_over_tables_not_started_first() {
+    let dir = std::env::temp_dir().join(unique_name("ferry_claims"));
+    let repo = ferry_core::store::Repo::new(SqliteStore::open_dir(&dir).unwrap());
+    let spec = TaskSpec::from_json(
+        r#"{"task_id":"claims","source":{"secret":"s"},"target":{"secret":"t"},"objects":{"include":["d.*"]}}"#,
+    )
+    .unwrap();
+    repo.create_task(&spec).await.unwrap();
+    for (i, (table, n)) in [("a", 3), ("b", 2), ("c", 1)].into_iter().enumerate() {
+        let bounds: Vec<Vec<ferry_core::model::KeyValue>> = (1..n)
+            .map(|k| vec![ferry_core::model::KeyValue::Int(k)])
+            .collect();
+        let chunks = ferry_mysql::planner::chunks_from_boundaries("d", table, i, bounds);
+        repo.put_chunks("claims", &chunks).await.unwrap();
+    }
+    let claim = |owner: &'static str| {
+        let repo = &repo;
+        async move {
+            repo.claim_chunk_spread("claims", owner, 60_000)
+                .await
+                .unwrap()
+                .unwrap()
+                .chunk_id
+        }
+    };
+    assert_eq!(claim("w1").await, "0000-000000");
+    assert_eq!(claim("w2").await, "0001-000000", "a is busy: b");
+    repo.finish_chunk("claims", "0000-000000", "w1", 1, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim("w1").await,
+        "0002-000000",
+        "c was never started: before a, which is idle again"
+    );
+    assert_eq!(claim("w3").await, "0000-000001", "a is the only idle table");
+    assert_eq!(
+        claim("w4").await,
+        "0000-000002",
+        "every table is busy: key order"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
