@@ -23,7 +23,9 @@ const TABLE: &str = "CREATE TABLE {db}.all_types (
     lat VARCHAR(10) CHARACTER SET latin1
 ) ENGINE=InnoDB";
 
-const COLUMNS: &str = "id, tiny, utiny, med, ubig, big, dec1, f, d, dt, ts, dte, tm, yr, e, s, b+0, bl, txt, vc, ch, bin, js, lat";
+// `lat` as its raw latin1 bytes: the decoder keeps bytes and marks the charset, and the applier
+// writes them back with CONVERT(X'..' USING latin1).
+const COLUMNS: &str = "id, tiny, utiny, med, ubig, big, dec1, f, d, dt, ts, dte, tm, yr, e, s, b+0, bl, txt, vc, ch, bin, js, CAST(lat AS BINARY)";
 
 fn as_int(v: &Value) -> Option<i128> {
     match v {
