@@ -144,6 +144,20 @@ pub struct TaskOptions {
     pub switch_timeout_seconds: u64,
     /// Run the verify stage after the final catch-up, before the forward link is retired.
     pub switch_verify: bool,
+    /// How the full copy writes rows to the target.
+    pub copy_write: CopyWrite,
+}
+
+/// How the full copy writes rows to the target.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyWrite {
+    /// `LOAD DATA LOCAL INFILE` streamed from memory: the faster. A target with
+    /// `local_infile` off gets `insert` instead.
+    #[default]
+    LoadData,
+    /// Multi-row `REPLACE INTO ... VALUES` statements.
+    Insert,
 }
 
 /// When the state machine runs the `verify` stage; `ferry verify TASK_ID` works at any time.
@@ -183,6 +197,7 @@ impl Default for TaskOptions {
             switch_quiet_seconds: 3,
             switch_timeout_seconds: 1_800,
             switch_verify: false,
+            copy_write: CopyWrite::LoadData,
         }
     }
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use ferry_core::model::{ChunkRecord, ChunkState, SnapshotPoint, TablePhase, TableRecord};
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
-use ferry_core::task::TaskSpec;
+use ferry_core::task::{CopyWrite, TaskSpec};
 use ferry_core::FerryError;
 use ferry_mysql::conn::classify;
 use ferry_mysql::copy::{
@@ -123,11 +123,15 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
         };
         let src = w.source().await?;
         w.copy.allow_invalid_dates = source_allows_invalid_dates(src).await?;
+        let wanted = w.spec.options.copy_write;
         let dst = w.target().await?;
-        w.copy.method = if local_infile_enabled(dst).await {
-            WriteMethod::LoadData
-        } else {
-            WriteMethod::Insert
+        w.copy.method = match wanted {
+            CopyWrite::LoadData if local_infile_enabled(dst).await => WriteMethod::LoadData,
+            CopyWrite::LoadData => {
+                tracing::info!("the target has local_infile off: the copy writes with INSERT");
+                WriteMethod::Insert
+            }
+            CopyWrite::Insert => WriteMethod::Insert,
         };
         Ok(w)
     }

@@ -442,3 +442,33 @@ async fn parallel_claims_spread_over_tables_not_started_first() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+async fn global_status(te: &TestEnv, name: &str) -> u64 {
+    let mut c = te.admin(Side::Target).await;
+    let row: Option<(String, String)> = c
+        .exec_first("SHOW GLOBAL STATUS WHERE Variable_name = ?", (name,))
+        .await
+        .unwrap();
+    row.and_then(|(_, v)| v.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn copy_write_insert_is_honoured() {
+    let f = Fixture::new(false).await;
+    f.env
+        .repo
+        .update_task(&f.task_id, |t| {
+            t.spec.options.copy_write = ferry_core::task::CopyWrite::Insert
+        })
+        .await
+        .unwrap();
+    let before = global_status(&f.te, "Com_replace").await;
+    let out = f.copy(1, 120).await.unwrap();
+    assert_eq!(out["rows"], 12_500, "{out}");
+    // batch_rows is 300: at least one REPLACE statement per 300 rows went to the target.
+    assert!(global_status(&f.te, "Com_replace").await - before >= 12_500 / 300);
+    let mut src = f.te.admin(Side::Source).await;
+    let mut tgt = f.te.admin(Side::Target).await;
+    assert_same_rows(&mut src, (&f.src_db, "b"), &mut tgt, (&f.tgt_db, "b")).await;
+    f.cleanup().await;
+}
