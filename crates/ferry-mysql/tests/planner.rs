@@ -4,7 +4,6 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
-use std::time::Instant;
 
 use ferry_core::model::{ChunkRecord, KeyValue};
 use ferry_mysql::planner::{
@@ -480,47 +479,5 @@ async fn wide_rows_and_unordered_keys() {
         err.message().contains("ADD COLUMN") && err.message().contains("nokey"),
         "{err}"
     );
-    drop_db(&mut admin, &db).await;
-}
-
-/// Measurement, not a check: `cargo test --release -p ferry-mysql --test planner -- --ignored --nocapture`.
-#[tokio::test]
-#[ignore]
-async fn plan_a_million_row_sysbench_table() {
-    let (db, mut admin) = setup("plan_1m").await;
-    let q = qualified(&db, "sbtest1");
-    exec(
-        &mut admin,
-        &format!(
-            "CREATE TABLE {q} (id INT NOT NULL AUTO_INCREMENT, k INT NOT NULL DEFAULT 0, c CHAR(120) NOT NULL DEFAULT '', \
-             pad CHAR(60) NOT NULL DEFAULT '', PRIMARY KEY (id), KEY k_1 (k)) ENGINE=InnoDB"
-        ),
-    )
-    .await;
-    let t0 = Instant::now();
-    exec(
-        &mut admin,
-        &format!(
-            "INSERT INTO {q} (id, k, c, pad) SELECT seq, FLOOR(RAND() * 1000000), REPEAT(MD5(seq), 3), REPEAT(MD5(-seq), 1) \
-             FROM seq_1_to_1000000"
-        ),
-    )
-    .await;
-    exec(&mut admin, &format!("ANALYZE TABLE {q}")).await;
-    eprintln!("load: {:.1} s", t0.elapsed().as_secs_f64());
-    let mut conn = migration_conn().await;
-    let t = read_table(&mut conn, &db, "sbtest1")
-        .await
-        .unwrap()
-        .unwrap();
-    for chunk_rows in [50_000u64, 10_000] {
-        let t0 = Instant::now();
-        let chunks = plan_chunks(&mut conn, &t, chunk_rows, 0).await.unwrap();
-        eprintln!(
-            "plan_chunks 1,000,000 rows, chunk_rows {chunk_rows}: {} chunks in {:.3} s",
-            chunks.len(),
-            t0.elapsed().as_secs_f64()
-        );
-    }
     drop_db(&mut admin, &db).await;
 }
