@@ -1,4 +1,5 @@
 mod bad_inputs;
+mod cdc_kill;
 mod definition;
 mod end_to_end;
 mod examples;
