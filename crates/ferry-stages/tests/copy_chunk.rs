@@ -5,38 +5,28 @@
 //! `Ferry.ChunkFailed` naming table, range, attempts and the server's message;
 //! a deadline closer than the margin claims nothing.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+mod common;
 
-use ferry_core::model::{ChunkState, TablePhase, TableRecord};
+use std::time::Duration;
+
+use ferry_core::model::{ChunkState, TablePhase};
 use ferry_core::task::TaskSpec;
 use ferry_core::FerryError;
-use ferry_local::{FileSecrets, SqliteStore};
-use ferry_mysql::planner::plan_chunks;
+use ferry_local::SqliteStore;
 use ferry_mysql::qualified;
-use ferry_mysql::schema::read_table;
+use ferry_stages::invoke;
 use ferry_stages::plan::{deferred_key, DeferredDdl};
-use ferry_stages::{invoke, StageEnv};
-use ferry_testkit::{
-    assert_same_rows, drop_db, env, exec, recreate_db, unique_name, Side, TestEnv,
-};
+use ferry_testkit::{assert_same_rows, env, exec, recreate_db, unique_name, Side, TestEnv};
 use mysql_async::prelude::*;
 use serde_json::{json, Value};
 
 struct Fixture {
-    env: StageEnv<SqliteStore, FileSecrets>,
-    dir: PathBuf,
+    env: common::Env,
+    _dir: common::StageDir,
     te: TestEnv,
     task_id: String,
     src_db: String,
     tgt_db: String,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 const TABLES: [(&str, &str, i64); 2] = [
@@ -54,19 +44,10 @@ impl Fixture {
     /// `narrow_b` makes `b.note` too short on the target, so its chunks cannot be written.
     async fn new(narrow_b: bool) -> Fixture {
         let te = env();
-        let dir = std::env::temp_dir().join(unique_name("ferry_copy_stage"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let secrets = dir.join("secrets.json");
-        let body = json!({
-            "test-source": te.secret_json(Side::Source, false),
-            "test-target": te.secret_json(Side::Target, false),
-        });
-        std::fs::write(&secrets, body.to_string()).unwrap();
-        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let store = SqliteStore::open_dir(&dir.join("state")).unwrap();
+        let dir = common::StageDir::new(&te, "ferry_copy_stage");
         let f = Fixture {
-            env: StageEnv::new(store, FileSecrets::new(Some(secrets)), "test-worker"),
-            dir,
+            env: dir.env("test-worker"),
+            _dir: dir,
             te,
             task_id: unique_name("copy-stage"),
             src_db: unique_name("ferry_stage_src"),
@@ -126,48 +107,15 @@ impl Fixture {
     }
 
     async fn records(&self) {
-        let spec = TaskSpec::from_json(
-            &json!({
-                "task_id": self.task_id,
-                "source": {"secret": "test-source"},
-                "target": {"secret": "test-target", "dialect": "mariadb"},
-                "objects": {"include": [format!("{}.*", self.src_db)], "rename": {self.src_db.clone(): self.tgt_db.clone()}},
-                "options": {"chunk_rows": 1000, "lease_seconds": 5, "max_chunk_attempts": 2, "batch_rows": 300}
-            })
-            .to_string(),
-        )
-        .unwrap();
-        let repo = &self.env.repo;
-        repo.create_task(&spec).await.unwrap();
-        let mut src = self
-            .te
-            .endpoint(Side::Source, false)
-            .connect()
-            .await
-            .unwrap();
+        let mut task = common::task_json(&self.task_id, &self.src_db, &self.tgt_db);
+        task["options"] = json!({"chunk_rows": 1000, "lease_seconds": 5, "max_chunk_attempts": 2, "batch_rows": 300});
+        common::create_task(&self.env, &task).await;
+        let dbs = (self.src_db.as_str(), self.tgt_db.as_str());
         for (i, (name, _, _)) in TABLES.iter().enumerate() {
-            let info = read_table(&mut src, &self.src_db, name)
-                .await
-                .unwrap()
-                .unwrap();
-            let chunks = plan_chunks(&mut src, &info, 1000, i).await.unwrap();
-            repo.put_table(
-                &self.task_id,
-                &TableRecord {
-                    source_db: self.src_db.clone(),
-                    source_table: name.to_string(),
-                    target_db: self.tgt_db.clone(),
-                    target_table: name.to_string(),
-                    key_columns: info.key.clone().unwrap(),
-                    phase: TablePhase::Planned,
-                    rows_estimate: info.rows_estimate,
-                    chunks_total: chunks.len() as u64,
-                },
-            )
-            .await
-            .unwrap();
-            repo.put_chunks(&self.task_id, &chunks).await.unwrap();
+            let planned = common::planned_table(&self.te, dbs, name, 1000, i).await;
+            common::put_planned(&self.env, &self.task_id, &planned).await;
         }
+        let repo = &self.env.repo;
         let deferred = DeferredDdl {
             target_db: self.tgt_db.clone(),
             target_table: "a".into(),
@@ -188,30 +136,18 @@ impl Fixture {
 
     async fn copy(&self, worker: u32, secs: u64) -> Result<Value, FerryError> {
         let input = json!({"task_id": self.task_id, "worker": worker});
-        invoke(
-            &self.env,
-            "copy-chunk",
-            input,
-            Instant::now() + Duration::from_secs(secs),
-        )
-        .await
+        invoke(&self.env, "copy-chunk", input, common::deadline(secs)).await
     }
 
     async fn summary(&self) -> Value {
         let input = json!({"task_id": self.task_id, "action": "summary"});
-        invoke(
-            &self.env,
-            "copy-chunk",
-            input,
-            Instant::now() + Duration::from_secs(60),
-        )
-        .await
-        .unwrap()
+        invoke(&self.env, "copy-chunk", input, common::deadline(60))
+            .await
+            .unwrap()
     }
 
     async fn cleanup(&self) {
-        drop_db(&mut self.te.admin(Side::Source).await, &self.src_db).await;
-        drop_db(&mut self.te.admin(Side::Target).await, &self.tgt_db).await;
+        common::drop_dbs(&self.te, &self.src_db, &self.tgt_db).await;
     }
 }
 

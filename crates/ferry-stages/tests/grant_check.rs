@@ -3,77 +3,43 @@
 //! fails, nothing written to the target but the dropped probe, and a rerun
 //! of a task that already planned its tables passes.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+mod common;
 
 use ferry_core::model::{CheckStatus, TablePhase, TableRecord, TaskState};
-use ferry_local::{FileSecrets, SqliteStore};
 use ferry_mysql::quote_ident;
-use ferry_stages::{invoke, StageEnv};
-use ferry_testkit::{drop_db, env, exec, recreate_db, unique_name, Side, TestEnv};
+use ferry_stages::invoke;
+use ferry_testkit::{drop_db, env, unique_name, Side, TestEnv};
 use mysql_async::prelude::*;
 use serde_json::{json, Value};
 
 struct Fixture {
-    env: StageEnv<SqliteStore, FileSecrets>,
-    dir: PathBuf,
+    env: common::Env,
+    dir: common::StageDir,
 }
 
 impl Fixture {
     /// A fresh task store and a 0600 secrets file with `test-source` and `test-target`.
     fn new(te: &TestEnv) -> Fixture {
-        let dir = std::env::temp_dir().join(unique_name("ferry_grant_check"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let secrets = dir.join("secrets.json");
-        let body = json!({
-            "test-source": te.secret_json(Side::Source, false),
-            "test-target": te.secret_json(Side::Target, false),
-        });
-        std::fs::write(&secrets, body.to_string()).unwrap();
-        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let store = SqliteStore::open_dir(&dir.join("state")).unwrap();
+        let dir = common::StageDir::new(te, "ferry_grant_check");
         Fixture {
-            env: StageEnv::new(store, FileSecrets::new(Some(secrets)), "test-worker"),
+            env: dir.env("test-worker"),
             dir,
         }
     }
 
     async fn run(&self, task: &Value) -> Result<Value, ferry_core::FerryError> {
-        invoke(
-            &self.env,
-            "grant-check",
-            task.clone(),
-            Instant::now() + Duration::from_secs(60),
-        )
-        .await
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        invoke(&self.env, "grant-check", task.clone(), common::deadline(60)).await
     }
 }
 
 fn task(id: &str, src: &str, tgt: &str) -> Value {
-    json!({
-        "task_id": id,
-        "source": {"secret": "test-source"},
-        "target": {"secret": "test-target", "dialect": "mariadb"},
-        "types": ["schema", "full", "incremental", "verify"],
-        "objects": {"include": [format!("{src}.*")], "rename": {src: tgt}},
-    })
+    let mut task = common::task_json(id, src, tgt);
+    task["types"] = json!(["schema", "full", "incremental", "verify"]);
+    task
 }
 
 async fn source_db(te: &TestEnv, ddl: &[&str]) -> String {
-    let db = unique_name("gc_src");
-    let mut c = te.admin(Side::Source).await;
-    recreate_db(&mut c, &db).await;
-    for sql in ddl {
-        exec(&mut c, &sql.replace("{db}", &quote_ident(&db))).await;
-    }
-    db
+    common::fresh_db(te, Side::Source, "gc_src", ddl).await
 }
 
 /// Every table of `db` on the target with its row count.
@@ -109,20 +75,17 @@ async fn a_passing_task_is_recorded_and_nothing_but_the_probe_touches_the_target
         &["CREATE TABLE {db}.orders (id INT PRIMARY KEY, v INT)"],
     )
     .await;
-    let tgt = unique_name("gc_tgt");
+    let tgt = common::fresh_db(
+        &te,
+        Side::Target,
+        "gc_tgt",
+        &[
+            "CREATE TABLE {db}.unrelated (id INT PRIMARY KEY)",
+            "INSERT INTO {db}.unrelated VALUES (1), (2)",
+        ],
+    )
+    .await;
     let mut t = te.admin(Side::Target).await;
-    recreate_db(&mut t, &tgt).await;
-    let q = quote_ident(&tgt);
-    exec(
-        &mut t,
-        &format!("CREATE TABLE {q}.unrelated (id INT PRIMARY KEY)"),
-    )
-    .await;
-    exec(
-        &mut t,
-        &format!("INSERT INTO {q}.unrelated VALUES (1), (2)"),
-    )
-    .await;
     let before = target_contents(&te, &tgt).await;
     let f = Fixture::new(&te);
     let id = unique_name("gc");
@@ -177,16 +140,17 @@ async fn a_failed_item_fails_the_task_and_a_planned_rerun_passes() {
         &["CREATE TABLE {db}.orders (id INT PRIMARY KEY, v INT)"],
     )
     .await;
-    let tgt = unique_name("gc_tgt");
-    let mut t = te.admin(Side::Target).await;
-    recreate_db(&mut t, &tgt).await;
-    let q = quote_ident(&tgt);
-    exec(
-        &mut t,
-        &format!("CREATE TABLE {q}.orders (id INT PRIMARY KEY, v INT)"),
+    let tgt = common::fresh_db(
+        &te,
+        Side::Target,
+        "gc_tgt",
+        &[
+            "CREATE TABLE {db}.orders (id INT PRIMARY KEY, v INT)",
+            "INSERT INTO {db}.orders VALUES (1, 1)",
+        ],
     )
     .await;
-    exec(&mut t, &format!("INSERT INTO {q}.orders VALUES (1, 1)")).await;
+    let mut t = te.admin(Side::Target).await;
     let f = Fixture::new(&te);
     let id = unique_name("gc");
 

@@ -4,18 +4,15 @@
 //! row is equal. Each call takes the link with a higher epoch, stores the
 //! checkpoint and rows/s by table and op, and a stop request ends calls at once.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_core::model::Direction;
-use ferry_core::task::TaskSpec;
-use ferry_local::{FileSecrets, SqliteStore};
 use ferry_mysql::qualified;
 use ferry_stages::incremental_apply::{stats_key, CdcStats};
-use ferry_stages::{invoke, StageEnv};
 use ferry_testkit::{
     assert_same_rows, drop_db, env, exec, recreate_db, unique_name, Side, TestEnv,
 };
@@ -23,18 +20,12 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 struct Fixture {
-    env: StageEnv<SqliteStore, FileSecrets>,
-    dir: PathBuf,
+    env: common::Env,
+    _dir: common::StageDir,
     te: TestEnv,
     task_id: String,
     src_db: String,
     tgt_db: String,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 const TABLES: [(&str, &str); 2] = [
@@ -45,19 +36,10 @@ const TABLES: [(&str, &str); 2] = [
 impl Fixture {
     async fn new() -> Fixture {
         let te = env();
-        let dir = std::env::temp_dir().join(unique_name("ferry_cdc_stage"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let secrets = dir.join("secrets.json");
-        let body = json!({
-            "test-source": te.secret_json(Side::Source, false),
-            "test-target": te.secret_json(Side::Target, false),
-        });
-        std::fs::write(&secrets, body.to_string()).unwrap();
-        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let store = SqliteStore::open_dir(&dir.join("state")).unwrap();
+        let dir = common::StageDir::new(&te, "ferry_cdc_stage");
         let f = Fixture {
-            env: StageEnv::new(store, FileSecrets::new(Some(secrets)), "test-worker"),
-            dir,
+            env: dir.env("test-worker"),
+            _dir: dir,
             te,
             task_id: unique_name("cdc-stage"),
             src_db: unique_name("ferry_cdc_src"),
@@ -84,40 +66,20 @@ impl Fixture {
             ),
         )
         .await;
-        let spec = TaskSpec::from_json(
-            &json!({
-                "task_id": f.task_id,
-                "source": {"secret": "test-source"},
-                "target": {"secret": "test-target", "dialect": "mariadb"},
-                "types": ["schema", "full", "incremental"],
-                "objects": {"include": [format!("{}.*", f.src_db)], "rename": {f.src_db.clone(): f.tgt_db.clone()}},
-                "options": {"chunk_rows": 500, "apply_workers": 3, "slice_seconds": 20}
-            })
-            .to_string(),
-        )
-        .unwrap();
-        f.env.repo.create_task(&spec).await.unwrap();
+        let mut task = common::task_json(&f.task_id, &f.src_db, &f.tgt_db);
+        task["types"] = json!(["schema", "full", "incremental"]);
+        task["options"] = json!({"chunk_rows": 500, "apply_workers": 3, "slice_seconds": 20});
+        common::create_task(&f.env, &task).await;
         f
     }
 
-    async fn stage(&self, name: &str, input: Value) -> Value {
-        invoke(
-            &self.env,
-            name,
-            input,
-            Instant::now() + Duration::from_secs(30),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
-    }
-
     async fn apply(&self) -> Value {
-        let out = self
-            .stage(
-                "incremental-apply",
-                json!({"task_id": self.task_id, "direction": "forward", "idle_ms": 500}),
-            )
-            .await;
+        let out = common::stage(
+            &self.env,
+            "incremental-apply",
+            json!({"task_id": self.task_id, "direction": "forward", "idle_ms": 500}),
+        )
+        .await;
         for k in [
             "position",
             "lag_ms",
@@ -162,20 +124,8 @@ async fn full_copy_then_incremental_catches_up() {
     let f = Fixture::new().await;
     let stop = Arc::new(AtomicBool::new(false));
     let w = tokio::spawn(writer(f.te.clone(), f.src_db.clone(), stop.clone()));
-    f.stage("plan", json!({"task_id": f.task_id})).await;
-    loop {
-        let out = f
-            .stage("copy-chunk", json!({"task_id": f.task_id, "worker": "0"}))
-            .await;
-        if out["remaining"] == 0 {
-            break;
-        }
-    }
-    f.stage(
-        "copy-chunk",
-        json!({"task_id": f.task_id, "action": "summary"}),
-    )
-    .await;
+    common::stage(&f.env, "plan", json!({"task_id": f.task_id})).await;
+    common::copy_all(&f.env, &f.task_id).await;
     let task = f.env.repo.task(&f.task_id).await.unwrap();
     assert!(task.copy_finished.is_some(), "copy_finished recorded");
 

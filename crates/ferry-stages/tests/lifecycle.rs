@@ -9,8 +9,8 @@
 //! fixture grants them on the test's own databases (and on its own meta
 //! schema) with the admin connection, and revokes them at the end.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,11 +19,10 @@ use ferry_asl::{Definition, Dispatch, Outcome, Runner, TaskCall, TaskFailure};
 use ferry_core::model::{CheckpointRecord, Direction, TaskState};
 use ferry_core::store::{now_ms, ItemStore};
 use ferry_core::task::TaskSpec;
-use ferry_local::{FileSecrets, SqliteStore};
 use ferry_mysql::apply::{set_failpoint, FailAction};
 use ferry_mysql::{qualified, quote_ident};
+use ferry_stages::invoke;
 use ferry_stages::switch::{self, StepOutcome, SwitchPhase, STEPS};
-use ferry_stages::{invoke, StageEnv};
 use ferry_testkit::{
     drop_db, env, exec, recreate_db, rows, unique_name, wait_until, Side, TestEnv,
 };
@@ -33,11 +32,11 @@ use mysql_async::prelude::*;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-type Env = StageEnv<SqliteStore, FileSecrets>;
+use common::Env;
 
 struct Fixture {
     env: Arc<Env>,
-    dir: PathBuf,
+    _dir: common::StageDir,
     te: TestEnv,
     task_id: String,
     src_db: String,
@@ -51,23 +50,10 @@ const USER_SRC: &str = "ferry_src";
 impl Fixture {
     async fn new(prefix: &str, types: &[&str], options: Value) -> Fixture {
         let te = env();
-        let dir = std::env::temp_dir().join(unique_name(&format!("ferry_{prefix}")));
-        std::fs::create_dir_all(&dir).unwrap();
-        let secrets = dir.join("secrets.json");
-        let body = json!({
-            "test-source": te.secret_json(Side::Source, false),
-            "test-target": te.secret_json(Side::Target, false),
-        });
-        std::fs::write(&secrets, body.to_string()).unwrap();
-        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let store = SqliteStore::open_dir(&dir.join("state")).unwrap();
+        let dir = common::StageDir::new(&te, &format!("ferry_{prefix}"));
         let f = Fixture {
-            env: Arc::new(StageEnv::new(
-                store,
-                FileSecrets::new(Some(secrets)),
-                "test-worker",
-            )),
-            dir,
+            env: Arc::new(dir.env("test-worker")),
+            _dir: dir,
             te,
             task_id: unique_name(prefix).replace('_', "-"),
             src_db: unique_name("ferry_lc_src"),
@@ -107,16 +93,10 @@ impl Fixture {
         }
         let mut options = options;
         options["meta_schema"] = json!(f.meta);
-        let spec = json!({
-            "task_id": f.task_id,
-            "source": {"secret": "test-source"},
-            "target": {"secret": "test-target", "dialect": "mariadb"},
-            "types": types,
-            "objects": {"include": [format!("{}.*", f.src_db)], "rename": {f.src_db.clone(): f.tgt_db.clone()}},
-            "options": options,
-        });
-        let spec = TaskSpec::from_json(&spec.to_string()).unwrap();
-        f.env.repo.create_task(&spec).await.unwrap();
+        let mut task = common::task_json(&f.task_id, &f.src_db, &f.tgt_db);
+        task["types"] = json!(types);
+        task["options"] = options;
+        common::create_task(&f.env, &task).await;
         f
     }
 
@@ -125,39 +105,16 @@ impl Fixture {
     }
 
     async fn try_stage(&self, name: &str, input: Value) -> Result<Value, ferry_core::FerryError> {
-        invoke(
-            &self.env,
-            name,
-            input,
-            Instant::now() + Duration::from_secs(30),
-        )
-        .await
+        common::try_stage(&self.env, name, input).await
     }
 
     async fn stage(&self, name: &str, input: Value) -> Value {
-        self.try_stage(name, input)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"))
+        common::stage(&self.env, name, input).await
     }
 
     async fn plan_and_copy(&self) {
         self.stage("plan", json!({"task_id": self.task_id})).await;
-        loop {
-            let out = self
-                .stage(
-                    "copy-chunk",
-                    json!({"task_id": self.task_id, "worker": "0"}),
-                )
-                .await;
-            if out["remaining"] == 0 {
-                break;
-            }
-        }
-        self.stage(
-            "copy-chunk",
-            json!({"task_id": self.task_id, "action": "summary"}),
-        )
-        .await;
+        common::copy_all(&self.env, &self.task_id).await;
     }
 
     /// Forward slices until one is caught up.
@@ -237,7 +194,6 @@ impl Fixture {
         let mut tgt = self.te.admin(Side::Target).await;
         drop_db(&mut tgt, &self.tgt_db).await;
         drop_db(&mut tgt, &self.meta).await;
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -471,19 +427,7 @@ async fn switch_waits_while_copying_while_lag_is_high_and_while_the_source_is_wr
     assert!(reason.contains("full copy is still running"), "{reason}");
     assert_eq!(f.state().await, TaskState::AwaitingSwitch);
 
-    loop {
-        let out = f
-            .stage("copy-chunk", json!({"task_id": f.task_id, "worker": "0"}))
-            .await;
-        if out["remaining"] == 0 {
-            break;
-        }
-    }
-    f.stage(
-        "copy-chunk",
-        json!({"task_id": f.task_id, "action": "summary"}),
-    )
-    .await;
+    common::copy_all(&f.env, &f.task_id).await;
     let task = f.env.repo.task(&f.task_id).await.unwrap();
     let lagging = CheckpointRecord {
         direction: Direction::Forward,

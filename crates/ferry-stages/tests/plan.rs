@@ -3,26 +3,25 @@
 //! migration user, chunks recorded and covering every row, idempotent reruns,
 //! resumption after a cut-off, and refusals that name the table and the fix.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use ferry_core::model::{ChunkRecord, ChunkState, TablePhase, TaskState};
 use ferry_core::task::TaskSpec;
-use ferry_local::{FileSecrets, SqliteStore};
 use ferry_mysql::planner::range_predicate;
 use ferry_mysql::schema::{binlog_position, read_table};
 use ferry_mysql::{qualified, quote_ident};
+use ferry_stages::invoke;
 use ferry_stages::plan::{deferred_key, DeferredDdl, TABLES_RECORD};
-use ferry_stages::{invoke, StageEnv};
-use ferry_testkit::{drop_db, env, exec, recreate_db, unique_name, Side, TestEnv};
+use ferry_testkit::{env, exec, recreate_db, unique_name, Side, TestEnv};
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 use serde_json::{json, Value};
 
 struct Fixture {
-    env: StageEnv<SqliteStore, FileSecrets>,
-    dir: PathBuf,
+    env: common::Env,
+    _dir: common::StageDir,
     src_db: String,
     tgt_db: String,
 }
@@ -30,16 +29,7 @@ struct Fixture {
 impl Fixture {
     /// A task store, a secrets file for the migration users, and a fresh source database.
     async fn new(te: &TestEnv, ddl: &[&str]) -> Fixture {
-        let dir = std::env::temp_dir().join(unique_name("ferry_plan"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let secrets = dir.join("secrets.json");
-        let body = json!({
-            "test-source": te.secret_json(Side::Source, false),
-            "test-target": te.secret_json(Side::Target, false),
-        });
-        std::fs::write(&secrets, body.to_string()).unwrap();
-        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let store = SqliteStore::open_dir(&dir.join("state")).unwrap();
+        let dir = common::StageDir::new(te, "ferry_plan");
         let src_db = unique_name("plan_src");
         let mut c = te.admin(Side::Source).await;
         recreate_db(&mut c, &src_db).await;
@@ -48,8 +38,8 @@ impl Fixture {
             exec(&mut c, sql).await;
         }
         Fixture {
-            env: StageEnv::new(store, FileSecrets::new(Some(secrets)), "test-worker"),
-            dir,
+            env: dir.env("test-worker"),
+            _dir: dir,
             src_db,
             tgt_db: unique_name("plan tgt `x'"),
         }
@@ -60,14 +50,9 @@ impl Fixture {
         if let (Some(o), Some(x)) = (options.as_object_mut(), extra_options.as_object()) {
             o.extend(x.clone());
         }
-        let task = json!({
-            "task_id": id,
-            "source": {"secret": "test-source"},
-            "target": {"secret": "test-target", "dialect": "mariadb"},
-            "types": ["schema", "full", "incremental"],
-            "objects": {"include": [format!("{}.*", self.src_db)], "rename": {self.src_db.clone(): self.tgt_db.clone()}},
-            "options": options,
-        });
+        let mut task = common::task_json(id, &self.src_db, &self.tgt_db);
+        task["types"] = json!(["schema", "full", "incremental"]);
+        task["options"] = options;
         TaskSpec::from_json(&task.to_string()).unwrap()
     }
 
@@ -82,14 +67,7 @@ impl Fixture {
     }
 
     async fn cleanup(&self, te: &TestEnv) {
-        drop_db(&mut te.admin(Side::Source).await, &self.src_db).await;
-        drop_db(&mut te.admin(Side::Target).await, &self.tgt_db).await;
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        common::drop_dbs(te, &self.src_db, &self.tgt_db).await;
     }
 }
 

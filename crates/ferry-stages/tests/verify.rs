@@ -10,23 +10,20 @@
 //! writer's statements to the target 300 ms late and advancing the forward
 //! checkpoint record itself), which makes the lag certain.
 
-use std::os::unix::fs::PermissionsExt;
+mod common;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_core::model::{
-    CheckpointRecord, ChunkRecord, DiffKind, Direction, KeyValue, TablePhase, TableRecord,
-};
+use common::{deadline, StageDir};
+use ferry_core::model::{CheckpointRecord, DiffKind, Direction, KeyValue};
 use ferry_core::store::now_ms;
-use ferry_core::task::TaskSpec;
-use ferry_local::{FileSecrets, SqliteStore};
-use ferry_mysql::planner::plan_chunks;
 use ferry_mysql::qualified;
-use ferry_mysql::schema::{binlog_position, read_table};
+use ferry_mysql::schema::binlog_position;
+use ferry_stages::invoke;
 use ferry_stages::verify::{repair, summary_lines, write_report, VerifyChunk};
-use ferry_stages::{invoke, StageEnv};
 use ferry_testkit::{drop_db, env, exec, recreate_db, unique_name, Side, TestEnv};
 use serde_json::{json, Value};
 
@@ -39,34 +36,20 @@ const FILL: &str = "SELECT seq, CAST(seq AS SIGNED) - 500, seq / 8, CONCAT('row 
 const ROWS: u64 = 3000;
 
 struct Fixture {
-    env: StageEnv<SqliteStore, FileSecrets>,
-    dir: PathBuf,
+    env: common::Env,
+    dir: StageDir,
     te: TestEnv,
     task_id: String,
     src_db: String,
     tgt_db: String,
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 impl Fixture {
     async fn new() -> Fixture {
         let te = env();
-        let dir = std::env::temp_dir().join(unique_name("ferry_verify_stage"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let secrets = dir.join("secrets.json");
-        let body = json!({
-            "test-source": te.secret_json(Side::Source, false),
-            "test-target": te.secret_json(Side::Target, false),
-        });
-        std::fs::write(&secrets, body.to_string()).unwrap();
-        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let dir = StageDir::new(&te, "ferry_verify_stage");
         let f = Fixture {
-            env: Self::stage_env(&dir, "w0"),
+            env: dir.env("w0"),
             dir,
             te,
             task_id: unique_name("verify-stage"),
@@ -93,15 +76,6 @@ impl Fixture {
         f
     }
 
-    fn stage_env(dir: &std::path::Path, worker: &str) -> StageEnv<SqliteStore, FileSecrets> {
-        let store = SqliteStore::open_dir(&dir.join("state")).unwrap();
-        StageEnv::new(
-            store,
-            FileSecrets::new(Some(dir.join("secrets.json"))),
-            worker,
-        )
-    }
-
     fn src(&self, t: &str) -> String {
         qualified(&self.src_db, t)
     }
@@ -111,43 +85,15 @@ impl Fixture {
     }
 
     async fn records(&self) {
-        let spec = TaskSpec::from_json(
-            &json!({
-                "task_id": self.task_id,
-                "source": {"secret": "test-source"},
-                "target": {"secret": "test-target", "dialect": "mariadb"},
-                "types": ["schema", "full", "verify"],
-                "objects": {"include": [format!("{}.*", self.src_db)], "rename": {self.src_db.clone(): self.tgt_db.clone()}},
-                "options": {"chunk_rows": 700, "verify_concurrency": 2, "verify_recheck_seconds": 30}
-            })
-            .to_string(),
-        )
-        .unwrap();
-        let repo = &self.env.repo;
-        repo.create_task(&spec).await.unwrap();
-        let mut src = self
-            .te
-            .endpoint(Side::Source, false)
-            .connect()
-            .await
-            .unwrap();
-        let info = read_table(&mut src, &self.src_db, "t")
-            .await
-            .unwrap()
-            .unwrap();
-        let chunks: Vec<ChunkRecord> = plan_chunks(&mut src, &info, 700, 0).await.unwrap();
-        let table = TableRecord {
-            source_db: self.src_db.clone(),
-            source_table: "t".into(),
-            target_db: self.tgt_db.clone(),
-            target_table: "t".into(),
-            key_columns: vec!["id".into()],
-            phase: TablePhase::Planned,
-            rows_estimate: ROWS,
-            chunks_total: chunks.len() as u64,
-        };
-        repo.put_table(&self.task_id, &table).await.unwrap();
-        repo.put_chunks(&self.task_id, &chunks).await.unwrap();
+        let mut task = common::task_json(&self.task_id, &self.src_db, &self.tgt_db);
+        task["types"] = json!(["schema", "full", "verify"]);
+        task["options"] =
+            json!({"chunk_rows": 700, "verify_concurrency": 2, "verify_recheck_seconds": 30});
+        common::create_task(&self.env, &task).await;
+        let dbs = (self.src_db.as_str(), self.tgt_db.as_str());
+        let mut planned = common::planned_table(&self.te, dbs, "t", 700, 0).await;
+        planned.0.rows_estimate = ROWS;
+        common::put_planned(&self.env, &self.task_id, &planned).await;
     }
 
     async fn verify(&self, mode: &str) -> Value {
@@ -189,13 +135,8 @@ impl Fixture {
     }
 
     async fn drop_dbs(&self) {
-        drop_db(&mut self.te.admin(Side::Source).await, &self.src_db).await;
-        drop_db(&mut self.te.admin(Side::Target).await, &self.tgt_db).await;
+        common::drop_dbs(&self.te, &self.src_db, &self.tgt_db).await;
     }
-}
-
-fn deadline(secs: u64) -> Instant {
-    Instant::now() + Duration::from_secs(secs)
 }
 
 fn planted_ids() -> Vec<(i64, DiffKind)> {
@@ -290,7 +231,7 @@ async fn several_workers_share_one_run() {
     let f = Fixture::new().await;
     f.plant().await;
     let envs: Vec<_> = (1..=3)
-        .map(|w| Fixture::stage_env(&f.dir, &format!("w{w}")))
+        .map(|w| common::stage_env(&f.dir, &format!("w{w}")))
         .collect();
     let runs = envs.iter().enumerate().map(|(i, e)| {
         invoke(
@@ -394,7 +335,7 @@ async fn writer_and_applier(
         }
         n
     });
-    let repo = Fixture::stage_env(&f.dir, "applier").repo;
+    let repo = common::stage_env(&f.dir, "applier").repo;
     let task = f.task_id.clone();
     let applier = tokio::spawn(async move {
         while let Some((at, sql, pos)) = rx.recv().await {
@@ -433,7 +374,7 @@ async fn online_verify_reports_no_false_difference_while_changes_flow() {
 
 /// The real incremental-apply stage, called in a loop until `stop`.
 async fn apply_loop(dir: PathBuf, task_id: String, stop: Arc<AtomicBool>) -> u64 {
-    let env = Fixture::stage_env(&dir, "applier");
+    let env = common::stage_env(&dir, "applier");
     let mut calls = 0;
     while !stop.load(Ordering::SeqCst) {
         let input = json!({"task_id": task_id, "direction": "forward", "idle_ms": 300});
@@ -448,17 +389,9 @@ async fn apply_loop(dir: PathBuf, task_id: String, stop: Arc<AtomicBool>) -> u64
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn online_verify_with_the_real_incremental_apply() {
     let te = env();
-    let dir = std::env::temp_dir().join(unique_name("ferry_verify_cdc"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let secrets = dir.join("secrets.json");
-    let body = json!({
-        "test-source": te.secret_json(Side::Source, false),
-        "test-target": te.secret_json(Side::Target, false),
-    });
-    std::fs::write(&secrets, body.to_string()).unwrap();
-    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let dir = StageDir::new(&te, "ferry_verify_cdc");
     let f = Fixture {
-        env: Fixture::stage_env(&dir, "w0"),
+        env: dir.env("w0"),
         dir,
         te,
         task_id: unique_name("verify-cdc"),
@@ -470,19 +403,10 @@ async fn online_verify_with_the_real_incremental_apply() {
     drop_db(&mut f.te.admin(Side::Target).await, &f.tgt_db).await;
     exec(&mut src, &format!("CREATE TABLE {} {CREATE}", f.src("t"))).await;
     exec(&mut src, &format!("INSERT INTO {} {FILL}", f.src("t"))).await;
-    let spec = json!({
-        "task_id": f.task_id,
-        "source": {"secret": "test-source"},
-        "target": {"secret": "test-target", "dialect": "mariadb"},
-        "types": ["schema", "full", "incremental", "verify"],
-        "objects": {"include": [format!("{}.*", f.src_db)], "rename": {f.src_db.clone(): f.tgt_db.clone()}},
-        "options": {"chunk_rows": 700, "verify_recheck_seconds": 30}
-    });
-    f.env
-        .repo
-        .create_task(&TaskSpec::from_json(&spec.to_string()).unwrap())
-        .await
-        .unwrap();
+    let mut task = common::task_json(&f.task_id, &f.src_db, &f.tgt_db);
+    task["types"] = json!(["schema", "full", "incremental", "verify"]);
+    task["options"] = json!({"chunk_rows": 700, "verify_recheck_seconds": 30});
+    common::create_task(&f.env, &task).await;
     let stage = |name: &'static str, input: Value| {
         let env = &f.env;
         async move {
@@ -502,7 +426,11 @@ async fn online_verify_with_the_real_incremental_apply() {
     .await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let applier = tokio::spawn(apply_loop(f.dir.clone(), f.task_id.clone(), stop.clone()));
+    let applier = tokio::spawn(apply_loop(
+        f.dir.to_path_buf(),
+        f.task_id.clone(),
+        stop.clone(),
+    ));
     let (te, st, stop_w) = (f.te.clone(), f.src("t"), stop.clone());
     let writer = tokio::spawn(async move {
         let mut conn = te.admin(Side::Source).await;
