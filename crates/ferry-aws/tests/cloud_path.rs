@@ -236,6 +236,11 @@ async fn migration_runs_on_step_functions_like_embedded() {
         .expect("the task record is in DynamoDB");
     assert!(task.planned, "plan recorded in DynamoDB: {task:?}");
     assert!(task.snapshot.is_some(), "snapshot point recorded");
+    assert_eq!(
+        task.state,
+        ferry_core::model::TaskState::Completed,
+        "a schema+full task is completed when its execution succeeds: {task:?}"
+    );
     let cloud = repo.chunk_summary(&task_id).await.unwrap();
     assert!(cloud.total >= 8, "1500 rows in chunks of 200: {cloud:?}");
     assert_eq!(

@@ -239,7 +239,8 @@ pub async fn phase<S: ItemStore>(repo: &Repo<S>, task_id: &str) -> Result<Value,
     let task = repo.task(task_id).await?;
     let rec = record(repo, task_id).await?;
     let (phase, state) = match rec.map(|r| r.phase) {
-        _ if !task.spec.has(MigrationType::Incremental) => ("none", None),
+        // No link follows the copy: the task is done once the copy (and its verify) is.
+        _ if !task.spec.has(MigrationType::Incremental) => ("none", Some(TaskState::Completed)),
         Some(SwitchPhase::Switching) => ("switching", Some(TaskState::Switching)),
         Some(SwitchPhase::Done) if task.spec.has(MigrationType::Reverse) => {
             ("reverse", Some(TaskState::ReverseSynchronizing))
@@ -248,8 +249,8 @@ pub async fn phase<S: ItemStore>(repo: &Repo<S>, task_id: &str) -> Result<Value,
         _ => ("forward", Some(TaskState::Synchronizing)),
     };
     if let Some(state) = state.filter(|s| *s != task.state) {
-        repo.set_state(task_id, state, Some("incremental-apply"))
-            .await?;
+        let stage = (phase != "none").then_some("incremental-apply");
+        repo.set_state(task_id, state, stage).await?;
     }
     Ok(json!({"task_id": task_id, "phase": phase, "slices": 0}))
 }
