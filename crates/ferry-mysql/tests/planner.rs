@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 
 use ferry_core::model::{ChunkRecord, KeyValue};
 use ferry_mysql::planner::{
-    chunks_from_boundaries, key_param, plan_chunks, range_predicate, MAX_CHUNK_BYTES,
+    chunks_from_boundaries, dense_int_boundaries, key_param, plan_chunks, range_predicate,
+    MAX_CHUNK_BYTES,
 };
 use ferry_mysql::qualified;
 use ferry_mysql::schema::{read_table, TableInfo};
@@ -211,6 +212,34 @@ proptest! {
         check_cover(&["id".to_string()], &keys, &chunks)?;
     }
 
+    /// Dense integer planning: boundaries strictly inside the key span, in
+    /// order, spaced so each chunk holds about `step` rows at the estimated
+    /// density, and sparse spans refused (the walk plans those).
+    #[test]
+    fn dense_int_boundaries_split_the_span(
+        min in -1_000_000i128..1_000_000,
+        span in 1i128..200_000,
+        rows in 1u64..300_000,
+        step in 1u64..50_000,
+    ) {
+        let max = min + span - 1;
+        match dense_int_boundaries(min, max, rows, step) {
+            None => prop_assert!(span as u128 > 2 * rows as u128),
+            Some(b) => {
+                prop_assert!(span as u128 <= 2 * rows as u128);
+                prop_assert!(b.windows(2).all(|w| w[0] < w[1]));
+                prop_assert!(b.iter().all(|&x| x > min && x <= max));
+                let width = (span as u128 * step as u128).div_ceil(rows as u128).max(1) as i128;
+                prop_assert_eq!(b.len() as i128, (span - 1) / width);
+                let keys: BTreeSet<Vec<KeyValue>> = (0..span.min(300))
+                    .map(|i| ints(&[(min + i * span / span.min(300)) as i64]))
+                    .collect();
+                let bounds = b.iter().map(|&x| ints(&[x as i64])).collect();
+                check_cover(&["id".to_string()], &keys, &chunks_from_boundaries("d", "t", 0, bounds))?;
+            }
+        }
+    }
+
     #[test]
     fn composite_keys_fall_in_exactly_one_chunk(
         keys in prop::collection::btree_set((-3i64..4, "[a-z]{0,3}"), 0..150),
@@ -359,6 +388,46 @@ async fn ten_thousand_int_rows_in_chunks_of_700() {
     drop_db(&mut admin, &db).await;
 }
 
+/// A dense integer key is planned from MIN and MAX (no walk): the chunks still
+/// cover every row exactly once, and their sizes follow the density.
+#[tokio::test]
+async fn dense_int_keys_are_planned_from_min_and_max() {
+    let (db, mut admin) = setup("plan_dense").await;
+    let q = qualified(&db, "t");
+    exec(
+        &mut admin,
+        &format!("CREATE TABLE {q} (id INT UNSIGNED PRIMARY KEY, v INT)"),
+    )
+    .await;
+    // 20,000 rows over ids 1..=24,000 (every sixth id missing): dense.
+    exec(
+        &mut admin,
+        &format!("INSERT INTO {q} SELECT seq, seq FROM seq_1_to_24000 WHERE seq % 6 <> 0"),
+    )
+    .await;
+    let mut conn = migration_conn().await;
+    let mut t = read_table(&mut conn, &db, "t").await.unwrap().unwrap();
+    t.rows_estimate = 20_000; // InnoDB's estimate is approximate; fix it for exact sizes
+    let chunks = plan_chunks(&mut conn, &t, 2_000, 0).await.unwrap();
+    // width = 24,000 * 2,000 / 20,000 = 2,400 ids: boundaries 2401, 4801, ..., 21601.
+    assert_eq!(chunks.len(), 10, "{chunks:?}");
+    assert_eq!(chunks[1].lower, Some(vec![KeyValue::Uint(2401)]));
+    let rows = assert_exact_cover(&mut conn, &t, &chunks).await;
+    assert!(rows.iter().all(|&n| n == 2_000), "{rows:?}");
+    // An estimate far off makes chunks of another size, never a missed row.
+    t.rows_estimate = 200_000;
+    let chunks = plan_chunks(&mut conn, &t, 2_000, 0).await.unwrap();
+    assert_eq!(chunks.len(), 100);
+    assert_eq!(
+        assert_exact_cover(&mut conn, &t, &chunks)
+            .await
+            .iter()
+            .sum::<u64>(),
+        20_000
+    );
+    drop_db(&mut admin, &db).await;
+}
+
 #[tokio::test]
 async fn every_key_kind_is_covered_exactly_once() {
     let (db, mut admin) = setup("plan_kinds").await;
@@ -388,7 +457,8 @@ async fn every_key_kind_is_covered_exactly_once() {
         (
             "uniq",
             "x INT NULL, k INT NOT NULL, UNIQUE KEY (x), UNIQUE KEY (k)",
-            "seq, -seq",
+            // Sparse (span 3x the rows), so the index walk plans it, not the dense shortcut.
+            "seq, -3 * seq",
         ),
         (
             "tm",
@@ -427,7 +497,8 @@ async fn wide_rows_and_unordered_keys() {
     .await;
     exec(
         &mut admin,
-        &format!("INSERT INTO {q} SELECT seq FROM seq_1_to_1000"),
+        // Sparse keys: the walk plans by real rows.
+        &format!("INSERT INTO {q} SELECT 3 * seq FROM seq_1_to_1000"),
     )
     .await;
     let mut conn = migration_conn().await;
