@@ -373,12 +373,20 @@ impl<S: ItemStore> Repo<S> {
                     };
                 let busy =
                     tables_where(&|c| c.state == ChunkState::Running && c.lease_until_ms >= now);
-                let started = tables_where(&|c| c.state != ChunkState::Pending || c.attempts > 0);
-                // Stable: tables nobody copies first, those not started yet before the others
-                // (so a small table does not wait for the end and run alone), each in key order.
+                let mut pending: std::collections::HashMap<String, usize> =
+                    std::collections::HashMap::new();
+                for (_, c) in &chunks {
+                    if c.state == ChunkState::Pending {
+                        *pending.entry(c.table_name()).or_default() += 1;
+                    }
+                }
+                // Stable: tables nobody copies first, then the table with the most chunks
+                // left (longest work first, so the copy does not end with one big table
+                // running alone while the other workers idle), each in key order.
                 chunks.sort_by_key(|(_, c)| {
                     let t = c.table_name();
-                    (busy.contains(&t), started.contains(&t))
+                    let left = pending.get(&t).copied().unwrap_or(0);
+                    (busy.contains(&t), std::cmp::Reverse(left))
                 });
             }
             let mut contended = false;

@@ -335,7 +335,7 @@ async fn a_slow_chunk_keeps_its_lease_and_a_new_rate_limit_applies_while_running
 }
 
 #[tokio::test]
-async fn parallel_claims_spread_over_tables_not_started_first() {
+async fn parallel_claims_spread_over_tables_most_work_first() {
     let dir = std::env::temp_dir().join(unique_name("ferry_claims"));
     let repo = ferry_core::store::Repo::new(SqliteStore::open_dir(&dir).unwrap());
     let spec = TaskSpec::from_json(
@@ -367,14 +367,14 @@ async fn parallel_claims_spread_over_tables_not_started_first() {
         .unwrap();
     assert_eq!(
         claim("w1").await,
-        "0002-000000",
-        "c was never started: before a, which is idle again"
+        "0000-000001",
+        "a is idle again and has the most chunks left (2, c has 1)"
     );
-    assert_eq!(claim("w3").await, "0000-000001", "a is the only idle table");
+    assert_eq!(claim("w3").await, "0002-000000", "c is the only idle table");
     assert_eq!(
         claim("w4").await,
         "0000-000002",
-        "every table is busy: key order"
+        "every table is busy, a and b have one chunk left each: key order"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
