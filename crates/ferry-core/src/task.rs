@@ -146,6 +146,12 @@ pub struct TaskOptions {
     pub switch_verify: bool,
     /// How the full copy writes rows to the target.
     pub copy_write: CopyWrite,
+    /// Write the full copy's rows to the target's binary log. `false` skips it
+    /// for the copy's sessions (`SET SESSION sql_log_bin = 0`, needs BINLOG ADMIN
+    /// on MariaDB, SUPER / SYSTEM_VARIABLES_ADMIN on MySQL), as myloader does by
+    /// default: the copy is faster, but a replica (or CDC reader) of the target
+    /// never sees the copied rows. Keep `true` if anything replicates from the target.
+    pub target_binlog: bool,
 }
 
 /// How the full copy writes rows to the target.
@@ -198,6 +204,7 @@ impl Default for TaskOptions {
             switch_timeout_seconds: 1_800,
             switch_verify: false,
             copy_write: CopyWrite::LoadData,
+            target_binlog: true,
         }
     }
 }

@@ -84,6 +84,8 @@ pub struct CopyOptions {
     pub method: WriteMethod,
     /// Add `ALLOW_INVALID_DATES` to the target's sql_mode (see [`source_allows_invalid_dates`]).
     pub allow_invalid_dates: bool,
+    /// `false`: the target session skips its binary log (`sql_log_bin = 0`).
+    pub target_binlog: bool,
 }
 
 impl Default for CopyOptions {
@@ -93,6 +95,7 @@ impl Default for CopyOptions {
             batch_bytes: 4 << 20,
             method: WriteMethod::LoadData,
             allow_invalid_dates: false,
+            target_binlog: true,
         }
     }
 }
@@ -324,9 +327,14 @@ pub async fn copy_chunk(
     .await
     .map_err(|e| classify(e, &src_what))?;
     dst.query_drop(format!(
-        "SET SESSION sql_mode = '{}', foreign_key_checks = 0, time_zone = '+00:00', NAMES utf8mb4; \
+        "SET SESSION sql_mode = '{}', foreign_key_checks = 0, time_zone = '+00:00', NAMES utf8mb4{}; \
          SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION",
-        target_sql_mode(opts.allow_invalid_dates)
+        target_sql_mode(opts.allow_invalid_dates),
+        if opts.target_binlog {
+            ""
+        } else {
+            ", sql_log_bin = 0"
+        }
     ))
     .await
     .map_err(|e| classify(e, &dst_what))?;

@@ -877,6 +877,38 @@ const PROBE_STEPS: &[(&str, &str)] = &[
 
 /// Tries every write Ferry makes in `db`: on an existing database with a probe
 /// table that is dropped again; on a missing one from `SHOW GRANTS`.
+/// `options.target_binlog: false`: the copy's sessions must be allowed to
+/// turn their binary log off. Tried, not parsed from the grants.
+async fn skip_binlog_item(conn: &mut Conn, srv: &Server) -> CheckItem {
+    let check = srv.check("skip_binlog");
+    let privilege = if srv.info.is_mariadb {
+        "BINLOG ADMIN"
+    } else {
+        "SYSTEM_VARIABLES_ADMIN"
+    };
+    match conn.query_drop("SET SESSION sql_log_bin = 0").await {
+        Ok(()) => {
+            let _ = conn.query_drop("SET SESSION sql_log_bin = 1").await;
+            pass(
+                &check,
+                "sql_log_bin",
+                "options.target_binlog is false and the session may turn its binary log off",
+            )
+        }
+        Err(e) => fail(
+            &check,
+            "sql_log_bin",
+            format!(
+                "options.target_binlog is false but {} may not turn its binary log off ({}); \
+                 grant {privilege}, or set options.target_binlog to true",
+                srv.account.grantee(),
+                e
+            ),
+            srv.account.grant(privilege, "*.*"),
+        ),
+    }
+}
+
 async fn write_privileges_item(conn: &mut Conn, srv: &Server, db: &str) -> CheckItem {
     let check = srv.check("write_privileges");
     let fix = srv.account.grant(
@@ -1032,6 +1064,9 @@ pub async fn check_target(ep: &Endpoint, spec: &TaskSpec) -> Vec<CheckItem> {
             ),
             srv.account.grant(&WRITE_PRIVILEGES.join(", "), "*.*"),
         ));
+    }
+    if !spec.options.target_binlog && spec.has(MigrationType::Full) {
+        items.push(skip_binlog_item(&mut conn, &srv).await);
     }
     if spec.has(MigrationType::Reverse) {
         items.extend(binlog_items(&mut conn, &srv, &BinlogNeed::for_reverse()).await);

@@ -217,6 +217,85 @@ async fn a_chunk_copied_twice_equals_once_and_leaves_other_ranges_alone() {
     cleanup(&te, &src_db, &tgt_db).await;
 }
 
+/// Whether the target's binary log, from `(file, pos)` on, has a row event for `db`.
+async fn binlog_mentions(tgt: &mut Conn, from: &(String, u64), db: &str) -> bool {
+    let logs: Vec<(String, u64)> = tgt
+        .query("SHOW BINARY LOGS")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r: mysql_async::Row| (r.get::<String, _>(0).unwrap(), 0))
+        .collect();
+    for (file, _) in logs.iter().filter(|(f, _)| f >= &from.0) {
+        let pos = if *file == from.0 { from.1 } else { 4 };
+        let events: Vec<mysql_async::Row> = tgt
+            .query(format!("SHOW BINLOG EVENTS IN '{file}' FROM {pos}"))
+            .await
+            .unwrap();
+        if events.iter().any(|e| {
+            e.get::<String, _>("Info")
+                .is_some_and(|i| i.contains(&format!("`{db}`")) || i.contains(&format!("({db}.")))
+        }) {
+            return true;
+        }
+    }
+    false
+}
+
+/// `target_binlog: false` keeps the copied rows out of the target's binary
+/// log (the session's `sql_log_bin = 0`); the default writes them. Either way
+/// the rows arrive.
+#[tokio::test]
+async fn the_copy_can_skip_the_target_binlog() {
+    let te = env();
+    let (src_db, tgt_db) = (
+        unique_name("ferry_nobin_src"),
+        unique_name("ferry_nobin_tgt"),
+    );
+    numbers_table(&te, &src_db, &tgt_db, "t", 500).await;
+    let info = table_info(&te, &src_db, "t").await;
+    let c = chunk(&src_db, "t", None, None);
+    let mut probe = te.admin(Side::Target).await;
+    for skip in [true, false] {
+        let at: mysql_async::Row = probe
+            .query_first("SHOW MASTER STATUS")
+            .await
+            .unwrap()
+            .unwrap();
+        let at = (
+            at.get::<String, _>(0).unwrap(),
+            at.get::<u64, _>(1).unwrap(),
+        );
+        let opts = CopyOptions {
+            target_binlog: !skip,
+            ..options(WriteMethod::LoadData)
+        };
+        // The admin may turn the binlog off (the migration user needs BINLOG ADMIN, see precheck).
+        let mut src = te.endpoint(Side::Source, false).connect().await.unwrap();
+        let mut dst = te.admin(Side::Target).await;
+        let stats = copy_chunk(
+            &mut src,
+            &mut dst,
+            &info,
+            (&tgt_db, "t"),
+            &c,
+            None,
+            &opts,
+            &RateLimiter::default(),
+        )
+        .await
+        .expect("copy");
+        assert_eq!(stats.rows, 500);
+        assert_eq!(
+            binlog_mentions(&mut probe, &at, &tgt_db).await,
+            !skip,
+            "target_binlog = {}",
+            !skip
+        );
+    }
+    cleanup(&te, &src_db, &tgt_db).await;
+}
+
 /// The target's InnoDB transaction of connection `id`: rows it modified so far.
 async fn rows_modified(admin: &mut Conn, id: u32) -> Option<u64> {
     admin

@@ -555,6 +555,48 @@ async fn target_write_probe_finds_a_missing_grant_and_leaves_nothing_behind() {
     drop_db(&mut te.admin(Side::Target).await, &tgt).await;
 }
 
+/// `options.target_binlog: false` is tried at precheck: without BINLOG ADMIN
+/// it fails with the GRANT that fixes it, and passes once granted.
+#[tokio::test]
+async fn skipping_the_target_binlog_needs_binlog_admin() {
+    let te = env();
+    let tgt = unique_name("pc_nobin");
+    let (user, ep) = temp_user(
+        &te,
+        Side::Target,
+        &[format!("ALL ON {}.*", quote_ident(&tgt))],
+    )
+    .await;
+    let mut s = spec(&["shop.*"], r#"["schema","full"]"#, Some(("shop", &tgt)));
+    let items = check_target(&ep, &s).await;
+    assert!(
+        items.iter().all(|i| i.check != "target.skip_binlog"),
+        "not checked while target_binlog is true: {items:#?}"
+    );
+    s.options.target_binlog = false;
+    let items = check_target(&ep, &s).await;
+    let i = assert_status(
+        &items,
+        "target.skip_binlog",
+        "sql_log_bin",
+        CheckStatus::Fail,
+    );
+    assert!(i.message.contains("options.target_binlog"), "{i:#?}");
+    assert_eq!(
+        i.fix.as_deref(),
+        Some(format!("GRANT BINLOG ADMIN ON *.* TO '{user}'@'%';").as_str())
+    );
+    run_fix(&te, Side::Target, &i).await;
+    let items = check_target(&ep, &s).await;
+    assert_status(
+        &items,
+        "target.skip_binlog",
+        "sql_log_bin",
+        CheckStatus::Pass,
+    );
+    drop_user(&te, Side::Target, &user).await;
+}
+
 #[tokio::test]
 async fn reverse_is_checked_at_the_start() {
     let te = env();

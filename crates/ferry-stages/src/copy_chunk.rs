@@ -110,6 +110,7 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
             ),
             copy: CopyOptions {
                 batch_bytes: BATCH_BYTES,
+                target_binlog: task.spec.options.target_binlog,
                 ..CopyOptions::default()
             },
             spec: task.spec,
