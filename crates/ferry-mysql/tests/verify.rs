@@ -7,11 +7,14 @@ use std::time::{Duration, Instant};
 use ferry_core::model::{DiffKind, KeyValue};
 use ferry_mysql::copy::RateLimiter;
 use ferry_mysql::planner::plan_chunks;
-use ferry_mysql::schema::read_table;
+use ferry_mysql::schema::{read_table, Column};
+use ferry_mysql::verify::canon::{row_hash_expr, row_text_expr};
 use ferry_mysql::verify::{
-    apply_repair, compare_range, confirm, repair_script, repair_statements, RowDiff, VerifyTable,
+    apply_repair, compare_range, confirm, repair_script, repair_statements, RowDiff, RowHash,
+    VerifyTable,
 };
 use ferry_testkit::{drop_db, env, exec, recreate_db, unique_name, Side};
+use mysql_async::prelude::*;
 use mysql_async::Conn;
 
 const CREATE: &str = "CREATE TABLE t (
@@ -254,7 +257,13 @@ async fn identical_tables_are_clean_and_every_planted_difference_is_found_and_re
     for (_, _, _, sql) in planted() {
         exec(&mut fx.admin_tgt, sql).await;
     }
-    for chunk_rows in [100, 5000] {
+    for (hash, chunk_rows) in [
+        (RowHash::Sha1, 100),
+        (RowHash::Sha1, 5000),
+        (RowHash::Crc64, 100),
+        (RowHash::Crc64, 5000),
+    ] {
+        let vt = vt.clone().with_hash(hash);
         let mut found = fx.verify(&vt, chunk_rows).await;
         found.sort_by_key(id_of);
         let mut want = planted();
@@ -275,7 +284,7 @@ async fn identical_tables_are_clean_and_every_planted_difference_is_found_and_re
             .iter()
             .map(|(id, k, c, _)| (*id, *k, c.iter().map(|s| s.to_string()).collect()))
             .collect();
-        assert_eq!(got, expected, "chunk_rows {chunk_rows}");
+        assert_eq!(got, expected, "{hash:?}, chunk_rows {chunk_rows}");
     }
     // The recorded values show both sides exactly.
     let found = fx.verify(&vt, 100).await;
@@ -312,6 +321,47 @@ async fn identical_tables_are_clean_and_every_planted_difference_is_found_and_re
         fx.verify(&vt, 100).await.is_empty(),
         "repair must leave no difference"
     );
+    fx.drop().await;
+}
+
+/// The CRC64 digest carries the row text from CRC32 to CRC32C in a session
+/// variable: it must equal the text hashed twice, on every row and summed.
+/// (It relies on `+` reading its left operand first; with the read on the left
+/// a per-row projection sees the previous row's text: this test would catch a
+/// server that evaluated in the other order.)
+#[tokio::test]
+async fn crc64_digest_equals_the_row_text_hashed_twice() {
+    let mut fx = Fixture::new("vfy_crc").await;
+    let vt = fx.table("t").await;
+    let cols: Vec<&Column> = vt.source.columns.iter().filter(|c| !c.generated).collect();
+    let text = row_text_expr(&cols);
+    let from = ferry_mysql::qualified(&fx.db, "t");
+    let per_row = |expr: String| format!("SELECT id, CAST({expr} AS CHAR) FROM {from} ORDER BY id");
+    let with_var: Vec<(i64, String)> = fx
+        .src
+        .query(per_row(row_hash_expr(&cols, RowHash::Crc64)))
+        .await
+        .unwrap();
+    let twice: Vec<(i64, String)> = fx
+        .src
+        .query(per_row(format!("((CRC32({text}) << 32) + CRC32C({text}))")))
+        .await
+        .unwrap();
+    assert!(with_var.len() > 100);
+    assert_eq!(with_var, twice);
+    // And summed, as the digest does it.
+    let sum = |expr: String| format!("SELECT CAST(SUM({expr}) AS CHAR) FROM {from}");
+    let a: Option<String> = fx
+        .src
+        .query_first(sum(row_hash_expr(&cols, RowHash::Crc64)))
+        .await
+        .unwrap();
+    let b: Option<String> = fx
+        .src
+        .query_first(sum(format!("((CRC32({text}) << 32) + CRC32C({text}))")))
+        .await
+        .unwrap();
+    assert_eq!(a, b);
     fx.drop().await;
 }
 

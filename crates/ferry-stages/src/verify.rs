@@ -40,9 +40,9 @@ use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
 use ferry_core::task::{MigrationType, TaskSpec, VerifyWhen};
 use ferry_core::FerryError;
-use ferry_mysql::conn::classify;
+use ferry_mysql::conn::{classify, server_info};
 use ferry_mysql::schema::{binlog_position, read_table};
-use ferry_mysql::verify::{compare_range, confirm, RowDiff, VerifyTable};
+use ferry_mysql::verify::{compare_range, confirm, RowDiff, RowHash, VerifyTable};
 use mysql_async::{Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -624,11 +624,15 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
         let t = read_table(tgt, &tdb, &ttable)
             .await?
             .ok_or_else(|| gone("target", &format!("{tdb}.{ttable}")))?;
-        let vt = Arc::new(VerifyTable::new(
-            s,
-            t,
-            self.spec.filter(db, table).map(str::to_string),
-        )?);
+        let hash = RowHash::for_servers(
+            &server_info(src, "source").await?,
+            &server_info(tgt, "target").await?,
+        );
+        tracing::info!(table = %name, hash = hash.as_str(), "verify: row hash");
+        let vt = Arc::new(
+            VerifyTable::new(s, t, self.spec.filter(db, table).map(str::to_string))?
+                .with_hash(hash),
+        );
         self.tables.lock().await.insert(name, vt.clone());
         Ok(vt)
     }

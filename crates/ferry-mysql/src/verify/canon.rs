@@ -8,7 +8,9 @@
 //! texts (NULLs included), so two rows hash equal only when every column
 //! renders equal (or the hash collides).
 
-use crate::conn::quote_ident;
+use serde::{Deserialize, Serialize};
+
+use crate::conn::{quote_ident, ServerInfo};
 use crate::schema::Column;
 
 /// How a column's value becomes canonical text.
@@ -128,21 +130,60 @@ pub fn row_text_expr(cols: &[&Column]) -> String {
     format!("CONCAT_WS({SEP}, {})", parts.join(", "))
 }
 
-/// The row's 64-bit hash as an unsigned integer: the first 16 hex digits of
-/// SHA1 over the row text.
-pub fn row_hash_expr(cols: &[&Column]) -> String {
-    format!(
-        "CAST(CONV(LEFT(SHA1({}), 16), 16, 10) AS UNSIGNED)",
-        row_text_expr(cols)
-    )
+/// The 64-bit row hash both sides compute (the same on both, or the digests
+/// could never agree).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowHash {
+    /// The first 64 bits of SHA1 over the row text: every MySQL-family server has it.
+    #[default]
+    Sha1,
+    /// `CRC32(text) << 32 | CRC32C(text)`: two CRCs with different (coprime)
+    /// polynomials, i.e. a 64-bit CRC. Both are hardware-accelerated, and the row
+    /// text is built once (a session variable carries it to the second CRC), so it
+    /// costs a little more than the 32-bit CRC of the peers and about half of SHA1
+    /// (measured on MariaDB 10.11, 250,000 sysbench rows: CRC32 alone 54 ms,
+    /// this 85-95 ms, SHA1-64 161 ms). CRC32C() exists on MariaDB 10.8 and later only.
+    Crc64,
+}
+
+impl RowHash {
+    /// The fastest hash both servers compute alike: CRC64 when both are MariaDB
+    /// 10.8 or later, SHA1 otherwise.
+    pub fn for_servers(source: &ServerInfo, target: &ServerInfo) -> RowHash {
+        let crc32c = |s: &ServerInfo| s.is_mariadb && s.number >= (10, 8, 0);
+        if crc32c(source) && crc32c(target) {
+            RowHash::Crc64
+        } else {
+            RowHash::Sha1
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowHash::Sha1 => "sha1-64",
+            RowHash::Crc64 => "crc32+crc32c",
+        }
+    }
+}
+
+/// The row's 64-bit hash as an unsigned integer.
+pub fn row_hash_expr(cols: &[&Column], hash: RowHash) -> String {
+    let text = row_text_expr(cols);
+    match hash {
+        RowHash::Sha1 => format!("CAST(CONV(LEFT(SHA1({text}), 16), 16, 10) AS UNSIGNED)"),
+        // `+` reads its left operand first, so the variable is set before CRC32C reads it
+        // (MariaDB's Item_func_plus; the verify tests compare with the text hashed twice).
+        RowHash::Crc64 => format!("((CRC32(@ferry_row := {text}) << 32) + CRC32C(@ferry_row))"),
+    }
 }
 
 /// `SELECT COUNT(*), SUM(hash)` over `from` and `where_`: the digest of a key range.
 /// The sum is exact (a DECIMAL) and returned as text.
-pub fn digest_sql(from: &str, cols: &[&Column], where_: &str) -> String {
+pub fn digest_sql(from: &str, cols: &[&Column], where_: &str, hash: RowHash) -> String {
     format!(
         "SELECT COUNT(*), CAST(COALESCE(SUM({}), 0) AS CHAR) FROM {from} WHERE {where_}",
-        row_hash_expr(cols)
+        row_hash_expr(cols, hash)
     )
 }
 
@@ -161,6 +202,29 @@ mod tests {
             collation: None,
             unsigned: false,
         }
+    }
+
+    #[test]
+    fn crc64_only_when_both_servers_have_crc32c() {
+        let srv = |version: &str, is_mariadb: bool, number: (u16, u16, u16)| ServerInfo {
+            version: version.into(),
+            is_mariadb,
+            number,
+        };
+        let maria = srv("10.11.19-MariaDB", true, (10, 11, 19));
+        let maria_old = srv("10.6.20-MariaDB", true, (10, 6, 20));
+        let mysql = srv("8.0.40", false, (8, 0, 40));
+        assert_eq!(RowHash::for_servers(&maria, &maria), RowHash::Crc64);
+        assert_eq!(RowHash::for_servers(&maria, &maria_old), RowHash::Sha1);
+        assert_eq!(RowHash::for_servers(&mysql, &maria), RowHash::Sha1);
+        assert_eq!(RowHash::for_servers(&maria, &mysql), RowHash::Sha1);
+        let cols = [col("id", "int", false, None)];
+        let cols: Vec<&Column> = cols.iter().collect();
+        assert!(row_hash_expr(&cols, RowHash::Sha1).contains("SHA1(CONCAT_WS('#', `id`))"));
+        assert_eq!(
+            row_hash_expr(&cols, RowHash::Crc64),
+            "((CRC32(@ferry_row := CONCAT_WS('#', `id`)) << 32) + CRC32C(@ferry_row))"
+        );
     }
 
     #[test]

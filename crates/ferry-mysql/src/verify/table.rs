@@ -11,7 +11,7 @@ use ferry_core::FerryError;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Row, Value};
 
-use super::canon::{column_expr, digest_sql};
+use super::canon::{column_expr, digest_sql, RowHash};
 use super::rows::{FetchedRow, Layout};
 use crate::conn::{classify, qualified, quote_ident};
 use crate::planner::{key_param, key_value_from_mysql, no_key_error, range_predicate};
@@ -61,6 +61,8 @@ pub struct VerifyTable {
     /// Key column names (the chunks are ranges of this key).
     pub key: Vec<String>,
     pub layout: Layout,
+    /// The row hash of [`VerifyTable::digest`] (SHA1 unless [`VerifyTable::with_hash`]).
+    pub hash: RowHash,
     src: SideSql,
     tgt: SideSql,
 }
@@ -135,9 +137,17 @@ impl VerifyTable {
             target,
             key,
             layout,
+            hash: RowHash::default(),
             src,
             tgt,
         })
+    }
+
+    /// Use `hash` for the digests (both sides must be able to compute it: see
+    /// [`RowHash::for_servers`]).
+    pub fn with_hash(mut self, hash: RowHash) -> VerifyTable {
+        self.hash = hash;
+        self
     }
 
     fn side(&self, side: Side) -> &SideSql {
@@ -191,7 +201,7 @@ impl VerifyTable {
         let s = self.side(side);
         let (where_, params) = self.range_where(side, lower, upper);
         let cols: Vec<&Column> = s.columns.iter().collect();
-        let sql = digest_sql(&s.from, &cols, &where_);
+        let sql = digest_sql(&s.from, &cols, &where_, self.hash);
         let what = self.what(side, "checksumming");
         let row: Option<(u64, String)> = conn
             .exec_first(sql, params)
