@@ -70,9 +70,9 @@ fn task_file(task_id: &str, db: &str, secrets: (&str, &str), target_db: &str) ->
         "task_id": task_id,
         "source": {"secret": secrets.0, "dialect": "mariadb"},
         "target": {"secret": secrets.1, "dialect": "mariadb"},
-        "types": ["schema", "full"],
+        "types": ["schema", "full", "verify"],
         "objects": {"include": [format!("{db}.*")], "rename": rename},
-        "options": {"chunk_rows": 200, "concurrency": 3}
+        "options": {"chunk_rows": 200, "concurrency": 3, "verify_when": "after_copy", "verify_concurrency": 2}
     })
 }
 
@@ -261,6 +261,31 @@ async fn migration_runs_on_step_functions_like_embedded() {
             "{f} was not invoked: {invoked:?}"
         );
     }
+    // Verify fans out: begin, one Lambda per verify slot, the join.
+    for s in [
+        "VerifyAfterCopy",
+        "VerifyAfterCopyFanOut",
+        "VerifyAfterCopyJoin",
+    ] {
+        assert!(
+            cloud_states.iter().any(|x| x == s),
+            "{s} not entered: {cloud_states:?}"
+        );
+    }
+    assert_eq!(
+        invoked.iter().filter(|i| *i == "ferry-verify").count(),
+        4,
+        "begin + 2 workers + join: {invoked:?}"
+    );
+    let verified = repo
+        .get_record::<ferry_stages::verify::VerifySummary>(
+            &task_id,
+            ferry_stages::verify::SUMMARY_SK,
+        )
+        .await
+        .unwrap()
+        .expect("a verify summary in DynamoDB");
+    assert!(verified.clean && verified.rows == ROWS, "{verified:?}");
 
     // ---- the same task, embedded (another task id, into another target database)
     let embedded_db = format!("{db}_e");

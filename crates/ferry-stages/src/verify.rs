@@ -11,6 +11,14 @@
 //! `{"task_id","run_id","tables","chunks","rows","differences","unsettled","clean","done"}`;
 //! `done` is false when the deadline came first (call again: the run goes on).
 //!
+//! Fan-out (the state machine's Map): `"begin": true` starts or joins the run
+//! due and verifies nothing; its output adds `"workers"`, one item per
+//! verify slot (`{"task_id","run_id","worker","slots":1}`, plus
+//! `recheck_seconds` when given), each a call that verifies chunks of that
+//! run under leases until none is left (in the cloud: one Lambda per slot).
+//! A call naming the current run's `run_id` works on (or reports) that run
+//! whatever `when` says, so a join after the Map never starts another run.
+//!
 //! Invariants:
 //! * Several workers may run one verify at once: they join the one unfinished
 //!   run (`verify#run`), and each chunk is verified under a lease in its own
@@ -186,8 +194,19 @@ pub async fn run<S: ItemStore, K: SecretSource>(
         .repo
         .get_record::<VerifySummary>(&task_id, SUMMARY_SK)
         .await?;
-    let Some(mode) = mode_now(&task.spec, &input, last.as_ref())? else {
-        return Ok(json!({"task_id": task_id, "enabled": false, "done": true, "clean": true}));
+    let wanted_run = input.get("run_id").and_then(Value::as_str);
+    let current = env.repo.get_record::<VerifyRun>(&task_id, RUN_SK).await?;
+    let named = current.filter(|r| Some(r.run_id.as_str()) == wanted_run);
+    let mode = match &named {
+        Some(run) => run.mode,
+        None => match mode_now(&task.spec, &input, last.as_ref())? {
+            Some(mode) => mode,
+            None => {
+                return Ok(
+                    json!({"task_id": task_id, "enabled": false, "done": true, "clean": true}),
+                )
+            }
+        },
     };
     let chunks = env.repo.chunks(&task_id).await?;
     if chunks.is_empty() {
@@ -203,9 +222,40 @@ pub async fn run<S: ItemStore, K: SecretSource>(
             0 => DEFAULT_SAMPLE,
             n => n as usize,
         });
-    let wanted_run = input.get("run_id").and_then(Value::as_str);
-    let run = begin_run(&env.repo, &task_id, mode, wanted_run, &chunks, sample).await?;
+    let run = match named {
+        Some(run) => run,
+        None => begin_run(&env.repo, &task_id, mode, wanted_run, &chunks, sample).await?,
+    };
     let mut done = run.finished_ms.is_some();
+    if input.get("begin").and_then(Value::as_bool) == Some(true) {
+        let summary = match done {
+            true => {
+                env.repo
+                    .get_record::<VerifySummary>(&task_id, SUMMARY_SK)
+                    .await?
+            }
+            false => None,
+        };
+        let mut out = output(&task_id, &run, done, summary.as_ref());
+        let slots = concurrency(&task.spec)
+            .min(run_chunks(&run, &chunks).len())
+            .max(1);
+        let workers: Vec<Value> = match done {
+            true => Vec::new(),
+            false => (0..slots)
+                .map(|w| {
+                    let mut item = json!({"task_id": task_id, "run_id": run.run_id, "worker": w,
+                                          "workers": slots, "slots": 1});
+                    if let Some(secs) = input.get("recheck_seconds") {
+                        item["recheck_seconds"] = secs.clone();
+                    }
+                    item
+                })
+                .collect(),
+        };
+        out["workers"] = Value::Array(workers);
+        return Ok(out);
+    }
     if !done {
         let owner = format!(
             "{}#{}",
@@ -215,7 +265,16 @@ pub async fn run<S: ItemStore, K: SecretSource>(
                 .map(Value::to_string)
                 .unwrap_or_default()
         );
-        let mut w = Verifier::start(env, &task.spec, &run, owner, deadline).await?;
+        let slots = input
+            .get("slots")
+            .and_then(Value::as_u64)
+            .map(|n| n as usize);
+        let mut w = Verifier::start(env, &task.spec, &run, owner, deadline, slots).await?;
+        // A fan-out worker starts its walk at its own share of the chunks.
+        let number = |k: &str| input.get(k).and_then(Value::as_u64).map(|n| n as usize);
+        if let (Some(i), Some(n)) = (number("worker"), number("workers")) {
+            w.stride = (i.min(n.saturating_sub(1)), n.max(1));
+        }
         if let Some(secs) = input.get("recheck_seconds").and_then(Value::as_u64) {
             w.recheck = Duration::from_secs(secs);
         }
@@ -436,6 +495,10 @@ struct Verifier<'a, S, K> {
     stop_at: Instant,
     src_pool: Pool,
     tgt_pool: Pool,
+    /// Chunks verified at once by this call.
+    width: usize,
+    /// (this worker, workers): where this worker's slots start walking the chunks.
+    stride: (usize, usize),
     tables: tokio::sync::Mutex<HashMap<String, Arc<VerifyTable>>>,
     online: bool,
     /// Longest wait for the apply to pass a re-check point.
@@ -457,9 +520,10 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
         run: &VerifyRun,
         owner: String,
         deadline: Instant,
+        slots: Option<usize>,
     ) -> Result<Self, FerryError> {
         let (src, tgt) = env.endpoints(spec).await?;
-        let width = concurrency(spec);
+        let width = slots.unwrap_or_else(|| concurrency(spec)).max(1);
         let online = env
             .repo
             .checkpoint(&spec.task_id, Direction::Forward)
@@ -474,22 +538,27 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
             stop_at: stop_time(deadline),
             src_pool: src.pool(width),
             tgt_pool: tgt.pool(width),
+            width,
+            stride: (0, 1),
             tables: tokio::sync::Mutex::new(HashMap::new()),
             online,
             recheck: Duration::from_secs(spec.options.verify_recheck_seconds),
         })
     }
 
-    /// Verify the run's chunks with [`concurrency`] slots, each walking the
-    /// chunks from its own starting point and claiming what is free.
+    /// Verify the run's chunks with `width` slots, each walking the chunks
+    /// from its own starting point (its share among every worker's slots) and
+    /// claiming what is free.
     async fn work(&self, chunks: &[ChunkRecord]) -> Result<(), FerryError> {
         let mine = run_chunks(&self.run, chunks);
-        let width = concurrency(&self.spec);
-        let slots = (0..width).map(|slot| {
+        let (index, workers) = self.stride;
+        let all = self.width * workers;
+        let slots = (0..self.width).map(|slot| {
+            let start = (index * self.width + slot) * mine.len() / all;
             let order: Vec<&ChunkRecord> = mine
                 .iter()
                 .cycle()
-                .skip(slot * mine.len() / width)
+                .skip(start)
                 .take(mine.len())
                 .copied()
                 .collect();

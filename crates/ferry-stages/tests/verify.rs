@@ -268,6 +268,90 @@ async fn several_workers_share_one_run() {
     f.drop_dbs().await;
 }
 
+/// The state machine's fan-out: `begin` starts the run and verifies nothing,
+/// its `workers` items (run on separate stage environments, as separate
+/// Lambdas would) verify every chunk once between them, and the join after the
+/// Map reports that same run; a second join or worker call on the finished run
+/// starts nothing new, while a fresh `begin` does.
+#[tokio::test]
+async fn begin_fans_out_to_workers_and_the_join_reports_the_same_run() {
+    let f = Fixture::new().await;
+    f.plant().await;
+    // The task verifies after catch-up (the default verify_when).
+    let when =
+        json!({"task_id": f.task_id, "mode": "full", "when": "after_catch_up", "begin": true});
+    let begun = invoke(&f.env, "verify", when.clone(), deadline(60))
+        .await
+        .unwrap();
+    let run_id = begun["run_id"].clone();
+    assert_eq!(begun["done"], false, "{begun}");
+    assert!(
+        f.env
+            .repo
+            .records::<VerifyChunk>(&f.task_id, "verifychunk#")
+            .await
+            .unwrap()
+            .is_empty(),
+        "begin verifies nothing"
+    );
+    let items = begun["workers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 2, "verify_concurrency 2: {begun}");
+    assert_eq!(
+        items[1],
+        json!({"task_id": f.task_id, "run_id": run_id, "worker": 1, "workers": 2, "slots": 1})
+    );
+    let envs: Vec<_> = (0..items.len())
+        .map(|w| common::stage_env(&f.dir, &format!("fan{w}")))
+        .collect();
+    let calls = envs
+        .iter()
+        .zip(&items)
+        .map(|(e, item)| invoke(e, "verify", item.clone(), deadline(120)));
+    let outs: Vec<Value> = futures::future::try_join_all(calls).await.unwrap();
+    assert!(
+        outs.iter()
+            .all(|o| o["run_id"] == run_id && o["done"] == true),
+        "{outs:?}"
+    );
+    let join = json!({"task_id": f.task_id, "run_id": run_id});
+    for _ in 0..2 {
+        let out = invoke(&f.env, "verify", join.clone(), deadline(60))
+            .await
+            .unwrap();
+        assert_eq!(out["run_id"], run_id, "{out}");
+        assert_eq!(out["done"], true);
+        assert_eq!(out["differences"], 5, "{out}");
+        assert_eq!(out["clean"], false);
+    }
+    let recs: Vec<(String, VerifyChunk)> = f
+        .env
+        .repo
+        .records(&f.task_id, "verifychunk#")
+        .await
+        .unwrap();
+    assert_eq!(
+        recs.len(),
+        f.env.repo.chunks(&f.task_id).await.unwrap().len()
+    );
+    assert!(
+        recs.iter()
+            .all(|(_, c)| c.done && c.attempts == 1 && run_id == c.run_id.as_str()),
+        "each chunk verified once, in that run: {recs:?}"
+    );
+    assert_eq!(f.diff_ids().await, planted_ids());
+    // A full verify after catch-up is done: that moment asks for nothing more,
+    // while an on-demand begin (no "when") starts the next run.
+    let quiet = invoke(&f.env, "verify", when, deadline(60)).await.unwrap();
+    assert_eq!(quiet["enabled"], false, "{quiet}");
+    let on_demand = json!({"task_id": f.task_id, "mode": "full", "begin": true});
+    let again = invoke(&f.env, "verify", on_demand, deadline(60))
+        .await
+        .unwrap();
+    assert_eq!(again["done"], false, "{again}");
+    assert_ne!(again["run_id"], run_id, "{again}");
+    f.drop_dbs().await;
+}
+
 /// Wait until the (real or simulated) apply has applied some of the writer's changes.
 async fn wait_applied(f: &Fixture) {
     let start = f
