@@ -271,7 +271,8 @@ fn plan_out(workers: usize) -> Value {
 }
 
 fn summary(remaining: u64) -> Value {
-    json!({"task_id": "t1", "remaining": remaining, "done": 9 - remaining, "failed": 0, "total": 9, "rows": 90})
+    json!({"task_id": "t1", "remaining": remaining, "done": 9 - remaining, "failed": 0, "total": 9, "rows": 90,
+           "stop_requested": false})
 }
 
 async fn run(script: Script) -> (Outcome, Arc<Script>) {
@@ -449,5 +450,39 @@ async fn failed_chunks_stop_the_task_after_the_copy() {
         entered.last().map(String::as_str),
         Some("CopyFailed"),
         "{entered:?}"
+    );
+}
+
+/// `ferry stop` during the copy: the summary says so and the task is marked
+/// stopped (after the copy's workers returned), not copied further.
+#[tokio::test]
+async fn a_stop_during_the_copy_marks_the_task_stopped() {
+    let mut stopped = summary(4);
+    stopped["stop_requested"] = json!(true);
+    let s = Script::default()
+        .answer("grant-check", vec![Ok(precheck(true, 0))])
+        .answer("plan", vec![Ok(plan_out(2))])
+        .answer("copy-chunk:summary", vec![Ok(stopped)])
+        .answer(
+            "cleanup:stop",
+            vec![Ok(json!({"task_id": "t1", "state": "stopped"}))],
+        );
+    let (outcome, script) = run(s).await;
+    assert!(outcome.is_succeeded(), "{outcome:?}");
+    let entered = entered_from_grant_check(&outcome);
+    let tail: Vec<&str> = entered.iter().rev().take(4).map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        ["Stopped", "MarkStopped", "CopyFinished", "CopySummary"],
+        "{entered:?}"
+    );
+    assert_eq!(
+        script.calls("copy-chunk").len(),
+        2,
+        "one FullCopy round only"
+    );
+    assert_eq!(
+        script.calls("cleanup:stop"),
+        vec![json!({"task_id": "t1", "action": "stop"})]
     );
 }

@@ -146,3 +146,62 @@ async fn ten_random_kills_each_resume_to_identical_tables() {
     }
     drop_everywhere(&env, &db).await;
 }
+
+/// `ferry stop` while `ferry run` copies (both the real binary, two processes on
+/// one store): the run ends after the chunks in flight with the task stopped and
+/// chunks left; `ferry status` says so; `ferry resume` copies the rest and the
+/// tables end identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_during_the_copy_then_resume() {
+    let env = env();
+    let db = unique_name("stopcopy");
+    source_tables(&env, &db, &[("a", 20_000)]).await;
+    let ferry = Ferry::standard(&env);
+    let task_id = unique_name("stop-task").replace('_', "-");
+    // Slow enough (rate limit) that the stop lands mid-copy.
+    let options = json!({"chunk_rows": 100, "concurrency": 2, "max_rows_per_second": 4000});
+    let file = ferry.task_file("task.json", &task(&task_id, &[format!("{db}.*")], options));
+    let mut child = ferry.spawn_run(&file, "stopped");
+    wait_for_done_chunks(&ferry, &mut child, &task_id, 3).await;
+    ferry
+        .run(&["stop", &task_id])
+        .await
+        .assert_ok("ferry stop during the copy");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("poll ferry") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ferry run did not stop within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let printed = ferry.spawned_output("stopped");
+    assert!(status.success(), "{status}: {printed}");
+    assert!(
+        printed.contains(&format!("`ferry resume {task_id}`")),
+        "{printed}"
+    );
+    let left = ferry.chunk_summary(&task_id).await.unwrap();
+    assert!(
+        left.done < left.total && left.running == 0,
+        "stopped mid-copy with no chunk left running: {left:?}"
+    );
+    let st = ferry.status_json(&task_id).await;
+    assert_eq!(st["state"], "stopped", "{st}");
+
+    ferry
+        .run(&["resume", &task_id])
+        .await
+        .assert_ok("ferry resume after the stop");
+    assert_tables_equal(&env, &db, &["a"]).await;
+    let after = ferry.chunk_summary(&task_id).await.unwrap();
+    assert_eq!(
+        (after.done, after.total),
+        (left.total, left.total),
+        "{after:?}"
+    );
+    drop_everywhere(&env, &db).await;
+}

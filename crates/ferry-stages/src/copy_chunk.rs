@@ -11,10 +11,11 @@
 //! so incremental apply is idempotent up to it.
 //!
 //! Input `{"task_id","worker"}`: claim -> copy -> finish until no chunk is
-//! claimable or the deadline (minus a margin) comes; output
-//! `{"task_id","copied","rows","remaining"}`. Input
-//! `{"task_id","action":"summary"}`: output
-//! `{"task_id","remaining","done","failed","total","rows"}`.
+//! claimable, the deadline (minus a margin) comes, or the operator asked to
+//! stop (`ferry stop`: checked before each claim, so a stop takes effect after
+//! the chunks in flight); output `{"task_id","copied","rows","remaining",
+//! "stop_requested"}`. Input `{"task_id","action":"summary"}`: output
+//! `{"task_id","remaining","done","failed","total","rows","stop_requested"}`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,9 +62,9 @@ pub async fn run<S: ItemStore, K: SecretSource>(
     w.close().await;
     let (copied, rows) = result?;
     let s = env.repo.chunk_summary(&task_id).await?;
-    Ok(
-        json!({"task_id": task_id, "copied": copied, "rows": rows, "remaining": s.pending + s.running}),
-    )
+    let stop = env.repo.flags(&task_id).await?.stop_requested;
+    Ok(json!({"task_id": task_id, "copied": copied, "rows": rows,
+              "remaining": s.pending + s.running, "stop_requested": stop}))
 }
 
 /// Stop claiming this long before the deadline: max(5 s, 10% of the time given).
@@ -184,6 +185,10 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
     async fn run(&mut self) -> Result<(u64, u64), FerryError> {
         let (mut copied, mut rows) = (0, 0);
         while Instant::now() < self.stop_at {
+            if self.env.repo.flags(&self.task_id).await?.stop_requested {
+                tracing::info!(task = %self.task_id, "stop requested: no further chunk is claimed");
+                break;
+            }
             let task = self.env.repo.task(&self.task_id).await?;
             self.apply_options(&task.spec);
             let lease_ms = task.spec.options.lease_seconds * 1000;
@@ -515,6 +520,7 @@ async fn summary<S: ItemStore, K: SecretSource>(
         "failed": s.failed,
         "total": s.total,
         "rows": s.rows,
+        "stop_requested": env.repo.flags(task_id).await?.stop_requested,
     }))
 }
 
