@@ -296,7 +296,10 @@ async fn collect_status(
     Ok(CloudStatus {
         task_id: id.to_string(),
         state: task.as_ref().map(|t| t.state.as_str().to_string()),
-        stage: task.as_ref().and_then(|t| t.stage.clone()),
+        stage: task
+            .as_ref()
+            .filter(|t| t.state.has_stage())
+            .and_then(|t| t.stage.clone()),
         updated_ms: task.as_ref().map(|t| t.updated_ms),
         last_error: task.as_ref().and_then(|t| t.last_error.clone()),
         precheck_ok: task

@@ -123,7 +123,7 @@ fn build(
     Status {
         task_id: task.task_id,
         state: task.state.as_str().to_string(),
-        stage: task.stage,
+        stage: task.stage.filter(|_| task.state.has_stage()),
         created_ms: task.created_ms,
         updated_ms: task.updated_ms,
         last_error: task.last_error,

@@ -163,6 +163,12 @@ async fn stop_during_the_copy_then_resume() {
     let file = ferry.task_file("task.json", &task(&task_id, &[format!("{db}.*")], options));
     let mut child = ferry.spawn_run(&file, "stopped");
     wait_for_done_chunks(&ferry, &mut child, &task_id, 3).await;
+    let running = ferry.run(&["status", &task_id]).await;
+    assert!(
+        running.stdout.contains("migrating (stage copy-chunk)"),
+        "status names the running stage: {}",
+        running.all()
+    );
     ferry
         .run(&["stop", &task_id])
         .await
@@ -191,6 +197,12 @@ async fn stop_during_the_copy_then_resume() {
     );
     let st = ferry.status_json(&task_id).await;
     assert_eq!(st["state"], "stopped", "{st}");
+    let text = ferry.run(&["status", &task_id]).await;
+    assert!(
+        text.stdout.contains("stopped, updated") && !text.stdout.contains("(stage"),
+        "a stopped task has no running stage: {}",
+        text.all()
+    );
 
     ferry
         .run(&["resume", &task_id])

@@ -27,6 +27,15 @@ pub enum TaskState {
 }
 
 impl TaskState {
+    /// Whether a stage is at work (or failed) in this state, so status names it;
+    /// a completed, stopped or released task has none.
+    pub fn has_stage(self) -> bool {
+        !matches!(
+            self,
+            TaskState::Completed | TaskState::Stopped | TaskState::Released
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             TaskState::NotStarted => "not started",

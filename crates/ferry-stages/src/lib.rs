@@ -70,6 +70,25 @@ pub fn task_id(input: &Value) -> Result<String, FerryError> {
 
 /// Run one stage by name. On error the task record gets the error (a
 /// definite one marks the task failed) before it is returned.
+/// Record on the task which stage runs now (what `ferry status` shows beside
+/// the state), when it changed. Best effort: the task may not exist yet (the
+/// first precheck) or any more (after release).
+async fn note_stage<S: ItemStore, K: SecretSource>(env: &StageEnv<S, K>, id: &str, stage: &str) {
+    let Ok(task) = env.repo.task(id).await else {
+        return;
+    };
+    if task.stage.as_deref() == Some(stage) {
+        return;
+    }
+    if let Err(e) = env
+        .repo
+        .update_task(id, |t| t.stage = Some(stage.to_string()))
+        .await
+    {
+        tracing::debug!(task = %id, stage, error = %e, "could not record the running stage");
+    }
+}
+
 pub async fn invoke<S: ItemStore, K: SecretSource>(
     env: &StageEnv<S, K>,
     stage: &str,
@@ -80,6 +99,9 @@ pub async fn invoke<S: ItemStore, K: SecretSource>(
         .get("task_id")
         .and_then(Value::as_str)
         .map(str::to_string);
+    if let Some(id) = &id {
+        note_stage(env, id, stage).await;
+    }
     let result = match stage {
         "grant-check" => grant_check::run(env, input, deadline).await,
         "plan" => plan::run(env, input, deadline).await,
