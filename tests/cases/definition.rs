@@ -271,8 +271,8 @@ fn plan_out(workers: usize) -> Value {
 }
 
 fn summary(remaining: u64) -> Value {
-    json!({"task_id": "t1", "remaining": remaining, "done": 9 - remaining, "failed": 0, "total": 9, "rows": 90,
-           "stop_requested": false})
+    json!({"task_id": "t1", "remaining": remaining, "pending": remaining, "running": 0, "done": 9 - remaining,
+           "failed": 0, "total": 9, "rows": 90, "stop_requested": false})
 }
 
 async fn run(script: Script) -> (Outcome, Arc<Script>) {
@@ -484,5 +484,39 @@ async fn a_stop_during_the_copy_marks_the_task_stopped() {
     assert_eq!(
         script.calls("cleanup:stop"),
         vec![json!({"task_id": "t1", "action": "stop"})]
+    );
+}
+
+/// Chunks left that only another worker leases (a Lambda that died mid-chunk):
+/// the copy waits for the lease instead of looping FullCopy at once.
+#[tokio::test]
+async fn chunks_leased_elsewhere_are_waited_for() {
+    let mut leased = summary(2);
+    leased["pending"] = json!(0);
+    leased["running"] = json!(2);
+    let s = Script::default()
+        .answer("grant-check", vec![Ok(precheck(true, 0))])
+        .answer("plan", vec![Ok(plan_out(1))])
+        .answer("copy-chunk:summary", vec![Ok(leased), Ok(summary(0))]);
+    let (outcome, _) = run(s).await;
+    let entered = entered_from_grant_check(&outcome);
+    let copy: Vec<&str> = entered
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s != "CopyChunk")
+        .skip(3)
+        .take(6)
+        .collect();
+    assert_eq!(
+        copy,
+        [
+            "FullCopy",
+            "CopySummary",
+            "CopyFinished",
+            "CopyWait",
+            "FullCopy",
+            "CopySummary"
+        ],
+        "{entered:?}"
     );
 }

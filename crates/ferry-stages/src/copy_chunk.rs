@@ -15,7 +15,9 @@
 //! stop (`ferry stop`: checked before each claim, so a stop takes effect after
 //! the chunks in flight); output `{"task_id","copied","rows","remaining",
 //! "stop_requested"}`. Input `{"task_id","action":"summary"}`: output
-//! `{"task_id","remaining","done","failed","total","rows","stop_requested"}`.
+//! `{"task_id","remaining","pending","running","done","failed","total","rows",
+//! "stop_requested"}` (`running`: chunks another worker leases, e.g. one whose
+//! Lambda died; the state machine waits for their leases rather than spin).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -516,6 +518,8 @@ async fn summary<S: ItemStore, K: SecretSource>(
     Ok(json!({
         "task_id": task_id,
         "remaining": remaining,
+        "pending": s.pending,
+        "running": s.running,
         "done": s.done,
         "failed": s.failed,
         "total": s.total,

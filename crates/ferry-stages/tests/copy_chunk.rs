@@ -181,7 +181,7 @@ async fn two_workers_copy_every_chunk_and_the_summary_closes_the_copy() {
     let s = f.summary().await;
     assert_eq!(
         s,
-        json!({"task_id": f.task_id, "remaining": 0, "done": total, "failed": 0, "total": total, "rows": 12_500,
+        json!({"task_id": f.task_id, "remaining": 0, "pending": 0, "running": 0, "done": total, "failed": 0, "total": total, "rows": 12_500,
                "stop_requested": false})
     );
     let task = f.env.repo.task(&f.task_id).await.unwrap();
