@@ -315,6 +315,17 @@ impl TaskSpec {
                 );
             }
         }
+        if !self.objects.filters.is_empty()
+            && (self.has(MigrationType::Incremental) || self.has(MigrationType::Reverse))
+        {
+            return bad(
+                "objects.filters",
+                "row filters apply to the full copy only: incremental sync would apply every change to the \
+                 filtered tables, rows outside the filter included. Remove objects.filters, or the \
+                 \"incremental\" (and \"reverse\") types and run the filtered copy on its own"
+                    .into(),
+            );
+        }
         let o = &self.options;
         if o.chunk_rows == 0 {
             return bad(
@@ -500,6 +511,22 @@ mod tests {
             s.literal_databases(),
             Some(vec!["shop".to_string(), "crm".to_string()])
         );
+    }
+
+    #[test]
+    fn row_filters_with_incremental_sync_are_refused() {
+        let filters = r#","objects":{"include":["shop.*"],"filters":{"shop.orders":"id > 5"}}"#;
+        let ok = TaskSpec::from_json(&format!(
+            r#"{{"task_id":"t1","source":{{"secret":"s"}},"target":{{"secret":"t"}},"types":["schema","full"]{filters}}}"#
+        ));
+        assert!(ok.is_ok(), "{ok:?}");
+        let e = TaskSpec::from_json(&format!(
+            r#"{{"task_id":"t1","source":{{"secret":"s"}},"target":{{"secret":"t"}},"types":["schema","full","incremental"]{filters}}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(e.name(), "Ferry.BadTask");
+        assert!(e.message().contains("objects.filters"), "{e}");
+        assert!(e.message().contains("full copy only"), "{e}");
     }
 
     #[test]
