@@ -108,9 +108,11 @@ pub struct TaskOptions {
     pub concurrency: u32,
     /// Rows per INSERT statement.
     pub batch_rows: u32,
-    /// Full-copy rate limit in rows per second (0 = none).
+    /// Full-copy rate limit in rows per second for the whole task, shared
+    /// equally among the `concurrency` workers (0 = none). Changeable while
+    /// the copy runs: applied within seconds.
     pub max_rows_per_second: u64,
-    /// Full-copy rate limit in bytes per second (0 = none).
+    /// Full-copy rate limit in bytes per second, like `max_rows_per_second` (0 = none).
     pub max_bytes_per_second: u64,
     /// Build secondary indexes after the load instead of with the table.
     pub indexes_after_load: bool,

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use ferry_core::model::{ChunkRecord, ChunkState, SnapshotPoint, TablePhase, TableRecord};
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
-use ferry_core::task::{CopyWrite, TaskSpec};
+use ferry_core::task::{CopyWrite, TaskOptions, TaskSpec};
 use ferry_core::FerryError;
 use ferry_mysql::conn::classify;
 use ferry_mysql::copy::{
@@ -107,10 +107,10 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
             env,
             task_id: task_id.to_string(),
             owner,
-            limiter: RateLimiter::new(
-                task.spec.options.max_rows_per_second,
-                task.spec.options.max_bytes_per_second,
-            ),
+            limiter: {
+                let (rows, bytes) = worker_limits(&task.spec.options);
+                RateLimiter::new(rows, bytes)
+            },
             copy: CopyOptions {
                 batch_bytes: BATCH_BYTES,
                 target_binlog: task.spec.options.target_binlog,
@@ -218,8 +218,8 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
     /// Options an operator may change while the copy runs (rate limits, batch size).
     fn apply_options(&mut self, spec: &TaskSpec) {
         let o = &spec.options;
-        self.limiter
-            .set_limits(o.max_rows_per_second, o.max_bytes_per_second);
+        let (rows, bytes) = worker_limits(o);
+        self.limiter.set_limits(rows, bytes);
         self.copy.batch_rows = o.batch_rows.max(1) as usize;
         self.spec.options = o.clone();
     }
@@ -271,6 +271,7 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
             &chunk.chunk_id,
             &self.owner,
             lease_ms,
+            &self.limiter,
         );
         tokio::select! {
             r = copy => r,
@@ -365,18 +366,41 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
 }
 
 /// Extend a chunk's lease every third of its length; returns only when the lease is lost.
+/// The rate limits of one worker: the task's limits (`options.max_rows_per_second`,
+/// `max_bytes_per_second`) shared equally among the copy's `concurrency` workers.
+pub fn worker_limits(o: &TaskOptions) -> (u64, u64) {
+    let n = u64::from(o.concurrency.max(1));
+    let share = |limit: u64| if limit == 0 { 0 } else { limit.div_ceil(n) };
+    (share(o.max_rows_per_second), share(o.max_bytes_per_second))
+}
+
+/// How often a copying worker reads the task's rate limits again.
+const OPTIONS_EVERY: Duration = Duration::from_secs(2);
+
+/// While a chunk copies: renew its lease every third of the lease, and apply a
+/// changed rate limit within [`OPTIONS_EVERY`]. Returns only on an error that
+/// ends the copy (the lease was taken over).
 async fn renew_lease<S: ItemStore>(
     repo: &Repo<S>,
     task_id: &str,
     chunk_id: &str,
     owner: &str,
     lease_ms: u64,
+    limiter: &RateLimiter,
 ) -> FerryError {
     let every = Duration::from_millis((lease_ms / 3).max(1000));
+    let mut renewed = Instant::now();
     loop {
-        tokio::time::sleep(every).await;
+        tokio::time::sleep(OPTIONS_EVERY.min(every)).await;
+        if let Ok(task) = repo.task(task_id).await {
+            let (rows, bytes) = worker_limits(&task.spec.options);
+            limiter.set_limits(rows, bytes);
+        }
+        if renewed.elapsed() < every {
+            continue;
+        }
         match repo.renew_lease(task_id, chunk_id, owner, lease_ms).await {
-            Ok(()) => {}
+            Ok(()) => renewed = Instant::now(),
             Err(e @ FerryError::Fenced(_)) => return e,
             Err(e) => {
                 tracing::warn!(chunk = %chunk_id, error = %e, "could not renew the chunk lease; will retry")
@@ -531,6 +555,23 @@ async fn summary<S: ItemStore, K: SecretSource>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_task_rate_is_shared_among_its_workers() {
+        let mut o = TaskOptions {
+            concurrency: 4,
+            max_rows_per_second: 150,
+            max_bytes_per_second: 0,
+            ..TaskOptions::default()
+        };
+        assert_eq!(worker_limits(&o), (38, 0), "150 / 4 rounded up; 0 stays unlimited");
+        o.concurrency = 1;
+        o.max_bytes_per_second = 1 << 20;
+        assert_eq!(worker_limits(&o), (150, 1 << 20));
+        o.concurrency = 8;
+        o.max_rows_per_second = 3;
+        assert_eq!(worker_limits(&o), (1, 131_072), "never rounded down to 0 (unlimited)");
+    }
 
     #[allow(dead_code)]
     fn the_stage_future_is_send<S: ItemStore, K: SecretSource>(env: &StageEnv<S, K>) {

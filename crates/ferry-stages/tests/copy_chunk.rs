@@ -310,7 +310,7 @@ async fn a_slow_chunk_keeps_its_lease_and_a_new_rate_limit_applies_while_running
     let started = ferry_core::store::now_ms();
     let worker = f.copy(1, 120);
     let watch = async {
-        // The first chunk (1000 rows at 150 rows/s) outlives its 5 s lease: it must be renewed.
+        // The first chunk (1000 rows at 150/4 rows/s) outlives its 5 s lease: it must be renewed.
         ferry_testkit::wait_until(
             "the first chunk's lease is renewed",
             Duration::from_secs(30),
@@ -332,6 +332,13 @@ async fn a_slow_chunk_keeps_its_lease_and_a_new_rate_limit_applies_while_running
     let out = out.unwrap();
     assert_eq!(out["rows"], 12_500, "{out}");
     assert_eq!(out["remaining"], 0, "{out}");
+    // 150 rows/s for the task is 38 rows/s for each of its 4 workers: the first
+    // chunk alone would take 26 s; lifted while it ran, the limit let it finish early.
+    let secs = (ferry_core::store::now_ms() - started) / 1000;
+    assert!(
+        secs < 20,
+        "the lifted limit applied only after the chunk ({secs} s)"
+    );
     f.cleanup().await;
 }
 
