@@ -103,6 +103,23 @@ impl Fixture {
             .unwrap()
     }
 
+    /// Every chunk has a done verify record, claimed once, in `run` when given.
+    async fn assert_each_chunk_verified_once(&self, run: Option<&str>) {
+        let recs: Vec<(String, VerifyChunk)> = self
+            .env
+            .repo
+            .records(&self.task_id, "verifychunk#")
+            .await
+            .unwrap();
+        let chunks = self.env.repo.chunks(&self.task_id).await.unwrap();
+        assert_eq!(recs.len(), chunks.len());
+        assert!(
+            recs.iter()
+                .all(|(_, c)| c.done && c.attempts == 1 && run.is_none_or(|r| r == c.run_id)),
+            "each chunk verified once (run {run:?}): {recs:?}"
+        );
+    }
+
     async fn diff_ids(&self) -> Vec<(i64, DiffKind)> {
         let mut ids: Vec<(i64, DiffKind)> = self
             .env
@@ -250,20 +267,7 @@ async fn several_workers_share_one_run() {
             .all(|o| o["done"] == true && o["differences"] == 5),
         "{outs:?}"
     );
-    let recs: Vec<(String, VerifyChunk)> = f
-        .env
-        .repo
-        .records(&f.task_id, "verifychunk#")
-        .await
-        .unwrap();
-    assert_eq!(
-        recs.len(),
-        f.env.repo.chunks(&f.task_id).await.unwrap().len()
-    );
-    assert!(
-        recs.iter().all(|(_, c)| c.done && c.attempts == 1),
-        "each chunk verified once: {recs:?}"
-    );
+    f.assert_each_chunk_verified_once(None).await;
     assert_eq!(f.diff_ids().await, planted_ids());
     f.drop_dbs().await;
 }
@@ -323,21 +327,7 @@ async fn begin_fans_out_to_workers_and_the_join_reports_the_same_run() {
         assert_eq!(out["differences"], 5, "{out}");
         assert_eq!(out["clean"], false);
     }
-    let recs: Vec<(String, VerifyChunk)> = f
-        .env
-        .repo
-        .records(&f.task_id, "verifychunk#")
-        .await
-        .unwrap();
-    assert_eq!(
-        recs.len(),
-        f.env.repo.chunks(&f.task_id).await.unwrap().len()
-    );
-    assert!(
-        recs.iter()
-            .all(|(_, c)| c.done && c.attempts == 1 && run_id == c.run_id.as_str()),
-        "each chunk verified once, in that run: {recs:?}"
-    );
+    f.assert_each_chunk_verified_once(run_id.as_str()).await;
     assert_eq!(f.diff_ids().await, planted_ids());
     // A full verify after catch-up is done: that moment asks for nothing more,
     // while an on-demand begin (no "when") starts the next run.
