@@ -564,13 +564,21 @@ mod tests {
             max_bytes_per_second: 0,
             ..TaskOptions::default()
         };
-        assert_eq!(worker_limits(&o), (38, 0), "150 / 4 rounded up; 0 stays unlimited");
+        assert_eq!(
+            worker_limits(&o),
+            (38, 0),
+            "150 / 4 rounded up; 0 stays unlimited"
+        );
         o.concurrency = 1;
         o.max_bytes_per_second = 1 << 20;
         assert_eq!(worker_limits(&o), (150, 1 << 20));
         o.concurrency = 8;
         o.max_rows_per_second = 3;
-        assert_eq!(worker_limits(&o), (1, 131_072), "never rounded down to 0 (unlimited)");
+        assert_eq!(
+            worker_limits(&o),
+            (1, 131_072),
+            "never rounded down to 0 (unlimited)"
+        );
     }
 
     #[allow(dead_code)]
