@@ -217,3 +217,81 @@ async fn stop_during_the_copy_then_resume() {
     );
     drop_everywhere(&env, &db).await;
 }
+
+/// With incremental sync and verify, `ferry run` verifies every chunk once the
+/// link has caught up (begin, the fan-out of verify workers, in the embedded
+/// runner), leaves a clean summary that `ferry status` shows, and goes on
+/// following the binlog until `ferry stop`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_after_catch_up_fans_out_and_reports_clean() {
+    let env = env();
+    let db = unique_name("vcatch");
+    source_tables(&env, &db, &[("a", 3_000), ("b", 500)]).await;
+    let ferry = Ferry::standard(&env);
+    let task_id = unique_name("vcatch-task").replace('_', "-");
+    let mut spec = task(
+        &task_id,
+        &[format!("{db}.*")],
+        json!({"chunk_rows": 200, "concurrency": 2, "verify_concurrency": 3}),
+    );
+    spec["types"] = json!(["schema", "full", "incremental", "verify"]);
+    let file = ferry.task_file("task.json", &spec);
+    let mut child = ferry.spawn_run(&file, "vcatch");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let summary = loop {
+        let repo = ferry.repo();
+        if let Some(repo) = repo {
+            if let Ok(Some(s)) = repo
+                .get_record::<ferry_stages::verify::VerifySummary>(
+                    &task_id,
+                    ferry_stages::verify::SUMMARY_SK,
+                )
+                .await
+            {
+                break s;
+            }
+        }
+        if let Some(status) = child.try_wait().expect("poll ferry") {
+            panic!(
+                "ferry run ended ({status}) before a verify summary:\n{}",
+                ferry.spawned_output("vcatch")
+            );
+        }
+        assert!(Instant::now() < deadline, "no verify summary within 120 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let chunks = ferry.chunk_summary(&task_id).await.unwrap();
+    assert!(
+        summary.clean && summary.mode == "full" && summary.rows == 3_500,
+        "{summary:?}"
+    );
+    assert_eq!(summary.chunks, chunks.total, "{summary:?}");
+    let status = ferry.run(&["status", &task_id]).await;
+    assert!(
+        status.stdout.contains("verify") && status.stdout.contains("clean"),
+        "{}",
+        status.all()
+    );
+    assert!(
+        child.try_wait().expect("poll ferry").is_none(),
+        "the link goes on after the verify"
+    );
+    ferry
+        .run(&["stop", &task_id])
+        .await
+        .assert_ok("ferry stop while following the binlog");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("poll ferry").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "ferry run did not stop within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_tables_equal(&env, &db, &["a", "b"]).await;
+    ferry
+        .run(&["release", &task_id])
+        .await
+        .assert_ok("ferry release");
+    drop_everywhere(&env, &db).await;
+}
