@@ -13,7 +13,7 @@
 //!
 //! Fan-out (the state machine's Map): `"begin": true` starts or joins the run
 //! due and verifies nothing; its output adds `"workers"`, one item per
-//! verify slot (`{"task_id","run_id","worker","slots":1}`, plus
+//! verify slot (`{"task_id","run_id","worker","workers","slots":1}`, plus
 //! `recheck_seconds` when given), each a call that verifies chunks of that
 //! run under leases until none is left (in the cloud: one Lambda per slot).
 //! A call naming the current run's `run_id` works on (or reports) that run
