@@ -220,10 +220,11 @@ fn is_numeric_text(b: &[u8]) -> bool {
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 fn push_hex(out: &mut Vec<u8>, b: &[u8]) {
-    out.reserve(b.len() * 2);
-    for &c in b {
-        out.push(HEX[usize::from(c >> 4)]);
-        out.push(HEX[usize::from(c & 0x0f)]);
+    let at = out.len();
+    out.resize(at + b.len() * 2, 0);
+    for (pair, &c) in out[at..].chunks_exact_mut(2).zip(b) {
+        pair[0] = HEX[usize::from(c >> 4)];
+        pair[1] = HEX[usize::from(c & 0x0f)];
     }
 }
 
@@ -243,16 +244,45 @@ fn push_sql_string(out: &mut Vec<u8>, b: &[u8]) {
     out.push(b'\'');
 }
 
-/// A LOAD DATA field: backslash, tab, newline, carriage return and NUL escaped.
-fn push_infile_escaped(out: &mut Vec<u8>, b: &[u8]) {
-    push_escaped(out, b, |c| match c {
+/// The LOAD DATA escape of `c`, for the bytes that need one.
+fn infile_escape(c: u8) -> Option<&'static [u8; 2]> {
+    match c {
         b'\\' => Some(b"\\\\"),
         b'\t' => Some(b"\\t"),
         b'\n' => Some(b"\\n"),
         b'\r' => Some(b"\\r"),
         0 => Some(b"\\0"),
         _ => None,
-    });
+    }
+}
+
+/// A LOAD DATA field: backslash, tab, newline, carriage return and NUL escaped.
+/// The bytes to escape are found with `memchr` (vectorised: most text has none,
+/// and a byte-by-byte scan was 18% of the copy's CPU); each of the two searches
+/// resumes only after the byte it found, so the work stays linear.
+fn push_infile_escaped(out: &mut Vec<u8>, b: &[u8]) {
+    let find_a = |from: usize| memchr::memchr3(b'\\', b'\t', b'\n', &b[from..]).map(|i| i + from);
+    let find_b = |from: usize| memchr::memchr2(b'\r', 0, &b[from..]).map(|i| i + from);
+    let (mut a, mut c) = (find_a(0), find_b(0));
+    let mut start = 0;
+    out.reserve(b.len());
+    while let Some(i) = match (a, c) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    } {
+        out.extend_from_slice(&b[start..i]);
+        if let Some(rep) = infile_escape(b[i]) {
+            out.extend_from_slice(rep);
+        }
+        start = i + 1;
+        if a == Some(i) {
+            a = find_a(start);
+        }
+        if c == Some(i) {
+            c = find_b(start);
+        }
+    }
+    out.extend_from_slice(&b[start..]);
 }
 
 /// Copy `b`, replacing each byte `esc` maps; runs of plain bytes are copied at once.
@@ -270,6 +300,33 @@ fn push_escaped(out: &mut Vec<u8>, b: &[u8], esc: impl Fn(u8) -> Option<&'static
 
 #[cfg(test)]
 mod tests {
+
+    proptest::proptest! {
+        /// The memchr-driven escape equals escaping byte by byte, on any bytes
+        /// (biased towards the ones that need escaping).
+        #[test]
+        fn infile_escaping_equals_the_byte_loop(
+            b in proptest::collection::vec(proptest::prop_oneof![
+                proptest::prelude::Just(b'\\'), proptest::prelude::Just(b'\t'),
+                proptest::prelude::Just(b'\n'), proptest::prelude::Just(b'\r'),
+                proptest::prelude::Just(0u8), proptest::prelude::any::<u8>(),
+            ], 0..300)
+        ) {
+            let mut fast = Vec::new();
+            push_infile_escaped(&mut fast, &b);
+            let mut slow = Vec::new();
+            push_escaped(&mut slow, &b, infile_escape);
+            proptest::prop_assert_eq!(fast, slow);
+        }
+
+        #[test]
+        fn hex_is_upper_case_pairs(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100)) {
+            let mut out = b"x".to_vec();
+            push_hex(&mut out, &b);
+            let want = hex::encode_upper(&b);
+            proptest::prop_assert_eq!(&out[1..], want.as_bytes());
+        }
+    }
     use super::*;
 
     fn sql(v: Value, k: Kind) -> String {
