@@ -54,6 +54,24 @@ async fn wait_for_done_chunks(
     }
 }
 
+/// Wait (bounded) for a `ferry run` asked to stop to exit.
+async fn wait_for_exit(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("poll ferry") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ferry run did not stop within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn kill(child: &mut std::process::Child) {
     // std's kill is SIGKILL on Unix: the process gets no chance to release anything.
     let _ = child.kill();
@@ -173,17 +191,7 @@ async fn stop_during_the_copy_then_resume() {
         .run(&["stop", &task_id])
         .await
         .assert_ok("ferry stop during the copy");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("poll ferry") {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ferry run did not stop within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = wait_for_exit(&mut child, Duration::from_secs(60)).await;
     let printed = ferry.spawned_output("stopped");
     assert!(status.success(), "{status}: {printed}");
     assert!(
@@ -280,14 +288,7 @@ async fn verify_after_catch_up_fans_out_and_reports_clean() {
         .run(&["stop", &task_id])
         .await
         .assert_ok("ferry stop while following the binlog");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("poll ferry").is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "ferry run did not stop within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_exit(&mut child, Duration::from_secs(60)).await;
     assert_tables_equal(&env, &db, &["a", "b"]).await;
     ferry
         .run(&["release", &task_id])
