@@ -94,7 +94,7 @@ pub async fn switch(global: &Global, args: ControlArgs) -> Result<u8, Failure> {
     }
 }
 
-/// `ferry stop`: pause the task's links at their next stage boundary.
+/// `ferry stop`: pause the task: the full copy after its chunks in flight, a link at its next stage boundary.
 pub async fn stop(global: &Global, args: ControlArgs) -> Result<u8, Failure> {
     let repo = Repo::new(global.existing_store()?);
     let task = repo.task(&args.task_id).await?;
@@ -106,7 +106,7 @@ pub async fn stop(global: &Global, args: ControlArgs) -> Result<u8, Failure> {
             "task {id} stopped (no `ferry run` was working on it); `ferry resume {id}` continues"
         );
     } else {
-        println!("stop requested for task {id}: its links stop at the next stage boundary; `ferry resume {id}` continues");
+        println!("stop requested for task {id}: a full copy stops after its chunks in flight, a link at its next stage boundary; `ferry resume {id}` continues");
     }
     Ok(0)
 }
