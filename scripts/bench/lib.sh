@@ -3,7 +3,8 @@
 #
 # Provides: bench_env (loads the testenv, sets SRC_PORT/TGT_PORT/ADMIN_*), sql SIDE [DB] (admin
 # client on the source or target, reads SQL on stdin or from -e), time_cmd OUT_SECONDS CMD...,
-# median N..., rows_per_s ROWS SECONDS, peak_rss_mib TIME_V_LOG.
+# median N..., rows_per_s ROWS SECONDS, peak_rss_mib TIME_V_LOG, set_buffer_pools (with
+# restore_buffer_pools on EXIT).
 
 bench_env() {
     local envfile
@@ -60,4 +61,25 @@ rows_per_s() {
 # peak_rss_mib FILE: "Maximum resident set size" of a /usr/bin/time -v log, in MiB.
 peak_rss_mib() {
     awk -F: '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$1"
+}
+
+# set_buffer_pools: both servers get a buffer pool of FERRY_BENCH_BUFFER_POOL bytes for the run
+# (default 1 GiB; 0 keeps the server's), the same for every contender; restore_buffer_pools
+# (trap it on EXIT) puts the old sizes back. The test servers run with 256 MiB to stay light.
+declare -A OLD_POOL=()
+set_buffer_pools() {
+    local side
+    local want="${FERRY_BENCH_BUFFER_POOL:-1073741824}"
+    ((want > 0)) || return 0
+    for side in source target; do
+        OLD_POOL[$side]="$(sql "$side" -e "SELECT @@innodb_buffer_pool_size")"
+        sql "$side" -e "SET GLOBAL innodb_buffer_pool_size = $want"
+    done
+    log "buffer pools: $want bytes on both servers for the run (were ${OLD_POOL[source]} / ${OLD_POOL[target]})"
+}
+restore_buffer_pools() {
+    local side
+    for side in "${!OLD_POOL[@]}"; do
+        sql "$side" -e "SET GLOBAL innodb_buffer_pool_size = ${OLD_POOL[$side]}" || true
+    done
 }
