@@ -11,7 +11,7 @@ use ferry_mysql::schema::{read_table, Column};
 use ferry_mysql::verify::canon::{row_hash_expr, row_text_expr};
 use ferry_mysql::verify::{
     apply_repair, compare_range, confirm, repair_script, repair_statements, RowDiff, RowHash,
-    VerifyTable,
+    Side as VSide, VerifyTable,
 };
 use ferry_testkit::{drop_db, env, exec, recreate_db, unique_name, Side};
 use mysql_async::prelude::*;
@@ -362,6 +362,77 @@ async fn crc64_digest_equals_the_row_text_hashed_twice() {
         .await
         .unwrap();
     assert_eq!(a, b);
+    // The digest adds the two halves up in DOUBLEs, setting the variable in the
+    // first SUM and reading it in the second: the same exact sum and count,
+    // over the whole table and over a range.
+    let vt = vt.with_hash(RowHash::Crc64);
+    let whole = vt
+        .digest(VSide::Source, &mut fx.src, None, None)
+        .await
+        .unwrap();
+    assert_eq!(whole.rows, 1200);
+    assert_eq!(Some(whole.sum.to_string()), b);
+    let (lo, hi) = ([KeyValue::Int(100)], [KeyValue::Int(700)]);
+    let part = vt
+        .digest(VSide::Source, &mut fx.src, Some(&lo), Some(&hi))
+        .await
+        .unwrap();
+    let exact: Option<String> = fx
+        .src
+        .query_first(format!(
+            "SELECT CAST(SUM((CRC32({text}) << 32) + CRC32C({text})) AS CHAR) FROM {from} \
+             WHERE id >= 100 AND id < 700"
+        ))
+        .await
+        .unwrap();
+    assert_eq!((part.rows, Some(part.sum.to_string())), (600, exact));
+    fx.drop().await;
+}
+
+/// Two CHAR columns: the wider goes without its length (measuring it would
+/// scan its padding), the other carries one, so a `#` moved from one column to
+/// the other is still a difference, with either hash.
+#[tokio::test]
+async fn a_separator_moved_between_char_columns_is_a_difference() {
+    let mut fx = Fixture::new("vfy_char").await;
+    for (c, rows) in [
+        (&mut fx.admin_src, "(1, 7, 'a#b', 'c'), (2, 8, 'x', 'y')"),
+        (&mut fx.admin_tgt, "(1, 7, 'a', 'b#c'), (2, 8, 'x', 'y')"),
+    ] {
+        exec(
+            c,
+            "CREATE TABLE sb (id INT PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, \
+             pad CHAR(60) NOT NULL) DEFAULT CHARSET=utf8mb4",
+        )
+        .await;
+        exec(c, &format!("INSERT INTO sb VALUES {rows}")).await;
+    }
+    let vt = fx.table("sb").await;
+    for hash in [RowHash::Crc64, RowHash::Sha1] {
+        let vt = vt.clone().with_hash(hash);
+        let range = |id: i64| ([KeyValue::Int(id)], [KeyValue::Int(id + 1)]);
+        let (l1, u1) = range(1);
+        let (l2, u2) = range(2);
+        let src1 = vt
+            .digest(VSide::Source, &mut fx.src, Some(&l1), Some(&u1))
+            .await
+            .unwrap();
+        let tgt1 = vt
+            .digest(VSide::Target, &mut fx.tgt, Some(&l1), Some(&u1))
+            .await
+            .unwrap();
+        assert_eq!((src1.rows, tgt1.rows), (1, 1));
+        assert_ne!(src1.sum, tgt1.sum, "{hash:?}: the moved '#' went unseen");
+        let src2 = vt
+            .digest(VSide::Source, &mut fx.src, Some(&l2), Some(&u2))
+            .await
+            .unwrap();
+        let tgt2 = vt
+            .digest(VSide::Target, &mut fx.tgt, Some(&l2), Some(&u2))
+            .await
+            .unwrap();
+        assert_eq!(src2, tgt2, "{hash:?}: equal rows must digest equal");
+    }
     fx.drop().await;
 }
 

@@ -11,7 +11,9 @@ use ferry_core::FerryError;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Row, Value};
 
-use super::canon::{column_expr, digest_sql, RowHash};
+use super::canon::{
+    column_expr, digest_sql, row_text_with, unmeasured_column, RowHash, DOUBLE_SUM_MAX_ROWS,
+};
 use super::rows::{FetchedRow, Layout};
 use crate::conn::{classify, qualified, quote_ident};
 use crate::planner::{key_param, key_value_from_mysql, no_key_error, range_predicate};
@@ -51,6 +53,9 @@ struct SideSql {
     /// The key columns as this side defines them.
     key: Vec<Column>,
     filter: Option<String>,
+    /// The canonical row text over `columns` (the same text column left
+    /// unmeasured on both sides).
+    text: String,
 }
 
 /// A source table paired with its target table.
@@ -65,6 +70,28 @@ pub struct VerifyTable {
     pub hash: RowHash,
     src: SideSql,
     tgt: SideSql,
+}
+
+/// A digest's partial sum as an integer: NULL (no row) is 0, a DOUBLE must be
+/// a whole number below `2^53` (where every integer is exact), text an integer.
+fn sum_part(v: &Value) -> Option<u128> {
+    const EXACT: f64 = (1u64 << 53) as f64;
+    let double = |f: f64| (f.fract() == 0.0 && (0.0..EXACT).contains(&f)).then_some(f as u128);
+    match v {
+        Value::NULL => Some(0),
+        Value::Int(i) => u128::try_from(*i).ok(),
+        Value::UInt(u) => Some(u128::from(*u)),
+        Value::Double(f) => double(*f),
+        Value::Float(f) => double(f64::from(*f)),
+        Value::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn not_a_sum(what: &str, v: &Value) -> FerryError {
+    FerryError::Internal(format!(
+        "{what}: the hash sum {v:?} is not an exact whole number"
+    ))
 }
 
 /// Rows fetched by key per statement.
@@ -114,7 +141,10 @@ impl VerifyTable {
                 })
                 .collect()
         };
+        let unmeasured = unmeasured_column(&src_cols.iter().collect::<Vec<_>>());
+        let text = |cols: &[Column]| row_text_with(&cols.iter().collect::<Vec<_>>(), unmeasured);
         let src = SideSql {
+            text: text(&src_cols),
             from: qualified(&source.db, &source.name),
             name: source.full_name(),
             key: key_of(&source)?,
@@ -122,6 +152,7 @@ impl VerifyTable {
             filter: source_filter,
         };
         let tgt = SideSql {
+            text: text(&tgt_cols),
             from: qualified(&target.db, &target.name),
             name: target.full_name(),
             key: key_of(&target)?,
@@ -198,20 +229,38 @@ impl VerifyTable {
         lower: Option<&[KeyValue]>,
         upper: Option<&[KeyValue]>,
     ) -> Result<Digest, FerryError> {
+        let digest = self.digest_with(side, conn, lower, upper, false).await?;
+        if digest.rows > DOUBLE_SUM_MAX_ROWS && self.hash == RowHash::Crc64 {
+            return self.digest_with(side, conn, lower, upper, true).await;
+        }
+        Ok(digest)
+    }
+
+    async fn digest_with(
+        &self,
+        side: Side,
+        conn: &mut Conn,
+        lower: Option<&[KeyValue]>,
+        upper: Option<&[KeyValue]>,
+        exact: bool,
+    ) -> Result<Digest, FerryError> {
         let s = self.side(side);
         let (where_, params) = self.range_where(side, lower, upper);
-        let cols: Vec<&Column> = s.columns.iter().collect();
-        let sql = digest_sql(&s.from, &cols, &where_, self.hash);
+        let sql = digest_sql(&s.from, &s.text, &where_, self.hash, exact);
         let what = self.what(side, "checksumming");
-        let row: Option<(u64, String)> = conn
+        let row: Option<(u64, Value, Value)> = conn
             .exec_first(sql, params)
             .await
             .map_err(|e| classify(e, &what))?;
-        let (rows, sum) = row.unwrap_or((0, "0".to_string()));
-        let sum = sum.trim().parse::<u128>().map_err(|_| {
-            FerryError::Internal(format!("{what}: the hash sum \"{sum}\" is not an integer"))
-        })?;
-        Ok(Digest { rows, sum })
+        let Some((rows, hi, lo)) = row else {
+            return Ok(Digest::default());
+        };
+        let hi = sum_part(&hi).ok_or_else(|| not_a_sum(&what, &hi))?;
+        let lo = sum_part(&lo).ok_or_else(|| not_a_sum(&what, &lo))?;
+        Ok(Digest {
+            rows,
+            sum: (hi << 32) + lo,
+        })
     }
 
     /// The key `offset` rows into `[lower, upper)` on `side`, in key order.
@@ -441,5 +490,31 @@ mod tests {
         assert_eq!(p, "(`a` = ? AND `b` = ?) OR (`a` = ? AND `b` = ?)");
         assert_eq!(v.len(), 4);
         assert_eq!(key_match(&["a".into()], &[]).0, "1=0");
+    }
+
+    #[test]
+    fn sum_parts_are_exact_or_refused() {
+        assert_eq!(sum_part(&Value::NULL), Some(0));
+        assert_eq!(sum_part(&Value::Int(0)), Some(0));
+        assert_eq!(
+            sum_part(&Value::Double(4294967295.0 * 2097152.0)),
+            Some(4294967295 * 2097152)
+        );
+        assert_eq!(
+            sum_part(&Value::Double(9007199254740992.0)),
+            None,
+            "2^53 may be rounded"
+        );
+        assert_eq!(sum_part(&Value::Double(1.5)), None);
+        assert_eq!(sum_part(&Value::Double(-1.0)), None);
+        assert_eq!(
+            sum_part(&Value::Bytes(
+                b"340282366920938463463374607431768211455".to_vec()
+            )),
+            Some(u128::MAX)
+        );
+        assert_eq!(sum_part(&Value::Bytes(b"1e5".to_vec())), None);
+        // DOUBLE_SUM_MAX_ROWS rows of the largest 32-bit half stay exact.
+        assert!((DOUBLE_SUM_MAX_ROWS as f64) * (u32::MAX as f64) < (1u64 << 53) as f64);
     }
 }
