@@ -5,10 +5,10 @@
 //! The ranges are the copy's chunks (`[lower, upper)` of the table's key, the
 //! planner's predicate). Each database computes, over the range,
 //! `COUNT(*)` and `SUM(h(row))`, where `h(row)` is a 64-bit hash of the row
-//! text read as an unsigned integer, and the sum is exact (a DECIMAL: no
-//! wrap-around). Both sides are asked at once. `h` is one of ([`RowHash`]):
+//! text read as an unsigned integer, and the sum is exact (no wrap-around: a
+//! DECIMAL, or two DOUBLE halves below 2^53). Both sides are asked at once. `h` is one of ([`RowHash`]):
 //! * `CRC32(text) << 32 | CRC32C(text)` when both servers are MariaDB 10.8+
-//!   (the faster: about 1.6x the cost of the peers' single CRC32, half of SHA1);
+//!   (the faster: about 1.5x the cost of the peers' single CRC32, half of SHA1);
 //! * the first 64 bits of `SHA1(text)` otherwise (MySQL and OceanBase lack CRC32C).
 //!
 //! The row text is a canonical, injective rendering of every non-generated column (see
