@@ -317,14 +317,12 @@ impl TaskSpec {
                 );
             }
         }
-        if !self.objects.filters.is_empty()
-            && (self.has(MigrationType::Incremental) || self.has(MigrationType::Reverse))
-        {
+        if !self.objects.filters.is_empty() && self.has(MigrationType::Reverse) {
             return bad(
                 "objects.filters",
-                "row filters apply to the full copy only: incremental sync would apply every change to the \
-                 filtered tables, rows outside the filter included. Remove objects.filters, or the \
-                 \"incremental\" (and \"reverse\") types and run the filtered copy on its own"
+                "a filtered task moves only the rows its filters keep, and \"reverse\" is for switching the \
+                 application over to the target, which would then lack every other row. Remove \
+                 objects.filters, or the \"reverse\" type"
                     .into(),
             );
         }
@@ -516,19 +514,24 @@ mod tests {
     }
 
     #[test]
-    fn row_filters_with_incremental_sync_are_refused() {
+    fn row_filters_go_with_incremental_sync_but_not_with_reverse() {
         let filters = r#","objects":{"include":["shop.*"],"filters":{"shop.orders":"id > 5"}}"#;
-        let ok = TaskSpec::from_json(&format!(
-            r#"{{"task_id":"t1","source":{{"secret":"s"}},"target":{{"secret":"t"}},"types":["schema","full"]{filters}}}"#
-        ));
-        assert!(ok.is_ok(), "{ok:?}");
-        let e = TaskSpec::from_json(&format!(
-            r#"{{"task_id":"t1","source":{{"secret":"s"}},"target":{{"secret":"t"}},"types":["schema","full","incremental"]{filters}}}"#
-        ))
-        .unwrap_err();
+        let with = |types: &str| {
+            TaskSpec::from_json(&format!(
+                r#"{{"task_id":"t1","source":{{"secret":"s"}},"target":{{"secret":"t"}},"types":{types}{filters}}}"#
+            ))
+        };
+        for ok in [
+            r#"["schema","full"]"#,
+            r#"["schema","full","incremental","verify"]"#,
+        ] {
+            let spec = with(ok).unwrap();
+            assert_eq!(spec.filter("shop", "orders"), Some("id > 5"));
+        }
+        let e = with(r#"["schema","full","incremental","reverse"]"#).unwrap_err();
         assert_eq!(e.name(), "Ferry.BadTask");
         assert!(e.message().contains("objects.filters"), "{e}");
-        assert!(e.message().contains("full copy only"), "{e}");
+        assert!(e.message().contains("\"reverse\""), "{e}");
     }
 
     #[test]

@@ -57,6 +57,7 @@ async fn main() {
         (d == mapper_db).then(|| TargetName {
             db: d.to_string(),
             table: t.to_string(),
+            filter: None,
         })
     });
     let link = Link {

@@ -1276,10 +1276,76 @@ async fn check_table(
     if spec.has(MigrationType::Reverse) {
         items.push(reverse_write_item(s, srv, &info).await);
     }
+    let mut target = target;
+    if let Some(filter) = spec.filter(db, table) {
+        let on_target = match target.as_deref_mut() {
+            Some(t) if spec.has(MigrationType::Incremental) => Some(&mut t.conn),
+            _ => None,
+        };
+        items.push(filter_item(s, on_target, &info, filter).await);
+    }
     if let Some(t) = target {
         items.extend(target_items(t, spec, planned, &info).await);
     }
     items
+}
+
+/// The table's row filter runs on the source (the copy's `WHERE`), and with
+/// incremental sync on the target too, over the changed rows' images under the
+/// source's column names: both must accept it.
+async fn filter_item(
+    s: &mut Conn,
+    target: Option<&mut Conn>,
+    info: &TableInfo,
+    filter: &str,
+) -> CheckItem {
+    let check = "objects.filters";
+    let name = info.full_name();
+    let fix = format!("correct the condition for \"{name}\" in objects.filters");
+    let on_source = format!(
+        "SELECT 1 FROM {} WHERE ({filter}) LIMIT 0",
+        qualified(&info.db, &info.name)
+    );
+    if let Err(e) = s.query_drop(on_source).await {
+        return fail(
+            check,
+            &name,
+            format!("the source rejects the row filter ({filter}): {e}"),
+            fix,
+        );
+    }
+    let Some(t) = target else {
+        return pass(
+            check,
+            &name,
+            format!("the source accepts the row filter ({filter})"),
+        );
+    };
+    let images: Vec<String> = info
+        .columns
+        .iter()
+        .map(|c| format!("NULL AS {}", quote_ident(&c.name)))
+        .collect();
+    let on_target = format!(
+        "SELECT 1 FROM (SELECT {}) AS `__ferry_images` WHERE ({filter}) LIMIT 0",
+        images.join(", ")
+    );
+    match t.query_drop(on_target).await {
+        Ok(()) => pass(
+            check,
+            &name,
+            format!("the source and the target accept the row filter ({filter})"),
+        ),
+        Err(e) => fail(
+            check,
+            &name,
+            format!(
+                "the target rejects the row filter ({filter}), which incremental sync evaluates there over \
+                 each changed row (only the table's own columns, no other table): {e}"
+            ),
+            format!("{fix}, using only the table's columns and functions both servers have"),
+        ),
+    }
 }
 
 /// Tries `SELECT * ... LIMIT 0`: needs SELECT on every column.

@@ -38,6 +38,7 @@ fn mapper(db: &str) -> TableMapper {
         (d == db).then(|| TargetName {
             db: d.to_string(),
             table: t.to_string(),
+            filter: None,
         })
     })
 }

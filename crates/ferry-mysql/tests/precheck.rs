@@ -364,6 +364,65 @@ async fn a_pattern_that_matches_nothing_fails() {
     drop_db(&mut te.admin(Side::Source).await, &src).await;
 }
 
+/// A row filter must run on the source, and with incremental sync on the
+/// target too, over the table's own columns: a typo fails on the source, a
+/// filter that reads another table fails on the target (it has no such table
+/// while the changed rows are judged), and a good one passes.
+#[tokio::test]
+async fn row_filters_are_tried_where_they_run() {
+    let te = env();
+    let src = source_db(&te, &[ORDERS, ITEMS]).await;
+    let tgt = unique_name("pc_tgt_filter");
+    recreate_db(&mut te.admin(Side::Target).await, &tgt).await;
+    let check = |types: &str, filter: &str| {
+        let mut s = spec(&[&format!("{src}.orders")], types, Some((&src, &tgt)));
+        s.objects
+            .filters
+            .insert(format!("{src}.orders"), filter.to_string());
+        let (sep, tep) = (
+            te.endpoint(Side::Source, false),
+            te.endpoint(Side::Target, false),
+        );
+        async move { check_tables(&sep, &tep, &s).await }
+    };
+    let subject = format!("{src}.orders");
+    let full = r#"["schema","full"]"#;
+    let cdc = r#"["schema","full","incremental"]"#;
+
+    let items = check(cdc, "id > 10 AND note LIKE 'a%'").await;
+    let i = assert_status(&items, "objects.filters", &subject, CheckStatus::Pass);
+    assert!(
+        i.message.contains("the source and the target accept"),
+        "{i:#?}"
+    );
+
+    let items = check(full, "id >> 10 AND").await;
+    let i = assert_status(&items, "objects.filters", &subject, CheckStatus::Fail);
+    assert!(
+        i.message
+            .starts_with("the source rejects the row filter (id >> 10 AND)"),
+        "{i:#?}"
+    );
+    assert_eq!(
+        i.fix.as_deref(),
+        Some(format!("correct the condition for \"{subject}\" in objects.filters").as_str())
+    );
+
+    let other = format!("id IN (SELECT qty FROM {})", qualified(&src, "items"));
+    let items = check(full, &other).await;
+    assert_status(&items, "objects.filters", &subject, CheckStatus::Pass);
+    let items = check(cdc, &other).await;
+    let i = assert_status(&items, "objects.filters", &subject, CheckStatus::Fail);
+    assert!(
+        i.message.starts_with("the target rejects the row filter"),
+        "{i:#?}"
+    );
+    assert_eq!(failed(&items).len(), 1, "{items:#?}");
+
+    drop_db(&mut te.admin(Side::Source).await, &src).await;
+    drop_db(&mut te.admin(Side::Target).await, &tgt).await;
+}
+
 #[tokio::test]
 async fn a_table_without_a_key_fails_and_its_fix_works() {
     let te = env();

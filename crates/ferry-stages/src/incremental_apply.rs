@@ -111,8 +111,9 @@ fn mapper(task: &TaskRecord, dir: Direction, tables: &[TableRecord]) -> TableMap
             let spec = task.spec.clone();
             Arc::new(move |db: &str, t: &str| {
                 spec.selects(db, t).then(|| {
+                    let filter = spec.filter(db, t).map(String::from);
                     let (db, table) = spec.target_name(db, t);
-                    TargetName { db, table }
+                    TargetName { db, table, filter }
                 })
             })
         }
@@ -125,6 +126,7 @@ fn mapper(task: &TaskRecord, dir: Direction, tables: &[TableRecord]) -> TableMap
                         TargetName {
                             db: r.source_db.clone(),
                             table: r.source_table.clone(),
+                            filter: None,
                         },
                     )
                 })
