@@ -4,7 +4,7 @@
 # Provides: bench_env (loads the testenv, sets SRC_PORT/TGT_PORT/ADMIN_*), sql SIDE [DB] (admin
 # client on the source or target, reads SQL on stdin or from -e), time_cmd OUT_SECONDS CMD...,
 # median N..., rows_per_s ROWS SECONDS, peak_rss_mib TIME_V_LOG, set_buffer_pools (with
-# restore_buffer_pools on EXIT).
+# restore_buffer_pools on EXIT), server_cpu_ms SIDE.
 
 bench_env() {
     local envfile
@@ -82,4 +82,12 @@ restore_buffer_pools() {
     for side in "${!OLD_POOL[@]}"; do
         sql "$side" -e "SET GLOBAL innodb_buffer_pool_size = ${OLD_POOL[$side]}" || true
     done
+}
+
+# server_cpu_ms SIDE: CPU time (user + system, ms) the side's server process has used so far.
+# The test servers run on this machine; the difference over a command is its cost in the server.
+server_cpu_ms() {
+    local pid
+    pid="$(cat "$(sql "$1" -e "SELECT @@pid_file")")" || die "cannot read the $1 server's pid"
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / hz }' "/proc/$pid/stat"
 }

@@ -10,8 +10,8 @@ use ferry_mysql::planner::plan_chunks;
 use ferry_mysql::schema::{read_table, Column};
 use ferry_mysql::verify::canon::{row_hash_expr, row_text_expr};
 use ferry_mysql::verify::{
-    apply_repair, compare_range, confirm, repair_script, repair_statements, RowDiff, RowHash,
-    Side as VSide, VerifyTable,
+    apply_repair, compare_range, confirm, repair_script, repair_statements, Digest, RowDiff,
+    RowHash, Side as VSide, VerifyTable,
 };
 use ferry_testkit::{drop_db, env, exec, recreate_db, unique_name, Side};
 use mysql_async::prelude::*;
@@ -389,6 +389,15 @@ async fn crc64_digest_equals_the_row_text_hashed_twice() {
     fx.drop().await;
 }
 
+/// The source's and the target's digest of the row with key `id`.
+async fn digests_of_id(vt: &VerifyTable, fx: &mut Fixture, id: i64) -> (Digest, Digest) {
+    let (lo, hi) = ([KeyValue::Int(id)], [KeyValue::Int(id + 1)]);
+    let src = vt.digest(VSide::Source, &mut fx.src, Some(&lo), Some(&hi));
+    let src = src.await.unwrap();
+    let tgt = vt.digest(VSide::Target, &mut fx.tgt, Some(&lo), Some(&hi));
+    (src, tgt.await.unwrap())
+}
+
 /// Two CHAR columns: the wider goes without its length (measuring it would
 /// scan its padding), the other carries one, so a `#` moved from one column to
 /// the other is still a difference, with either hash.
@@ -410,27 +419,10 @@ async fn a_separator_moved_between_char_columns_is_a_difference() {
     let vt = fx.table("sb").await;
     for hash in [RowHash::Crc64, RowHash::Sha1] {
         let vt = vt.clone().with_hash(hash);
-        let range = |id: i64| ([KeyValue::Int(id)], [KeyValue::Int(id + 1)]);
-        let (l1, u1) = range(1);
-        let (l2, u2) = range(2);
-        let src1 = vt
-            .digest(VSide::Source, &mut fx.src, Some(&l1), Some(&u1))
-            .await
-            .unwrap();
-        let tgt1 = vt
-            .digest(VSide::Target, &mut fx.tgt, Some(&l1), Some(&u1))
-            .await
-            .unwrap();
+        let (src1, tgt1) = digests_of_id(&vt, &mut fx, 1).await;
         assert_eq!((src1.rows, tgt1.rows), (1, 1));
         assert_ne!(src1.sum, tgt1.sum, "{hash:?}: the moved '#' went unseen");
-        let src2 = vt
-            .digest(VSide::Source, &mut fx.src, Some(&l2), Some(&u2))
-            .await
-            .unwrap();
-        let tgt2 = vt
-            .digest(VSide::Target, &mut fx.tgt, Some(&l2), Some(&u2))
-            .await
-            .unwrap();
+        let (src2, tgt2) = digests_of_id(&vt, &mut fx, 2).await;
         assert_eq!(src2, tgt2, "{hash:?}: equal rows must digest equal");
     }
     fx.drop().await;
