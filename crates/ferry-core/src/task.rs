@@ -10,7 +10,8 @@
 //!     "include": ["shop.*", "crm.customers"],
 //!     "exclude": ["shop.tmp_*"],
 //!     "rename": {"shop": "shop_new", "crm.customers": "crm_new.clients"},
-//!     "filters": {"shop.orders": "created_at >= '2024-01-01'"}
+//!     "filters": {"shop.orders": "created_at >= '2024-01-01'"},
+//!     "keys": {"shop.audit_log": ["logged_at", "seq"]}
 //!   },
 //!   "options": {"chunk_rows": 50000, "concurrency": 4}
 //! }
@@ -97,6 +98,12 @@ pub struct ObjectSelection {
     /// `"db.table": "<SQL condition>"`: copy only matching rows.
     #[serde(default)]
     pub filters: BTreeMap<String, String>,
+    /// `"db.table": ["col", ...]`: the columns that identify a row of a table
+    /// without a primary key or a unique key over NOT NULL columns (the
+    /// precheck proves them unique and not NULL; the target gets a unique key
+    /// on them). Ignored for a table that has a key of its own.
+    #[serde(default)]
+    pub keys: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -317,6 +324,24 @@ impl TaskSpec {
                 );
             }
         }
+        for (table, cols) in &self.objects.keys {
+            if table.split_once('.').is_none() || table.contains('*') {
+                return bad(
+                    "objects.keys",
+                    format!("key \"{table}\" must name one table as \"db.table\""),
+                );
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            if cols.is_empty() || cols.iter().any(|c| c.is_empty() || !seen.insert(c)) {
+                return bad(
+                    "objects.keys",
+                    format!(
+                        "\"{table}\" must list the columns that identify a row, each once: \
+                         [\"col1\", \"col2\"]"
+                    ),
+                );
+            }
+        }
         if !self.objects.filters.is_empty() && self.has(MigrationType::Reverse) {
             return bad(
                 "objects.filters",
@@ -419,6 +444,14 @@ impl TaskSpec {
             .cloned()
             .unwrap_or_else(|| db.to_string());
         (new_db, table.to_string())
+    }
+
+    /// The declared key columns of a source table (`objects.keys`), if any.
+    pub fn declared_key(&self, db: &str, table: &str) -> Option<&[String]> {
+        self.objects
+            .keys
+            .get(&format!("{db}.{table}"))
+            .map(Vec::as_slice)
     }
 
     /// Row filter for a source table, if any.
@@ -532,6 +565,30 @@ mod tests {
         assert_eq!(e.name(), "Ferry.BadTask");
         assert!(e.message().contains("objects.filters"), "{e}");
         assert!(e.message().contains("\"reverse\""), "{e}");
+    }
+
+    #[test]
+    fn declared_keys_name_a_table_and_distinct_columns() {
+        let with = |keys: &str| {
+            TaskSpec::from_json(&format!(
+                r#"{{"task_id":"t1","source":{{"secret":"s"}},"target":{{"secret":"t"}},"objects":{{"include":["shop.*"],"keys":{keys}}}}}"#
+            ))
+        };
+        let spec = with(r#"{"shop.log":["at","seq"]}"#).unwrap();
+        assert_eq!(
+            spec.declared_key("shop", "log"),
+            Some(&["at".to_string(), "seq".to_string()][..])
+        );
+        assert_eq!(spec.declared_key("shop", "other"), None);
+        for bad in [
+            r#"{"log":["at"]}"#,
+            r#"{"shop.*":["at"]}"#,
+            r#"{"shop.log":[]}"#,
+            r#"{"shop.log":["at","at"]}"#,
+        ] {
+            let e = with(bad).unwrap_err();
+            assert!(e.message().contains("objects.keys"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -1141,6 +1141,9 @@ pub struct LinkConfig {
     pub stop: Arc<AtomicBool>,
     /// Heartbeat row this link writes on the source and measures lag by.
     pub heartbeat_every: Option<Duration>,
+    /// Key columns of tables without a primary or unique key (the task's
+    /// `objects.keys`), by the tables' names on the side the link reads.
+    pub declared_keys: Arc<BTreeMap<(String, String), Vec<String>>>,
     /// Commit a group after this many changes or this long.
     pub group_rows: usize,
     pub group_delay: Duration,
@@ -1163,6 +1166,7 @@ impl LinkConfig {
             idle: Duration::from_secs(5),
             stop: Arc::new(AtomicBool::new(false)),
             heartbeat_every: Some(Duration::from_millis(500)),
+            declared_keys: Arc::default(),
             group_rows: 10_000,
             group_delay: Duration::from_millis(200),
         }
@@ -1332,7 +1336,8 @@ pub async fn run_link(
     let filter: TableFilter = Arc::new(move |db: &str, t: &str| {
         (db == meta && t == "heartbeat") || mapper(db, t).is_some()
     });
-    let opts = ReaderOptions::new(server_id_for(&link.task_id, link.epoch), filter);
+    let mut opts = ReaderOptions::new(server_id_for(&link.task_id, link.epoch), filter);
+    opts.declared_keys = cfg.declared_keys.clone();
     let mut src_conn = source.connect().await?;
     let offset_ms = clock_offset(&mut src_conn).await?;
     if cfg.heartbeat_every.is_some() {

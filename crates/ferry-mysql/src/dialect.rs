@@ -439,6 +439,9 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Name of the unique key the target gets on a declared key (`objects.keys`).
+pub const DECLARED_KEY: &str = "`ferry_declared_key`";
+
 /// Translate a table's `SHOW CREATE TABLE` for `target`, creating it as
 /// `target_db`.`target_table`, for a target of unknown version without renames.
 pub fn translate(
@@ -545,6 +548,15 @@ pub fn translate_for(
                 }
             }
         }
+    }
+    if let (crate::schema::KeyKind::Declared, Some(key)) = (table.key_kind, &table.key) {
+        // The changes of the link are applied by this key: the target must enforce it.
+        let cols: Vec<String> = key.iter().map(|c| quote_ident(c)).collect();
+        body.push(format!("UNIQUE KEY {DECLARED_KEY} ({})", cols.join(", ")));
+        ctx.note(format!(
+            "added UNIQUE KEY {DECLARED_KEY} ({}): the key objects.keys declares for this table",
+            key.join(", ")
+        ));
     }
     let options = rewrite_options(&mut ctx, parsed.options);
     let partition = rewrite_partition(&mut ctx, parsed.partition);
@@ -1936,6 +1948,48 @@ mod tests {
 
     fn id() -> Column {
         col("id", "int", "int(11)", None)
+    }
+
+    #[test]
+    fn a_declared_key_becomes_a_unique_key_on_the_target() {
+        let mut t = table(
+            "CREATE TABLE `t` (\n  `at` datetime NOT NULL,\n  `seq` int(11) NOT NULL,\n  `msg` text\n) ENGINE=InnoDB",
+            vec![
+                col("at", "datetime", "datetime", None),
+                col("seq", "int", "int(11)", None),
+                col("msg", "text", "text", Some("utf8mb4")),
+            ],
+        );
+        t.key = None;
+        t.key_kind = KeyKind::None;
+        assert!(!ok(&t, Dialect::Mariadb).create_sql.contains("UNIQUE"));
+        crate::schema::declare_key(&mut t, &["at".into(), "seq".into()]);
+        assert_eq!(t.key_kind, KeyKind::Declared);
+        for d in [Dialect::Mariadb, Dialect::Mysql, Dialect::Oceanbase] {
+            let out = ok(&t, d);
+            assert!(
+                out.create_sql
+                    .contains("UNIQUE KEY `ferry_declared_key` (`at`, `seq`)"),
+                "{d:?}: {}",
+                out.create_sql
+            );
+            assert!(
+                out.notes.iter().any(|n| n.contains("objects.keys")),
+                "{:?}",
+                out.notes
+            );
+        }
+        // A table with a key of its own keeps it; a column the table lacks declares nothing.
+        let mut keyed = t.clone();
+        keyed.key = Some(vec!["seq".into()]);
+        keyed.key_kind = KeyKind::Primary;
+        crate::schema::declare_key(&mut keyed, &["at".into()]);
+        assert_eq!(keyed.key_kind, KeyKind::Primary);
+        let mut lacking = t.clone();
+        lacking.key = None;
+        lacking.key_kind = KeyKind::None;
+        crate::schema::declare_key(&mut lacking, &["nope".into()]);
+        assert_eq!((lacking.key, lacking.key_kind), (None, KeyKind::None));
     }
 
     fn ok(t: &TableInfo, d: Dialect) -> Translated {

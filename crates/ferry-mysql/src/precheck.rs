@@ -1251,7 +1251,7 @@ async fn check_table(
 ) -> Vec<CheckItem> {
     let name = format!("{db}.{table}");
     let mut items = vec![select_item(s, srv, db, table).await];
-    let info = match schema::read_table(s, db, table).await {
+    let info = match schema::read_source_table(s, spec, db, table).await {
         Ok(Some(info)) => info,
         Ok(None) => {
             items.push(fail(
@@ -1272,9 +1272,12 @@ async fn check_table(
             return items;
         }
     };
-    items.push(key_item(s, srv, &info).await);
+    items.push(key_item(s, srv, &info, spec.declared_key(db, table)).await);
     if spec.has(MigrationType::Reverse) {
         items.push(reverse_write_item(s, srv, &info).await);
+        if let (schema::KeyKind::Declared, Some(key)) = (info.key_kind, &info.key) {
+            items.push(declared_unique_item(s, "source.declared_key", &info, &info, key).await);
+        }
     }
     let mut target = target;
     if let Some(filter) = spec.filter(db, table) {
@@ -1363,15 +1366,49 @@ async fn select_item(conn: &mut Conn, srv: &Server, db: &str, table: &str) -> Ch
     }
 }
 
-/// A primary key, or a unique key over NOT NULL columns, identifies each row.
-async fn key_item(conn: &mut Conn, srv: &Server, info: &TableInfo) -> CheckItem {
+/// A primary key, or a unique key over NOT NULL columns, identifies each row
+/// (or the columns `objects.keys` declares, proven unique and not NULL).
+async fn key_item(
+    conn: &mut Conn,
+    srv: &Server,
+    info: &TableInfo,
+    declared: Option<&[String]>,
+) -> CheckItem {
     let name = info.full_name();
     if let Some(key) = &info.key {
         let kind = match info.key_kind {
             schema::KeyKind::Primary => "primary key",
+            schema::KeyKind::Declared => return declared_key_item(conn, info, key).await,
             _ => "unique key over NOT NULL columns",
         };
+        if declared.is_some() {
+            return warn(
+                "table.key",
+                &name,
+                format!(
+                    "{name} has a {kind} ({}): Ferry uses it, not the columns objects.keys declares",
+                    key.join(", ")
+                ),
+                format!("remove \"{name}\" from objects.keys"),
+            );
+        }
         return pass("table.key", &name, format!("{kind} ({})", key.join(", ")));
+    }
+    if let Some(cols) = declared {
+        let missing: Vec<&str> = cols
+            .iter()
+            .filter(|c| info.column(c).is_none())
+            .map(String::as_str)
+            .collect();
+        return fail(
+            "table.key",
+            &name,
+            format!(
+                "objects.keys declares column(s) {} that {name} does not have",
+                missing.join(", ")
+            ),
+            format!("correct the columns of \"{name}\" in objects.keys"),
+        );
     }
     let q = qualified(&info.db, &info.name);
     let unique_cols = schema::read_indexes(conn, &info.db, &info.name)
@@ -1407,10 +1444,98 @@ async fn key_item(conn: &mut Conn, srv: &Server, info: &TableInfo) -> CheckItem 
         &name,
         format!(
             "{name} has no primary key and no unique key over NOT NULL columns: Ferry cannot split it into chunks \
-             or apply changes to it by key{why}"
+             or apply changes to it by key{why}. (Or name columns that identify a row in objects.keys.)"
         ),
         fix,
     )
+}
+
+/// A declared key identifies each row only if no row has a NULL in it and no
+/// two rows share its values: both are read from the source now (a full scan
+/// each), and an index starting with the key keeps the chunks' range reads short.
+async fn declared_key_item(conn: &mut Conn, info: &TableInfo, key: &[String]) -> CheckItem {
+    let name = info.full_name();
+    let q = qualified(&info.db, &info.name);
+    let cols: Vec<String> = key.iter().map(|c| quote_ident(c)).collect();
+    let list = cols.join(", ");
+    let fix = format!("choose columns that identify a row of {name} in objects.keys, or give the table a primary key");
+    let nulls = cols
+        .iter()
+        .map(|c| format!("{c} IS NULL"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let what = format!("source: checking the declared key of {name}");
+    let has_null: Result<Option<u8>, _> = conn
+        .query_first(format!("SELECT 1 FROM {q} WHERE {nulls} LIMIT 1"))
+        .await;
+    let dup: Result<Option<mysql_async::Row>, _> = conn
+        .query_first(format!(
+            "SELECT {list}, COUNT(*) FROM {q} GROUP BY {list} HAVING COUNT(*) > 1 LIMIT 1"
+        ))
+        .await;
+    match (has_null, dup) {
+        (Err(e), _) | (_, Err(e)) => fail("table.key", &name, format!("{what}: {e}"), fix),
+        (Ok(Some(_)), _) => fail(
+            "table.key",
+            &name,
+            format!(
+                "the key objects.keys declares for {name} ({}) holds NULL in some rows",
+                key.join(", ")
+            ),
+            fix,
+        ),
+        (Ok(None), Ok(Some(row))) => {
+            let values: Vec<String> = (0..row.len())
+                .filter_map(|i| row.as_ref(i))
+                .map(|v| match v {
+                    mysql_async::Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+                    other => other.as_sql(true),
+                })
+                .collect();
+            fail(
+                "table.key",
+                &name,
+                format!(
+                    "the key objects.keys declares for {name} ({}) is not unique: ({}) appears in {} rows",
+                    key.join(", "),
+                    values.iter().take(key.len()).cloned().collect::<Vec<_>>().join(", "),
+                    values.get(key.len()).map(String::as_str).unwrap_or("several")
+                ),
+                fix,
+            )
+        }
+        (Ok(None), Ok(None)) => {
+            let indexed = schema::read_indexes(conn, &info.db, &info.name)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .any(|ix| {
+                    ix.columns
+                        .iter()
+                        .take(key.len())
+                        .map(|c| c.as_deref())
+                        .eq(key.iter().map(|k| Some(k.as_str())))
+                });
+            if indexed {
+                pass(
+                    "table.key",
+                    &name,
+                    format!("declared key ({}): unique and not NULL in every row now; the target gets a unique key on it", key.join(", ")),
+                )
+            } else {
+                warn(
+                    "table.key",
+                    &name,
+                    format!(
+                        "declared key ({}): unique and not NULL in every row now, but no index starts with it, so \
+                         every chunk of the copy and the verify scans the whole table",
+                        key.join(", ")
+                    ),
+                    format!("ALTER TABLE {q} ADD INDEX ferry_declared_key_idx ({list});"),
+                )
+            }
+        }
+    }
 }
 
 /// After switchover the reverse link writes into the source's tables:
@@ -1473,7 +1598,13 @@ async fn target_items(
         }
     };
     match existing {
-        Some(ti) => vec![columns_item(info, &ti), empty_item(&mut t.conn, planned, info, &ti).await],
+        Some(ti) => {
+            let mut items = vec![columns_item(info, &ti), empty_item(&mut t.conn, planned, info, &ti).await];
+            if let (schema::KeyKind::Declared, Some(key)) = (info.key_kind, &info.key) {
+                items.push(declared_unique_item(&mut t.conn, "target.declared_key", info, &ti, key).await);
+            }
+            items
+        }
         None if !spec.has(MigrationType::Schema) => vec![fail(
             "target.table",
             &name,
@@ -1488,6 +1619,61 @@ async fn target_items(
             items
         }
     }
+}
+
+/// A table a link writes into must enforce a declared key itself (Ferry adds
+/// the unique key only to the target tables it creates): changes are applied
+/// by it, and an upsert without a unique key would add a row. `check` is
+/// `target.declared_key` (the forward link writes the target) or
+/// `source.declared_key` (the reverse link writes the source); `src` names the item.
+async fn declared_unique_item(
+    conn: &mut Conn,
+    check: &str,
+    src: &TableInfo,
+    written: &TableInfo,
+    key: &[String],
+) -> CheckItem {
+    let name = src.full_name();
+    let side = check.split('.').next().unwrap_or(check);
+    let unique = schema::read_indexes(conn, &written.db, &written.name)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .any(|ix| {
+            ix.unique
+                && ix.columns.len() == key.len()
+                && key
+                    .iter()
+                    .all(|k| ix.columns.iter().any(|c| c.as_deref() == Some(k.as_str())))
+        });
+    if unique {
+        return pass(
+            check,
+            &name,
+            format!(
+                "{side} {} has a unique key on the declared key ({})",
+                written.full_name(),
+                key.join(", ")
+            ),
+        );
+    }
+    let cols: Vec<String> = key.iter().map(|c| quote_ident(c)).collect();
+    fail(
+        check,
+        &name,
+        format!(
+            "{side} table {} has no unique key on the declared key ({}), and the {} link applies changes by it: \
+             without one an update could add a row",
+            written.full_name(),
+            key.join(", "),
+            if side == "source" { "reverse" } else { "forward" }
+        ),
+        format!(
+            "ALTER TABLE {} ADD UNIQUE KEY ferry_declared_key ({});",
+            qualified(&written.db, &written.name),
+            cols.join(", ")
+        ),
+    )
 }
 
 /// The target table must have the source's columns, no more and no fewer.

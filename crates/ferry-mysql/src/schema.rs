@@ -38,6 +38,8 @@ pub enum KeyKind {
     Primary,
     /// A unique key whose columns are all NOT NULL.
     Unique,
+    /// Columns the task file declares (`objects.keys`) for a table without either.
+    Declared,
     None,
 }
 
@@ -153,6 +155,30 @@ pub async fn read_table(
         engine: engine.unwrap_or_default(),
         is_view,
     }))
+}
+
+/// [`read_table`] for a source table of `spec`: a table without a key of its
+/// own takes the columns the task file declares for it (`objects.keys`).
+pub async fn read_source_table(
+    conn: &mut Conn,
+    spec: &TaskSpec,
+    db: &str,
+    table: &str,
+) -> Result<Option<TableInfo>, FerryError> {
+    let mut info = read_table(conn, db, table).await?;
+    if let (Some(t), Some(cols)) = (info.as_mut(), spec.declared_key(db, table)) {
+        declare_key(t, cols);
+    }
+    Ok(info)
+}
+
+/// Use `cols` as the key of `t` when it has none and has every one of them
+/// (the precheck reports a declared column the table lacks).
+pub fn declare_key(t: &mut TableInfo, cols: &[String]) {
+    if t.key.is_none() && !t.is_view && cols.iter().all(|c| t.column(c).is_some()) {
+        t.key = Some(cols.to_vec());
+        t.key_kind = KeyKind::Declared;
+    }
 }
 
 /// TABLE_TYPE, ENGINE, TABLE_ROWS, AVG_ROW_LENGTH.

@@ -423,6 +423,160 @@ async fn row_filters_are_tried_where_they_run() {
     drop_db(&mut te.admin(Side::Target).await, &tgt).await;
 }
 
+/// A table without a key, with `objects.keys`: the declared columns must
+/// exist, hold no NULL and no repeated value (each found and named, then
+/// fixed), an index on them is advised, a table with its own key keeps it,
+/// and a target table that already exists must enforce the key.
+#[tokio::test]
+async fn a_declared_key_is_proven_unique_and_not_null() {
+    let te = env();
+    let src = source_db(
+        &te,
+        &[
+            "CREATE TABLE {db}.log (at DATETIME NOT NULL, seq INT NULL, msg TEXT)",
+            "INSERT INTO {db}.log VALUES ('2024-01-01 00:00:00', 1, 'a'), ('2024-01-01 00:00:00', 1, 'b'), \
+             ('2024-01-02 00:00:00', NULL, 'c')",
+            ORDERS,
+        ],
+    )
+    .await;
+    let tgt = unique_name("pc_tgt_keys");
+    let mut admin_src = te.admin(Side::Source).await;
+    let mut admin_tgt = te.admin(Side::Target).await;
+    recreate_db(&mut admin_tgt, &tgt).await;
+    let check = |keys: &[(&str, &[&str])]| {
+        let mut s = spec(
+            &[&format!("{src}.*")],
+            r#"["schema","full","incremental"]"#,
+            Some((&src, &tgt)),
+        );
+        for (t, cols) in keys {
+            s.objects.keys.insert(
+                format!("{src}.{t}"),
+                cols.iter().map(|c| c.to_string()).collect(),
+            );
+        }
+        let (sep, tep) = (
+            te.endpoint(Side::Source, false),
+            te.endpoint(Side::Target, false),
+        );
+        async move { check_tables(&sep, &tep, &s).await }
+    };
+    let log = format!("{src}.log");
+    let q = qualified(&src, "log");
+
+    let i = assert_status(
+        &check(&[("log", &["at", "sequence"])]).await,
+        "table.key",
+        &log,
+        CheckStatus::Fail,
+    );
+    assert!(
+        i.message.contains("declares column(s) sequence that"),
+        "{i:#?}"
+    );
+
+    let i = assert_status(
+        &check(&[("log", &["at", "seq"])]).await,
+        "table.key",
+        &log,
+        CheckStatus::Fail,
+    );
+    assert!(i.message.contains("holds NULL in some rows"), "{i:#?}");
+    exec(
+        &mut admin_src,
+        &format!("UPDATE {q} SET seq = 2 WHERE seq IS NULL"),
+    )
+    .await;
+
+    let i = assert_status(
+        &check(&[("log", &["at", "seq"])]).await,
+        "table.key",
+        &log,
+        CheckStatus::Fail,
+    );
+    assert!(
+        i.message
+            .contains("is not unique: (2024-01-01 00:00:00, 1) appears in 2 rows"),
+        "{i:#?}"
+    );
+    exec(
+        &mut admin_src,
+        &format!("UPDATE {q} SET seq = 3 WHERE msg = 'b'"),
+    )
+    .await;
+
+    let i = assert_status(
+        &check(&[("log", &["at", "seq"])]).await,
+        "table.key",
+        &log,
+        CheckStatus::Warn,
+    );
+    assert!(i.message.contains("no index starts with it"), "{i:#?}");
+    run_fix(&te, Side::Source, &i).await;
+    let items = check(&[("log", &["at", "seq"]), ("orders", &["note"])]).await;
+    let i = assert_status(&items, "table.key", &log, CheckStatus::Pass);
+    assert!(i.message.contains("the target gets a unique key"), "{i:#?}");
+    let i = assert_status(
+        &items,
+        "table.key",
+        &format!("{src}.orders"),
+        CheckStatus::Warn,
+    );
+    assert!(
+        i.message
+            .contains("Ferry uses it, not the columns objects.keys declares"),
+        "{i:#?}"
+    );
+
+    // A target table made beforehand must have the unique key itself.
+    exec(
+        &mut admin_tgt,
+        &format!(
+            "CREATE TABLE {} (at DATETIME NOT NULL, seq INT NULL, msg TEXT)",
+            qualified(&tgt, "log")
+        ),
+    )
+    .await;
+    let items = check(&[("log", &["at", "seq"])]).await;
+    let i = assert_status(&items, "target.declared_key", &log, CheckStatus::Fail);
+    run_fix(&te, Side::Target, &i).await;
+    let items = check(&[("log", &["at", "seq"])]).await;
+    assert_status(&items, "target.declared_key", &log, CheckStatus::Pass);
+    assert!(failed(&items).is_empty(), "{items:#?}");
+
+    // The reverse link writes the source: it must enforce the key too.
+    let mut s = spec(
+        &[&log],
+        r#"["schema","full","incremental","reverse"]"#,
+        Some((&src, &tgt)),
+    );
+    s.objects
+        .keys
+        .insert(log.clone(), vec!["at".into(), "seq".into()]);
+    let (sep, tep) = (
+        te.endpoint(Side::Source, false),
+        te.endpoint(Side::Target, false),
+    );
+    let i = assert_status(
+        &check_tables(&sep, &tep, &s).await,
+        "source.declared_key",
+        &log,
+        CheckStatus::Fail,
+    );
+    assert!(
+        i.message.contains("the reverse link applies changes by it"),
+        "{i:#?}"
+    );
+    run_fix(&te, Side::Source, &i).await;
+    let items = check_tables(&sep, &tep, &s).await;
+    assert_status(&items, "source.declared_key", &log, CheckStatus::Pass);
+    assert_status(&items, "table.key", &log, CheckStatus::Pass);
+
+    drop_db(&mut admin_src, &src).await;
+    drop_db(&mut admin_tgt, &tgt).await;
+}
+
 #[tokio::test]
 async fn a_table_without_a_key_fails_and_its_fix_works() {
     let te = env();

@@ -33,7 +33,7 @@ use ferry_mysql::copy::{
     copy_chunk, describe_range, local_infile_enabled, source_allows_invalid_dates, CopyOptions,
     CopyStats, RateLimiter, WriteMethod,
 };
-use ferry_mysql::schema::{binlog_position, read_table, TableInfo};
+use ferry_mysql::schema::{binlog_position, read_source_table, TableInfo};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Pool};
 use serde_json::{json, Value};
@@ -229,8 +229,9 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
         if let Some(t) = self.tables.get(&key) {
             return Ok(t.clone());
         }
+        let spec = self.spec.clone();
         let src = self.source().await?;
-        let info = read_table(src, db, name).await?.ok_or_else(|| {
+        let info = read_source_table(src, &spec, db, name).await?.ok_or_else(|| {
             FerryError::SchemaIncompatible(format!(
                 "source table {key} no longer exists, but the task has chunks of it. Restore it, or start a new \
                  task without it."

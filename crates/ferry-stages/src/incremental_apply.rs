@@ -29,7 +29,7 @@ use ferry_core::model::{CheckpointRecord, ControlFlags, Direction, TableRecord, 
 use ferry_core::position::BinlogPosition;
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
-use ferry_core::task::MigrationType;
+use ferry_core::task::{MigrationType, TaskSpec};
 use ferry_core::FerryError;
 use ferry_mysql::apply::{run_link, Link, LinkConfig, LinkReport, TableMapper, TargetName};
 use serde::{Deserialize, Serialize};
@@ -136,6 +136,24 @@ fn mapper(task: &TaskRecord, dir: Direction, tables: &[TableRecord]) -> TableMap
     }
 }
 
+/// The task's declared keys (`objects.keys`) by the names of the tables the
+/// link reads: the source's forward, the target's in reverse (where the target
+/// table's unique key on them, made by the schema stage, may allow NULLs).
+fn declared_keys(spec: &TaskSpec, dir: Direction) -> BTreeMap<(String, String), Vec<String>> {
+    spec.objects
+        .keys
+        .iter()
+        .filter_map(|(name, cols)| {
+            let (db, table) = name.split_once('.')?;
+            let read = match dir {
+                Direction::Forward => (db.to_string(), table.to_string()),
+                Direction::Reverse => spec.target_name(db, table),
+            };
+            Some((read, cols.clone()))
+        })
+        .collect()
+}
+
 pub async fn run<S: ItemStore, K: SecretSource>(
     env: &StageEnv<S, K>,
     input: Value,
@@ -179,6 +197,7 @@ pub async fn run<S: ItemStore, K: SecretSource>(
         stop_time(deadline.min(slice_end)),
     );
     cfg.workers = opts.apply_workers;
+    cfg.declared_keys = Arc::new(declared_keys(&task.spec, dir));
     cfg.idle = input
         .get("idle_ms")
         .and_then(Value::as_u64)

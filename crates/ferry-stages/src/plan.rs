@@ -26,7 +26,9 @@ use ferry_core::FerryError;
 use ferry_mysql::conn::server_info;
 use ferry_mysql::dialect::{self, Problem, TargetContext, TranslateOptions, Translated};
 use ferry_mysql::planner::{no_key_error, plan_chunks};
-use ferry_mysql::schema::{binlog_position, list_selected_tables, read_table, TableInfo};
+use ferry_mysql::schema::{
+    binlog_position, list_selected_tables, read_source_table, read_table, TableInfo,
+};
 use ferry_mysql::{classify, quote_ident};
 use mysql_async::prelude::*;
 use mysql_async::Conn;
@@ -75,7 +77,7 @@ pub async fn run<S: ItemStore, K: SecretSource>(
     record_snapshot(&env.repo, &task, &mut src).await?;
 
     let tables = table_list(&env.repo, spec, &mut src).await?;
-    let infos = read_tables(&mut src, &tables).await?;
+    let infos = read_tables(&mut src, spec, &tables).await?;
     if spec.has(MigrationType::Schema) {
         let mut dst = target.connect().await?;
         create_schema(&env.repo, spec, &mut src, &mut dst, &infos).await?;
@@ -173,12 +175,13 @@ async fn table_list<S: ItemStore>(
 /// Read every table; refuse all tables without a usable key in one error.
 async fn read_tables(
     src: &mut Conn,
+    spec: &TaskSpec,
     tables: &[(String, String)],
 ) -> Result<Vec<TableInfo>, FerryError> {
     let mut infos = Vec::with_capacity(tables.len());
     let mut keyless = Vec::new();
     for (db, table) in tables {
-        let info = read_table(src, db, table).await?.ok_or_else(|| {
+        let info = read_source_table(src, spec, db, table).await?.ok_or_else(|| {
             FerryError::SchemaIncompatible(format!(
                 "table {db}.{table} was selected when this task was first planned but no longer exists on the source; \
                  recreate it, or start a new task (new task_id) without it"

@@ -49,7 +49,7 @@ use ferry_core::store::{now_ms, ItemStore, Repo};
 use ferry_core::task::{MigrationType, TaskSpec, VerifyWhen};
 use ferry_core::FerryError;
 use ferry_mysql::conn::{classify, server_info};
-use ferry_mysql::schema::{binlog_position, read_table};
+use ferry_mysql::schema::{binlog_position, read_source_table, read_table};
 use ferry_mysql::verify::{compare_range, confirm, RowDiff, RowHash, VerifyTable};
 use mysql_async::{Conn, Pool};
 use serde::{Deserialize, Serialize};
@@ -687,7 +687,7 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
         }
         let (db, table) = (&chunk.source_db, &chunk.source_table);
         let (tdb, ttable) = self.spec.target_name(db, table);
-        let s = read_table(src, db, table)
+        let s = read_source_table(src, &self.spec, db, table)
             .await?
             .ok_or_else(|| gone("source", &name))?;
         let t = read_table(tgt, &tdb, &ttable)

@@ -271,6 +271,7 @@ pub fn table_info(
     tme: &TableMapEvent<'_>,
     facts: &SchemaFacts,
     cache: &SchemaCache,
+    declared: Option<&[String]>,
 ) -> Result<TableInfo, FerryError> {
     let db = tme.database_name().into_owned();
     let table = tme.table_name().into_owned();
@@ -381,11 +382,21 @@ pub fn table_info(
         }
     }
     if key.is_empty() {
+        // The task file's declared key (`objects.keys`), for a table without either.
+        if let Some(cols) = declared {
+            let found: Vec<usize> = cols.iter().filter_map(|c| ordinal(c)).collect();
+            if found.len() == cols.len() {
+                key = found;
+            }
+        }
+    }
+    if key.is_empty() {
         return Err(bad_table(
             &db,
             &table,
             "the table has no primary key and no unique key over NOT NULL columns, so its changes cannot be \
-             applied by key. Add a primary key on the source (ALTER TABLE ... ADD PRIMARY KEY ...).",
+             applied by key. Add a primary key on the source (ALTER TABLE ... ADD PRIMARY KEY ...), or declare \
+             the columns that identify a row in objects.keys.",
         ));
     }
     let other_unique = facts

@@ -79,6 +79,9 @@ pub struct ReaderOptions {
     /// No event (not even a heartbeat) for this long: the connection is dead.
     pub read_timeout: Duration,
     pub filter: TableFilter,
+    /// Key columns for tables without a primary or unique key (the task's
+    /// `objects.keys`), by (db, table).
+    pub declared_keys: Arc<BTreeMap<(String, String), Vec<String>>>,
 }
 
 impl ReaderOptions {
@@ -88,6 +91,7 @@ impl ReaderOptions {
             heartbeat: Duration::from_secs(1),
             read_timeout: Duration::from_secs(30),
             filter,
+            declared_keys: Arc::default(),
         }
     }
 }
@@ -510,7 +514,8 @@ impl BinlogReader {
             return Ok(());
         }
         let facts = self.schemas.facts(&mut self.meta, &db, &table).await?;
-        let info = table_info(&tme, &facts, &self.schemas)?;
+        let declared = self.opts.declared_keys.get(&(db.clone(), table.clone()));
+        let info = table_info(&tme, &facts, &self.schemas, declared.map(Vec::as_slice))?;
         if info.names_from == NamesFrom::InformationSchema && !self.warned_names {
             self.warned_names = true;
             tracing::warn!(

@@ -14,7 +14,7 @@ use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
 use ferry_core::FerryError;
 use ferry_mysql::copy::{source_allows_invalid_dates, RateLimiter};
-use ferry_mysql::schema::read_table;
+use ferry_mysql::schema::{read_source_table, read_table};
 use ferry_mysql::verify::{
     apply_repair, compare_rows, confirm, repair_script, repair_statements, same_key, RowDiff, Side,
     VerifyTable,
@@ -63,7 +63,7 @@ pub async fn repair<S: ItemStore, K: SecretSource>(
     let mut statements = Vec::new();
     for ((db, table), diffs) in &by_table {
         let (tdb, tt) = spec.target_name(db, table);
-        let s = read_table(&mut src, db, table).await?;
+        let s = read_source_table(&mut src, spec, db, table).await?;
         let t = read_table(&mut tgt, &tdb, &tt).await?;
         let (Some(s), Some(t)) = (s, t) else {
             return Err(FerryError::SchemaIncompatible(format!(
