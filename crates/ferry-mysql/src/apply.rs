@@ -187,7 +187,7 @@ pub struct TargetName {
     pub table: String,
     /// The task's row filter for the source table (a `WHERE` condition over its
     /// columns): a changed row is kept on the target only while its new image
-    /// matches ([`filter_sql`]).
+    /// matches ([`filter_statements`]).
     pub filter: Option<String>,
 }
 
@@ -464,32 +464,56 @@ fn push_typed_literal(out: &mut String, v: &Value, col: &ColumnInfo) {
     }
 }
 
-/// Name of the row number in [`filter_sql`]'s derived table.
+/// Name of the row number in [`filter_statements`]' derived table.
 const FILTER_ROW: &str = "`__ferry_row`";
 
-/// Rows evaluated per [`filter_sql`] statement.
+/// Rows evaluated per [`filter_statements`] statement (fewer when they are large).
 const FILTER_ROWS: usize = 500;
 
-/// `SELECT n FROM (SELECT n, v1 AS c1, ... UNION ALL ...) AS r WHERE (filter)`:
-/// the numbers of the `rows` (images of table `t`, each with its number) that
-/// the row filter keeps. The filter is the one the copy ran on the source,
-/// evaluated by the target over the row images under the source's column
-/// names, so a change is judged by the same condition as the copied rows.
-pub fn filter_sql(t: &TableInfo, filter: &str, rows: &[(usize, &[Value])]) -> String {
-    let mut sql = format!("SELECT {FILTER_ROW} FROM (");
-    for (i, (n, row)) in rows.iter().enumerate() {
-        if i > 0 {
+/// `SELECT n FROM (SELECT n, v1 AS c1, ... UNION ALL ...) AS r WHERE (filter)`
+/// statements: together they return the numbers of the `rows` (images of table
+/// `t`, each with its number) that the row filter keeps. The filter is the one
+/// the copy ran on the source, evaluated by the target over the row images
+/// under the source's column names, so a change is judged by the same
+/// condition as the copied rows. Only the columns whose names occur in the
+/// filter's text are sent (a BLOB the filter does not read stays out), and a
+/// statement ends at [`FILTER_ROWS`] rows or [`MAX_STATEMENT`] bytes.
+pub fn filter_statements(t: &TableInfo, filter: &str, rows: &[(usize, &[Value])]) -> Vec<String> {
+    let text = filter.to_lowercase();
+    let used: Vec<(usize, &ColumnInfo)> = t
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| text.contains(&c.name.to_lowercase()))
+        .collect();
+    let tail = format!(") AS `__ferry_images` WHERE ({filter})");
+    let mut out = Vec::new();
+    let mut sql = String::new();
+    let mut n_rows = 0;
+    for (n, row) in rows {
+        if n_rows == 0 {
+            let _ = write!(sql, "SELECT {FILTER_ROW} FROM (");
+        } else {
             sql.push_str(" UNION ALL ");
         }
         let _ = write!(sql, "SELECT {n} AS {FILTER_ROW}");
-        for (c, v) in t.columns.iter().zip(row.iter()) {
+        for (i, c) in &used {
             sql.push_str(", ");
-            push_typed_literal(&mut sql, v, c);
+            push_typed_literal(&mut sql, row.get(*i).unwrap_or(&Value::NULL), c);
             let _ = write!(sql, " AS {}", quote_ident(&c.name));
         }
+        n_rows += 1;
+        if n_rows >= FILTER_ROWS || sql.len() >= MAX_STATEMENT {
+            sql.push_str(&tail);
+            out.push(std::mem::take(&mut sql));
+            n_rows = 0;
+        }
     }
-    let _ = write!(sql, ") AS `__ferry_images` WHERE ({filter})");
-    sql
+    if n_rows > 0 {
+        sql.push_str(&tail);
+        out.push(sql);
+    }
+    out
 }
 
 // ------------------------------------------------------------------ worker buffer
@@ -1054,24 +1078,22 @@ impl Worker {
             let Some(filter) = tb.target.filter.clone() else {
                 continue;
             };
-            let mut outside = Vec::new();
-            for part in tb.puts().chunks(FILTER_ROWS) {
-                let what = format!(
-                    "target: evaluating the row filter of {}.{} ({filter}) over changed rows; \
-                     fix objects.filters in the task file",
-                    tb.table.db, tb.table.table
-                );
-                let kept: Vec<u64> = conn
-                    .query(filter_sql(&tb.table, &filter, part))
-                    .await
-                    .map_err(|e| classify(e, &what))?;
-                let kept: HashSet<u64> = kept.into_iter().collect();
-                outside.extend(
-                    part.iter()
-                        .map(|(i, _)| *i)
-                        .filter(|i| !kept.contains(&(*i as u64))),
-                );
+            let what = format!(
+                "target: evaluating the row filter of {}.{} ({filter}) over changed rows; \
+                 fix objects.filters in the task file",
+                tb.table.db, tb.table.table
+            );
+            let puts = tb.puts();
+            let mut kept: HashSet<u64> = HashSet::new();
+            for sql in filter_statements(&tb.table, &filter, &puts) {
+                let rows: Vec<u64> = conn.query(sql).await.map_err(|e| classify(e, &what))?;
+                kept.extend(rows);
             }
+            let outside: Vec<usize> = puts
+                .iter()
+                .map(|(i, _)| *i)
+                .filter(|i| !kept.contains(&(*i as u64)))
+                .collect();
             if outside.is_empty() {
                 continue;
             }
@@ -1986,7 +2008,7 @@ mod tests {
     }
 
     #[test]
-    fn filter_sql_numbers_the_images_under_the_source_names() {
+    fn filter_statements_number_the_images_under_the_source_names() {
         let mut t = table(true);
         t.columns.push(ColumnInfo {
             ctype: ColumnType::MYSQL_TYPE_DATETIME2,
@@ -1999,7 +2021,7 @@ mod tests {
         let a = vec![
             Value::Int(1),
             Value::Bytes(b"x'y".to_vec()),
-            Value::NULL,
+            Value::Bytes(vec![0; 64]),
             Value::Date(2024, 5, 6, 7, 8, 9, 10),
             Value::Bytes(b"12.50".to_vec()),
         ];
@@ -2010,13 +2032,36 @@ mod tests {
             Value::NULL,
             Value::NULL,
         ];
+        // Only the columns the filter names: `b` (a BLOB here) stays out.
         assert_eq!(
-            filter_sql(&t, "amount > 10", &[(3, &a), (7, &b)]),
-            "SELECT `__ferry_row` FROM (SELECT 3 AS `__ferry_row`, 1 AS `id`, 'x''y' AS `v`, NULL AS `b`, \
-             CAST('2024-05-06 07:08:09.000010' AS DATETIME(6)) AS `at`, CAST('12.50' AS DECIMAL(65,30)) AS `amount` \
-             UNION ALL SELECT 7 AS `__ferry_row`, 2 AS `id`, NULL AS `v`, NULL AS `b`, NULL AS `at`, NULL AS `amount`) \
-             AS `__ferry_images` WHERE (amount > 10)"
+            filter_statements(&t, "Amount > 10 AND `at` > '2024-01-01' OR v = 'x''y'", &[(3, &a), (7, &b)]),
+            vec![
+                "SELECT `__ferry_row` FROM (SELECT 3 AS `__ferry_row`, 'x''y' AS `v`, \
+                 CAST('2024-05-06 07:08:09.000010' AS DATETIME(6)) AS `at`, CAST('12.50' AS DECIMAL(65,30)) AS `amount` \
+                 UNION ALL SELECT 7 AS `__ferry_row`, NULL AS `v`, NULL AS `at`, NULL AS `amount`) \
+                 AS `__ferry_images` WHERE (Amount > 10 AND `at` > '2024-01-01' OR v = 'x''y')"
+                    .to_string()
+            ]
         );
+        // Split by rows, and by bytes.
+        let many: Vec<(usize, &[Value])> =
+            (0..FILTER_ROWS + 1).map(|i| (i, a.as_slice())).collect();
+        assert_eq!(filter_statements(&t, "v <> ''", &many).len(), 2);
+        let big = vec![
+            Value::Int(1),
+            Value::Bytes(vec![b'v'; MAX_STATEMENT / 2]),
+            Value::NULL,
+            Value::NULL,
+            Value::NULL,
+        ];
+        let two: Vec<(usize, &[Value])> = (0..3).map(|i| (i, big.as_slice())).collect();
+        let out = filter_statements(&t, "v <> ''", &two);
+        assert_eq!(
+            out.len(),
+            2,
+            "a statement ends once it passes {MAX_STATEMENT} bytes"
+        );
+        assert!(out.iter().all(|q| q.ends_with("WHERE (v <> '')")));
     }
 
     #[test]
