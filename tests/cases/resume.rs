@@ -27,6 +27,29 @@ async fn source_tables(env: &TestEnv, db: &str, rows: &[(&str, u64)]) {
     c.disconnect().await.ok();
 }
 
+/// `ferry run` the task file; once a chunk is copied (so after the plan's
+/// binlog position) run `changes` on the source; wait for the verify after
+/// catch-up, which must be clean; then `ferry stop` and wait for the exit.
+async fn sync_changes_then_verify_clean(
+    ferry: &Ferry,
+    env: &TestEnv,
+    file: &std::path::Path,
+    task_id: &str,
+    tag: &str,
+    changes: &[String],
+) {
+    let mut child = ferry.spawn_run(file, tag);
+    wait_for_done_chunks(ferry, &mut child, task_id, 1).await;
+    admin_exec(env, Side::Source, changes).await;
+    let summary = wait_for_verify_summary(ferry, &mut child, task_id, tag).await;
+    assert!(summary.clean, "{summary:?}");
+    ferry
+        .run(&["stop", task_id])
+        .await
+        .assert_ok("ferry stop while following the binlog");
+    wait_for_exit(&mut child, Duration::from_secs(60)).await;
+}
+
 /// Wait (bounded) for the task's verify summary while `ferry run` goes on.
 async fn wait_for_verify_summary(
     ferry: &Ferry,
@@ -328,12 +351,12 @@ async fn a_filtered_table_syncs_and_verifies_clean() {
     spec["types"] = json!(["schema", "full", "incremental", "verify"]);
     spec["objects"]["filters"] = json!({format!("{db}.a"): FILTER});
     let file = ferry.task_file("task.json", &spec);
-    let mut child = ferry.spawn_run(&file, "vfilt");
-    // After the plan's binlog position: the changes reach the target through the sync.
-    wait_for_done_chunks(&ferry, &mut child, &task_id, 1).await;
-    admin_exec(
+    sync_changes_then_verify_clean(
+        &ferry,
         &env,
-        Side::Source,
+        &file,
+        &task_id,
+        "vfilt",
         &[
             format!("UPDATE `{db}`.a SET v = CONCAT('out', v) WHERE id % 5 = 0"),
             format!("UPDATE `{db}`.a SET id = id + 100000 WHERE id % 3 = 0 AND id < 600"),
@@ -344,13 +367,6 @@ async fn a_filtered_table_syncs_and_verifies_clean() {
         ],
     )
     .await;
-    let summary = wait_for_verify_summary(&ferry, &mut child, &task_id, "vfilt").await;
-    assert!(summary.clean, "{summary:?}");
-    ferry
-        .run(&["stop", &task_id])
-        .await
-        .assert_ok("ferry stop while following the binlog");
-    wait_for_exit(&mut child, Duration::from_secs(60)).await;
 
     let mut src = env.admin(Side::Source).await;
     let mut tgt = env.admin(Side::Target).await;
@@ -422,11 +438,12 @@ async fn a_table_without_a_key_moves_by_its_declared_key() {
     spec["types"] = json!(["schema", "full", "incremental", "verify"]);
     spec["objects"]["keys"] = json!({format!("{db}.log"): ["at", "seq"]});
     let file = ferry.task_file("task.json", &spec);
-    let mut child = ferry.spawn_run(&file, "vkeys");
-    wait_for_done_chunks(&ferry, &mut child, &task_id, 1).await;
-    admin_exec(
+    sync_changes_then_verify_clean(
+        &ferry,
         &env,
-        Side::Source,
+        &file,
+        &task_id,
+        "vkeys",
         &[
             format!("UPDATE `{db}`.log SET msg = 'changed' WHERE seq = 3"),
             format!("UPDATE `{db}`.log SET seq = seq + 100 WHERE seq = 4 AND at < '2024-01-01 01:00:00'"),
@@ -435,13 +452,6 @@ async fn a_table_without_a_key_moves_by_its_declared_key() {
         ],
     )
     .await;
-    let summary = wait_for_verify_summary(&ferry, &mut child, &task_id, "vkeys").await;
-    assert!(summary.clean, "{summary:?}");
-    ferry
-        .run(&["stop", &task_id])
-        .await
-        .assert_ok("ferry stop while following the binlog");
-    wait_for_exit(&mut child, Duration::from_secs(60)).await;
 
     let mut tgt = env.admin(Side::Target).await;
     let (key,): (String,) = tgt
