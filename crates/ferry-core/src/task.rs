@@ -116,8 +116,8 @@ pub struct TaskOptions {
     /// Rows per INSERT statement.
     pub batch_rows: u32,
     /// Full-copy rate limit in rows per second for the whole task, shared
-    /// equally among the `concurrency` workers (0 = none). Changeable while
-    /// the copy runs: applied within seconds.
+    /// equally among the workers copying at the moment (0 = none). Changeable
+    /// while the copy runs: applied within seconds.
     pub max_rows_per_second: u64,
     /// Full-copy rate limit in bytes per second, like `max_rows_per_second` (0 = none).
     pub max_bytes_per_second: u64,

@@ -36,6 +36,7 @@ use ferry_mysql::copy::{
 use ferry_mysql::schema::{binlog_position, read_source_table, TableInfo};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Pool};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::plan::{deferred_key, DeferredDdl};
@@ -108,7 +109,8 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
             task_id: task_id.to_string(),
             owner,
             limiter: {
-                let (rows, bytes) = worker_limits(&task.spec.options);
+                let o = &task.spec.options;
+                let (rows, bytes) = worker_limits(o, o.concurrency);
                 RateLimiter::new(rows, bytes)
             },
             copy: CopyOptions {
@@ -192,7 +194,8 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
                 break;
             }
             let task = self.env.repo.task(&self.task_id).await?;
-            self.apply_options(&task.spec);
+            let workers = copying_workers(&self.env.repo, &self.task_id, &self.owner).await?;
+            self.apply_options(&task.spec, workers);
             let lease_ms = task.spec.options.lease_seconds * 1000;
             let Some(chunk) = self
                 .env
@@ -212,13 +215,14 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
                 Err(e) => self.failed(&chunk, e).await?,
             }
         }
+        end_beat(&self.env.repo, &self.task_id, &self.owner).await;
         Ok((copied, rows))
     }
 
     /// Options an operator may change while the copy runs (rate limits, batch size).
-    fn apply_options(&mut self, spec: &TaskSpec) {
+    fn apply_options(&mut self, spec: &TaskSpec, workers: u32) {
         let o = &spec.options;
-        let (rows, bytes) = worker_limits(o);
+        let (rows, bytes) = worker_limits(o, workers);
         self.limiter.set_limits(rows, bytes);
         self.copy.batch_rows = o.batch_rows.max(1) as usize;
         self.spec.options = o.clone();
@@ -368,18 +372,60 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
 
 /// Extend a chunk's lease every third of its length; returns only when the lease is lost.
 /// The rate limits of one worker: the task's limits (`options.max_rows_per_second`,
-/// `max_bytes_per_second`) shared equally among the copy's `concurrency` workers.
-pub fn worker_limits(o: &TaskOptions) -> (u64, u64) {
-    let n = u64::from(o.concurrency.max(1));
+/// `max_bytes_per_second`) shared equally among the `workers` copying now
+/// (see [`copying_workers`]; before a worker knows, the `concurrency` configured).
+pub fn worker_limits(o: &TaskOptions, workers: u32) -> (u64, u64) {
+    let n = u64::from(workers.max(1));
     let share = |limit: u64| if limit == 0 { 0 } else { limit.div_ceil(n) };
     (share(o.max_rows_per_second), share(o.max_bytes_per_second))
+}
+
+/// Record prefix of the copying workers' beats.
+const BEAT_PREFIX: &str = "copyworker#";
+
+/// A copying worker's beat: it counts among the workers sharing the rate
+/// limit until `until_ms` (three refreshes from its last beat).
+#[derive(Debug, Serialize, Deserialize)]
+struct CopyBeat {
+    until_ms: u64,
+}
+
+/// Beat for `owner` and count the workers copying now (their beats unexpired;
+/// at least this one). A worker that crashed counts until its beat expires,
+/// which only slows the others down for a few seconds.
+pub async fn copying_workers<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+    owner: &str,
+) -> Result<u32, FerryError> {
+    let now = now_ms();
+    let until_ms = now + 3 * OPTIONS_EVERY.as_millis() as u64;
+    repo.put_record(
+        task_id,
+        &format!("{BEAT_PREFIX}{owner}"),
+        &CopyBeat { until_ms },
+    )
+    .await?;
+    let beats = repo.records::<CopyBeat>(task_id, BEAT_PREFIX).await?;
+    let live = beats.iter().filter(|(_, b)| b.until_ms > now).count();
+    Ok(u32::try_from(live).unwrap_or(u32::MAX).max(1))
+}
+
+/// This worker copies no more: the others may take its share at once.
+async fn end_beat<S: ItemStore>(repo: &Repo<S>, task_id: &str, owner: &str) {
+    if let Err(e) = repo
+        .delete_record(task_id, &format!("{BEAT_PREFIX}{owner}"))
+        .await
+    {
+        tracing::warn!(error = %e, "could not remove this worker's copy beat; it expires in seconds");
+    }
 }
 
 /// How often a copying worker reads the task's rate limits again.
 const OPTIONS_EVERY: Duration = Duration::from_secs(2);
 
 /// While a chunk copies: renew its lease every third of the lease, and apply a
-/// changed rate limit within [`OPTIONS_EVERY`]. Returns only on an error that
+/// changed rate limit, or a changed number of copying workers, within [`OPTIONS_EVERY`]. Returns only on an error that
 /// ends the copy (the lease was taken over).
 async fn renew_lease<S: ItemStore>(
     repo: &Repo<S>,
@@ -393,8 +439,11 @@ async fn renew_lease<S: ItemStore>(
     let mut renewed = Instant::now();
     loop {
         tokio::time::sleep(OPTIONS_EVERY.min(every)).await;
-        if let Ok(task) = repo.task(task_id).await {
-            let (rows, bytes) = worker_limits(&task.spec.options);
+        if let (Ok(task), Ok(workers)) = (
+            repo.task(task_id).await,
+            copying_workers(repo, task_id, owner).await,
+        ) {
+            let (rows, bytes) = worker_limits(&task.spec.options, workers);
             limiter.set_limits(rows, bytes);
         }
         if renewed.elapsed() < every {
@@ -566,17 +615,20 @@ mod tests {
             ..TaskOptions::default()
         };
         assert_eq!(
-            worker_limits(&o),
+            worker_limits(&o, 4),
             (38, 0),
             "150 / 4 rounded up; 0 stays unlimited"
         );
-        o.concurrency = 1;
+        assert_eq!(
+            worker_limits(&o, 1),
+            (150, 0),
+            "the last worker copying takes it all"
+        );
+        assert_eq!(worker_limits(&o, 0), (150, 0));
         o.max_bytes_per_second = 1 << 20;
-        assert_eq!(worker_limits(&o), (150, 1 << 20));
-        o.concurrency = 8;
         o.max_rows_per_second = 3;
         assert_eq!(
-            worker_limits(&o),
+            worker_limits(&o, 8),
             (1, 131_072),
             "never rounded down to 0 (unlimited)"
         );

@@ -14,6 +14,7 @@ use ferry_core::task::TaskSpec;
 use ferry_core::FerryError;
 use ferry_local::SqliteStore;
 use ferry_mysql::qualified;
+use ferry_stages::copy_chunk::copying_workers;
 use ferry_stages::invoke;
 use ferry_stages::plan::{deferred_key, DeferredDdl};
 use ferry_testkit::{assert_same_rows, env, exec, recreate_db, unique_name, Side, TestEnv};
@@ -156,6 +157,11 @@ async fn two_workers_copy_every_chunk_and_the_summary_closes_the_copy() {
     let f = Fixture::new(false).await;
     let (one, two) = tokio::join!(f.copy(1, 120), f.copy(2, 120));
     let (one, two) = (one.unwrap(), two.unwrap());
+    let beats: Vec<(String, Value)> = f.env.repo.records(&f.task_id, "copyworker#").await.unwrap();
+    assert!(
+        beats.is_empty(),
+        "workers that are done leave no beat: {beats:?}"
+    );
     let total = f.env.repo.chunks(&f.task_id).await.unwrap().len() as u64;
     assert_eq!(
         one["copied"].as_u64().unwrap() + two["copied"].as_u64().unwrap(),
@@ -310,7 +316,7 @@ async fn a_slow_chunk_keeps_its_lease_and_a_new_rate_limit_applies_while_running
     let started = ferry_core::store::now_ms();
     let worker = f.copy(1, 120);
     let watch = async {
-        // The first chunk (1000 rows at 150/4 rows/s) outlives its 5 s lease: it must be renewed.
+        // The first chunk (1000 rows at 150 rows/s) outlives its 5 s lease: it must be renewed.
         ferry_testkit::wait_until(
             "the first chunk's lease is renewed",
             Duration::from_secs(30),
@@ -332,14 +338,42 @@ async fn a_slow_chunk_keeps_its_lease_and_a_new_rate_limit_applies_while_running
     let out = out.unwrap();
     assert_eq!(out["rows"], 12_500, "{out}");
     assert_eq!(out["remaining"], 0, "{out}");
-    // 150 rows/s for the task is 38 rows/s for each of its 4 workers: the first
-    // chunk alone would take 26 s; lifted while it ran, the limit let it finish early.
+    // 150 rows/s for the task, and this worker copies alone, so all of it is
+    // its share: the 12,500 rows would take 83 s; lifted while the first chunk
+    // ran, the limit let the copy finish early.
     let secs = (ferry_core::store::now_ms() - started) / 1000;
     assert!(
         secs < 20,
         "the lifted limit applied only after the chunk ({secs} s)"
     );
     f.cleanup().await;
+}
+
+/// The task's rate limit is shared by the workers copying now: each beats
+/// while it copies, an expired beat (a worker that died) stops counting, and a
+/// worker that is done removes its beat (the two-worker copy test checks none is left).
+#[tokio::test]
+async fn the_rate_limit_is_shared_by_the_workers_copying_now() {
+    let dir = std::env::temp_dir().join(unique_name("ferry_beats"));
+    let repo = ferry_core::store::Repo::new(SqliteStore::open_dir(&dir).unwrap());
+    let beats = |owner: &'static str| {
+        let repo = &repo;
+        async move { copying_workers(repo, "beats", owner).await.unwrap() }
+    };
+    assert_eq!(beats("w1").await, 1);
+    assert_eq!(beats("w2").await, 2);
+    assert_eq!(beats("w1").await, 2, "a beat again is the same worker");
+    repo.put_record("beats", "copyworker#w3", &json!({"until_ms": 1}))
+        .await
+        .unwrap();
+    assert_eq!(beats("w1").await, 2, "an expired beat does not count");
+    repo.delete_record("beats", "copyworker#w2").await.unwrap();
+    assert_eq!(
+        beats("w1").await,
+        1,
+        "the last worker copying takes the whole limit"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
