@@ -50,6 +50,15 @@ async fn sync_changes_then_verify_clean(
     wait_for_exit(&mut child, Duration::from_secs(60)).await;
 }
 
+/// `ferry release` the task, then drop its database on both servers.
+async fn release_and_drop(ferry: &Ferry, env: &TestEnv, task_id: &str, db: &str) {
+    ferry
+        .run(&["release", task_id])
+        .await
+        .assert_ok("ferry release");
+    drop_everywhere(env, db).await;
+}
+
 /// Wait (bounded) for the task's verify summary while `ferry run` goes on.
 async fn wait_for_verify_summary(
     ferry: &Ferry,
@@ -323,11 +332,7 @@ async fn verify_after_catch_up_fans_out_and_reports_clean() {
         .assert_ok("ferry stop while following the binlog");
     wait_for_exit(&mut child, Duration::from_secs(60)).await;
     assert_tables_equal(&env, &db, &["a", "b"]).await;
-    ferry
-        .run(&["release", &task_id])
-        .await
-        .assert_ok("ferry release");
-    drop_everywhere(&env, &db).await;
+    release_and_drop(&ferry, &env, &task_id, &db).await;
 }
 
 /// A filtered table through the embedded run: rows leave the filter (an
@@ -403,11 +408,7 @@ async fn a_filtered_table_syncs_and_verifies_clean() {
     drop(src);
     drop(tgt);
     assert_tables_equal(&env, &db, &["b"]).await;
-    ferry
-        .run(&["release", &task_id])
-        .await
-        .assert_ok("ferry release");
-    drop_everywhere(&env, &db).await;
+    release_and_drop(&ferry, &env, &task_id, &db).await;
 }
 
 /// A table without a primary key, migrated by the key the task file declares
@@ -482,9 +483,5 @@ async fn a_table_without_a_key_moves_by_its_declared_key() {
     let (src, copied) = (rows(Side::Source).await, rows(Side::Target).await);
     assert!(src.len() > 2_000 && src.iter().any(|r| r.1 >= 100));
     assert!(copied == src, "the target's rows differ from the source's");
-    ferry
-        .run(&["release", &task_id])
-        .await
-        .assert_ok("ferry release");
-    drop_everywhere(&env, &db).await;
+    release_and_drop(&ferry, &env, &task_id, &db).await;
 }
