@@ -210,6 +210,47 @@ async fn names_come_from_the_binlog_and_ddl_is_a_statement() {
     drop_db(&mut admin, &db).await;
 }
 
+/// Row images that lack columns (a session with `binlog_row_image=MINIMAL`)
+/// cannot be applied by row image: the reader says so and how to fix it,
+/// instead of applying wrong values.
+#[tokio::test]
+async fn a_partial_row_image_is_refused_with_the_setting_to_fix() {
+    let e = env();
+    let db = unique_name("cdc_minimal");
+    let mut admin = e.admin(Side::Source).await;
+    recreate_db(&mut admin, &db).await;
+    exec(
+        &mut admin,
+        &format!("CREATE TABLE `{db}`.t (id INT PRIMARY KEY, a INT, b VARCHAR(10))"),
+    )
+    .await;
+    exec(
+        &mut admin,
+        &format!("INSERT INTO `{db}`.t VALUES (1, 1, 'x')"),
+    )
+    .await;
+    let start = current_position(&mut admin, "source").await.unwrap();
+    exec(&mut admin, "SET SESSION binlog_row_image = 'MINIMAL'").await;
+    exec(
+        &mut admin,
+        &format!("UPDATE `{db}`.t SET a = 2 WHERE id = 1"),
+    )
+    .await;
+    let mut reader = reader_for(&db, &start).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let err = loop {
+        assert!(Instant::now() < deadline, "no error for the partial image");
+        match reader.next().await {
+            Err(e) => break e,
+            Ok(BinlogEvent::Rows(rows)) => panic!("a partial image was decoded: {rows:?}"),
+            Ok(_) => {}
+        }
+    };
+    assert_eq!(err.name(), "Ferry.SchemaIncompatible", "{err}");
+    assert!(err.message().contains("binlog_row_image=FULL"), "{err}");
+    drop_db(&mut admin, &db).await;
+}
+
 #[tokio::test]
 async fn a_purged_file_is_named() {
     let e = env();
