@@ -129,12 +129,16 @@ ensure_pip() {
     fi
 }
 
-# What scripts/testenv needs: MariaDB server + client, sysbench, python3, curl, moto server.
+# What scripts/testenv needs: MariaDB server + client, sysbench, python3, curl, moto server,
+# and for the OceanBase server pip (downloads the seekdb wheel) and unzip (unpacks it).
 ensure_testenv_tools() {
     ensure_apt_packages \
         python3:python3 curl:curl flock:util-linux setsid:util-linux \
         mariadbd:mariadb-server mariadb-install-db:mariadb-server \
         mariadb:mariadb-client mariadb-admin:mariadb-client \
-        sysbench:sysbench
+        sysbench:sysbench unzip:unzip
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        apt_install python3-pip
+    fi
     ensure_pip moto_server 'moto[server]'
 }
