@@ -271,6 +271,12 @@ impl ChunkSql {
 }
 
 /// `LOAD DATA LOCAL INFILE` with hex-carried columns decoded by `UNHEX`.
+///
+/// Every line ends with one more, empty field read into `@ferry_end` and
+/// thrown away: OceanBase (4.3, MySQL mode) loads an empty *last* field of a
+/// line as NULL whatever the column's type, while an empty field in any other
+/// position stays `''`. With the sentinel no column is ever last, so `''` and
+/// `\N` keep their meaning on every target (one byte per row).
 fn load_data_sql(target: &str, names: &[String], kinds: &[Kind]) -> String {
     let mut fields = Vec::with_capacity(names.len());
     let mut sets = Vec::new();
@@ -287,12 +293,16 @@ fn load_data_sql(target: &str, names: &[String], kinds: &[Kind]) -> String {
     } else {
         format!(" SET {}", sets.join(", "))
     };
+    fields.push(LOAD_DATA_SENTINEL.to_string());
     format!(
         "LOAD DATA LOCAL INFILE 'ferry-chunk' REPLACE INTO TABLE {target} CHARACTER SET utf8mb4 \
          FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({}){set}",
         fields.join(", ")
     )
 }
+
+/// The user variable that takes each LOAD DATA line's empty last field.
+const LOAD_DATA_SENTINEL: &str = "@ferry_end";
 
 /// Copy one chunk; see the module invariant. On error the connections may be
 /// mid-statement or mid-transaction: the caller must discard them (`disconnect`).
@@ -499,7 +509,8 @@ impl<'a> Batch<'a> {
                     }
                     write_infile(&mut self.buf, value(i)?, *kind)?;
                 }
-                self.buf.push(b'\n');
+                // The empty sentinel field (see `load_data_sql`).
+                self.buf.extend_from_slice(b"\t\n");
             }
             WriteMethod::Insert => {
                 self.buf.extend_from_slice(if self.rows == 0 {
@@ -649,7 +660,10 @@ mod tests {
     fn load_data_decodes_hex_columns() {
         let names = vec!["`a`".to_string(), "`b`".to_string()];
         let sql = load_data_sql("`d`.`t`", &names, &[Kind::Integer, Kind::Binary]);
-        assert!(sql.ends_with("(`a`, @v1) SET `b` = UNHEX(@v1)"), "{sql}");
+        assert!(
+            sql.ends_with("(`a`, @v1, @ferry_end) SET `b` = UNHEX(@v1)"),
+            "{sql}"
+        );
         assert!(
             sql.contains("REPLACE INTO TABLE `d`.`t` CHARACTER SET utf8mb4"),
             "{sql}"
