@@ -266,6 +266,7 @@ async fn translated_tables_are_created_on_the_target() {
         let ctx = TargetContext {
             version: Some((10, 11, 0)),
             renames,
+            caps: None,
         };
         let p = translate_for(&parent, d, &tdb, "parent", &opts, &ctx).unwrap();
         exec(&mut target, &p.create_sql).await;

@@ -1,0 +1,198 @@
+//! What is special about OceanBase (MySQL mode) as a target, in one place.
+//!
+//! The rules here cite OceanBase's documented MySQL-mode limits
+//! ("Limitations", "Compatibility with MySQL", OMS "CREATE TABLE conversion
+//! scope" pages, OceanBase 4.2/4.3) for what a server cannot be asked; what it
+//! can be asked (version, character sets, collations, functions, `local_infile`,
+//! a binary log) comes from [`super::caps`]. Behaviour measured on a live
+//! OceanBase 4.3.5 kernel (seekdb) that other modules depend on:
+//! - `LOAD DATA` reads an empty last field of a line as NULL: `copy.rs` ends
+//!   every line with a sentinel field.
+//! - `CRC32C()` does not exist: verify's digest is the CRC32 pair of
+//!   `verify/canon.rs` (`RowHash::Crc32Pair`).
+//! - JSON prints with spaces (`{"a": 1}`): verify renders JSON through
+//!   `JSON_EXTRACT` on both sides... see `verify/canon.rs`.
+//! - No binary log (`SHOW MASTER STATUS` is a syntax error): a reverse link
+//!   needs OceanBase's Binlog Service; the precheck says so and the switch
+//!   reads no target position without a reverse link.
+//! - The session time zone defaults to `+08:00`: every Ferry session sets
+//!   `+00:00` (`conn.rs`).
+
+use super::*;
+
+/// "Limitations": index length (and primary key length) 16 KB.
+pub const MAX_INDEX_BYTES: u64 = 16 * 1024;
+/// "Limitations": number of partitions in MySQL mode, default of `max_partition_num`.
+pub const MAX_PARTITIONS: u64 = 8192;
+/// "Limitations": LONGBLOB / LONGTEXT hold at most 536,870,910 bytes.
+pub const MAX_LOB_BYTES: u64 = 536_870_910;
+/// Character sets of the MySQL mode (4.x); `utf8`/`utf8mb3` are synonyms of utf8mb4.
+pub const CHARSETS: &[&str] = &[
+    "utf8mb4",
+    "binary",
+    "gbk",
+    "gb18030",
+    "gb18030_2022",
+    "utf16",
+    "latin1",
+];
+/// Collations of the MySQL mode (4.x).
+pub const COLLATIONS: &[&str] = &[
+    "utf8mb4_general_ci",
+    "utf8mb4_bin",
+    "utf8mb4_unicode_ci",
+    "binary",
+    "gbk_chinese_ci",
+    "gbk_bin",
+    "utf16_general_ci",
+    "utf16_bin",
+    "utf16_unicode_ci",
+    "gb18030_chinese_ci",
+    "gb18030_bin",
+    "latin1_swedish_ci",
+    "latin1_bin",
+    "gb18030_2022_bin",
+    "gb18030_2022_chinese_ci",
+    "gb18030_2022_chinese_cs",
+    "gb18030_2022_radical_ci",
+    "gb18030_2022_radical_cs",
+    "gb18030_2022_stroke_ci",
+    "gb18030_2022_stroke_cs",
+];
+/// Full-text indexes (CHAR, VARCHAR, TEXT; local only) arrived in 4.3.1.
+pub const FULLTEXT_SINCE: (u16, u16, u16) = (4, 3, 1);
+/// Spatial types and SPATIAL indexes arrived in 4.1.0.
+pub const SPATIAL_SINCE: (u16, u16, u16) = (4, 1, 0);
+
+/// The collation OceanBase gets for source collation `c`: from the server's
+/// own list when known (see [`super::fit_collation`]), else the documented one.
+pub(super) fn ob_collation(ctx: &Ctx, c: &str) -> String {
+    let want = documented_collation(c);
+    match &ctx.env.caps {
+        Some(caps) if !caps.collations.is_empty() => super::fit_collation(caps, c, &want),
+        _ => want,
+    }
+}
+
+fn documented_collation(c: &str) -> String {
+    if COLLATIONS.contains(&c) {
+        return c.to_string();
+    }
+    let cs = collation_charset(c);
+    let cs = match cs.as_str() {
+        "utf8" | "utf8mb3" => "utf8mb4".to_string(),
+        other if CHARSETS.contains(&other) => other.to_string(),
+        _ => "utf8mb4".to_string(),
+    };
+    let kind = collation_kind(c);
+    if kind != "ci" {
+        // Accent- or case-sensitive: the binary collation keeps every distinct value distinct.
+        return if cs == "binary" {
+            "binary".into()
+        } else {
+            format!("{cs}_bin")
+        };
+    }
+    match cs.as_str() {
+        "utf8mb4" if c.contains("unicode") || c.contains("uca") || c.contains("0900") => {
+            "utf8mb4_unicode_ci".into()
+        }
+        "utf8mb4" => "utf8mb4_general_ci".into(),
+        "gbk" => "gbk_chinese_ci".into(),
+        "gb18030" => "gb18030_chinese_ci".into(),
+        "gb18030_2022" => "gb18030_2022_chinese_ci".into(),
+        "utf16" => "utf16_general_ci".into(),
+        "latin1" => "latin1_swedish_ci".into(),
+        other => format!("{other}_bin"),
+    }
+}
+
+/// OceanBase column rules: spatial types need 4.1; LONGBLOB/LONGTEXT hold at
+/// most 512 MiB; a generated column may not use another generated column.
+pub(super) fn ob_column_rules(ctx: &mut Ctx, def: &[Tok], obj: &str, data_type: &str) {
+    if is_spatial_type(data_type) && !ctx.at_least(SPATIAL_SINCE) {
+        ctx.problem(
+            obj.into(),
+            format!("has spatial type {data_type}; OceanBase supports spatial types from 4.1.0 (the target is older)"),
+            "upgrade the OceanBase target to 4.1 or later, or exclude the table".into(),
+        );
+    }
+    if matches!(data_type, "longblob" | "longtext") {
+        ctx.note(format!(
+            "{obj}: OceanBase {} holds at most {} bytes (MySQL: 4 GiB); a larger value fails its chunk",
+            data_type.to_ascii_uppercase(),
+            MAX_LOB_BYTES
+        ));
+    }
+    let name = def.first().and_then(Tok::ident).unwrap_or_default();
+    if !ctx.column(&name).is_some_and(|c| c.generated) {
+        return;
+    }
+    let generated: Vec<String> = ctx
+        .table
+        .columns
+        .iter()
+        .filter(|c| c.generated)
+        .map(|c| c.name.clone())
+        .collect();
+    let Some(open) = find_kw(def, "AS")
+        .map(|i| i + 1)
+        .filter(|&i| def.get(i).is_some_and(|t| t.is_p('(')))
+    else {
+        return;
+    };
+    let end = matching(def, open);
+    let other = def[open..end]
+        .iter()
+        .filter(|t| t.kind == Kind::Quoted)
+        .filter_map(Tok::ident)
+        .find(|n| generated.contains(n));
+    if let Some(other) = other {
+        ctx.problem(
+            obj.into(),
+            format!(
+                "is a generated column defined on another generated column (`{other}`); OceanBase's MySQL mode \
+                 does not support that (OMS: \"Define a generated column based on other generated columns\")"
+            ),
+            format!("rewrite the expression on the source to use the base columns of `{other}`"),
+        );
+    }
+}
+
+pub(super) fn ob_index_rules(ctx: &mut Ctx, def: &mut Vec<Tok>, kind: IndexKind, label: &str) {
+    match kind {
+        IndexKind::Fulltext if !ctx.at_least(FULLTEXT_SINCE) => ctx.problem(
+            label.into(),
+            "is a FULLTEXT index; OceanBase supports full-text indexes from 4.3.1 (the target is older)".into(),
+            "upgrade the target to OceanBase 4.3.1 or later, or drop the FULLTEXT index on the source".into(),
+        ),
+        IndexKind::Fulltext => ctx.note(format!(
+            "{label}: OceanBase builds FULLTEXT indexes as local indexes on CHAR/VARCHAR/TEXT only (needs 4.3.1+)"
+        )),
+        IndexKind::Spatial if !ctx.at_least(SPATIAL_SINCE) => ctx.problem(
+            label.into(),
+            "is a SPATIAL index; OceanBase supports spatial indexes from 4.1.0 (the target is older)".into(),
+            "upgrade the target to OceanBase 4.1 or later, or drop the SPATIAL index on the source".into(),
+        ),
+        _ => {}
+    }
+    if let Some(i) = find_kw(def, "KEY_BLOCK_SIZE") {
+        let n = if def.get(i + 1).is_some_and(|t| t.is_p('=')) {
+            3
+        } else {
+            2
+        };
+        def.drain(i..(i + n).min(def.len()));
+    }
+    let bytes = index_bytes(ctx, def);
+    if bytes > MAX_INDEX_BYTES {
+        ctx.problem(
+            label.into(),
+            format!(
+                "is up to {bytes} bytes long; OceanBase limits an index (and a primary key) to {} bytes",
+                MAX_INDEX_BYTES
+            ),
+            "index a prefix of the long columns on the source (e.g. KEY (col(255))) or drop the index".into(),
+        );
+    }
+}
