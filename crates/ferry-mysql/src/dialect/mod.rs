@@ -1757,15 +1757,29 @@ fn partition_count(toks: &[Tok]) -> u64 {
     parts * count_after("SUBPARTITIONS").unwrap_or(1)
 }
 
-/// A database's default character set and collation on the target, plus notes.
-pub fn database_charset(
+/// A DDL statement from the source's binlog (CREATE/ALTER TABLE, CREATE
+/// INDEX, ...), its names already mapped, made acceptable to the target the
+/// way the schema stage's tables are: every character set and collation in it
+/// (`CHARSET=`, `CHARACTER SET`, `COLLATE`, `CONVERT TO ...`, `_latin1'x'`
+/// introducers) goes through the same mapping as `CREATE TABLE` and
+/// `CREATE DATABASE`. Returns the statement and what changed.
+pub fn translate_statement(
+    sql: &str,
     target: Dialect,
     env: &TargetContext,
-    db: &str,
-    charset: &str,
-    collation: &str,
-) -> (String, String, Vec<String>) {
-    let table = TableInfo {
+) -> (String, Vec<String>) {
+    let table = placeholder_table("");
+    let mut ctx = Ctx::new(&table, target, env);
+    let mut toks = tokenize(sql);
+    map_charset_tokens(&mut ctx, &mut toks, "statement");
+    if ctx.notes.is_empty() {
+        return (sql.to_string(), Vec::new());
+    }
+    (render(&toks), ctx.notes)
+}
+
+fn placeholder_table(db: &str) -> TableInfo {
+    TableInfo {
         db: db.to_string(),
         name: String::new(),
         columns: Vec::new(),
@@ -1776,7 +1790,18 @@ pub fn database_charset(
         avg_row_bytes: 0,
         engine: String::new(),
         is_view: false,
-    };
+    }
+}
+
+/// A database's default character set and collation on the target, plus notes.
+pub fn database_charset(
+    target: Dialect,
+    env: &TargetContext,
+    db: &str,
+    charset: &str,
+    collation: &str,
+) -> (String, String, Vec<String>) {
+    let table = placeholder_table(db);
     let mut ctx = Ctx::new(&table, target, env);
     let obj = format!("database {db}");
     let cs = map_charset(&mut ctx, &obj, charset);
