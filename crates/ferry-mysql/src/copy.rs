@@ -200,6 +200,38 @@ pub async fn local_infile_enabled(dst: &mut Conn) -> bool {
     matches!(v, Ok(Some(s)) if s == "1" || s.eq_ignore_ascii_case("ON"))
 }
 
+/// Why `LOAD DATA LOCAL INFILE` cannot be used on this target, or None when it
+/// can: `local_infile` must be on, and OceanBase also asks for the FILE
+/// privilege (MySQL and MariaDB do not for LOCAL), which `SHOW GRANTS` tells.
+pub async fn load_data_refusal(dst: &mut Conn) -> Option<String> {
+    if !local_infile_enabled(dst).await {
+        return Some("the target has local_infile off".into());
+    }
+    let comment: Option<String> = dst
+        .query_first("SELECT @@version_comment")
+        .await
+        .ok()
+        .flatten();
+    if !comment.is_some_and(|c| c.to_ascii_lowercase().contains("oceanbase")) {
+        return None;
+    }
+    let grants: Vec<String> = dst.query("SHOW GRANTS").await.unwrap_or_default();
+    if grants.iter().any(|g| has_file_privilege(g)) {
+        return None;
+    }
+    Some("OceanBase allows LOAD DATA LOCAL only with the FILE privilege, which the target user lacks".into())
+}
+
+/// Whether a `SHOW GRANTS` line gives FILE (or everything) on `*.*`.
+pub fn has_file_privilege(grant: &str) -> bool {
+    let g = grant.to_ascii_uppercase();
+    let Some((privs, rest)) = g.strip_prefix("GRANT ").and_then(|x| x.split_once(" ON ")) else {
+        return false;
+    };
+    rest.trim_start().starts_with("*.*")
+        && (privs.contains("ALL PRIVILEGES") || privs.split(',').any(|p| p.trim() == "FILE"))
+}
+
 /// `[lower, upper)` of a chunk for messages, e.g. `[(10), (20))` or `[-inf, (5, 'x'))`.
 pub fn describe_range(chunk: &ChunkRecord) -> String {
     let key = |k: &Option<Vec<KeyValue>>, inf: &str| match k {
@@ -646,6 +678,17 @@ async fn check_warnings(dst: &mut Conn, what: &str) -> Result<(), FerryError> {
 mod tests {
     use super::*;
     use ferry_core::model::ChunkState;
+
+    #[test]
+    fn file_privilege_from_grants() {
+        assert!(has_file_privilege(
+            "GRANT SELECT, FILE, INSERT ON *.* TO 'u'"
+        ));
+        assert!(has_file_privilege("GRANT ALL PRIVILEGES ON *.* TO 'u'@'%'"));
+        assert!(!has_file_privilege("GRANT SELECT, INSERT ON *.* TO 'u'"));
+        assert!(!has_file_privilege("GRANT ALL PRIVILEGES ON `d`.* TO 'u'"));
+        assert!(!has_file_privilege("GRANT SELECT ON *.* TO 'profile'"));
+    }
 
     #[test]
     fn reads_load_data_info() {

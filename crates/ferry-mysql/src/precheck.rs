@@ -22,7 +22,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_core::model::{CheckItem, CheckStatus};
-use ferry_core::task::{MigrationType, Pattern, TaskSpec};
+use ferry_core::task::{CopyWrite, MigrationType, Pattern, TaskSpec};
 use futures::StreamExt;
 use mysql_async::prelude::*;
 use mysql_async::{BinlogStreamRequest, Conn};
@@ -1068,6 +1068,21 @@ pub async fn check_target(ep: &Endpoint, spec: &TaskSpec) -> Vec<CheckItem> {
     }
     if !spec.options.target_binlog && spec.has(MigrationType::Full) {
         items.push(skip_binlog_item(&mut conn, &srv).await);
+    }
+    if spec.has(MigrationType::Full) && spec.options.copy_write == CopyWrite::LoadData {
+        items.push(match crate::copy::load_data_refusal(&mut conn).await {
+            None => pass(
+                &srv.check("load_data"),
+                &srv.role,
+                "LOAD DATA LOCAL INFILE is allowed: the copy uses it",
+            ),
+            Some(why) => warn(
+                &srv.check("load_data"),
+                &srv.role,
+                format!("{why}: the full copy writes with multi-row INSERT instead (slower)"),
+                srv.account.grant("FILE", "*.*"),
+            ),
+        });
     }
     if spec.has(MigrationType::Reverse) {
         let caps = caps::probe(&mut conn, "target").await.unwrap_or_default();

@@ -102,6 +102,12 @@ macro_rules! on_both_targets {
     };
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Target,
+}
+
 impl TestEnv {
     /// This environment with the OceanBase server as the target.
     pub fn oceanbase(&self) -> TestEnv {

@@ -113,7 +113,8 @@ pub async fn probe(conn: &mut Conn, role: &str) -> Result<TargetCaps, FerryError
         .query("SELECT CHARACTER_SET_NAME FROM information_schema.CHARACTER_SETS")
         .await
         .unwrap_or_default();
-    let collations: Vec<(String, String)> = conn
+    // MariaDB 11 lists its uca1400 collation families with no character set.
+    let collations: Vec<(String, Option<String>)> = conn
         .query("SELECT COLLATION_NAME, CHARACTER_SET_NAME FROM information_schema.COLLATIONS")
         .await
         .unwrap_or_default();
@@ -140,7 +141,7 @@ pub async fn probe(conn: &mut Conn, role: &str) -> Result<TargetCaps, FerryError
             .collect(),
         collations: collations
             .into_iter()
-            .map(|(co, cs)| (co.to_ascii_lowercase(), cs.to_ascii_lowercase()))
+            .filter_map(|(co, cs)| Some((co.to_ascii_lowercase(), cs?.to_ascii_lowercase())))
             .collect(),
         crc32c,
         local_infile,
