@@ -152,9 +152,10 @@ ensure_testenv_tools() {
 #   FLOAT/DOUBLE        c + 0e0  (both print the shortest round-trip form)
 #   BIT                 c + 0
 #   binary strings      HEX(c)
-#   JSON                CHAR_LENGTH(REPLACE(c, ' ', '')): OceanBase stores JSON in binary form
-#                       and prints it with sorted keys and its own spacing, so only the length
-#                       without spaces is comparable (a weaker check for JSON columns)
+#   JSON                JSON_LENGTH(c) '/' JSON_DEPTH(c): only the shape. OceanBase stores JSON in
+#                       binary form and prints it with sorted keys, its own spacing and
+#                       normalised numbers (0.0700 -> 0.07), so the text is not comparable: a
+#                       weaker check for JSON columns
 #   everything else     the column's text (DECIMAL keeps its scale on both)
 # and NULLs marked by an ISNULL() flag per nullable column (CONCAT_WS skips NULLs).
 #
@@ -198,7 +199,7 @@ xsum_select() {
             else if ($2 == "float") e = "(" c " + 0e0)"
             else if ($2 == "bit") e = "(" c " + 0)"
             else if ($2 == "binary") e = "HEX(" c ")"
-            else if ($2 == "json") e = "CHAR_LENGTH(REPLACE(" c ", '\'' '\'', '\'''\''))"
+            else if ($2 == "json") e = "CONCAT(JSON_LENGTH(" c "), '\''/'\'', JSON_DEPTH(" c "))"
             else e = c
             exprs = exprs (n++ ? ", " : "") e
             if ($3 == "YES") nulls = nulls (m++ ? ", " : "") "ISNULL(" c ")"
