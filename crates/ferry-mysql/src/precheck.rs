@@ -1835,9 +1835,17 @@ async fn collision_items(
                 None => c.clone(),
             })
             .collect();
+        // A unique key never compares rows with a NULL in it: leave them out.
+        let not_null: Vec<String> = exprs
+            .iter()
+            .map(|(c, _)| format!("{c} IS NOT NULL"))
+            .collect();
+        let originals: Vec<String> = exprs.iter().map(|(c, _)| c.clone()).collect();
         let sql = format!(
-            "SELECT {} FROM {q} GROUP BY {} HAVING COUNT(*) > 1 LIMIT 1",
-            group.join(", "),
+            "SELECT GROUP_CONCAT(QUOTE(CONCAT_WS(', ', {})) SEPARATOR ' and ') FROM {q} WHERE {} \
+             GROUP BY {} HAVING COUNT(*) > 1 LIMIT 1",
+            originals.join(", "),
+            not_null.join(" AND "),
             group.join(", ")
         );
         let mapping: Vec<String> = exprs
@@ -1845,7 +1853,7 @@ async fn collision_items(
             .zip(&cols)
             .filter_map(|((_, m), c)| m.as_ref().map(|co| format!("{c} -> {co}")))
             .collect();
-        match s.query_first::<mysql_async::Row, _>(&sql).await {
+        match s.query_first::<Option<String>, _>(&sql).await {
             Ok(None) => items.push(pass(
                 "target.collation",
                 &name,
@@ -1854,22 +1862,15 @@ async fn collision_items(
                     mapping.join(", ")
                 ),
             )),
-            Ok(Some(row)) => {
-                let example: Vec<String> = (0..row.len())
-                    .map(|i| match row.as_ref(i) {
-                        Some(mysql_async::Value::Bytes(b)) => format!("'{}'", String::from_utf8_lossy(b)),
-                        Some(v) => v.as_sql(true),
-                        None => "?".into(),
-                    })
-                    .collect();
+            Ok(Some(example)) => {
+                let example = example.unwrap_or_default();
                 items.push(fail(
                     "target.collation",
                     &name,
                     format!(
                         "unique key {index}: rows the source keeps apart are equal under the target's collation ({}), \
-                         e.g. ({}); the target would refuse one of them",
+                         e.g. {example}; the target would refuse one of them",
                         mapping.join(", "),
-                        example.join(", ")
                     ),
                     format!(
                         "create {} on the target yourself with a binary collation (utf8mb4_bin) for these columns and \

@@ -254,6 +254,21 @@ pub async fn rows(conn: &mut Conn, db: &str, table: &str) -> Vec<Vec<Value>> {
     rows.into_iter().map(|r| r.unwrap()).collect()
 }
 
+/// [`rows`], or None when the table does not exist (yet).
+pub async fn try_rows(conn: &mut Conn, db: &str, table: &str) -> Option<Vec<Vec<Value>>> {
+    let n: Option<u64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, table),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("looking for {db}.{table}: {e}"));
+    if n.unwrap_or(0) == 0 {
+        return None;
+    }
+    Some(rows(conn, db, table).await)
+}
+
 /// Assert two tables hold the same rows, every column compared, with a useful message.
 pub async fn assert_same_rows(
     src: &mut Conn,
