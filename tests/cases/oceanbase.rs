@@ -324,3 +324,107 @@ async fn unique_keys_colliding_under_the_mapped_collation_are_found() {
     );
     drop_everywhere(&env, &db).await;
 }
+
+on_both_targets!(
+    a_verify_difference_stops_the_switch_until_repaired_or_forced,
+    super::difference_stops_the_line
+);
+
+/// Differences found by a verify put the task in "attention": `ferry status`
+/// says so, the switch refuses; a repair clears it; `--force` switches anyway
+/// and the switch's steps record it.
+async fn difference_stops_the_line(env: TestEnv) {
+    let db = unique_name("att");
+    admin_exec(
+        &env,
+        Side::Source,
+        &[
+            format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4"),
+            format!(
+                "CREATE TABLE `{db}`.t (id BIGINT NOT NULL PRIMARY KEY, v VARCHAR(100) NOT NULL)"
+            ),
+        ],
+    )
+    .await;
+    let mut c = env.admin(Side::Source).await;
+    crate::common::fill_numbered(&mut c, &db, "t", 200).await;
+    c.disconnect().await.ok();
+    let ferry = Ferry::standard(&env);
+    let task_id = unique_name("att-task").replace('_', "-");
+    let mut task = task_for(
+        &env,
+        &task_id,
+        &[format!("{db}.*")],
+        json!({"chunk_rows": 50}),
+    );
+    task["types"] = json!(["schema", "full", "incremental", "verify"]);
+    let mut child = sync_until_equal(&ferry, &env, &task, &db, &["t"], &[]).await;
+
+    let plant = |sql: &str| sql.replace("{t}", &format!("`{db}`.t"));
+    admin_exec(
+        &env,
+        Side::Target,
+        &[
+            plant("UPDATE {t} SET v = 'planted' WHERE id = 7"),
+            plant("DELETE FROM {t} WHERE id = 8"),
+        ],
+    )
+    .await;
+    let found = ferry.run(&["verify", &task_id]).await;
+    assert_eq!(
+        found.code,
+        Some(4),
+        "verify exits 4 on differences:\n{}",
+        found.all()
+    );
+    let status = ferry.run(&["status", &task_id]).await;
+    assert!(
+        status.stdout.contains("ATTENTION") && status.stdout.contains("attention: 2 difference(s)"),
+        "{}",
+        status.stdout
+    );
+    assert_eq!(
+        ferry.status_json(&task_id).await["attention"]["differences"],
+        json!(2)
+    );
+    let refused = ferry.run(&["switch", &task_id, "--wait", "8"]).await;
+    assert!(
+        !refused.success() && refused.all().contains("unresolved"),
+        "the switch waits while a difference is unresolved:\n{}",
+        refused.all()
+    );
+
+    ferry
+        .run(&["verify", &task_id, "--repair"])
+        .await
+        .assert_ok("ferry verify --repair");
+    let status = ferry.status_json(&task_id).await;
+    assert!(
+        status.get("attention").is_none(),
+        "a repair clears the attention: {status:#}"
+    );
+
+    admin_exec(
+        &env,
+        Side::Target,
+        &[plant("UPDATE {t} SET v = 'again' WHERE id = 9")],
+    )
+    .await;
+    let found = ferry.run(&["verify", &task_id]).await;
+    assert_eq!(found.code, Some(4), "{}", found.all());
+    let forced = ferry
+        .run(&["switch", &task_id, "--force", "--wait", "120"])
+        .await;
+    forced.assert_ok("ferry switch --force");
+    assert!(
+        forced.all().contains("forced (--force)"),
+        "{}",
+        forced.all()
+    );
+    wait_for_exit(&mut child, Duration::from_secs(60)).await;
+    ferry
+        .run(&["release", &task_id])
+        .await
+        .assert_ok("ferry release");
+    drop_everywhere(&env, &db).await;
+}

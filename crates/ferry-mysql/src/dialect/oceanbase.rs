@@ -8,10 +8,15 @@
 //! OceanBase 4.3.5 kernel (seekdb) that other modules depend on:
 //! - `LOAD DATA` reads an empty last field of a line as NULL: `copy.rs` ends
 //!   every line with a sentinel field.
-//! - `CRC32C()` does not exist: verify's digest is the CRC32 pair of
-//!   `verify/canon.rs` (`RowHash::Crc32Pair`).
-//! - JSON prints with spaces (`{"a": 1}`): verify renders JSON through
-//!   `JSON_EXTRACT` on both sides... see `verify/canon.rs`.
+//! - `CRC32C()` does not exist: verify's row hash is SHA1-64 on both sides
+//!   (`verify/canon.rs`, `RowHash::for_servers`). Two CRC32s over the same
+//!   bytes (reordered columns, a prefix) are not independent: a CRC is linear,
+//!   so a one-column difference that escapes one escapes the other.
+//! - JSON prints with spaces and sorted keys (`{"a": 1}`) and normalises
+//!   numbers: a JSON column that is text on the source is left out of the
+//!   digest and compared as JSON row by row (`verify/table.rs`).
+//! - `LOAD DATA LOCAL` needs the FILE privilege (MySQL and MariaDB do not ask
+//!   for it): without it the copy writes with INSERT (`copy.rs`).
 //! - No binary log (`SHOW MASTER STATUS` is a syntax error): a reverse link
 //!   needs OceanBase's Binlog Service; the precheck says so and the switch
 //!   reads no target position without a reverse link.
