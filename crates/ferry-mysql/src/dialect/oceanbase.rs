@@ -201,3 +201,170 @@ pub(super) fn ob_index_rules(ctx: &mut Ctx, def: &mut Vec<Tok>, kind: IndexKind,
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::caps::TargetCaps;
+    use super::super::*;
+    use crate::schema::KeyKind;
+
+    /// What the seekdb server of the test environment reports.
+    fn seekdb() -> TargetContext {
+        TargetContext {
+            version: Some((4, 3, 5)),
+            renames: BTreeMap::new(),
+            caps: Some(TargetCaps {
+                version: "5.7.25-OceanBase seekdb-v1.4.0.0".into(),
+                version_comment: "OceanBase 4.3.5.3 seekdb (r1.4.0.0)".into(),
+                charsets: vec!["binary".into(), "utf8mb4".into()],
+                collations: vec![
+                    ("utf8mb4_general_ci".into(), "utf8mb4".into()),
+                    ("utf8mb4_bin".into(), "utf8mb4".into()),
+                    ("binary".into(), "binary".into()),
+                ],
+                crc32c: false,
+                local_infile: true,
+                binlog: false,
+            }),
+        }
+    }
+
+    fn column(
+        name: &str,
+        data_type: &str,
+        charset: Option<&str>,
+        collation: Option<&str>,
+    ) -> Column {
+        Column {
+            name: name.into(),
+            data_type: data_type.into(),
+            column_type: data_type.into(),
+            nullable: true,
+            generated: false,
+            charset: charset.map(str::to_string),
+            collation: collation.map(str::to_string),
+            unsigned: false,
+        }
+    }
+
+    #[test]
+    fn collations_and_charsets_come_from_what_the_server_has() {
+        let create = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  \
+            `a` varchar(20) COLLATE utf8mb4_unicode_ci DEFAULT NULL,\n  \
+            `b` varchar(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin DEFAULT NULL,\n  \
+            `l` varchar(20) CHARACTER SET latin1 COLLATE latin1_swedish_ci DEFAULT NULL,\n  \
+            PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci";
+        let t = TableInfo {
+            db: "shop".into(),
+            name: "t".into(),
+            columns: vec![
+                column("id", "int", None, None),
+                column("a", "varchar", Some("utf8mb4"), Some("utf8mb4_unicode_ci")),
+                column("b", "varchar", Some("utf8mb4"), Some("utf8mb4_bin")),
+                column("l", "varchar", Some("latin1"), Some("latin1_swedish_ci")),
+            ],
+            key: Some(vec!["id".into()]),
+            key_kind: KeyKind::Primary,
+            create_sql: create.into(),
+            rows_estimate: 0,
+            avg_row_bytes: 0,
+            engine: "InnoDB".into(),
+            is_view: false,
+        };
+        let opts = TranslateOptions::default();
+        let out = translate_for(&t, Dialect::Oceanbase, "shop", "t", &opts, &seekdb()).unwrap();
+        let sql = out.create_sql.to_ascii_lowercase();
+        assert!(!sql.contains("unicode_ci"), "{sql}");
+        assert!(!sql.contains("latin1"), "{sql}");
+        assert!(
+            sql.contains("`a` varchar(20) collate utf8mb4_general_ci"),
+            "{sql}"
+        );
+        assert!(sql.contains("utf8mb4_bin"), "{sql}");
+        assert!(
+            out.notes.iter().any(|n| n.contains("'ß' equals 's'")),
+            "the comparison consequence is named: {:?}",
+            out.notes
+        );
+        assert!(
+            out.notes.iter().any(|n| n.contains("character set latin1")),
+            "{:?}",
+            out.notes
+        );
+        // Without the server's list, the documented one (which has unicode_ci) applies.
+        let documented = TargetContext {
+            caps: None,
+            ..seekdb()
+        };
+        let out = translate_for(&t, Dialect::Oceanbase, "shop", "t", &opts, &documented).unwrap();
+        assert!(
+            out.create_sql.contains("utf8mb4_unicode_ci"),
+            "{}",
+            out.create_sql
+        );
+    }
+
+    #[test]
+    fn the_database_and_stream_ddl_are_translated_too() {
+        let (cs, co, notes) = database_charset(
+            Dialect::Oceanbase,
+            &seekdb(),
+            "shop",
+            "utf8mb4",
+            "utf8mb4_unicode_ci",
+        );
+        assert_eq!(
+            (cs.as_str(), co.as_str()),
+            ("utf8mb4", "utf8mb4_general_ci")
+        );
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        let (sql, notes) = translate_statement(
+            "ALTER TABLE `shop`.`t` CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+            Dialect::Oceanbase,
+            &seekdb(),
+        );
+        assert_eq!(
+            sql,
+            "ALTER TABLE `shop`.`t` CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+        );
+        assert!(!notes.is_empty());
+        let (sql, _) = translate_statement(
+            "CREATE TABLE `shop`.`n` (id INT PRIMARY KEY, v VARCHAR(5) CHARACTER SET latin1 COLLATE latin1_bin) \
+             DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_ai_ci",
+            Dialect::Oceanbase,
+            &seekdb(),
+        );
+        assert!(
+            sql.contains("CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"),
+            "{sql}"
+        );
+        assert!(sql.contains("COLLATE=utf8mb4_general_ci"), "{sql}");
+        // A statement the target takes as it is stays byte for byte.
+        let plain = "ALTER TABLE `shop`.`t` ADD COLUMN c INT DEFAULT 5";
+        assert_eq!(
+            translate_statement(plain, Dialect::Oceanbase, &seekdb()).0,
+            plain
+        );
+    }
+
+    #[test]
+    fn the_nearest_collation_never_merges_what_a_sensitive_one_keeps_apart() {
+        let caps = seekdb().caps.unwrap();
+        assert_eq!(
+            fit_collation(&caps, "utf8mb4_unicode_ci", "utf8mb4_unicode_ci"),
+            "utf8mb4_general_ci"
+        );
+        assert_eq!(
+            fit_collation(&caps, "utf8mb4_0900_as_cs", "utf8mb4_bin"),
+            "utf8mb4_bin"
+        );
+        assert_eq!(
+            fit_collation(&caps, "utf8mb4_uca1400_as_cs", "utf8mb4_unicode_ci"),
+            "utf8mb4_bin"
+        );
+        assert_eq!(
+            fit_collation(&caps, "utf8mb4_general_ci", "utf8mb4_general_ci"),
+            "utf8mb4_general_ci"
+        );
+    }
+}
