@@ -1118,8 +1118,15 @@ pub(crate) fn fit_collation(caps: &caps::TargetCaps, source: &str, want: &str) -
     if caps.has_collation(want) {
         return want.to_string();
     }
-    let cs = collation_charset(want);
-    let have = caps.collations_of(&cs);
+    let mut cs = collation_charset(want);
+    let mut have = caps.collations_of(&cs);
+    if have.is_empty() && caps.has_charset("utf8mb4") {
+        // The target lacks the character set itself (latin1 on OceanBase
+        // seekdb): `map_charset` makes the column utf8mb4, so its collation
+        // must be one of utf8mb4's, or the target refuses the table.
+        cs = "utf8mb4".into();
+        have = caps.collations_of(&cs);
+    }
     let pick = |names: &[String]| names.iter().find(|n| have.contains(&n.as_str())).cloned();
     let candidates: Vec<String> = if collation_kind(source) != "ci" {
         vec![format!("{cs}_bin"), "binary".into()]
@@ -2234,6 +2241,51 @@ mod tests {
             ob.create_sql
         );
         assert!(has_note(&ob, "cp1251 is not supported"));
+    }
+
+    /// A live OceanBase seekdb has only utf8mb4 and binary: a latin1 column
+    /// becomes utf8mb4 and its collation one of utf8mb4's (it was left
+    /// `latin1_swedish_ci`, and the target refused the table: Unknown collation).
+    #[test]
+    fn a_charset_the_probed_target_lacks_takes_a_collation_of_utf8mb4() {
+        let sql = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `l` varchar(5) CHARACTER SET latin1 COLLATE latin1_swedish_ci,\n  \
+                   `b` char(5) CHARACTER SET latin1 COLLATE latin1_bin,\n  \
+                   PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=latin1 COLLATE=latin1_swedish_ci";
+        let cols = vec![
+            id(),
+            col("l", "varchar", "varchar(5)", Some("latin1")),
+            col("b", "char", "char(5)", Some("latin1")),
+        ];
+        let seekdb = caps::TargetCaps {
+            version: "5.7.25-OceanBase seekdb-v1.4.0.0".into(),
+            charsets: vec!["utf8mb4".into(), "binary".into()],
+            collations: vec![
+                ("utf8mb4_general_ci".into(), "utf8mb4".into()),
+                ("utf8mb4_bin".into(), "utf8mb4".into()),
+                ("binary".into(), "binary".into()),
+            ],
+            ..caps::TargetCaps::default()
+        };
+        let env = TargetContext {
+            caps: Some(seekdb),
+            ..TargetContext::default()
+        };
+        let tr = translate_for(
+            &table(sql, cols),
+            Dialect::Oceanbase,
+            "shop2",
+            "t2",
+            &TranslateOptions::default(),
+            &env,
+        )
+        .unwrap();
+        for want in [
+            "`l` varchar(5) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",
+            "`b` char(5) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+            "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+        ] {
+            assert!(tr.create_sql.contains(want), "{want}: {}", tr.create_sql);
+        }
     }
 
     /// MariaDB stores JSON as LONGTEXT with CHECK (json_valid(col)); MySQL and OceanBase have a JSON type.
