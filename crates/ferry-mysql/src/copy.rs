@@ -383,7 +383,9 @@ pub async fn copy_chunk(
     dst.exec_drop(sql.delete.as_str(), sql.params.clone())
         .await
         .map_err(|e| classify(e, &dst_what))?;
-    let stats = stream_rows(src, dst, &sql, opts, limiter, &src_what, &dst_what).await?;
+    let stats = stream_rows(src, dst, &sql, opts, limiter, &src_what, &dst_what)
+        .await
+        .map_err(|e| explain_spatial_refusal(e, &sql.kinds))?;
     dst.query_drop("COMMIT")
         .await
         .map_err(|e| classify(e, &dst_what))?;
@@ -653,6 +655,15 @@ async fn write_inserts(
     Ok(rows)
 }
 
+/// OceanBase's note that a generated column was created under another
+/// `sql_mode` than the session's ("System variable 'sql_mode' is different
+/// from the old value solidified for 'col'"): OceanBase records ("solidifies")
+/// the sql_mode at creation and evaluates the expression under it. Ferry never
+/// writes a generated column (the target computes it), so this says nothing
+/// about a copied value; the copy's own sql_mode differs from the schema
+/// stage's session by design (`target_sql_mode`).
+const OB_SOLIDIFIED_SQL_MODE: u32 = 5540;
+
 /// A warning means a value did not land exactly: fail the chunk with the server's words.
 async fn check_warnings(dst: &mut Conn, what: &str) -> Result<(), FerryError> {
     let n = dst.get_warnings();
@@ -660,18 +671,46 @@ async fn check_warnings(dst: &mut Conn, what: &str) -> Result<(), FerryError> {
         return Ok(());
     }
     let shown: Vec<(String, u32, String)> = dst
-        .query("SHOW WARNINGS LIMIT 3")
+        .query("SHOW WARNINGS LIMIT 64")
         .await
         .map_err(|e| classify(e, what))?;
-    let text: Vec<String> = shown
-        .into_iter()
+    let about_values: Vec<String> = shown
+        .iter()
+        .filter(|(_, code, _)| *code != OB_SOLIDIFIED_SQL_MODE)
         .map(|(level, code, msg)| format!("{level} {code}: {msg}"))
         .collect();
+    // More warnings than were shown: some may be about values.
+    if about_values.is_empty() && n as usize <= shown.len() {
+        return Ok(());
+    }
+    let text: Vec<&str> = about_values.iter().take(3).map(String::as_str).collect();
     Err(FerryError::ChunkFailed(format!(
         "{what}: the target reported {n} warning(s), so some value would not be stored exactly: {}. \
          Make the target column able to hold the source's values (type, length, character set), then retry.",
         text.join("; ")
     )))
+}
+
+/// OceanBase refuses a geometry whose SRID it has no spatial reference
+/// system for (MySQL error 1416 "Cannot get geometry object" from LOAD DATA
+/// or a binary literal, 3548 from `ST_GeomFromText`); OceanBase seekdb knows
+/// only SRID 0. The value cannot be stored as it is, so the chunk fails, and
+/// the message says why and what to do instead of the server's bare words.
+fn explain_spatial_refusal(e: FerryError, kinds: &[Kind]) -> FerryError {
+    let spatial = kinds.contains(&Kind::Geometry);
+    match e {
+        FerryError::ChunkFailed(m)
+            if spatial && (m.contains("(MySQL error 1416)") || m.contains("(MySQL error 3548)")) =>
+        {
+            FerryError::ChunkFailed(format!(
+                "{m}. The target refused a spatial value: it stores a geometry only when its SRID is one of \
+                 the target's spatial reference systems (information_schema.ST_SPATIAL_REFERENCE_SYSTEMS; \
+                 OceanBase seekdb has only SRID 0). Find the source's SRIDs with SELECT DISTINCT ST_SRID(col), \
+                 and migrate this table to a target that defines them, or exclude the table"
+            ))
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
