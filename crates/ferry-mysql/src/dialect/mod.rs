@@ -905,6 +905,26 @@ fn rewrite_column_attrs(ctx: &mut Ctx, def: &mut Vec<Tok>, obj: &str, data_type:
 /// DEFAULT; an expression must be parenthesized, and BLOB/TEXT/JSON/GEOMETRY
 /// take no literal default at all. MariaDB prints `DEFAULT uuid()` and
 /// `DEFAULT 'x'` on TEXT. Returns the index after the default.
+pub(crate) fn default_extent(def: &[Tok], start: usize) -> usize {
+    let Some(first) = def.get(start) else {
+        return def.len();
+    };
+    if first.is_p('(') {
+        return matching(def, start) + 1;
+    }
+    let mut end = start + 1;
+    if (first.is_p('-') || first.is_p('+')) && def.get(end).is_some() {
+        end += 1;
+    }
+    if def.get(end).is_some_and(|t| t.kind == Kind::Str && !t.sp) {
+        end += 1;
+    }
+    if first.kind == Kind::Word && def.get(end).is_some_and(|t| t.is_p('(')) {
+        end = matching(def, end) + 1;
+    }
+    end
+}
+
 fn rewrite_default(
     ctx: &mut Ctx,
     def: &mut Vec<Tok>,
@@ -916,6 +936,9 @@ fn rewrite_default(
     let Some(first) = def.get(start).cloned() else {
         return def.len();
     };
+    if ctx.ob() && is_lob_type(data_type) && !first.is("NULL") {
+        return oceanbase::drop_lob_default(ctx, def, at, obj, data_type);
+    }
     if first.is_p('(') {
         return matching(def, start) + 1;
     }
@@ -2537,6 +2560,21 @@ mod tests {
         assert!(ok(&t, Dialect::Mariadb)
             .create_sql
             .contains("DEFAULT uuid(),"));
+        // OceanBase refuses any default on TEXT/BLOB/JSON/GEOMETRY (live 4.3.5:
+        // "Invalid default value for 'txt'"): dropped, with a note.
+        let ob = ok(&t, Dialect::Oceanbase);
+        for want in [
+            "`y` varchar(36) DEFAULT (uuid()),",
+            "`txt` text,",
+            "`b` text DEFAULT NULL,",
+        ] {
+            assert!(
+                ob.create_sql.contains(want),
+                "missing {want} in {}",
+                ob.create_sql
+            );
+        }
+        assert!(has_note(&ob, "DEFAULT 'x' dropped"), "{:?}", ob.notes);
     }
 
     #[test]

@@ -112,6 +112,32 @@ fn documented_collation(c: &str) -> String {
     }
 }
 
+/// OceanBase refuses any default on a TEXT, BLOB, JSON or spatial column
+/// (4.3.5: "Invalid default value", "can't have a default value"), literal or
+/// expression, where MariaDB and MySQL 8 accept one. The default is dropped
+/// with a note: every copied and replicated row carries its own value (Ferry
+/// always writes every column), so no migrated data changes; what changes is
+/// a row inserted after the switch without this column, which gets NULL (or
+/// is refused if the column is NOT NULL). Returns where to continue.
+pub(super) fn drop_lob_default(
+    ctx: &mut Ctx,
+    def: &mut Vec<Tok>,
+    at: usize,
+    obj: &str,
+    data_type: &str,
+) -> usize {
+    let end = super::default_extent(def, at + 1).min(def.len());
+    let value = render(&def[at + 1..end]);
+    def.drain(at..end);
+    ctx.note(format!(
+        "{obj}: DEFAULT {value} dropped: OceanBase allows no default on a {} column. The migrated rows keep \
+         their values; after the switch, a row inserted without this column gets NULL (or is refused when the \
+         column is NOT NULL) unless the application sets it",
+        data_type.to_ascii_uppercase()
+    ));
+    at
+}
+
 /// OceanBase column rules: spatial types need 4.1; LONGBLOB/LONGTEXT hold at
 /// most 512 MiB; a generated column may not use another generated column.
 pub(super) fn ob_column_rules(ctx: &mut Ctx, def: &[Tok], obj: &str, data_type: &str) {
