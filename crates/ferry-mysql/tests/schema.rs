@@ -232,14 +232,15 @@ async fn hostile_identifiers_and_column_details(e: TestEnv) {
     drop_db(&mut admin, &db).await;
 }
 
-/// A table with most of what MariaDB can express, translated and created on the
-/// target for `mariadb` and (the parts MariaDB also runs) `mysql`; deferred
-/// indexes and foreign keys run afterwards.
 on_both_targets!(
     translated_tables_are_created_on_the_target,
     super::translated_tables_are_created_on_the_target
 );
 
+/// A table with most of what MariaDB can express, translated and created on the
+/// target for `mariadb` and (the parts MariaDB also runs) `mysql`, or for
+/// `oceanbase` on the OceanBase server; deferred indexes and foreign keys run
+/// afterwards.
 async fn translated_tables_are_created_on_the_target(e: TestEnv) {
     let (db, mut admin) = source_db("schema_tr").await;
     let q = |t: &str| qualified(&db, t);

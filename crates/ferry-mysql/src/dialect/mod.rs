@@ -905,7 +905,7 @@ fn rewrite_column_attrs(ctx: &mut Ctx, def: &mut Vec<Tok>, obj: &str, data_type:
 /// DEFAULT; an expression must be parenthesized, and BLOB/TEXT/JSON/GEOMETRY
 /// take no literal default at all. MariaDB prints `DEFAULT uuid()` and
 /// `DEFAULT 'x'` on TEXT. Returns the index after the default.
-pub(crate) fn default_extent(def: &[Tok], start: usize) -> usize {
+fn default_extent(def: &[Tok], start: usize) -> usize {
     let Some(first) = def.get(start) else {
         return def.len();
     };
