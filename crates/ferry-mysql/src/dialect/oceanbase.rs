@@ -8,6 +8,13 @@
 //! OceanBase 4.3.5 kernel (seekdb) that other modules depend on:
 //! - `LOAD DATA` reads an empty last field of a line as NULL: `copy.rs` ends
 //!   every line with a sentinel field.
+//! - `LOAD DATA` commits the open transaction and loads in its own (all or
+//!   nothing), and its parser refuses an identifier holding a backtick:
+//!   `copy.rs` (module invariant, `write_method_for`).
+//! - Warning 5540 (a generated column's solidified sql_mode) says nothing
+//!   about a copied value: `copy.rs` ignores it. No default on TEXT/BLOB/
+//!   JSON/spatial columns: [`drop_lob_default`]. Only SRID 0 on seekdb: a
+//!   geometry with another fails its chunk, named (`copy.rs`).
 //! - `CRC32C()` does not exist: verify's row hash is SHA1-64 on both sides
 //!   (`verify/canon.rs`, `RowHash::for_servers`). Two CRC32s over the same
 //!   bytes (reordered columns, a prefix) are not independent: a CRC is linear,
