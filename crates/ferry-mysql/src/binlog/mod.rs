@@ -16,6 +16,8 @@
 
 pub mod ddl;
 pub mod decode;
+#[cfg(test)]
+mod v2_tests;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::str::FromStr;
