@@ -180,6 +180,8 @@ const HEARTBEAT_EVENT: u8 = 27;
 const MYSQL_GTID_EVENT: u8 = 33;
 const MYSQL_ANONYMOUS_GTID_EVENT: u8 = 34;
 const PARTIAL_UPDATE_ROWS_EVENT: u8 = 39;
+/// MySQL 8's `binlog_transaction_compression=ON` wraps a transaction in one of these.
+const TRANSACTION_PAYLOAD_EVENT: u8 = 40;
 const MYSQL_GTID_TAGGED_EVENT: u8 = 42;
 const MARIADB_GTID_EVENT: u8 = 162;
 const MARIADB_QUERY_COMPRESSED: u8 = 165;
@@ -527,6 +529,14 @@ impl Decoder {
             PARTIAL_UPDATE_ROWS_EVENT => {
                 return Err(FerryError::SchemaIncompatible(format!(
                     "{}: partial JSON updates in the binlog are not supported; set binlog_row_value_options='' on the source",
+                    self.source
+                )))
+            }
+            TRANSACTION_PAYLOAD_EVENT => {
+                // Skipping it would lose the transaction's row changes without a word.
+                return Err(FerryError::SchemaIncompatible(format!(
+                    "{}: a compressed transaction (binlog_transaction_compression=ON) at {start}, which Ferry cannot \
+                     read; set binlog_transaction_compression=OFF on the source and re-copy the tables changed since",
                     self.source
                 )))
             }
