@@ -454,14 +454,14 @@ async fn digests_of_id(vt: &VerifyTable, fx: &mut Fixture, id: i64) -> (Digest, 
     (src, tgt.await.unwrap())
 }
 
-/// Two CHAR columns: the wider goes without its length (measuring it would
-/// scan its padding), the other carries one, so a `#` moved from one column to
-/// the other is still a difference, with either hash.
 on_both_targets!(
     a_separator_moved_between_char_columns_is_a_difference,
     super::a_separator_moved_between_char_columns_is_a_difference
 );
 
+/// Two CHAR columns: the wider goes without its length (measuring it would
+/// scan its padding), the other carries one, so a `#` moved from one column to
+/// the other is still a difference, with either hash.
 async fn a_separator_moved_between_char_columns_is_a_difference(e: TestEnv) {
     let mut fx = Fixture::on(e, "vfy_char").await;
     for (c, rows) in [
