@@ -428,3 +428,43 @@ async fn difference_stops_the_line(env: TestEnv) {
         .assert_ok("ferry release");
     drop_everywhere(&env, &db).await;
 }
+
+/// seekdb defines only SRID 0: geometries in SRID 4326 are found by the
+/// precheck, not by a chunk failing mid-copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geometries_in_an_srid_the_target_lacks_are_found_by_the_precheck() {
+    let env = env_for(Target::Oceanbase);
+    let db = unique_name("srid");
+    admin_exec(
+        &env,
+        Side::Source,
+        &[
+            format!("CREATE DATABASE `{db}`"),
+            format!("CREATE TABLE `{db}`.places (id INT NOT NULL PRIMARY KEY, at POINT NULL)"),
+            format!(
+                "INSERT INTO `{db}`.places VALUES (1, ST_GeomFromText('POINT(1 2)', 4326)), \
+                 (2, ST_GeomFromText('POINT(3 4)')), (3, NULL)"
+            ),
+        ],
+    )
+    .await;
+    let ferry = Ferry::standard(&env);
+    let task_id = unique_name("srid-task").replace('_', "-");
+    let file = ferry.task_file(
+        "task.json",
+        &task_for(&env, &task_id, &[format!("{db}.*")], json!({})),
+    );
+    let out = ferry.run(&["precheck", file.to_str().unwrap()]).await;
+    assert!(!out.success(), "{}", out.all());
+    let line = out
+        .all()
+        .lines()
+        .find(|l| l.contains("target.srid"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no target.srid item:\n{}", out.all()));
+    assert!(
+        line.contains("FAIL") && line.contains("SRID 4326"),
+        "{line}"
+    );
+    drop_everywhere(&env, &db).await;
+}

@@ -1648,6 +1648,7 @@ async fn target_items(
             let ctx = t.context(spec);
             let mut items = translate_items(spec, info, &tdb, &ttable, &ctx);
             items.extend(collision_items(s, spec, &ctx, info).await);
+            items.extend(srid_items(s, &mut t.conn, info).await);
             items
         }
     }
@@ -1773,6 +1774,82 @@ async fn empty_item(
             "grant SELECT on the target database to the target user",
         ),
     }
+}
+
+/// Geometries carry a spatial reference system id; a target that does not
+/// define it (seekdb defines only SRID 0) refuses the value, which would fail
+/// the chunk mid-copy. Asked of the source's rows (distinct SRIDs, at most a
+/// few) against the target's `ST_SPATIAL_REFERENCE_SYSTEMS` where it has one.
+async fn srid_items(s: &mut Conn, dst: &mut Conn, info: &TableInfo) -> Vec<CheckItem> {
+    const SPATIAL: &[&str] = &[
+        "geometry",
+        "point",
+        "linestring",
+        "polygon",
+        "multipoint",
+        "multilinestring",
+        "multipolygon",
+        "geometrycollection",
+        "geomcollection",
+    ];
+    let cols: Vec<&schema::Column> = info
+        .columns
+        .iter()
+        .filter(|c| SPATIAL.contains(&c.data_type.as_str()) && !c.generated)
+        .collect();
+    if cols.is_empty() {
+        return Vec::new();
+    }
+    let Ok(known) = dst
+        .query::<u64, _>("SELECT SRS_ID FROM information_schema.ST_SPATIAL_REFERENCE_SYSTEMS")
+        .await
+    else {
+        return Vec::new(); // MariaDB keeps no such table: any SRID is stored as given.
+    };
+    let name = info.full_name();
+    let q = qualified(&info.db, &info.name);
+    let mut items = Vec::new();
+    for c in cols {
+        let col = quote_ident(&c.name);
+        let sql =
+            format!("SELECT DISTINCT ST_SRID({col}) FROM {q} WHERE {col} IS NOT NULL LIMIT 20");
+        match s.query::<Option<u64>, _>(&sql).await {
+            Ok(srids) => {
+                let missing: Vec<String> = srids
+                    .into_iter()
+                    .flatten()
+                    .filter(|id| !known.contains(id))
+                    .map(|id| id.to_string())
+                    .collect();
+                if missing.is_empty() {
+                    continue;
+                }
+                items.push(fail(
+                    "target.srid",
+                    &name,
+                    format!(
+                        "column {} holds geometries with SRID {}, which the target does not define (it knows {:?}): \
+                         those rows would fail their chunk",
+                        c.name,
+                        missing.join(", "),
+                        known
+                    ),
+                    format!(
+                        "define the spatial reference system on the target, or exclude the table; the rows are \
+                         SELECT ... FROM {q} WHERE ST_SRID({col}) IN ({})",
+                        missing.join(", ")
+                    ),
+                ));
+            }
+            Err(e) => items.push(warn(
+                "target.srid",
+                &name,
+                format!("could not read the SRIDs of column {}: {e}", c.name),
+                "check the geometries' SRIDs against the target's spatial reference systems before the copy",
+            )),
+        }
+    }
+    items
 }
 
 /// A unique key over text columns whose collation the target maps to
