@@ -19,6 +19,9 @@
 //! (plus `ALLOW_INVALID_DATES` when the source admits zero/invalid dates), so
 //! an explicit 0 in an AUTO_INCREMENT column and zero dates are stored as they
 //! are; `time_zone = '+00:00'` on both sides, so TIMESTAMPs move as UTC text.
+//! On OceanBase the mode also holds `STRICT_ALL_TABLES` ([`CopyOptions::strict`]):
+//! its LOAD DATA truncates a value that does not fit without any warning
+//! outside strict mode, so only the refusal of strict mode makes it an error.
 //!
 //! The target transaction runs at READ COMMITTED: chunks of one table are
 //! written in parallel, and at REPEATABLE READ the range DELETE takes gap
@@ -90,6 +93,13 @@ pub struct CopyOptions {
     pub allow_invalid_dates: bool,
     /// `false`: the target session skips its binary log (`sql_log_bin = 0`).
     pub target_binlog: bool,
+    /// Add `STRICT_ALL_TABLES` to the target's sql_mode, so a value that does
+    /// not fit is refused. Needed on OceanBase (4.3.5): outside strict mode its
+    /// `LOAD DATA` stores `'note 1234'` in a VARCHAR(4) as `'note'` and reports
+    /// `Warnings: 0` (its INSERT does warn, 1265), so the warning check below
+    /// cannot see the loss; in strict mode it refuses with 1406. Elsewhere a
+    /// non-strict session warns and the warning fails the chunk.
+    pub strict: bool,
 }
 
 impl Default for CopyOptions {
@@ -100,6 +110,7 @@ impl Default for CopyOptions {
             method: WriteMethod::LoadData,
             allow_invalid_dates: false,
             target_binlog: true,
+            strict: false,
         }
     }
 }
@@ -407,8 +418,9 @@ pub async fn copy_chunk(
     .await
     .map_err(|e| classify(e, &src_what))?;
     dst.query_drop(format!(
-        "SET SESSION sql_mode = '{}', foreign_key_checks = 0, time_zone = '+00:00', NAMES utf8mb4{}; \
+        "SET SESSION sql_mode = '{}{}', foreign_key_checks = 0, time_zone = '+00:00', NAMES utf8mb4{}; \
          SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION",
+        if opts.strict { "STRICT_ALL_TABLES," } else { "" },
         target_sql_mode(opts.allow_invalid_dates),
         if opts.target_binlog {
             ""

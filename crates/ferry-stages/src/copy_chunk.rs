@@ -131,6 +131,11 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
         w.copy.allow_invalid_dates = source_allows_invalid_dates(src).await?;
         let wanted = w.spec.options.copy_write;
         let dst = w.target().await?;
+        // OceanBase's LOAD DATA truncates silently outside strict mode (see CopyOptions::strict).
+        w.copy.strict = crate::plan::target_caps(&env.repo, task_id, dst)
+            .await?
+            .is_oceanbase();
+        let dst = w.target().await?;
         w.copy.method = match wanted {
             CopyWrite::LoadData => match load_data_refusal(dst).await {
                 None => WriteMethod::LoadData,

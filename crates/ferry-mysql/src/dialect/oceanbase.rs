@@ -11,6 +11,9 @@
 //! - `LOAD DATA` commits the open transaction and loads in its own (all or
 //!   nothing), and its parser refuses an identifier holding a backtick:
 //!   `copy.rs` (module invariant, `write_method_for`).
+//! - `LOAD DATA` outside strict mode cuts a value that does not fit and
+//!   reports no warning (INSERT warns): the copy's session is strict there
+//!   (`copy.rs`, `CopyOptions::strict`).
 //! - Warning 5540 (a generated column's solidified sql_mode) says nothing
 //!   about a copied value: `copy.rs` ignores it. No default on TEXT/BLOB/
 //!   JSON/spatial columns: [`drop_lob_default`]. Only SRID 0 on seekdb: a
