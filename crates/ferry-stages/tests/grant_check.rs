@@ -32,8 +32,8 @@ impl Fixture {
     }
 }
 
-fn task(id: &str, src: &str, tgt: &str) -> Value {
-    let mut task = common::task_json(id, src, tgt);
+fn task(te: &TestEnv, id: &str, src: &str, tgt: &str) -> Value {
+    let mut task = common::task_json(te, id, src, tgt);
     task["types"] = json!(["schema", "full", "incremental", "verify"]);
     task
 }
@@ -90,7 +90,7 @@ async fn a_passing_task_is_recorded_and_nothing_but_the_probe_touches_the_target
     let f = Fixture::new(&te);
     let id = unique_name("gc");
 
-    let out = f.run(&task(&id, &src, &tgt)).await.unwrap();
+    let out = f.run(&task(&te, &id, &src, &tgt)).await.unwrap();
     let rec = f.env.repo.task(&id).await.unwrap();
     let report = rec.precheck.clone().unwrap();
     assert_eq!(out["ok"], json!(true), "{}", report.render());
@@ -124,7 +124,7 @@ async fn a_passing_task_is_recorded_and_nothing_but_the_probe_touches_the_target
 
     // A rerun of the same task passes again.
     assert_eq!(
-        f.run(&task(&id, &src, &tgt)).await.unwrap()["ok"],
+        f.run(&task(&te, &id, &src, &tgt)).await.unwrap()["ok"],
         json!(true)
     );
 
@@ -154,7 +154,7 @@ async fn a_failed_item_fails_the_task_and_a_planned_rerun_passes() {
     let f = Fixture::new(&te);
     let id = unique_name("gc");
 
-    let out = f.run(&task(&id, &src, &tgt)).await.unwrap();
+    let out = f.run(&task(&te, &id, &src, &tgt)).await.unwrap();
     assert_eq!(
         (out["ok"].clone(), out["failed"].clone()),
         (json!(false), json!(1)),
@@ -192,7 +192,7 @@ async fn a_failed_item_fails_the_task_and_a_planned_rerun_passes() {
         chunks_total: 1,
     };
     f.env.repo.put_table(&id, &table).await.unwrap();
-    let out = f.run(&task(&id, &src, &tgt)).await.unwrap();
+    let out = f.run(&task(&te, &id, &src, &tgt)).await.unwrap();
     assert_eq!(out["ok"], json!(true), "{out}");
     let rec = f.env.repo.task(&id).await.unwrap();
     assert!(
@@ -209,13 +209,13 @@ async fn a_failed_item_fails_the_task_and_a_planned_rerun_passes() {
 async fn a_bad_task_file_or_secret_is_refused_before_anything_is_recorded() {
     let te = env();
     let f = Fixture::new(&te);
-    let mut bad = task("gc-bad", "shop", "shop2");
+    let mut bad = task(&te, "gc-bad", "shop", "shop2");
     bad["objects"]["include"] = json!(["nodot"]);
     let e = f.run(&bad).await.unwrap_err();
     assert_eq!(e.name(), "Ferry.BadTask");
     assert!(e.message().contains("objects.include"), "{e}");
 
-    let mut missing = task("gc-missing", "shop", "shop2");
+    let mut missing = task(&te, "gc-missing", "shop", "shop2");
     missing["source"]["secret"] = json!("no-such-secret");
     let e = f.run(&missing).await.unwrap_err();
     assert_eq!(e.name(), "Ferry.BadSecret");
@@ -237,7 +237,7 @@ async fn a_wrong_password_is_a_failed_item_not_an_error() {
     let body = json!({"test-source": wrong, "test-target": te.secret_json(Side::Target, false)});
     std::fs::write(&secrets, body.to_string()).unwrap();
     let id = unique_name("gc");
-    let out = f.run(&task(&id, "shop", "shop2")).await.unwrap();
+    let out = f.run(&task(&te, &id, "shop", "shop2")).await.unwrap();
     assert_eq!(out["ok"], json!(false));
     let rec = f.env.repo.task(&id).await.unwrap();
     let err = rec.last_error.unwrap();

@@ -78,13 +78,14 @@ pub fn deadline(secs: u64) -> Instant {
     Instant::now() + Duration::from_secs(secs)
 }
 
-/// A task file migrating `src_db` into `tgt_db` on the MariaDB target; the
-/// caller adds `types` and `options` when it needs them.
-pub fn task_json(task_id: &str, src_db: &str, tgt_db: &str) -> Value {
+/// A task file migrating `src_db` into `tgt_db` on the test's target (its
+/// dialect from `te`: MariaDB or OceanBase); the caller adds `types` and
+/// `options` when it needs them.
+pub fn task_json(te: &TestEnv, task_id: &str, src_db: &str, tgt_db: &str) -> Value {
     json!({
         "task_id": task_id,
         "source": {"secret": "test-source"},
-        "target": {"secret": "test-target", "dialect": "mariadb"},
+        "target": {"secret": "test-target", "dialect": te.target_dialect},
         "objects": {"include": [format!("{src_db}.*")], "rename": {src_db: tgt_db}},
     })
 }
