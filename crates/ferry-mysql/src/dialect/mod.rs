@@ -467,7 +467,25 @@ pub fn translate_for(
             DefKind::ForeignKey => {
                 let (d, r) = rewrite_foreign_key(&ctx, def.clone());
                 references.push(r);
-                deferred_fks.push(format!("ALTER TABLE {target_name} ADD {}", render(&d)));
+                let stmt = format!("ALTER TABLE {target_name} ADD {}", render(&d));
+                // A backtick in any name is doubled when quoted. OceanBase
+                // (live 4.3.5) answers "Parse error" to a FOREIGN KEY clause
+                // on a table of a database whose name holds one, qualified or
+                // not, where the same ALTER TABLE adding an index works.
+                if ctx.ob() && stmt.contains("``") {
+                    let obj = ctx.name();
+                    ctx.problem(
+                        obj,
+                        format!(
+                            "has a foreign key whose target names hold a backtick ({stmt}), which \
+                             OceanBase refuses to parse in a FOREIGN KEY clause"
+                        ),
+                        "give the target database and tables names without a backtick in the task's \
+                         objects.rename"
+                            .into(),
+                    );
+                }
+                deferred_fks.push(stmt);
             }
             DefKind::Check => {
                 if let Some(d) = rewrite_check(&mut ctx, def.clone()) {
@@ -2465,6 +2483,18 @@ mod tests {
     }
 
     /// OMS "Incompatibilities of CREATE TABLE": a generated column based on other generated columns.
+    #[test]
+    fn oceanbase_refuses_a_foreign_key_under_a_backtick_name() {
+        let sql = "CREATE TABLE `c` (\n  `id` int(11) NOT NULL,\n  `pid` int(11) DEFAULT NULL,\n  PRIMARY KEY (`id`),\n  \
+                   CONSTRAINT `fk` FOREIGN KEY (`pid`) REFERENCES `p` (`id`)\n) ENGINE=InnoDB";
+        let mut t = table(sql, vec![id(), col("pid", "int", "int(11)", None)]);
+        t.db = "a`b".into();
+        let p = problems(&t, Dialect::Oceanbase);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].reason.contains("backtick") && p[0].fix.contains("objects.rename"));
+        ok(&t, Dialect::Mariadb);
+    }
+
     #[test]
     fn oceanbase_refuses_generated_on_generated() {
         let sql =

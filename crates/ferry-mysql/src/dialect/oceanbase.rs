@@ -14,6 +14,9 @@
 //! - `LOAD DATA` outside strict mode cuts a value that does not fit and
 //!   reports no warning (INSERT warns): the copy's session is strict there
 //!   (`copy.rs`, `CopyOptions::strict`).
+//! - A FOREIGN KEY clause on a table of a database whose name holds a
+//!   backtick is a "Parse error", however written: the translation refuses
+//!   such a key, naming `objects.rename` (`dialect/mod.rs`).
 //! - Warning 5540 (a generated column's solidified sql_mode) says nothing
 //!   about a copied value: `copy.rs` ignores it. No default on TEXT/BLOB/
 //!   JSON/spatial columns: [`drop_lob_default`]. Only SRID 0 on seekdb: a
