@@ -3,6 +3,7 @@
 //! source, then bounded incremental calls catch up; once the writer stops every
 //! row is equal. Each call takes the link with a higher epoch, stores the
 //! checkpoint and rows/s by table and op, and a stop request ends calls at once.
+//! Each test runs against both targets (MariaDB and OceanBase).
 
 mod common;
 
@@ -14,7 +15,7 @@ use ferry_core::model::Direction;
 use ferry_mysql::qualified;
 use ferry_stages::incremental_apply::{stats_key, CdcStats};
 use ferry_testkit::{
-    assert_same_rows, drop_db, env, exec, recreate_db, unique_name, Side, TestEnv,
+    assert_same_rows, drop_db, exec, on_both_targets, recreate_db, unique_name, Side, TestEnv,
 };
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -34,13 +35,12 @@ const TABLES: [(&str, &str); 2] = [
 ];
 
 impl Fixture {
-    async fn new() -> Fixture {
-        Fixture::with_filters(None).await
+    async fn new(te: TestEnv) -> Fixture {
+        Fixture::with_filters(te, None).await
     }
 
     /// With `objects.filters` (`{"db.table": condition}`, `db` being the source database).
-    async fn with_filters(filters: Option<(&str, &str)>) -> Fixture {
-        let te = env();
+    async fn with_filters(te: TestEnv, filters: Option<(&str, &str)>) -> Fixture {
         let dir = common::StageDir::new(&te, "ferry_cdc_stage");
         let f = Fixture {
             env: dir.env("test-worker"),
@@ -71,7 +71,7 @@ impl Fixture {
             ),
         )
         .await;
-        let mut task = common::task_json(&f.task_id, &f.src_db, &f.tgt_db);
+        let mut task = common::task_json(&f.te, &f.task_id, &f.src_db, &f.tgt_db);
         task["types"] = json!(["schema", "full", "incremental"]);
         if let Some((table, condition)) = filters {
             task["objects"]["filters"] = json!({format!("{}.{table}", f.src_db): condition});
@@ -127,9 +127,13 @@ async fn writer(te: TestEnv, db: String, stop: Arc<AtomicBool>) -> u64 {
     n
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn full_copy_then_incremental_catches_up() {
-    let f = Fixture::new().await;
+on_both_targets!(
+    full_copy_then_incremental_catches_up,
+    super::full_copy_then_incremental
+);
+
+async fn full_copy_then_incremental(te: TestEnv) {
+    let f = Fixture::new(te).await;
     let stop = Arc::new(AtomicBool::new(false));
     let w = tokio::spawn(writer(f.te.clone(), f.src_db.clone(), stop.clone()));
     common::stage(&f.env, "plan", json!({"task_id": f.task_id})).await;
@@ -207,15 +211,19 @@ async fn rows(c: &mut mysql_async::Conn, sql: String) -> Vec<Vec<mysql_async::Va
     rows.into_iter().map(|r| r.unwrap()).collect()
 }
 
+on_both_targets!(
+    a_filtered_table_keeps_exactly_the_matching_rows,
+    super::a_filtered_table
+);
+
 /// A filtered table under incremental sync: the writer's updates flip
 /// `counter % 2`, so rows keep leaving and re-entering the filter while the
 /// copy and the apply run. The target must end with exactly the source rows the
 /// filter keeps (typed comparisons on DECIMAL and DATETIME included), and the
 /// unfiltered table with all of them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_filtered_table_keeps_exactly_the_matching_rows() {
+async fn a_filtered_table(te: TestEnv) {
     const FILTER: &str = "counter % 2 = 0 AND amount < 2000 AND at > '2000-01-01 00:00:00'";
-    let f = Fixture::with_filters(Some(("orders", FILTER))).await;
+    let f = Fixture::with_filters(te, Some(("orders", FILTER))).await;
     let stop = Arc::new(AtomicBool::new(false));
     let w = tokio::spawn(writer(f.te.clone(), f.src_db.clone(), stop.clone()));
     common::stage(&f.env, "plan", json!({"task_id": f.task_id})).await;
