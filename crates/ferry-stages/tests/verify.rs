@@ -9,6 +9,10 @@
 //! a loop next to the verify, and with a simulated apply (a task applying the
 //! writer's statements to the target 300 ms late and advancing the forward
 //! checkpoint record itself), which makes the lag certain.
+//!
+//! Each test runs against both targets (MariaDB and OceanBase); the target
+//! table is plain DDL both take (on OceanBase `j` is binary JSON, so verify
+//! compares it as JSON row by row, and the digest is SHA1-64).
 
 mod common;
 
@@ -24,7 +28,7 @@ use ferry_mysql::qualified;
 use ferry_mysql::schema::binlog_position;
 use ferry_stages::invoke;
 use ferry_stages::verify::{repair, summary_lines, write_report, VerifyChunk};
-use ferry_testkit::{drop_db, env, exec, recreate_db, unique_name, Side, TestEnv};
+use ferry_testkit::{drop_db, exec, on_both_targets, recreate_db, unique_name, Side, TestEnv};
 use serde_json::{json, Value};
 
 const CREATE: &str =
@@ -45,8 +49,7 @@ struct Fixture {
 }
 
 impl Fixture {
-    async fn new() -> Fixture {
-        let te = env();
+    async fn new(te: TestEnv) -> Fixture {
         let dir = StageDir::new(&te, "ferry_verify_stage");
         let f = Fixture {
             env: dir.env("w0"),
@@ -85,7 +88,7 @@ impl Fixture {
     }
 
     async fn records(&self) {
-        let mut task = common::task_json(&self.task_id, &self.src_db, &self.tgt_db);
+        let mut task = common::task_json(&self.te, &self.task_id, &self.src_db, &self.tgt_db);
         task["types"] = json!(["schema", "full", "verify"]);
         task["options"] =
             json!({"chunk_rows": 700, "verify_concurrency": 2, "verify_recheck_seconds": 30});
@@ -167,9 +170,13 @@ fn planted_ids() -> Vec<(i64, DiffKind)> {
     ]
 }
 
-#[tokio::test]
-async fn verify_finds_reports_and_repairs_every_planted_difference() {
-    let f = Fixture::new().await;
+on_both_targets!(
+    verify_finds_reports_and_repairs_every_planted_difference,
+    super::finds_reports_and_repairs
+);
+
+async fn finds_reports_and_repairs(te: TestEnv) {
+    let f = Fixture::new(te).await;
     let out = f.verify("full").await;
     assert_eq!(
         (
@@ -243,9 +250,10 @@ async fn verify_finds_reports_and_repairs_every_planted_difference() {
     f.drop_dbs().await;
 }
 
-#[tokio::test]
-async fn several_workers_share_one_run() {
-    let f = Fixture::new().await;
+on_both_targets!(several_workers_share_one_run, super::several_workers);
+
+async fn several_workers(te: TestEnv) {
+    let f = Fixture::new(te).await;
     f.plant().await;
     let envs: Vec<_> = (1..=3)
         .map(|w| common::stage_env(&f.dir, &format!("w{w}")))
@@ -272,14 +280,18 @@ async fn several_workers_share_one_run() {
     f.drop_dbs().await;
 }
 
+on_both_targets!(
+    begin_fans_out_to_workers_and_the_join_reports_the_same_run,
+    super::begin_fans_out
+);
+
 /// The state machine's fan-out: `begin` starts the run and verifies nothing,
 /// its `workers` items (run on separate stage environments, as separate
 /// Lambdas would) verify every chunk once between them, and the join after the
 /// Map reports that same run; a second join or worker call on the finished run
 /// starts nothing new, while a fresh `begin` does.
-#[tokio::test]
-async fn begin_fans_out_to_workers_and_the_join_reports_the_same_run() {
-    let f = Fixture::new().await;
+async fn begin_fans_out(te: TestEnv) {
+    let f = Fixture::new(te).await;
     f.plant().await;
     // The task verifies after catch-up (the default verify_when).
     let when =
@@ -421,9 +433,13 @@ async fn writer_and_applier(
     (writer, applier)
 }
 
-#[tokio::test]
-async fn online_verify_reports_no_false_difference_while_changes_flow() {
-    let f = Fixture::new().await;
+on_both_targets!(
+    online_verify_reports_no_false_difference_while_changes_flow,
+    super::online_verify_simulated_apply
+);
+
+async fn online_verify_simulated_apply(te: TestEnv) {
+    let f = Fixture::new(te).await;
     exec(
         &mut f.te.admin(Side::Target).await,
         &format!("UPDATE {} SET v = 'drift' WHERE id = 42", f.tgt("t")),
@@ -460,9 +476,12 @@ async fn apply_loop(dir: PathBuf, task_id: String, stop: Arc<AtomicBool>) -> u64
     calls
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn online_verify_with_the_real_incremental_apply() {
-    let te = env();
+on_both_targets!(
+    online_verify_with_the_real_incremental_apply,
+    super::online_verify_real_apply
+);
+
+async fn online_verify_real_apply(te: TestEnv) {
     let dir = StageDir::new(&te, "ferry_verify_cdc");
     let f = Fixture {
         env: dir.env("w0"),
@@ -477,7 +496,7 @@ async fn online_verify_with_the_real_incremental_apply() {
     drop_db(&mut f.te.admin(Side::Target).await, &f.tgt_db).await;
     exec(&mut src, &format!("CREATE TABLE {} {CREATE}", f.src("t"))).await;
     exec(&mut src, &format!("INSERT INTO {} {FILL}", f.src("t"))).await;
-    let mut task = common::task_json(&f.task_id, &f.src_db, &f.tgt_db);
+    let mut task = common::task_json(&f.te, &f.task_id, &f.src_db, &f.tgt_db);
     task["types"] = json!(["schema", "full", "incremental", "verify"]);
     task["options"] = json!({"chunk_rows": 700, "verify_recheck_seconds": 30});
     common::create_task(&f.env, &task).await;
