@@ -5,6 +5,14 @@
 //! step with a rerun that switches exactly once, and release refused while
 //! switching and harmless twice.
 //!
+//! Each test runs against both targets. The reverse link reads the target's
+//! binary log, which OceanBase has only through its Binlog Service (seekdb has
+//! none): on OceanBase the tasks run without "reverse", the switch records
+//! `record_reverse_start` and `start_reverse` as skipped and completes the
+//! task, and the steps that follow the target's changes back to the source
+//! stay MariaDB-only. A task with "reverse" on OceanBase gives up its switch
+//! before retiring the forward link, naming the Binlog Service.
+//!
 //! `ferry_src` needs write privileges on the source for the reverse link: the
 //! fixture grants them on the test's own databases (and on its own meta
 //! schema) with the admin connection, and revokes them at the end.
@@ -24,7 +32,7 @@ use ferry_mysql::{qualified, quote_ident};
 use ferry_stages::invoke;
 use ferry_stages::switch::{self, StepOutcome, SwitchPhase, STEPS};
 use ferry_testkit::{
-    drop_db, env, exec, recreate_db, rows, unique_name, wait_until, Side, TestEnv,
+    drop_db, exec, on_both_targets, recreate_db, rows, unique_name, wait_until, Side, TestEnv,
 };
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -48,8 +56,24 @@ const DEFINITION: &str = include_str!("../../../statemachine/migration.asl.json"
 const USER_SRC: &str = "ferry_src";
 
 impl Fixture {
-    async fn new(prefix: &str, types: &[&str], options: Value) -> Fixture {
-        let te = env();
+    /// A task of `types`; "reverse" is left out on OceanBase (no binary log
+    /// there without its Binlog Service), unless `keep_reverse`.
+    async fn new(te: TestEnv, prefix: &str, types: &[&str], options: Value) -> Fixture {
+        Fixture::with_types(te, prefix, types, options, false).await
+    }
+
+    async fn with_types(
+        te: TestEnv,
+        prefix: &str,
+        types: &[&str],
+        options: Value,
+        keep_reverse: bool,
+    ) -> Fixture {
+        let types: Vec<&str> = types
+            .iter()
+            .copied()
+            .filter(|t| keep_reverse || !te.is_oceanbase() || *t != "reverse")
+            .collect();
         let dir = common::StageDir::new(&te, &format!("ferry_{prefix}"));
         let f = Fixture {
             env: Arc::new(dir.env("test-worker")),
@@ -93,7 +117,7 @@ impl Fixture {
         }
         let mut options = options;
         options["meta_schema"] = json!(f.meta);
-        let mut task = common::task_json(&f.task_id, &f.src_db, &f.tgt_db);
+        let mut task = common::task_json(&f.te, &f.task_id, &f.src_db, &f.tgt_db);
         task["types"] = json!(types);
         task["options"] = options;
         common::create_task(&f.env, &task).await;
@@ -153,7 +177,17 @@ impl Fixture {
     async fn same_rows(&self) -> bool {
         let mut s = self.te.admin(Side::Source).await;
         let mut t = self.te.admin(Side::Target).await;
-        rows(&mut s, &self.src_db, "orders").await == rows(&mut t, &self.tgt_db, "orders").await
+        let (a, b) = (
+            rows(&mut s, &self.src_db, "orders").await,
+            rows(&mut t, &self.tgt_db, "orders").await,
+        );
+        a.len() == b.len()
+            && a.iter().zip(&b).all(|(x, y)| {
+                x.len() == y.len()
+                    && x.iter()
+                        .zip(y)
+                        .all(|(p, q)| ferry_testkit::same_value(p, q))
+            })
     }
 
     async fn wait_same_rows(&self, what: &str) {
@@ -217,6 +251,90 @@ async fn writer(te: TestEnv, side: Side, db: String, stop: Arc<AtomicBool>, firs
     n
 }
 
+/// `ferry release`: nothing of the task remains, and a second release is
+/// harmless. `verified`: the task ran a verify, which the report shows clean.
+async fn release_twice(f: &Fixture, verified: bool) {
+    let repo = &f.env.repo;
+    let out = f
+        .stage(
+            "cleanup",
+            json!({"task_id": f.task_id, "action": "release"}),
+        )
+        .await;
+    assert_eq!(out["released"], json!(true), "{out}");
+    let report = &out["report"];
+    assert_eq!(report["state"], json!("released"));
+    assert_eq!(
+        report["tables"][0]["rows_copied"].as_u64().map(|n| n > 0),
+        Some(true),
+        "{report}"
+    );
+    if verified {
+        assert_eq!(report["verify"]["clean"], json!(true));
+    }
+    assert_eq!(report["switch"]["phase"], json!("done"));
+    let md =
+        ferry_stages::cleanup::render_markdown(&serde_json::from_value(report.clone()).unwrap());
+    assert!(
+        md.contains("retire_forward") && md.contains("| **total** |"),
+        "{md}"
+    );
+    for side in [Side::Source, Side::Target] {
+        assert!(
+            f.ferry_objects(side).await.is_empty(),
+            "Ferry objects left on {side:?}"
+        );
+    }
+    assert!(
+        repo.store()
+            .query(&format!("task#{}", f.task_id), "")
+            .await
+            .unwrap()
+            .is_empty(),
+        "task records left in the store"
+    );
+    let again = f
+        .stage(
+            "cleanup",
+            json!({"task_id": f.task_id, "action": "release"}),
+        )
+        .await;
+    assert_eq!(
+        (again["released"].clone(), again["already"].clone()),
+        (json!(true), json!(true))
+    );
+}
+
+/// A switch without a reverse link: no target position was read, the two
+/// reverse steps are recorded as skipped (the first saying who owns the
+/// rollback), no reverse checkpoint exists, and the task is completed.
+async fn assert_no_reverse(f: &Fixture, rec: &switch::SwitchRecord) {
+    assert!(rec.reverse_start.is_none(), "{rec:?}");
+    for step in ["record_reverse_start", "start_reverse"] {
+        let s = rec
+            .steps
+            .iter()
+            .find(|s| s.step == step)
+            .unwrap_or_else(|| panic!("{step} recorded: {:#?}", rec.steps));
+        assert_eq!(s.outcome, StepOutcome::Skipped, "{s:?}");
+    }
+    assert!(
+        rec.steps
+            .iter()
+            .any(|s| s.step == "record_reverse_start" && s.detail.contains("rollback plan")),
+        "{:#?}",
+        rec.steps
+    );
+    assert!(f
+        .env
+        .repo
+        .checkpoint(&f.task_id, Direction::Reverse)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(f.state().await, TaskState::Completed);
+}
+
 struct StageDispatch(Arc<Env>);
 
 impl Dispatch for StageDispatch {
@@ -245,10 +363,17 @@ fn definition() -> Arc<Definition> {
     Arc::new(Definition::from_json(DEFINITION, &subs).unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn whole_lifecycle_copy_sync_verify_switch_reverse_stop_release() {
+on_both_targets!(
+    whole_lifecycle_copy_sync_verify_switch_reverse_stop_release,
+    super::whole_lifecycle
+);
+
+/// On OceanBase: without the reverse link, the switch completes the task and
+/// the run ends by itself ("Done"); then release.
+async fn whole_lifecycle(te: TestEnv) {
+    let reverse = !te.is_oceanbase();
     let types = ["schema", "full", "incremental", "verify", "reverse"];
-    let f = Fixture::new("lifecycle", &types, json!({"chunk_rows": 400, "apply_workers": 2, "slice_seconds": 8, "switch_quiet_seconds": 2})).await;
+    let f = Fixture::new(te, "lifecycle", &types, json!({"chunk_rows": 400, "apply_workers": 2, "slice_seconds": 8, "switch_quiet_seconds": 2})).await;
     let spec = f.env.repo.task(&f.task_id).await.unwrap().spec;
     let stop_src = Arc::new(AtomicBool::new(false));
     let src_writer = tokio::spawn(writer(
@@ -297,10 +422,15 @@ async fn whole_lifecycle_copy_sync_verify_switch_reverse_stop_release() {
             .is_some_and(|r| r.phase == SwitchPhase::Done)
     })
     .await;
+    let after_switch = if reverse {
+        TaskState::ReverseSynchronizing
+    } else {
+        TaskState::Completed
+    };
     wait_until(
-        "the task reverse-synchronizes",
+        "the task reverse-synchronizes (completes without reverse)",
         Duration::from_secs(30),
-        || async { f.state().await == TaskState::ReverseSynchronizing },
+        || async { f.state().await == after_switch },
     )
     .await;
     let rec = f.record().await;
@@ -322,6 +452,19 @@ async fn whole_lifecycle_copy_sync_verify_switch_reverse_stop_release() {
         !repo.flags(&f.task_id).await.unwrap().switch_requested,
         "the switch flag is cleared"
     );
+    if !reverse {
+        assert_no_reverse(&f, &rec).await;
+        let outcome = tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("the run ends after a switch without reverse")
+            .unwrap()
+            .unwrap();
+        assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
+        assert_eq!(outcome.entered_states().last(), Some(&"Done"));
+        release_twice(&f, true).await;
+        f.teardown().await;
+        return;
+    }
 
     // The application now writes to the target; the changes appear on the source.
     let stop_tgt = Arc::new(AtomicBool::new(false));
@@ -357,60 +500,19 @@ async fn whole_lifecycle_copy_sync_verify_switch_reverse_stop_release() {
     assert_eq!(outcome.entered_states().last(), Some(&"Stopped"));
     assert_eq!(f.state().await, TaskState::Stopped);
 
-    // `ferry release`: nothing of the task remains, and a second release is harmless.
-    let out = f
-        .stage(
-            "cleanup",
-            json!({"task_id": f.task_id, "action": "release"}),
-        )
-        .await;
-    assert_eq!(out["released"], json!(true), "{out}");
-    let report = &out["report"];
-    assert_eq!(report["state"], json!("released"));
-    assert_eq!(
-        report["tables"][0]["rows_copied"].as_u64().map(|n| n > 0),
-        Some(true),
-        "{report}"
-    );
-    assert_eq!(report["verify"]["clean"], json!(true));
-    assert_eq!(report["switch"]["phase"], json!("done"));
-    let md =
-        ferry_stages::cleanup::render_markdown(&serde_json::from_value(report.clone()).unwrap());
-    assert!(
-        md.contains("retire_forward") && md.contains("| **total** |"),
-        "{md}"
-    );
-    for side in [Side::Source, Side::Target] {
-        assert!(
-            f.ferry_objects(side).await.is_empty(),
-            "Ferry objects left on {side:?}"
-        );
-    }
-    assert!(
-        repo.store()
-            .query(&format!("task#{}", f.task_id), "")
-            .await
-            .unwrap()
-            .is_empty(),
-        "task records left in the store"
-    );
-    let again = f
-        .stage(
-            "cleanup",
-            json!({"task_id": f.task_id, "action": "release"}),
-        )
-        .await;
-    assert_eq!(
-        (again["released"].clone(), again["already"].clone()),
-        (json!(true), json!(true))
-    );
+    release_twice(&f, true).await;
     f.teardown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn switch_waits_while_copying_while_lag_is_high_and_while_the_source_is_written() {
+on_both_targets!(
+    switch_waits_while_copying_while_lag_is_high_and_while_the_source_is_written,
+    super::switch_waits
+);
+
+async fn switch_waits(te: TestEnv) {
     let types = ["schema", "full", "incremental", "reverse"];
     let f = Fixture::new(
+        te,
         "switch-wait",
         &types,
         json!({"chunk_rows": 400, "switch_quiet_seconds": 2}),
@@ -487,10 +589,18 @@ async fn switch_waits_while_copying_while_lag_is_high_and_while_the_source_is_wr
     f.teardown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_kill_after_each_switch_step_and_a_rerun_switch_exactly_once() {
+on_both_targets!(
+    a_kill_after_each_switch_step_and_a_rerun_switch_exactly_once,
+    super::kill_after_each_switch_step
+);
+
+/// On OceanBase (no reverse link) the kills after the two skipped reverse
+/// steps are rerun the same way; the changes flowing back stay MariaDB-only.
+async fn kill_after_each_switch_step(te: TestEnv) {
+    let reverse = !te.is_oceanbase();
     let types = ["schema", "full", "incremental", "reverse"];
     let f = Fixture::new(
+        te,
         "switch-kill",
         &types,
         json!({"chunk_rows": 400, "apply_workers": 2, "switch_quiet_seconds": 1}),
@@ -556,6 +666,20 @@ async fn a_kill_after_each_switch_step_and_a_rerun_switch_exactly_once() {
             "{step}"
         );
     }
+    // A late forward applier is refused.
+    let late = f
+        .try_stage(
+            "incremental-apply",
+            json!({"task_id": f.task_id, "direction": "forward"}),
+        )
+        .await;
+    assert_eq!(late.map(|_| ()).unwrap_err().name(), "Ferry.Fenced");
+    if !reverse {
+        assert_no_reverse(&f, &rec).await;
+        release_twice(&f, false).await;
+        f.teardown().await;
+        return;
+    }
     let start = rec.reverse_start.clone().unwrap();
     let rev = f
         .env
@@ -568,15 +692,6 @@ async fn a_kill_after_each_switch_step_and_a_rerun_switch_exactly_once() {
         rev.position, start,
         "the reverse link starts where the switch recorded, once"
     );
-
-    // A late forward applier is refused.
-    let late = f
-        .try_stage(
-            "incremental-apply",
-            json!({"task_id": f.task_id, "direction": "forward"}),
-        )
-        .await;
-    assert_eq!(late.map(|_| ()).unwrap_err().name(), "Ferry.Fenced");
 
     // Changes on the target flow back exactly.
     let mut t = f.te.admin(Side::Target).await;
@@ -621,5 +736,78 @@ async fn a_kill_after_each_switch_step_and_a_rerun_switch_exactly_once() {
         )
         .await;
     assert_eq!(again["already"], json!(true));
+    f.teardown().await;
+}
+
+/// OceanBase has no binary log without its Binlog Service: a switch of a task
+/// with "reverse" gives up before retiring the forward link, naming the fix,
+/// and the forward link goes on. Without "reverse" the same task switches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_switch_with_reverse_into_oceanbase_gives_up_before_retiring_the_forward_link() {
+    let te = ferry_testkit::env_for(ferry_testkit::Target::Oceanbase);
+    let types = ["schema", "full", "incremental", "reverse"];
+    let options = json!({"chunk_rows": 400, "switch_quiet_seconds": 1});
+    let f = Fixture::with_types(te, "switch-norev", &types, options, true).await;
+    f.plan_and_copy().await;
+    f.catch_up("forward").await;
+    f.wait_same_rows("forward caught up").await;
+    let repo = &f.env.repo;
+    repo.update_flags(&f.task_id, |fl| fl.switch_requested = true)
+        .await
+        .unwrap();
+    let out = f.switch().await.unwrap();
+    assert_eq!(
+        (out["gave_up"].clone(), out["done"].clone()),
+        (json!(true), json!(false)),
+        "{out}"
+    );
+    let reason = out["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("Binlog Service")
+            && reason.contains("Nothing was retired")
+            && reason.contains("without \"reverse\""),
+        "{reason}"
+    );
+    let rec = f.record().await;
+    assert_eq!(rec.phase, SwitchPhase::GaveUp);
+    assert!(!rec.completed("retire_forward"), "{:#?}", rec.steps);
+    let fwd = repo
+        .checkpoint(&f.task_id, Direction::Forward)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!fwd.is_retired(), "the forward link is not retired");
+    assert_eq!(f.state().await, TaskState::Synchronizing);
+    assert!(!repo.flags(&f.task_id).await.unwrap().switch_requested);
+
+    // The forward link goes on.
+    exec(
+        &mut f.te.admin(Side::Source).await,
+        &format!(
+            "UPDATE {} SET note = 'after give-up' WHERE id <= 5",
+            qualified(&f.src_db, "orders")
+        ),
+    )
+    .await;
+    f.catch_up("forward").await;
+    f.wait_same_rows("the forward link applies after the give-up")
+        .await;
+
+    // Without "reverse", the switch completes.
+    repo.update_task(&f.task_id, |t| {
+        t.spec
+            .types
+            .retain(|x| *x != ferry_core::task::MigrationType::Reverse)
+    })
+    .await
+    .unwrap();
+    repo.update_flags(&f.task_id, |fl| fl.switch_requested = true)
+        .await
+        .unwrap();
+    let out = f.switch().await.unwrap();
+    assert_eq!(out["done"], json!(true), "{out}");
+    let rec = f.record().await;
+    assert_no_reverse(&f, &rec).await;
+    release_twice(&f, false).await;
     f.teardown().await;
 }
