@@ -283,3 +283,46 @@ async fn a_filtered_table(te: TestEnv) {
     drop_db(&mut src, &f.src_db).await;
     drop_db(&mut tgt, &f.tgt_db).await;
 }
+
+on_both_targets!(
+    ddl_in_the_stream_is_applied_and_rows_follow,
+    super::ddl_in_the_stream
+);
+
+/// DDL in the binlog goes through the schema stage's translation for the
+/// target: ADD COLUMN with a default, a new `utf8mb4_unicode_ci` table (a
+/// collation OceanBase lacks) and a CONVERT TO that collation; the rows
+/// written around them arrive, and the link never stops.
+async fn ddl_in_the_stream(te: TestEnv) {
+    let f = Fixture::new(te).await;
+    common::stage(&f.env, "plan", json!({"task_id": f.task_id})).await;
+    common::copy_all(&f.env, &f.task_id).await;
+    f.apply().await;
+    let (orders, late) = (qualified(&f.src_db, "orders"), qualified(&f.src_db, "late"));
+    let mut src = f.te.admin(Side::Source).await;
+    for sql in [
+        format!("UPDATE {orders} SET note = '' WHERE id % 10 = 0"),
+        format!("ALTER TABLE {orders} ADD COLUMN c INT DEFAULT 5"),
+        format!("INSERT INTO {orders} VALUES (5000, 1, 'after add', 2.5, NOW(3), 7)"),
+        format!("UPDATE {orders} SET c = 9 WHERE id <= 3"),
+        format!(
+            "CREATE TABLE {late} (id INT NOT NULL PRIMARY KEY, v VARCHAR(20) NULL) \
+             DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
+        ),
+        format!("INSERT INTO {late} VALUES (1, ''), (2, NULL), (3, 'ß')"),
+        format!("ALTER TABLE {late} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"),
+        format!("INSERT INTO {late} VALUES (4, 'after convert')"),
+    ] {
+        exec(&mut src, &sql).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while f.apply().await["caught_up"] != true {
+        assert!(Instant::now() < deadline, "never caught up");
+    }
+    let mut tgt = f.te.admin(Side::Target).await;
+    for name in ["orders", "late", "lines"] {
+        assert_same_rows(&mut src, (&f.src_db, name), &mut tgt, (&f.tgt_db, name)).await;
+    }
+    drop_db(&mut src, &f.src_db).await;
+    drop_db(&mut tgt, &f.tgt_db).await;
+}
