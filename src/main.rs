@@ -10,6 +10,7 @@ mod cmd_precheck;
 mod cmd_run;
 mod cmd_status;
 mod cmd_verify;
+mod console;
 mod context;
 mod dispatch;
 mod progress;
