@@ -122,6 +122,9 @@ pub struct StatusArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Redraw every 2 s, with a small history of the forward link's lag (Ctrl-C ends).
+    #[arg(long, conflicts_with = "json")]
+    pub watch: bool,
 }
 
 impl Cli {
@@ -129,6 +132,9 @@ impl Cli {
         match self.command {
             Command::Run(args) => cmd_run::run(&self.global, args).await,
             Command::Precheck(args) => cmd_precheck::run(&self.global, args).await,
+            Command::Status(args) if args.watch => {
+                crate::status_watch::run(&self.global, args).await
+            }
             Command::Status(args) => cmd_status::run(&self.global, args).await,
             Command::Switch(args) => cmd_control::switch(&self.global, args).await,
             Command::Stop(args) => cmd_control::stop(&self.global, args).await,

@@ -14,6 +14,7 @@ mod console;
 mod context;
 mod dispatch;
 mod progress;
+mod status_watch;
 
 use std::process::ExitCode;
 
@@ -28,7 +29,7 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = cli::Cli::parse();
-    progress::init_tracing();
+    progress::init_tracing_verbose(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
