@@ -14,7 +14,7 @@ use ferry_core::samples::{lag_points, rows_per_second, Series};
 use ferry_core::store::{now_ms, Repo};
 use ferry_core::task::{MigrationType, TaskSpec};
 use ferry_core::FerryError;
-use ferry_local::{SqliteStore, TaskLock};
+use ferry_local::SqliteStore;
 use ferry_stages::switch::{self, SwitchPhase};
 use ferry_stages::verify::{VerifySummary, SUMMARY_SK};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
@@ -162,10 +162,30 @@ fn repo(c: &Shared) -> Repo<SqliteStore> {
 }
 
 /// Whether a `ferry run` (or resume, release) holds the task's lock now.
-/// TODO(liveness): use the store's heartbeat once the liveness work lands; the lock only
-/// says something on this machine.
+///
+/// Read from the kernel's lock table (/proc/locks) without taking the lock: a page
+/// that took it, even for a moment, would make a `ferry run` starting at that
+/// moment refuse to run. Falls back to the pid in the lock file where /proc/locks
+/// cannot be read.
+/// TODO(liveness): use the store's heartbeat once the liveness work lands; the lock
+/// only says something on this machine.
 fn runner_active(c: &Shared, id: &str) -> bool {
-    TaskLock::acquire(&c.state_dir, id).is_err()
+    use std::os::unix::fs::MetadataExt;
+    let path = c.state_dir.join(format!("{id}.lock"));
+    let Ok(meta) = std::fs::metadata(&path) else {
+        return false;
+    };
+    if let Ok(locks) = std::fs::read_to_string("/proc/locks") {
+        let inode = format!(":{}", meta.ino());
+        return locks.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"FLOCK") && f.get(5).is_some_and(|dev_ino| dev_ino.ends_with(&inode))
+        });
+    }
+    std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
 fn liveness(c: &Shared, t: &TaskRecord) -> String {

@@ -70,6 +70,8 @@ fn free_port() -> u16 {
 
 /// chromedriver and a headless Chromium session, both with a deadline.
 async fn browser(profile: &std::path::Path) -> (Killed, Client) {
+    // Both rustls providers are linked (ring and aws-lc-rs): pick one for the WebDriver client.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let port = free_port();
     let driver = Killed(
         Command::new("chromedriver")
@@ -146,10 +148,16 @@ async fn select(c: &Client, name: &str, value: &str) {
 }
 
 async fn click(c: &Client, id: &str) {
-    c.find(Locator::Id(id))
-        .await
-        .unwrap_or_else(|e| panic!("button #{id}: {e}"))
-        .click()
+    // The page a previous click loads may still be on its way.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let el = loop {
+        match c.find(Locator::Id(id)).await {
+            Ok(el) => break el,
+            Err(e) if Instant::now() >= deadline => panic!("button #{id}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    el.click()
         .await
         .unwrap_or_else(|e| panic!("click #{id}: {e}"));
 }
@@ -161,6 +169,18 @@ async fn click_confirmed(c: &Client, id: &str) {
     while c.accept_alert().await.is_err() {
         assert!(Instant::now() < deadline, "no confirmation asked for #{id}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The text of `css` once it contains `needle` (pages load after a click), within 30 s.
+async fn text_with(c: &Client, css: &str, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = text(c, css).await;
+        if t.contains(needle) || Instant::now() >= deadline {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -183,8 +203,12 @@ async fn add_source(c: &Client, base: &str, env: &TestEnv, name: &str, side: Sid
     fill(c, "user", &s.username).await;
     fill(c, "password", s.password.expose()).await;
     click(c, "add-source-submit").await;
-    let msg = text(c, "#msg").await;
-    assert!(msg.contains(&format!("data source {name} saved")), "{msg}");
+    let msg = text_with(c, "#msg", "saved").await;
+    assert!(
+        msg.contains(&format!("data source {name} saved")),
+        "{msg}\n{}",
+        c.source().await.unwrap_or_default()
+    );
 }
 
 /// Inserts and updates on the source until `stop`.
@@ -213,14 +237,36 @@ async fn writer(env: TestEnv, db: String, stop: Arc<AtomicBool>) -> u64 {
     n
 }
 
-async fn wait_for<F, Fut>(what: &str, secs: u64, mut ok: F)
+/// What the console's child processes (`ferry run`, `release`, ...) printed.
+fn child_logs(ferry: &Ferry) -> String {
+    let mut out = String::new();
+    if let Ok(dir) = std::fs::read_dir(ferry.state_dir.join("console")) {
+        for e in dir.flatten() {
+            if e.path().extension().is_some_and(|x| x == "log") {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                out.push_str(&format!("--- {}\n{text}\n", e.path().display()));
+            }
+        }
+    }
+    out
+}
+
+async fn wait_for<F, Fut>(b: &Client, ferry: &Ferry, what: &str, secs: u64, mut ok: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !ok().await {
-        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        if Instant::now() >= deadline {
+            let path = shot(b, "timeout").await;
+            panic!(
+                "{what}: not within {secs} s (screenshot {}):\n{}\n{}",
+                path.display(),
+                text(b, "main").await,
+                child_logs(ferry)
+            );
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -266,7 +312,7 @@ async fn a_migration_from_the_console_in_a_real_browser() {
 
     // Test: the connectivity and privilege items of the precheck.
     click(&b, "test-src").await;
-    let result = text(&b, "#test-result").await;
+    let result = text_with(&b, "#test-result", "every check passed").await;
     assert!(
         result.contains("every check passed"),
         "{result}\n{}",
@@ -291,11 +337,11 @@ async fn a_migration_from_the_console_in_a_real_browser() {
     fill(&b, "slice_seconds", "10").await;
     shot(&b, "4-objects").await;
     click(&b, "make-task-file").await;
-    let json_text = text(&b, "#task-json").await;
+    let json_text = text_with(&b, "#task-json", &db).await;
     assert!(json_text.contains(&format!("{db}.*")), "{json_text}");
     shot(&b, "5-task-file").await;
     click(&b, "run-precheck").await;
-    let pre = text(&b, "#precheck-result").await;
+    let pre = text_with(&b, "#precheck-result", "passed").await;
     assert!(
         pre.contains("precheck passed"),
         "{pre}\n{}",
@@ -310,15 +356,21 @@ async fn a_migration_from_the_console_in_a_real_browser() {
     let page_url = format!("{base}/tasks/{task_id}?live=0");
 
     // It copies and catches up: the forward link's lag chart gets points.
-    wait_for("the lag chart drawn with points", 180, || async {
-        b.goto(&page_url).await.ok();
-        let points = b
-            .find_all(Locator::Css("#chart-lag-forward circle"))
-            .await
-            .map(|v| v.len())
-            .unwrap_or(0);
-        points >= 3
-    })
+    wait_for(
+        &b,
+        &ferry,
+        "the lag chart drawn with points",
+        180,
+        || async {
+            b.goto(&page_url).await.ok();
+            let points = b
+                .find_all(Locator::Css("#chart-lag-forward circle"))
+                .await
+                .map(|v| v.len())
+                .unwrap_or(0);
+            points >= 3
+        },
+    )
     .await;
     let steps = text(&b, "#steps .current").await;
     assert_eq!(steps, "incremental", "the steps bar marks the current step");
@@ -342,7 +394,7 @@ async fn a_migration_from_the_console_in_a_real_browser() {
     assert!(writes > 20, "the writer made only {writes} changes");
     b.goto(&page_url).await.unwrap();
     click_confirmed(&b, "switch").await;
-    wait_for("the switch to finish", 180, || async {
+    wait_for(&b, &ferry, "the switch to finish", 180, || async {
         b.goto(&page_url).await.ok();
         text(&b, "#switch-phase").await.contains("done")
     })
@@ -352,12 +404,12 @@ async fn a_migration_from_the_console_in_a_real_browser() {
 
     // Release: the final report replaces the task page.
     click_confirmed(&b, "release").await;
-    wait_for("the release to finish", 120, || async {
+    wait_for(&b, &ferry, "the release to finish", 120, || async {
         b.goto(&page_url).await.ok();
         text(&b, "#state").await == "released"
     })
     .await;
-    let report = text(&b, "#final-report").await;
+    let report = text_with(&b, "#final-report", &task_id).await;
     assert!(report.contains(&task_id), "{report}");
     shot(&b, "10-released").await;
     b.close().await.ok();
