@@ -5,7 +5,7 @@
 #
 # Provides: FERRY_ROOT (repo root, found from this file's path), log/die,
 # now_ms/elapsed, ensure_apt_packages BIN:PKG..., ensure_pip BIN SPEC,
-# ensure_testenv_tools.
+# ensure_testenv_tools, xsum_columns_sql/xsum_select (a checksum MariaDB and OceanBase compute alike).
 
 # Debian keeps mariadbd, mariadb-install-db and runuser in sbin; CI PATHs may not.
 case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH="$PATH:/usr/sbin:/sbin" ;; esac
@@ -129,12 +129,85 @@ ensure_pip() {
     fi
 }
 
-# What scripts/testenv needs: MariaDB server + client, sysbench, python3, curl, moto server.
+# What scripts/testenv needs: MariaDB server + client, sysbench, python3, curl, moto server,
+# and for the OceanBase server pip (downloads the seekdb wheel) and unzip (unpacks it).
 ensure_testenv_tools() {
     ensure_apt_packages \
         python3:python3 curl:curl flock:util-linux setsid:util-linux \
         mariadbd:mariadb-server mariadb-install-db:mariadb-server \
         mariadb:mariadb-client mariadb-admin:mariadb-client \
-        sysbench:sysbench
+        sysbench:sysbench unzip:unzip
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        apt_install python3-pip
+    fi
     ensure_pip moto_server 'moto[server]'
+}
+
+# ---------------------------------------------------------------- cross-engine table checksum
+# CHECKSUM TABLE depends on the engine's row format, so it differs between MariaDB and OceanBase
+# for equal rows. These two build a checksum both compute alike: COUNT(*) and the SUM (order
+# independent, duplicates not cancelling) of CRC32 over each row's text, with
+#   DATETIME/TIMESTAMP  DATE_FORMAT(c, '%Y-%m-%d %H:%i:%s.%f')   (run with time_zone '+00:00')
+#   TIME                TIME_FORMAT(c, '%H:%i:%s.%f')
+#   FLOAT/DOUBLE        c + 0e0  (both print the shortest round-trip form)
+#   BIT                 c + 0
+#   binary strings      HEX(c)
+#   JSON                JSON_LENGTH(c) '/' JSON_DEPTH(c): only the shape. OceanBase stores JSON in
+#                       binary form and prints it with sorted keys, its own spacing and
+#                       normalised numbers (0.0700 -> 0.07), so the text is not comparable: a
+#                       weaker check for JSON columns
+#   everything else     the column's text (DECIMAL keeps its scale on both)
+# and NULLs marked by an ISNULL() flag per nullable column (CONCAT_WS skips NULLs).
+#
+#   cols="$(client_on_the_source -e "$(xsum_columns_sql DB TABLE)")"   # MariaDB/MySQL source
+#   query="$(xsum_select DB TABLE <<<"$cols")"
+#   client -e "SET time_zone = '+00:00'; $query"   -> "ROWS<TAB>SUM" (same on both sides)
+
+# xsum_columns_sql DB TABLE: SQL listing the table's columns as "name<TAB>kind<TAB>nullable".
+# MariaDB's JSON is LONGTEXT with a json_valid() check: that check marks it as JSON.
+xsum_columns_sql() {
+    cat <<SQL
+SELECT c.COLUMN_NAME,
+       CASE
+         WHEN c.DATA_TYPE = 'json' OR EXISTS (
+              SELECT 1 FROM information_schema.CHECK_CONSTRAINTS k
+              WHERE k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME
+                AND REPLACE(k.CHECK_CLAUSE, '\`', '') = CONCAT('json_valid(', c.COLUMN_NAME, ')'))
+           THEN 'json'
+         WHEN c.DATA_TYPE IN ('datetime', 'timestamp') THEN 'datetime'
+         WHEN c.DATA_TYPE = 'time' THEN 'time'
+         WHEN c.DATA_TYPE IN ('float', 'double', 'real') THEN 'float'
+         WHEN c.DATA_TYPE = 'bit' THEN 'bit'
+         WHEN c.DATA_TYPE IN ('binary', 'varbinary', 'tinyblob', 'blob', 'mediumblob', 'longblob') THEN 'binary'
+         ELSE 'text'
+       END,
+       c.IS_NULLABLE
+FROM information_schema.COLUMNS c
+WHERE c.TABLE_SCHEMA = '$1' AND c.TABLE_NAME = '$2'
+ORDER BY c.ORDINAL_POSITION
+SQL
+}
+
+# xsum_select DB TABLE [WHERE]: reads xsum_columns_sql's output on stdin, prints the SELECT.
+xsum_select() {
+    awk -F'\t' -v db="$1" -v t="$2" -v where="${3:-}" '
+        function q(n) { gsub(/`/, "``", n); return "`" n "`" }
+        NF >= 3 {
+            c = q($1)
+            if ($2 == "datetime") e = "DATE_FORMAT(" c ", '\''%Y-%m-%d %H:%i:%s.%f'\'')"
+            else if ($2 == "time") e = "TIME_FORMAT(" c ", '\''%H:%i:%s.%f'\'')"
+            else if ($2 == "float") e = "(" c " + 0e0)"
+            else if ($2 == "bit") e = "(" c " + 0)"
+            else if ($2 == "binary") e = "HEX(" c ")"
+            else if ($2 == "json") e = "CONCAT(JSON_LENGTH(" c "), '\''/'\'', JSON_DEPTH(" c "))"
+            else e = c
+            exprs = exprs (n++ ? ", " : "") e
+            if ($3 == "YES") nulls = nulls (m++ ? ", " : "") "ISNULL(" c ")"
+        }
+        END {
+            if (n == 0) { print "no columns for " db "." t > "/dev/stderr"; exit 1 }
+            if (m > 0) exprs = exprs ", CONCAT(" nulls ")"
+            printf "SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS('\''#'\'', %s))), 0) FROM %s.%s%s\n",
+                exprs, q(db), q(t), (where != "" ? " WHERE " where : "")
+        }'
 }

@@ -255,6 +255,8 @@ struct CloudStatus {
     stage: Option<String>,
     updated_ms: Option<u64>,
     last_error: Option<ErrorInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attention: Option<ferry_core::model::Attention>,
     precheck_ok: Option<bool>,
     chunks: ChunkSummary,
     flags: ControlFlags,
@@ -302,6 +304,7 @@ async fn collect_status(
             .and_then(|t| t.stage.clone()),
         updated_ms: task.as_ref().map(|t| t.updated_ms),
         last_error: task.as_ref().and_then(|t| t.last_error.clone()),
+        attention: task.as_ref().and_then(|t| t.attention.clone()),
         precheck_ok: task
             .as_ref()
             .and_then(|t| t.precheck.as_ref().map(|p| p.ok)),
@@ -352,6 +355,9 @@ fn render(s: &CloudStatus) -> String {
             "state",
             "not registered yet (the precheck registers the task)".into(),
         ),
+    }
+    if let Some(a) = &s.attention {
+        line("ATTENTION", a.message(&s.task_id));
     }
     if let Some(e) = &s.last_error {
         line("last error", format!("{}: {}", e.name, e.message));

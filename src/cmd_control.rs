@@ -30,7 +30,8 @@ pub struct ControlArgs {
     /// or gave up; release: for a running `ferry run` to stop).
     #[arg(long, value_name = "SECONDS")]
     pub wait: Option<u64>,
-    /// Release: leave a database that cannot be reached as it is (the report says so).
+    /// Release: leave a database that cannot be reached as it is (the report says so). Switch: switch
+    /// even though a verify found differences nothing resolved yet (recorded in the switch's steps).
     #[arg(long)]
     pub force: bool,
     /// Resume: longest time one stage call may run (default: the task's options.slice_seconds).
@@ -58,7 +59,22 @@ pub async fn switch(global: &Global, args: ControlArgs) -> Result<u8, Failure> {
         ))
         .into());
     }
-    repo.update_flags(id, |f| f.switch_requested = true).await?;
+    if let Some(attention) = &task.attention {
+        if args.force {
+            println!(
+                "warning: task {id} has unresolved verify differences ({} difference(s)); --force switches anyway \
+                 and this is recorded in the switch's steps",
+                attention.differences
+            );
+        } else {
+            println!("note: {}", attention.message(id));
+        }
+    }
+    repo.update_flags(id, |f| {
+        f.switch_requested = true;
+        f.switch_force = f.switch_force || args.force;
+    })
+    .await?;
     println!(
         "switch requested for task {id}: it starts once the full copy is done, the forward lag is at most {} ms and the \
          source had no write for {} s; `ferry status {id}` shows each step",
@@ -79,6 +95,18 @@ pub async fn switch(global: &Global, args: ControlArgs) -> Result<u8, Failure> {
             Some(SwitchPhase::GaveUp) => {
                 let reason = rec.and_then(|r| r.reason).unwrap_or_default();
                 return Err(FerryError::Stopped(format!("the switch gave up: {reason}")).into());
+            }
+            _ if repo.task(id).await?.state == TaskState::Failed => {
+                let task = repo.task(id).await?;
+                let error = task
+                    .last_error
+                    .map(|e| format!("{}: {}", e.name, e.message))
+                    .unwrap_or_else(|| "no error recorded".into());
+                return Err(FerryError::Stopped(format!(
+                    "the switch of task {id} failed: {error}. `ferry status {id}` shows the steps done; fix the cause \
+                     and run `ferry resume {id}`: the switch continues from its last completed step"
+                ))
+                .into());
             }
             _ if Instant::now() >= deadline => {
                 let reason = rec

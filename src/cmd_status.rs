@@ -23,6 +23,9 @@ struct Status {
     created_ms: u64,
     updated_ms: u64,
     last_error: Option<ErrorInfo>,
+    /// Verify differences nothing resolved yet (the switch refuses while set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attention: Option<ferry_core::model::Attention>,
     precheck: Option<PrecheckSummary>,
     snapshot: Option<String>,
     tables: Vec<TableStatus>,
@@ -127,6 +130,7 @@ fn build(
         created_ms: task.created_ms,
         updated_ms: task.updated_ms,
         last_error: task.last_error,
+        attention: task.attention,
         precheck: task.precheck.as_ref().map(precheck_summary),
         snapshot: task.snapshot.map(|s| s.position.to_string()),
         tables,
@@ -209,6 +213,9 @@ fn render(s: &Status) -> String {
         "state",
         format!("{}{stage}, updated {}", s.state, ago(s.updated_ms)),
     );
+    if let Some(a) = &s.attention {
+        line("ATTENTION", a.message(&s.task_id));
+    }
     if let Some(e) = &s.last_error {
         let with_report = s.precheck.as_ref().is_some_and(|p| p.report.is_some());
         let message = if e.name == "Ferry.PrecheckFailed" && with_report {

@@ -1,10 +1,39 @@
 # shellcheck shell=bash
 # Helpers for the benchmarks in scripts/bench/. Source it after scripts/lib.sh.
 #
-# Provides: bench_env (loads the testenv, sets SRC_PORT/TGT_PORT/ADMIN_*), sql SIDE [DB] (admin
+# Provides: bench_target_arg ARGS... (parses --target mariadb|oceanbase into TARGET_KIND),
+# bench_env (loads the testenv, sets SRC_PORT/TGT_PORT/ADMIN_*), sql SIDE [DB] (admin
 # client on the source or target, reads SQL on stdin or from -e), time_cmd OUT_SECONDS CMD...,
 # median N..., rows_per_s ROWS SECONDS, peak_rss_mib TIME_V_LOG, set_buffer_pools (with
 # restore_buffer_pools on EXIT), server_cpu_ms SIDE.
+#
+# The target is the MariaDB target server, or with --target oceanbase the OceanBase (seekdb)
+# server of scripts/testenv (same admin user and password; no binary log, no buffer pool knob).
+
+TARGET_KIND=mariadb
+# bench_target_arg ARGS...: accepts only --target mariadb|oceanbase (and --help, handled by the caller).
+bench_target_arg() {
+    while (($# > 0)); do
+        case "$1" in
+        --target)
+            TARGET_KIND="${2:-}"
+            shift
+            ;;
+        --target=*) TARGET_KIND="${1#--target=}" ;;
+        -h | --help)
+            sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+            exit 0
+            ;;
+        *) die "unknown argument: $1 (usage: $0 [--target mariadb|oceanbase])" ;;
+        esac
+        shift
+    done
+    case "$TARGET_KIND" in
+    mariadb | oceanbase) ;;
+    *) die "--target must be mariadb or oceanbase, not '$TARGET_KIND'" ;;
+    esac
+    export TARGET_KIND
+}
 
 bench_env() {
     local envfile
@@ -12,6 +41,10 @@ bench_env() {
     eval "$envfile"
     SRC_PORT="$FERRY_TEST_SOURCE_PORT"
     TGT_PORT="$FERRY_TEST_TARGET_PORT"
+    if [[ "$TARGET_KIND" == oceanbase ]]; then
+        TGT_PORT="${FERRY_TEST_OB_PORT:-}"
+        [[ -n "$TGT_PORT" ]] || die "no OceanBase server in the test environment: run scripts/testenv up"
+    fi
     ADMIN_USER="$FERRY_TEST_ADMIN_USER"
     ADMIN_PW="$FERRY_TEST_ADMIN_PASSWORD"
     export SRC_PORT TGT_PORT ADMIN_USER ADMIN_PW
@@ -72,10 +105,12 @@ set_buffer_pools() {
     local want="${FERRY_BENCH_BUFFER_POOL:-1073741824}"
     ((want > 0)) || return 0
     for side in source target; do
+        # OceanBase has no InnoDB buffer pool (its memory is the server's memory_limit).
+        [[ "$side" == target && "$TARGET_KIND" == oceanbase ]] && continue
         OLD_POOL[$side]="$(sql "$side" -e "SELECT @@innodb_buffer_pool_size")"
         sql "$side" -e "SET GLOBAL innodb_buffer_pool_size = $want"
     done
-    log "buffer pools: $want bytes on both servers for the run (were ${OLD_POOL[source]} / ${OLD_POOL[target]})"
+    log "buffer pools: $want bytes for the run (were: ${OLD_POOL[*]}; $TARGET_KIND target)"
 }
 restore_buffer_pools() {
     local side
@@ -88,6 +123,10 @@ restore_buffer_pools() {
 # The test servers run on this machine; the difference over a command is its cost in the server.
 server_cpu_ms() {
     local pid
-    pid="$(cat "$(sql "$1" -e "SELECT @@pid_file")")" || die "cannot read the $1 server's pid"
+    if [[ "$1" == target && "$TARGET_KIND" == oceanbase ]]; then
+        pid="$(cat "$FERRY_TEST_OB_DIR/run/seekdb.pid")" || die "cannot read the OceanBase server's pid"
+    else
+        pid="$(cat "$(sql "$1" -e "SELECT @@pid_file")")" || die "cannot read the $1 server's pid"
+    fi
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / hz }' "/proc/$pid/stat"
 }

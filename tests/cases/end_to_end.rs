@@ -1,10 +1,12 @@
 //! A whole embedded migration (`ferry run`) of tables covering MariaDB's column
 //! types, compared row by row, column by column with the source afterwards.
 
-use ferry_testkit::{env, exec, recreate_db, unique_name, Side};
+use ferry_testkit::{env, exec, on_both_targets, recreate_db, unique_name, Side, TestEnv};
 use serde_json::json;
 
-use crate::common::{admin_exec, assert_tables_equal, drop_everywhere, fill_numbered, task, Ferry};
+use crate::common::{
+    admin_exec, assert_tables_equal, drop_everywhere, fill_numbered, task, task_for, Ferry,
+};
 
 const TABLES: &[&str] = &["types", "composite", "ubig", "numbered", "empty_one"];
 
@@ -52,9 +54,12 @@ fn fixtures(db: &str) -> Vec<String> {
     ]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_run_copies_every_type_exactly() {
-    let env = env();
+on_both_targets!(
+    embedded_run_copies_every_type_exactly,
+    super::embedded_run_copies_every_type_exactly
+);
+
+async fn embedded_run_copies_every_type_exactly(env: TestEnv) {
     let db = unique_name("e2e");
     let mut src = env.admin(Side::Source).await;
     recreate_db(&mut src, &db).await;
@@ -68,7 +73,10 @@ async fn embedded_run_copies_every_type_exactly() {
     let ferry = Ferry::standard(&env);
     let task_id = unique_name("e2e-task").replace('_', "-");
     let options = json!({"chunk_rows": 3, "concurrency": 4, "batch_rows": 50});
-    let file = ferry.task_file("task.json", &task(&task_id, &[format!("{db}.*")], options));
+    let file = ferry.task_file(
+        "task.json",
+        &task_for(&env, &task_id, &[format!("{db}.*")], options),
+    );
     let out = ferry.migrate(&file).await;
     out.assert_ok("ferry run");
     assert!(

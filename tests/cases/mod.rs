@@ -4,5 +4,6 @@ mod console;
 mod definition;
 mod end_to_end;
 mod examples;
+mod oceanbase;
 mod resume;
 mod secrets_hidden;

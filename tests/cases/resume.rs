@@ -91,7 +91,7 @@ async fn wait_for_verify_summary(
 }
 
 /// Wait (bounded) until at least `done` chunks are done, failing if the run ends first.
-async fn wait_for_done_chunks(
+pub(crate) async fn wait_for_done_chunks(
     ferry: &Ferry,
     child: &mut std::process::Child,
     task_id: &str,
@@ -119,7 +119,7 @@ async fn wait_for_done_chunks(
 }
 
 /// Wait (bounded) for a `ferry run` asked to stop to exit.
-async fn wait_for_exit(
+pub(crate) async fn wait_for_exit(
     child: &mut std::process::Child,
     within: Duration,
 ) -> std::process::ExitStatus {

@@ -250,6 +250,13 @@ pub fn task(task_id: &str, include: &[String], options: Value) -> Value {
     })
 }
 
+/// [`task`] for the target of `env` (MariaDB or OceanBase).
+pub fn task_for(env: &TestEnv, task_id: &str, include: &[String], options: Value) -> Value {
+    let mut t = task(task_id, include, options);
+    t["target"]["dialect"] = json!(env.target_dialect);
+    t
+}
+
 /// Run each statement on `side`'s admin connection.
 pub async fn admin_exec(env: &TestEnv, side: Side, statements: &[String]) {
     let mut c = env.admin(side).await;

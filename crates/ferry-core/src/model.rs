@@ -93,6 +93,36 @@ pub struct TaskRecord {
     /// Whether plan finished (tables created and chunks recorded).
     #[serde(default)]
     pub planned: bool,
+    /// Differences a verify found that nothing resolved yet: the switch refuses
+    /// while this is set (unless forced), and `ferry status` says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<Attention>,
+}
+
+/// A verify run's differences, waiting for the operator (or a repair).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attention {
+    pub differences: u64,
+    #[serde(default)]
+    pub unsettled: u64,
+    /// The verify run that found them.
+    pub run_id: String,
+    pub at_ms: u64,
+}
+
+impl Attention {
+    /// `attention: N differences, see the report`, with the way out.
+    pub fn message(&self, task_id: &str) -> String {
+        let mut what = format!("{} difference(s)", self.differences);
+        if self.unsettled > 0 {
+            what.push_str(&format!(" and {} unsettled chunk(s)", self.unsettled));
+        }
+        format!(
+            "attention: {what}, see `ferry status {task_id}` and `ferry verify {task_id} --mode recheck --report FILE`; \
+             `ferry verify {task_id} --repair` rewrites them with the source as truth and verifies again; \
+             the switch waits until a verify is clean (`ferry switch {task_id} --force` overrides, recorded)"
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -289,6 +319,9 @@ pub struct ControlFlags {
     pub switch_requested: bool,
     #[serde(default)]
     pub stop_requested: bool,
+    /// The operator switched despite unresolved verify differences (`--force`).
+    #[serde(default)]
+    pub switch_force: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -124,6 +124,7 @@ impl<S: ItemStore> Repo<S> {
             snapshot: None,
             copy_finished: None,
             planned: false,
+            attention: None,
         };
         if self
             .store

@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use ferry_core::model::Direction;
 use ferry_core::position::BinlogPosition;
 use ferry_core::store::now_ms;
+use ferry_core::task::Dialect;
 use ferry_core::FerryError;
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::*;
@@ -50,6 +51,7 @@ use crate::binlog::{
     RowOp, TableFilter, TableInfo,
 };
 use crate::conn::{classify, qualified, quote_ident, Endpoint};
+use crate::dialect::TargetContext;
 
 // ------------------------------------------------------------------ failpoints
 
@@ -1171,6 +1173,9 @@ pub struct LinkConfig {
     pub group_delay: Duration,
     /// Counters the run keeps up to date while it runs, for a caller that samples them.
     pub live: Arc<LiveLink>,
+    /// The written side's dialect and capabilities: DDL from the binlog is
+    /// translated for it like the schema stage's tables (None: names only).
+    pub ddl_target: Option<(Dialect, TargetContext)>,
 }
 
 /// A running link's figures so far, readable from another task while it runs.
@@ -1216,6 +1221,7 @@ impl LinkConfig {
             group_rows: 10_000,
             group_delay: Duration::from_millis(200),
             live: Arc::new(LiveLink::new()),
+            ddl_target: None,
         }
     }
 }
@@ -1865,6 +1871,25 @@ impl Pipeline {
             None => (db.to_string(), t.to_string()),
         };
         let _ = &self.target;
+        let text = self.rewrite_names(d, sql, map);
+        match &self.cfg.ddl_target {
+            Some((dialect, ctx)) => {
+                let (out, notes) = crate::dialect::translate_statement(&text, *dialect, ctx);
+                for n in notes {
+                    tracing::info!(statement = %out, "DDL translated for the target: {n}");
+                }
+                out
+            }
+            None => text,
+        }
+    }
+
+    fn rewrite_names(
+        &self,
+        d: &ddl::Ddl,
+        sql: &str,
+        map: impl Fn(&str, &str) -> (String, String),
+    ) -> String {
         match d.kind {
             DdlKind::DropTable
                 if d.names

@@ -131,7 +131,9 @@ pub fn classify(e: mysql_async::Error, what: &str) -> FerryError {
             match se.code {
                 // lock wait timeout, deadlock, too many connections, server shutdown,
                 // connection killed, query interrupted, read-only during failover
-                1205 | 1213 | 1040 | 1053 | 1927 | 1317 | 1290 | 2006 | 2013 | 1158 | 1159 | 1160 | 1161 => {
+                // (OceanBase: 5066 "Session interrupted", its KILL QUERY/1317)
+                1205 | 1213 | 1040 | 1053 | 1927 | 1317 | 1290 | 2006 | 2013 | 1158 | 1159 | 1160 | 1161
+                | 5066 => {
                     FerryError::Transient(msg)
                 }
                 1045 => FerryError::ConnectFailed(msg),

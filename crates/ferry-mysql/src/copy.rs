@@ -7,7 +7,11 @@
 //! target unless every row was read and written, so a chunk copied twice, or
 //! copied again after a crash or a killed connection mid-chunk, leaves exactly
 //! the source's rows of that range as of the last successful copy's snapshot
-//! (idempotent). Memory is bounded: rows stream from the source through a
+//! (idempotent). OceanBase differs for LOAD DATA: it commits the session's
+//! open transaction (the range DELETE) and loads as one transaction of its
+//! own, all or nothing (measured on 4.3.5). There a failed chunk leaves its
+//! range empty, never partial or mixed; the chunk stays unfinished and its
+//! retry fills the range, so the end state is the same. Memory is bounded: rows stream from the source through a
 //! small channel of batches (`batch_rows` rows or `batch_bytes` bytes each)
 //! into the target; a chunk is never held whole.
 //!
@@ -200,6 +204,38 @@ pub async fn local_infile_enabled(dst: &mut Conn) -> bool {
     matches!(v, Ok(Some(s)) if s == "1" || s.eq_ignore_ascii_case("ON"))
 }
 
+/// Why `LOAD DATA LOCAL INFILE` cannot be used on this target, or None when it
+/// can: `local_infile` must be on, and OceanBase also asks for the FILE
+/// privilege (MySQL and MariaDB do not for LOCAL), which `SHOW GRANTS` tells.
+pub async fn load_data_refusal(dst: &mut Conn) -> Option<String> {
+    if !local_infile_enabled(dst).await {
+        return Some("the target has local_infile off".into());
+    }
+    let comment: Option<String> = dst
+        .query_first("SELECT @@version_comment")
+        .await
+        .ok()
+        .flatten();
+    if !comment.is_some_and(|c| c.to_ascii_lowercase().contains("oceanbase")) {
+        return None;
+    }
+    let grants: Vec<String> = dst.query("SHOW GRANTS").await.unwrap_or_default();
+    if grants.iter().any(|g| has_file_privilege(g)) {
+        return None;
+    }
+    Some("OceanBase allows LOAD DATA LOCAL only with the FILE privilege, which the target user lacks".into())
+}
+
+/// Whether a `SHOW GRANTS` line gives FILE (or everything) on `*.*`.
+pub fn has_file_privilege(grant: &str) -> bool {
+    let g = grant.to_ascii_uppercase();
+    let Some((privs, rest)) = g.strip_prefix("GRANT ").and_then(|x| x.split_once(" ON ")) else {
+        return false;
+    };
+    rest.trim_start().starts_with("*.*")
+        && (privs.contains("ALL PRIVILEGES") || privs.split(',').any(|p| p.trim() == "FILE"))
+}
+
 /// `[lower, upper)` of a chunk for messages, e.g. `[(10), (20))` or `[-inf, (5, 'x'))`.
 pub fn describe_range(chunk: &ChunkRecord) -> String {
     let key = |k: &Option<Vec<KeyValue>>, inf: &str| match k {
@@ -271,6 +307,12 @@ impl ChunkSql {
 }
 
 /// `LOAD DATA LOCAL INFILE` with hex-carried columns decoded by `UNHEX`.
+///
+/// Every line ends with one more, empty field read into `@ferry_end` and
+/// thrown away: OceanBase (4.3, MySQL mode) loads an empty *last* field of a
+/// line as NULL whatever the column's type, while an empty field in any other
+/// position stays `''`. With the sentinel no column is ever last, so `''` and
+/// `\N` keep their meaning on every target (one byte per row).
 fn load_data_sql(target: &str, names: &[String], kinds: &[Kind]) -> String {
     let mut fields = Vec::with_capacity(names.len());
     let mut sets = Vec::new();
@@ -287,12 +329,45 @@ fn load_data_sql(target: &str, names: &[String], kinds: &[Kind]) -> String {
     } else {
         format!(" SET {}", sets.join(", "))
     };
+    fields.push(LOAD_DATA_SENTINEL.to_string());
     format!(
         "LOAD DATA LOCAL INFILE 'ferry-chunk' REPLACE INTO TABLE {target} CHARACTER SET utf8mb4 \
          FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({}){set}",
         fields.join(", ")
     )
 }
+
+/// The write method for this table: `wanted`, except that OceanBase's
+/// `LOAD DATA` parser refuses an identifier with a (doubled) backtick in it
+/// (4.3.5: "Parse error" for `` `b``t` `` as table, database or column name,
+/// where INSERT takes it), so such a table is written with INSERTs there.
+/// The server is asked only for such a rare name.
+async fn write_method_for(
+    dst: &mut Conn,
+    table: &TableInfo,
+    target: (&str, &str),
+    wanted: WriteMethod,
+) -> WriteMethod {
+    let backtick = target.0.contains('`')
+        || target.1.contains('`')
+        || table.columns.iter().any(|c| c.name.contains('`'));
+    if wanted != WriteMethod::LoadData || !backtick {
+        return wanted;
+    }
+    let comment: Option<String> = dst
+        .query_first("SELECT @@version_comment")
+        .await
+        .ok()
+        .flatten();
+    if comment.is_some_and(|c| c.to_ascii_lowercase().contains("oceanbase")) {
+        WriteMethod::Insert
+    } else {
+        wanted
+    }
+}
+
+/// The user variable that takes each LOAD DATA line's empty last field.
+const LOAD_DATA_SENTINEL: &str = "@ferry_end";
 
 /// Copy one chunk; see the module invariant. On error the connections may be
 /// mid-statement or mid-transaction: the caller must discard them (`disconnect`).
@@ -313,6 +388,11 @@ pub async fn copy_chunk(
         table.full_name(),
         describe_range(chunk)
     );
+    let method = write_method_for(dst, table, target, opts.method).await;
+    let opts = &CopyOptions {
+        method,
+        ..opts.clone()
+    };
     let sql = ChunkSql::new(table, target, chunk, filter, opts.method)?;
     let src_what = format!("source: reading {what}");
     let dst_what = format!(
@@ -341,7 +421,9 @@ pub async fn copy_chunk(
     dst.exec_drop(sql.delete.as_str(), sql.params.clone())
         .await
         .map_err(|e| classify(e, &dst_what))?;
-    let stats = stream_rows(src, dst, &sql, opts, limiter, &src_what, &dst_what).await?;
+    let stats = stream_rows(src, dst, &sql, opts, limiter, &src_what, &dst_what)
+        .await
+        .map_err(|e| explain_spatial_refusal(e, &sql.kinds))?;
     dst.query_drop("COMMIT")
         .await
         .map_err(|e| classify(e, &dst_what))?;
@@ -499,7 +581,8 @@ impl<'a> Batch<'a> {
                     }
                     write_infile(&mut self.buf, value(i)?, *kind)?;
                 }
-                self.buf.push(b'\n');
+                // The empty sentinel field (see `load_data_sql`).
+                self.buf.extend_from_slice(b"\t\n");
             }
             WriteMethod::Insert => {
                 self.buf.extend_from_slice(if self.rows == 0 {
@@ -610,6 +693,15 @@ async fn write_inserts(
     Ok(rows)
 }
 
+/// OceanBase's note that a generated column was created under another
+/// `sql_mode` than the session's ("System variable 'sql_mode' is different
+/// from the old value solidified for 'col'"): OceanBase records ("solidifies")
+/// the sql_mode at creation and evaluates the expression under it. Ferry never
+/// writes a generated column (the target computes it), so this says nothing
+/// about a copied value; the copy's own sql_mode differs from the schema
+/// stage's session by design (`target_sql_mode`).
+const OB_SOLIDIFIED_SQL_MODE: u32 = 5540;
+
 /// A warning means a value did not land exactly: fail the chunk with the server's words.
 async fn check_warnings(dst: &mut Conn, what: &str) -> Result<(), FerryError> {
     let n = dst.get_warnings();
@@ -617,13 +709,19 @@ async fn check_warnings(dst: &mut Conn, what: &str) -> Result<(), FerryError> {
         return Ok(());
     }
     let shown: Vec<(String, u32, String)> = dst
-        .query("SHOW WARNINGS LIMIT 3")
+        .query("SHOW WARNINGS LIMIT 64")
         .await
         .map_err(|e| classify(e, what))?;
-    let text: Vec<String> = shown
-        .into_iter()
+    let about_values: Vec<String> = shown
+        .iter()
+        .filter(|(_, code, _)| *code != OB_SOLIDIFIED_SQL_MODE)
         .map(|(level, code, msg)| format!("{level} {code}: {msg}"))
         .collect();
+    // More warnings than were shown: some may be about values.
+    if about_values.is_empty() && n as usize <= shown.len() {
+        return Ok(());
+    }
+    let text: Vec<&str> = about_values.iter().take(3).map(String::as_str).collect();
     Err(FerryError::ChunkFailed(format!(
         "{what}: the target reported {n} warning(s), so some value would not be stored exactly: {}. \
          Make the target column able to hold the source's values (type, length, character set), then retry.",
@@ -631,10 +729,43 @@ async fn check_warnings(dst: &mut Conn, what: &str) -> Result<(), FerryError> {
     )))
 }
 
+/// OceanBase refuses a geometry whose SRID it has no spatial reference
+/// system for (MySQL error 1416 "Cannot get geometry object" from LOAD DATA
+/// or a binary literal, 3548 from `ST_GeomFromText`); OceanBase seekdb knows
+/// only SRID 0. The value cannot be stored as it is, so the chunk fails, and
+/// the message says why and what to do instead of the server's bare words.
+fn explain_spatial_refusal(e: FerryError, kinds: &[Kind]) -> FerryError {
+    let spatial = kinds.contains(&Kind::Geometry);
+    match e {
+        FerryError::ChunkFailed(m)
+            if spatial && (m.contains("(MySQL error 1416)") || m.contains("(MySQL error 3548)")) =>
+        {
+            FerryError::ChunkFailed(format!(
+                "{m}. The target refused a spatial value: it stores a geometry only when its SRID is one of \
+                 the target's spatial reference systems (information_schema.ST_SPATIAL_REFERENCE_SYSTEMS; \
+                 OceanBase seekdb has only SRID 0). Find the source's SRIDs with SELECT DISTINCT ST_SRID(col), \
+                 and migrate this table to a target that defines them, or exclude the table"
+            ))
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ferry_core::model::ChunkState;
+
+    #[test]
+    fn file_privilege_from_grants() {
+        assert!(has_file_privilege(
+            "GRANT SELECT, FILE, INSERT ON *.* TO 'u'"
+        ));
+        assert!(has_file_privilege("GRANT ALL PRIVILEGES ON *.* TO 'u'@'%'"));
+        assert!(!has_file_privilege("GRANT SELECT, INSERT ON *.* TO 'u'"));
+        assert!(!has_file_privilege("GRANT ALL PRIVILEGES ON `d`.* TO 'u'"));
+        assert!(!has_file_privilege("GRANT SELECT ON *.* TO 'profile'"));
+    }
 
     #[test]
     fn reads_load_data_info() {
@@ -649,7 +780,10 @@ mod tests {
     fn load_data_decodes_hex_columns() {
         let names = vec!["`a`".to_string(), "`b`".to_string()];
         let sql = load_data_sql("`d`.`t`", &names, &[Kind::Integer, Kind::Binary]);
-        assert!(sql.ends_with("(`a`, @v1) SET `b` = UNHEX(@v1)"), "{sql}");
+        assert!(
+            sql.ends_with("(`a`, @v1, @ferry_end) SET `b` = UNHEX(@v1)"),
+            "{sql}"
+        );
         assert!(
             sql.contains("REPLACE INTO TABLE `d`.`t` CHARACTER SET utf8mb4"),
             "{sql}"

@@ -22,13 +22,14 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_core::model::{CheckItem, CheckStatus};
-use ferry_core::task::{MigrationType, Pattern, TaskSpec};
+use ferry_core::task::{CopyWrite, MigrationType, Pattern, TaskSpec};
 use futures::StreamExt;
 use mysql_async::prelude::*;
 use mysql_async::{BinlogStreamRequest, Conn};
 
 use crate::conn::{qualified, quote_ident, quote_str, server_info, Endpoint, ServerInfo};
-use crate::dialect::{translate, TranslateOptions};
+use crate::dialect::caps::{self, TargetCaps};
+use crate::dialect::{translate_for, TargetContext, TranslateOptions};
 use crate::schema::{self, TableInfo};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -1068,12 +1069,51 @@ pub async fn check_target(ep: &Endpoint, spec: &TaskSpec) -> Vec<CheckItem> {
     if !spec.options.target_binlog && spec.has(MigrationType::Full) {
         items.push(skip_binlog_item(&mut conn, &srv).await);
     }
+    if spec.has(MigrationType::Full) && spec.options.copy_write == CopyWrite::LoadData {
+        items.push(match crate::copy::load_data_refusal(&mut conn).await {
+            None => pass(
+                &srv.check("load_data"),
+                &srv.role,
+                "LOAD DATA LOCAL INFILE is allowed: the copy uses it",
+            ),
+            Some(why) => warn(
+                &srv.check("load_data"),
+                &srv.role,
+                format!("{why}: the full copy writes with multi-row INSERT instead (slower)"),
+                srv.account.grant("FILE", "*.*"),
+            ),
+        });
+    }
     if spec.has(MigrationType::Reverse) {
-        items.extend(binlog_items(&mut conn, &srv, &BinlogNeed::for_reverse()).await);
-        items.extend(replication_items(&mut conn, ep, &srv).await);
+        let caps = caps::probe(&mut conn, "target").await.unwrap_or_default();
+        if !caps.binlog && caps.is_oceanbase() {
+            items.push(oceanbase_reverse_item(&srv, &caps));
+        } else {
+            items.extend(binlog_items(&mut conn, &srv, &BinlogNeed::for_reverse()).await);
+            items.extend(replication_items(&mut conn, ep, &srv).await);
+        }
     }
     close(conn).await;
     items
+}
+
+/// A reverse link reads the target's binlog. OceanBase exposes its changes as
+/// a MySQL binlog only through its Binlog Service (obbinlog, reached through
+/// ODP); a server without it (`SHOW MASTER STATUS` is not supported) cannot
+/// be the start of a reverse link.
+fn oceanbase_reverse_item(srv: &Server, caps: &TargetCaps) -> CheckItem {
+    fail(
+        &srv.check("reverse_binlog"),
+        &srv.role,
+        format!(
+            "\"reverse\" is in types, but this OceanBase server ({}) has no binary log a reverse link can read \
+             (SHOW MASTER STATUS is not supported): OceanBase offers a MySQL binlog only through its Binlog Service",
+            caps.version_comment.split(" (").next().unwrap_or(&caps.version)
+        ),
+        "deploy OceanBase's Binlog Service (obbinlog) for this tenant and point the target secret at its ODP \
+         endpoint, or remove \"reverse\" from types: the switch then completes without a reverse link and the \
+         rollback plan is yours",
+    )
 }
 
 // ------------------------------------------------------------------ tables
@@ -1082,34 +1122,24 @@ pub async fn check_target(ep: &Endpoint, spec: &TaskSpec) -> Vec<CheckItem> {
 struct TargetSide {
     conn: Conn,
     srv: Server,
-    charsets: BTreeSet<String>,
-    collations: BTreeSet<String>,
+    caps: TargetCaps,
 }
 
 impl TargetSide {
     async fn open(ep: &Endpoint) -> Result<TargetSide, CheckItem> {
         let mut conn = open(ep).await?;
         let srv = Server::read(&mut conn, ep).await?;
-        let charsets: Vec<String> = conn
-            .query("SELECT CHARACTER_SET_NAME FROM information_schema.CHARACTER_SETS")
-            .await
-            .unwrap_or_default();
-        let collations: Vec<String> = conn
-            .query("SELECT COLLATION_NAME FROM information_schema.COLLATIONS")
-            .await
-            .unwrap_or_default();
-        Ok(TargetSide {
-            conn,
-            srv,
-            charsets: charsets
-                .into_iter()
-                .map(|c| c.to_ascii_lowercase())
-                .collect(),
-            collations: collations
-                .into_iter()
-                .map(|c| c.to_ascii_lowercase())
-                .collect(),
-        })
+        let caps = caps::probe(&mut conn, "target").await.unwrap_or_default();
+        Ok(TargetSide { conn, srv, caps })
+    }
+
+    /// The translation context: the target's own capabilities and the task's renames.
+    fn context(&self, spec: &TaskSpec) -> TargetContext {
+        TargetContext {
+            version: self.caps.rules_version(spec.target.dialect),
+            renames: spec.objects.rename.clone(),
+            caps: (!self.caps.version.is_empty()).then(|| self.caps.clone()),
+        }
     }
 }
 
@@ -1288,7 +1318,7 @@ async fn check_table(
         items.push(filter_item(s, on_target, &info, filter).await);
     }
     if let Some(t) = target {
-        items.extend(target_items(t, spec, planned, &info).await);
+        items.extend(target_items(s, t, spec, planned, &info).await);
     }
     items
 }
@@ -1579,6 +1609,7 @@ async fn reverse_write_item(conn: &mut Conn, srv: &Server, info: &TableInfo) -> 
 }
 
 async fn target_items(
+    s: &mut Conn,
     t: &mut TargetSide,
     spec: &TaskSpec,
     planned: &BTreeSet<String>,
@@ -1614,8 +1645,10 @@ async fn target_items(
             format!("add \"schema\" to types, or create {} on the target", qualified(&tdb, &ttable)),
         )],
         None => {
-            let mut items = charset_items(t, info);
-            items.extend(translate_items(spec, info, &tdb, &ttable));
+            let ctx = t.context(spec);
+            let mut items = translate_items(spec, info, &tdb, &ttable, &ctx);
+            items.extend(collision_items(s, spec, &ctx, info).await);
+            items.extend(srid_items(s, &mut t.conn, info).await);
             items
         }
     }
@@ -1743,60 +1776,212 @@ async fn empty_item(
     }
 }
 
-/// A character set the target lacks fails; a collation it lacks is a warning
-/// (the column gets its character set's default collation).
-fn charset_items(t: &TargetSide, info: &TableInfo) -> Vec<CheckItem> {
+/// Geometries carry a spatial reference system id; a target that does not
+/// define it (seekdb defines only SRID 0) refuses the value, which would fail
+/// the chunk mid-copy. Asked of the source's rows (distinct SRIDs, at most a
+/// few) against the target's `ST_SPATIAL_REFERENCE_SYSTEMS` where it has one.
+async fn srid_items(s: &mut Conn, dst: &mut Conn, info: &TableInfo) -> Vec<CheckItem> {
+    const SPATIAL: &[&str] = &[
+        "geometry",
+        "point",
+        "linestring",
+        "polygon",
+        "multipoint",
+        "multilinestring",
+        "multipolygon",
+        "geometrycollection",
+        "geomcollection",
+    ];
+    let cols: Vec<&schema::Column> = info
+        .columns
+        .iter()
+        .filter(|c| SPATIAL.contains(&c.data_type.as_str()) && !c.generated)
+        .collect();
+    if cols.is_empty() {
+        return Vec::new();
+    }
+    let Ok(known) = dst
+        .query::<u64, _>("SELECT SRS_ID FROM information_schema.ST_SPATIAL_REFERENCE_SYSTEMS")
+        .await
+    else {
+        return Vec::new(); // MariaDB keeps no such table: any SRID is stored as given.
+    };
     let name = info.full_name();
     let q = qualified(&info.db, &info.name);
     let mut items = Vec::new();
-    if t.charsets.is_empty() {
-        return items;
-    }
-    for c in &info.columns {
-        if let Some(cs) = c
-            .charset
-            .as_deref()
-            .filter(|cs| !t.charsets.contains(&cs.to_ascii_lowercase()))
-        {
-            items.push(fail(
-                "target.charset",
+    for c in cols {
+        let col = quote_ident(&c.name);
+        let sql =
+            format!("SELECT DISTINCT ST_SRID({col}) FROM {q} WHERE {col} IS NOT NULL LIMIT 20");
+        match s.query::<Option<u64>, _>(&sql).await {
+            Ok(srids) => {
+                let missing: Vec<String> = srids
+                    .into_iter()
+                    .flatten()
+                    .filter(|id| !known.contains(id))
+                    .map(|id| id.to_string())
+                    .collect();
+                if missing.is_empty() {
+                    continue;
+                }
+                items.push(fail(
+                    "target.srid",
+                    &name,
+                    format!(
+                        "column {} holds geometries with SRID {}, which the target does not define (it knows {:?}): \
+                         those rows would fail their chunk",
+                        c.name,
+                        missing.join(", "),
+                        known
+                    ),
+                    format!(
+                        "define the spatial reference system on the target, or exclude the table; the rows are \
+                         SELECT ... FROM {q} WHERE ST_SRID({col}) IN ({})",
+                        missing.join(", ")
+                    ),
+                ));
+            }
+            Err(e) => items.push(warn(
+                "target.srid",
                 &name,
-                format!("column {} uses character set {cs}, which the target does not have", c.name),
-                format!("exclude the table, or convert it on the source: ALTER TABLE {q} CONVERT TO CHARACTER SET utf8mb4;"),
-            ));
-        } else if let Some(co) = c
-            .collation
-            .as_deref()
-            .filter(|co| !t.collations.contains(&co.to_ascii_lowercase()))
-        {
-            items.push(warn(
-                "target.collation",
-                &name,
-                format!(
-                    "column {} uses collation {co}, which the target does not have: it gets its character set's \
-                     default collation, so sorting and comparing may differ",
-                    c.name
-                ),
-                "create the target table yourself with a collation the target has, then run the task without \"schema\"",
-            ));
+                format!("could not read the SRIDs of column {}: {e}", c.name),
+                "check the geometries' SRIDs against the target's spatial reference systems before the copy",
+            )),
         }
-    }
-    if items.is_empty() {
-        items.push(pass(
-            "target.charset",
-            &name,
-            "the target has every character set and collation the table uses",
-        ));
     }
     items
 }
 
-fn translate_items(spec: &TaskSpec, info: &TableInfo, tdb: &str, ttable: &str) -> Vec<CheckItem> {
+/// A unique key over text columns whose collation the target maps to
+/// another one (e.g. `utf8mb4_unicode_ci` to `utf8mb4_general_ci`) must not
+/// hold two source rows that the new collation calls equal (`'ß'` and `'s'`):
+/// the target would refuse the second. Grouped on the source under the new
+/// collation; a fix never asks to alter the source's data.
+async fn collision_items(
+    s: &mut Conn,
+    spec: &TaskSpec,
+    ctx: &TargetContext,
+    info: &TableInfo,
+) -> Vec<CheckItem> {
+    let name = info.full_name();
+    let dialect = spec.target.dialect;
+    let mapped = |col: &schema::Column| -> Option<String> {
+        let (cs, co) = (col.charset.as_deref()?, col.collation.as_deref()?);
+        let (_, new, _) = crate::dialect::database_charset(dialect, ctx, "", cs, co);
+        (!new.eq_ignore_ascii_case(co)).then_some(new)
+    };
+    if !info.columns.iter().any(|c| mapped(c).is_some()) {
+        return Vec::new();
+    }
+    let keys: Vec<(String, String)> = match s
+        .exec(
+            "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? \
+             AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+            (info.db.as_str(), info.name.as_str()),
+        )
+        .await
+    {
+        Ok(k) => k,
+        Err(e) => {
+            return vec![warn(
+                "target.collation",
+                &name,
+                format!("cannot read the table's unique keys to look for collisions under the target's collations: {e}"),
+                "grant SELECT on the table to the source user",
+            )]
+        }
+    };
+    let mut by_index: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (index, column) in keys {
+        by_index.entry(index).or_default().push(column);
+    }
+    let q = qualified(&info.db, &info.name);
+    let mut items = Vec::new();
+    for (index, cols) in by_index {
+        let exprs: Vec<(String, Option<String>)> = cols
+            .iter()
+            .map(|c| (quote_ident(c), info.column(c).and_then(mapped)))
+            .collect();
+        if exprs.iter().all(|(_, m)| m.is_none()) {
+            continue;
+        }
+        let group: Vec<String> = exprs
+            .iter()
+            .map(|(c, m)| match m {
+                Some(co) => format!("{c} COLLATE {co}"),
+                None => c.clone(),
+            })
+            .collect();
+        // A unique key never compares rows with a NULL in it: leave them out.
+        let not_null: Vec<String> = exprs
+            .iter()
+            .map(|(c, _)| format!("{c} IS NOT NULL"))
+            .collect();
+        let originals: Vec<String> = exprs.iter().map(|(c, _)| c.clone()).collect();
+        let sql = format!(
+            "SELECT GROUP_CONCAT(QUOTE(CONCAT_WS(', ', {})) SEPARATOR ' and ') FROM {q} WHERE {} \
+             GROUP BY {} HAVING COUNT(*) > 1 LIMIT 1",
+            originals.join(", "),
+            not_null.join(" AND "),
+            group.join(", ")
+        );
+        let mapping: Vec<String> = exprs
+            .iter()
+            .zip(&cols)
+            .filter_map(|((_, m), c)| m.as_ref().map(|co| format!("{c} -> {co}")))
+            .collect();
+        match s.query_first::<Option<String>, _>(&sql).await {
+            Ok(None) => items.push(pass(
+                "target.collation",
+                &name,
+                format!(
+                    "unique key {index}: no two rows are equal under the target's collation ({})",
+                    mapping.join(", ")
+                ),
+            )),
+            Ok(Some(example)) => {
+                let example = example.unwrap_or_default();
+                items.push(fail(
+                    "target.collation",
+                    &name,
+                    format!(
+                        "unique key {index}: rows the source keeps apart are equal under the target's collation ({}), \
+                         e.g. {example}; the target would refuse one of them",
+                        mapping.join(", "),
+                    ),
+                    format!(
+                        "create {} on the target yourself with a binary collation (utf8mb4_bin) for these columns and \
+                         run the task with it in place, or exclude the table",
+                        qualified(&spec.target_name(&info.db, &info.name).0, &spec.target_name(&info.db, &info.name).1)
+                    ),
+                ));
+            }
+            Err(e) => items.push(warn(
+                "target.collation",
+                &name,
+                format!(
+                    "unique key {index}: could not look for rows equal under the target's collation ({}): {e}",
+                    mapping.join(", ")
+                ),
+                "compare the key's values yourself before the copy",
+            )),
+        }
+    }
+    items
+}
+
+fn translate_items(
+    spec: &TaskSpec,
+    info: &TableInfo,
+    tdb: &str,
+    ttable: &str,
+    ctx: &TargetContext,
+) -> Vec<CheckItem> {
     let name = info.full_name();
     let opts = TranslateOptions {
         indexes_after_load: spec.options.indexes_after_load,
     };
-    match translate(info, spec.target.dialect, tdb, ttable, &opts) {
+    match translate_for(info, spec.target.dialect, tdb, ttable, &opts, ctx) {
         Ok(t) if t.notes.is_empty() => vec![pass(
             "target.translate",
             &name,

@@ -2,12 +2,12 @@
 //! kind, hostile identifiers, and translated DDL executed on the target.
 
 use ferry_core::task::{Dialect, TaskSpec};
-use ferry_mysql::dialect::{translate, translate_for, TargetContext, TranslateOptions};
+use ferry_mysql::dialect::{caps, translate_for, TargetContext, TranslateOptions};
 use ferry_mysql::schema::{
     binlog_position, list_selected_tables, read_indexes, read_table, KeyKind, TableInfo,
 };
 use ferry_mysql::{qualified, quote_ident};
-use ferry_testkit::{drop_db, env, exec, recreate_db, unique_name, Side};
+use ferry_testkit::{drop_db, env, exec, on_both_targets, recreate_db, unique_name, Side, TestEnv};
 use mysql_async::Conn;
 
 fn spec(include: &[&str], exclude: &[&str]) -> TaskSpec {
@@ -112,9 +112,27 @@ async fn every_key_kind_is_recognized() {
     drop_db(&mut admin, &db).await;
 }
 
-#[tokio::test]
-async fn hostile_identifiers_and_column_details() {
-    let e = env();
+on_both_targets!(
+    hostile_identifiers_and_column_details,
+    super::hostile_identifiers_and_column_details
+);
+
+/// The dialects a test creates on `e`'s target, and what Ferry knows about it:
+/// MariaDB runs the `mariadb` and the `mysql` translation; OceanBase its own,
+/// with the capabilities probed from the live server (as the plan stage does).
+async fn target_dialects(
+    e: &TestEnv,
+    target: &mut Conn,
+) -> (Vec<Dialect>, Option<caps::TargetCaps>) {
+    if e.is_oceanbase() {
+        let c = caps::probe(target, "target").await.unwrap();
+        (vec![Dialect::Oceanbase], Some(c))
+    } else {
+        (vec![Dialect::Mariadb, Dialect::Mysql], None)
+    }
+}
+
+async fn hostile_identifiers_and_column_details(e: TestEnv) {
     let mut admin = e.admin(Side::Source).await;
     let db = format!("{} `q' ü", unique_name("schema host"));
     recreate_db(&mut admin, &db).await;
@@ -175,27 +193,55 @@ async fn hostile_identifiers_and_column_details() {
     let view = table(&mut conn, &db, "v").await;
     assert!(view.is_view && view.key.is_none());
 
-    // The translation creates it on the target under a hostile new name, for each dialect MariaDB can run.
+    // The translation creates it on the target under a hostile new name, for
+    // each dialect the target runs.
     let mut target = e.admin(Side::Target).await;
     let tdb = format!("{} `tgt' ü", unique_name("schema host"));
     recreate_db(&mut target, &tdb).await;
-    for (i, d) in [Dialect::Mariadb, Dialect::Mysql].into_iter().enumerate() {
+    let (dialects, probed) = target_dialects(&e, &mut target).await;
+    for (i, d) in dialects.into_iter().enumerate() {
         let tt = format!("{tname} {i}");
-        let tr = translate(&t, d, &tdb, &tt, &TranslateOptions::default()).unwrap();
+        let ctx = TargetContext {
+            version: probed.as_ref().and_then(|c| c.rules_version(d)),
+            caps: probed.clone(),
+            ..TargetContext::default()
+        };
+        let tr = translate_for(&t, d, &tdb, &tt, &TranslateOptions::default(), &ctx).unwrap();
         exec(&mut target, &tr.create_sql).await;
         let created = table(&mut target, &tdb, &tt).await;
-        assert_eq!(created.columns, t.columns, "{d:?}: {}", tr.create_sql);
+        if d == Dialect::Oceanbase {
+            // OceanBase seekdb has no latin1: `c`d` becomes utf8mb4 with
+            // utf8mb4_bin (every latin1 character has a utf8mb4 one, and a
+            // binary collation keeps distinct values distinct), which the
+            // translation notes. Everything else is as on the source.
+            assert!(
+                tr.notes.iter().any(|n| n.contains("latin1")),
+                "{:?}",
+                tr.notes
+            );
+            let mut want = t.columns.clone();
+            want[1].charset = Some("utf8mb4".into());
+            want[1].collation = Some("utf8mb4_bin".into());
+            assert_eq!(created.columns, want, "{d:?}: {}", tr.create_sql);
+        } else {
+            assert_eq!(created.columns, t.columns, "{d:?}: {}", tr.create_sql);
+        }
         assert_eq!(created.key, t.key);
     }
     drop_db(&mut target, &tdb).await;
     drop_db(&mut admin, &db).await;
 }
 
+on_both_targets!(
+    translated_tables_are_created_on_the_target,
+    super::translated_tables_are_created_on_the_target
+);
+
 /// A table with most of what MariaDB can express, translated and created on the
-/// target for `mariadb` and (the parts MariaDB also runs) `mysql`; deferred
-/// indexes and foreign keys run afterwards.
-#[tokio::test]
-async fn translated_tables_are_created_on_the_target() {
+/// target for `mariadb` and (the parts MariaDB also runs) `mysql`, or for
+/// `oceanbase` on the OceanBase server; deferred indexes and foreign keys run
+/// afterwards.
+async fn translated_tables_are_created_on_the_target(e: TestEnv) {
     let (db, mut admin) = source_db("schema_tr").await;
     let q = |t: &str| qualified(&db, t);
     exec(
@@ -250,13 +296,14 @@ async fn translated_tables_are_created_on_the_target() {
     )
     .await;
     let mut conn = migration_source().await;
-    let mut target = env().admin(Side::Target).await;
+    let mut target = e.admin(Side::Target).await;
     let parent = table(&mut conn, &db, "parent").await;
     let opts = TranslateOptions {
         indexes_after_load: true,
     };
     let mut made = Vec::new();
-    for d in [Dialect::Mariadb, Dialect::Mysql] {
+    let (dialects, probed) = target_dialects(&e, &mut target).await;
+    for d in dialects {
         // One target database per dialect: foreign key names are unique per database.
         let tdb = unique_name("schema_tr_tgt");
         recreate_db(&mut target, &tdb).await;
@@ -264,8 +311,12 @@ async fn translated_tables_are_created_on_the_target() {
         let mut renames = std::collections::BTreeMap::new();
         renames.insert(db.clone(), tdb.clone());
         let ctx = TargetContext {
-            version: Some((10, 11, 0)),
+            version: match &probed {
+                Some(c) => c.rules_version(d),
+                None => Some((10, 11, 0)),
+            },
             renames,
+            caps: probed.clone(),
         };
         let p = translate_for(&parent, d, &tdb, "parent", &opts, &ctx).unwrap();
         exec(&mut target, &p.create_sql).await;
@@ -299,14 +350,28 @@ async fn translated_tables_are_created_on_the_target() {
                 "{d:?} {name}: every index exists after the deferred statements"
             );
             if name == "rich" {
+                // OceanBase prints the same table its own way
+                // (`AUTO_INCREMENT = 5`, the referenced table qualified).
+                let (auto_inc, fk) = if d == Dialect::Oceanbase {
+                    (
+                        "AUTO_INCREMENT = 5".to_string(),
+                        format!(
+                            "CONSTRAINT `fk` FOREIGN KEY (`pid`) REFERENCES {}(`id`) ON UPDATE RESTRICT ON DELETE CASCADE",
+                            qualified(&tdb, "parent")
+                        ),
+                    )
+                } else {
+                    (
+                        "AUTO_INCREMENT=5".to_string(),
+                        "CONSTRAINT `fk` FOREIGN KEY (`pid`) REFERENCES `parent`".to_string(),
+                    )
+                };
                 assert!(
-                    created.create_sql.contains("AUTO_INCREMENT=5"),
+                    created.create_sql.contains(&auto_inc),
                     "{}",
                     created.create_sql
                 );
-                assert!(created
-                    .create_sql
-                    .contains("CONSTRAINT `fk` FOREIGN KEY (`pid`) REFERENCES `parent`"));
+                assert!(created.create_sql.contains(&fk), "{}", created.create_sql);
                 let j = created.column("j").unwrap();
                 let name_col = created.column("name").unwrap();
                 match d {
@@ -317,27 +382,53 @@ async fn translated_tables_are_created_on_the_target() {
                     _ => {
                         assert_eq!(created.column("u").unwrap().data_type, "char");
                         assert_eq!(created.column("ip").unwrap().data_type, "varchar");
-                        assert_eq!(name_col.collation.as_deref(), Some("utf8mb4_unicode_ci"));
+                        // OceanBase seekdb has no utf8mb4_unicode_ci: the
+                        // nearest it has, noted with its comparison consequence.
+                        let want = if d == Dialect::Oceanbase {
+                            "utf8mb4_general_ci"
+                        } else {
+                            "utf8mb4_unicode_ci"
+                        };
+                        assert_eq!(name_col.collation.as_deref(), Some(want));
+                        // OceanBase prints the expression default in parentheses.
                         assert!(
-                            created.create_sql.contains("DEFAULT uuid()"),
+                            created.create_sql.contains("DEFAULT uuid()")
+                                || (d == Dialect::Oceanbase
+                                    && created.create_sql.contains("DEFAULT (uuid())")),
                             "{}",
                             created.create_sql
                         );
                         assert!(!tr.notes.is_empty());
+                        if d == Dialect::Oceanbase {
+                            // No default on TEXT there: dropped, and said so.
+                            assert!(
+                                tr.notes.iter().any(|n| n.contains("DEFAULT 'x' dropped")),
+                                "{:?}",
+                                tr.notes
+                            );
+                        }
                     }
                 }
-                assert_eq!(
-                    j.data_type, "longtext",
-                    "MariaDB stores JSON as LONGTEXT either way"
-                );
+                if d == Dialect::Oceanbase {
+                    assert_eq!(j.data_type, "json", "OceanBase has a JSON type");
+                } else {
+                    assert_eq!(
+                        j.data_type, "longtext",
+                        "MariaDB stores JSON as LONGTEXT either way"
+                    );
+                }
                 assert!(
                     created.column("g").unwrap().generated
                         && created.column("s").unwrap().generated
                 );
             }
             if name == "parted" {
+                // OceanBase prints `partition by range(`id`)`.
                 assert!(
-                    created.create_sql.contains("PARTITION BY RANGE"),
+                    created
+                        .create_sql
+                        .to_ascii_uppercase()
+                        .contains("PARTITION BY RANGE"),
                     "{}",
                     created.create_sql
                 );

@@ -31,7 +31,7 @@ use ferry_core::task::{CopyWrite, TaskOptions, TaskSpec};
 use ferry_core::FerryError;
 use ferry_mysql::conn::classify;
 use ferry_mysql::copy::{
-    copy_chunk, describe_range, local_infile_enabled, source_allows_invalid_dates, CopyOptions,
+    copy_chunk, describe_range, load_data_refusal, source_allows_invalid_dates, CopyOptions,
     CopyStats, RateLimiter, WriteMethod,
 };
 use ferry_mysql::schema::{binlog_position, read_source_table, TableInfo};
@@ -133,11 +133,13 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
         let wanted = w.spec.options.copy_write;
         let dst = w.target().await?;
         w.copy.method = match wanted {
-            CopyWrite::LoadData if local_infile_enabled(dst).await => WriteMethod::LoadData,
-            CopyWrite::LoadData => {
-                tracing::info!("the target has local_infile off: the copy writes with INSERT");
-                WriteMethod::Insert
-            }
+            CopyWrite::LoadData => match load_data_refusal(dst).await {
+                None => WriteMethod::LoadData,
+                Some(why) => {
+                    tracing::warn!("{why}: the copy writes with INSERT (slower; see the precheck's target.load_data)");
+                    WriteMethod::Insert
+                }
+            },
             CopyWrite::Insert => WriteMethod::Insert,
         };
         Ok(w)

@@ -35,6 +35,7 @@ use ferry_core::FerryError;
 use ferry_mysql::apply::{
     run_link, Link, LinkConfig, LinkReport, LiveLink, TableMapper, TargetName,
 };
+use ferry_mysql::dialect::TargetContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -200,6 +201,19 @@ pub async fn run<S: ItemStore, K: SecretSource>(
         stop_time(deadline.min(slice_end)),
     );
     cfg.workers = opts.apply_workers;
+    if dir == Direction::Forward {
+        // DDL from the source's binlog is translated for the target like the schema stage's tables.
+        let mut conn = target.connect().await?;
+        let caps = crate::plan::target_caps(&env.repo, &task_id, &mut conn).await;
+        let _ = conn.disconnect().await;
+        let caps = caps?;
+        let ctx = TargetContext {
+            version: caps.rules_version(task.spec.target.dialect),
+            renames: task.spec.objects.rename.clone(),
+            caps: Some(caps),
+        };
+        cfg.ddl_target = Some((task.spec.target.dialect, ctx));
+    }
     cfg.declared_keys = Arc::new(declared_keys(&task.spec, dir));
     cfg.idle = input
         .get("idle_ms")

@@ -23,7 +23,7 @@ use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
 use ferry_core::task::{MigrationType, TaskSpec};
 use ferry_core::FerryError;
-use ferry_mysql::conn::server_info;
+use ferry_mysql::dialect::caps::{self, TargetCaps, CAPS_RECORD};
 use ferry_mysql::dialect::{self, Problem, TargetContext, TranslateOptions, Translated};
 use ferry_mysql::planner::{no_key_error, plan_chunks};
 use ferry_mysql::schema::{
@@ -208,10 +208,11 @@ async fn create_schema<S: ItemStore>(
     infos: &[TableInfo],
 ) -> Result<(), FerryError> {
     let dialect = spec.target.dialect;
-    let info = server_info(dst, "target").await?;
+    let caps = target_caps(repo, &spec.task_id, dst).await?;
     let ctx = TargetContext {
-        version: dialect::target_version_from(&info.version, dialect),
+        version: caps.rules_version(dialect),
         renames: spec.objects.rename.clone(),
+        caps: Some(caps),
     };
     let opts = TranslateOptions {
         indexes_after_load: spec.options.indexes_after_load,
@@ -252,6 +253,30 @@ async fn create_schema<S: ItemStore>(
     Ok(())
 }
 
+/// The target's capabilities: probed once per task and recorded, so every
+/// stage and every rerun applies the same rules.
+pub async fn target_caps<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+    dst: &mut Conn,
+) -> Result<TargetCaps, FerryError> {
+    if let Some(caps) = repo.get_record::<TargetCaps>(task_id, CAPS_RECORD).await? {
+        return Ok(caps);
+    }
+    let caps = caps::probe(dst, "target").await?;
+    tracing::info!(
+        task = %task_id,
+        version = %caps.version,
+        collations = caps.collations.len(),
+        crc32c = caps.crc32c,
+        local_infile = caps.local_infile,
+        binlog = caps.binlog,
+        "target capabilities probed"
+    );
+    repo.put_record(task_id, CAPS_RECORD, &caps).await?;
+    Ok(caps)
+}
+
 /// `CREATE DATABASE IF NOT EXISTS` for each target database, with the source database's charset.
 async fn create_databases(
     src: &mut Conn,
@@ -283,9 +308,14 @@ async fn create_databases(
             "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET {cs} COLLATE {co}",
             quote_ident(&tdb)
         );
-        dst.query_drop(&sql)
-            .await
-            .map_err(|e| classify(e, &format!("target: {sql}")))?;
+        dst.query_drop(&sql).await.map_err(|e| match classify(e, &format!("target: {sql}")) {
+            FerryError::ChunkFailed(m) => FerryError::SchemaIncompatible(format!(
+                "{m}\nCreate database {} on the target by hand (any character set that holds the source's \
+                 characters) and rerun: an existing database is kept.",
+                quote_ident(&tdb)
+            )),
+            other => other,
+        })?;
     }
     Ok(())
 }

@@ -355,6 +355,14 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
         if !self.final_verify(deadline).await? {
             return Ok(self.output(false, false));
         }
+        // Anything a later step needs is checked before the forward link is
+        // retired: a switch that cannot finish never starts.
+        if !self.rec.completed("retire_forward") {
+            if let Err(reason) = self.reverse_preflight().await {
+                self.give_up(reason).await?;
+                return Ok(self.output(false, false));
+            }
+        }
         // From here on the steps are short and never stop at the deadline: the
         // forward link is about to be retired, and only a finished switch may follow.
         self.retire_forward().await?;
@@ -369,7 +377,13 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
     async fn wait_until_ready(&mut self, deadline: Instant) -> Result<bool, FerryError> {
         self.rec.checks += 1;
         match self.readiness(deadline).await? {
-            Readiness::Ready(detail) => {
+            Readiness::Ready(mut detail) => {
+                if let Some(a) = self.env.repo.task(self.id()).await?.attention {
+                    detail.push_str(&format!(
+                        "; forced (--force) despite {} unresolved verify difference(s) of run {}",
+                        a.differences, a.run_id
+                    ));
+                }
                 self.rec.phase = SwitchPhase::Switching;
                 self.rec.started_ms = Some(now_ms());
                 self.rec.reason = None;
@@ -433,6 +447,16 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
                 "the full copy is still running ({left} of {} chunks left); the switch starts after it and the forward link caught up",
                 chunks.total
             )));
+        }
+        let task = self.env.repo.task(id).await?;
+        if let Some(attention) = &task.attention {
+            if !self.env.repo.flags(id).await?.switch_force {
+                return Ok(Readiness::NotReady(format!(
+                    "{}; the switch refuses while a verify difference is unresolved",
+                    attention.message(id)
+                )));
+            }
+            tracing::warn!(task = %id, differences = attention.differences, "switch forced despite unresolved verify differences");
         }
         let Some(ck) = self.env.repo.checkpoint(id, Direction::Forward).await? else {
             return Ok(Readiness::NotReady(
@@ -714,11 +738,47 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
         .await
     }
 
+    /// With a reverse link: the target must show a binlog position now (an
+    /// OceanBase target has none without its Binlog Service). The reason to
+    /// give up, naming the fix, when it does not.
+    async fn reverse_preflight(&self) -> Result<(), String> {
+        if !self.reverse() {
+            return Ok(());
+        }
+        let probe = async {
+            let mut conn = self.target.connect().await?;
+            let pos = current_position(&mut conn, &self.target.describe()).await;
+            let _ = conn.disconnect().await;
+            pos
+        };
+        probe.await.map(|_| ()).map_err(|e| {
+            format!(
+                "the reverse link needs the target's binary log, and reading its position failed: {}. \
+                 Nothing was retired; the forward link goes on. Fix: enable the target's binary log (OceanBase: \
+                 deploy its Binlog Service and point the target secret at it), or run the task without \
+                 \"reverse\" (the rollback plan is then yours), then request the switch again",
+                e.message()
+            )
+        })
+    }
+
     // ---- step: record_reverse_start ----
 
     async fn record_reverse_start(&mut self) -> Result<(), FerryError> {
         if self.rec.completed("record_reverse_start") {
             return Ok(());
+        }
+        if !self.reverse() {
+            // No link will read the target's binlog (an OceanBase target has none).
+            return self
+                .complete(
+                    "record_reverse_start",
+                    StepOutcome::Skipped,
+                    "no \"reverse\" in the task's types: no reverse link starts, so the rollback plan is the \
+                     operator's (changes made on the target are not sent back to the source)"
+                        .into(),
+                )
+                .await;
         }
         let mut conn = self.target.connect().await?;
         let pos = current_position(&mut conn, &self.target.describe()).await?;

@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_core::model::{CheckpointRecord, ChunkRecord, Direction};
+use ferry_core::model::{Attention, CheckpointRecord, ChunkRecord, Direction};
 use ferry_core::position::BinlogPosition;
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
@@ -417,6 +417,33 @@ fn run_chunks<'c>(run: &VerifyRun, chunks: &'c [ChunkRecord]) -> Vec<&'c ChunkRe
     }
 }
 
+/// A difference stops the line: a run that found differences (or chunks that
+/// never settled) puts them on the task record, where `ferry status` shows them
+/// and the switch refuses; a clean full run, recheck or repair clears them (a
+/// clean sample does not: it read only some chunks).
+pub async fn record_attention<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+    summary: &VerifySummary,
+) -> Result<(), FerryError> {
+    let open = summary.differences + summary.unsettled;
+    let attention = (open > 0).then(|| Attention {
+        differences: summary.differences,
+        unsettled: summary.unsettled,
+        run_id: summary.run_id.clone(),
+        at_ms: summary.finished_ms,
+    });
+    if attention.is_none() && summary.mode == "sample" && summary.repaired == 0 {
+        return Ok(());
+    }
+    if let Some(a) = &attention {
+        tracing::warn!(task = %task_id, "{}", a.message(task_id));
+    }
+    repo.update_task(task_id, |t| t.attention = attention.clone())
+        .await
+        .map(|_| ())
+}
+
 /// When every chunk of the run is done: write the summary and close the run.
 async fn finish_if_done<S: ItemStore>(
     repo: &Repo<S>,
@@ -467,6 +494,7 @@ async fn finish_if_done<S: ItemStore>(
         tables,
     };
     repo.put_record(task_id, SUMMARY_SK, &summary).await?;
+    record_attention(repo, task_id, &summary).await?;
     repo.swap_record(task_id, RUN_SK, |cur: Option<VerifyRun>| match cur {
         Some(mut r) if r.run_id == run.run_id && r.finished_ms.is_none() => {
             r.finished_ms = Some(finished);

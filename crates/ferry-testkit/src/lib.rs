@@ -25,6 +25,12 @@ pub struct TestEnv {
     pub target_user: String,
     pub target_password: String,
     pub moto_port: Option<u16>,
+    /// The OceanBase (seekdb) server `scripts/testenv up` starts; its users are
+    /// the admin and target users, with the same passwords.
+    pub ob_port: u16,
+    /// The target the tests write to: `mariadb` (the MariaDB target) or
+    /// `oceanbase` (the OceanBase server), as a task file's `target.dialect`.
+    pub target_dialect: &'static str,
 }
 
 fn var(name: &str) -> String {
@@ -57,7 +63,43 @@ pub fn env() -> TestEnv {
         moto_port: std::env::var("FERRY_TEST_MOTO_PORT")
             .ok()
             .and_then(|p| p.parse().ok()),
+        ob_port: port("FERRY_TEST_OB_PORT"),
+        target_dialect: "mariadb",
     }
+}
+
+/// The two targets every end-to-end path runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Mariadb,
+    Oceanbase,
+}
+
+/// The test environment with `target` as the target side.
+pub fn env_for(target: Target) -> TestEnv {
+    let e = env();
+    match target {
+        Target::Mariadb => e,
+        Target::Oceanbase => e.oceanbase(),
+    }
+}
+
+/// Two tests from one async body taking the [`TestEnv`]: `<name>::mariadb`
+/// against the MariaDB target and `<name>::oceanbase` against the OceanBase one.
+#[macro_export]
+macro_rules! on_both_targets {
+    ($name:ident, $body:path) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn mariadb() {
+                $body($crate::env_for($crate::Target::Mariadb)).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn oceanbase() {
+                $body($crate::env_for($crate::Target::Oceanbase)).await
+            }
+        }
+    };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +109,19 @@ pub enum Side {
 }
 
 impl TestEnv {
+    /// This environment with the OceanBase server as the target.
+    pub fn oceanbase(&self) -> TestEnv {
+        TestEnv {
+            target_port: self.ob_port,
+            target_dialect: "oceanbase",
+            ..self.clone()
+        }
+    }
+
+    pub fn is_oceanbase(&self) -> bool {
+        self.target_dialect == "oceanbase"
+    }
+
     pub fn port(&self, side: Side) -> u16 {
         match side {
             Side::Source => self.source_port,
@@ -199,6 +254,21 @@ pub async fn rows(conn: &mut Conn, db: &str, table: &str) -> Vec<Vec<Value>> {
     rows.into_iter().map(|r| r.unwrap()).collect()
 }
 
+/// [`rows`], or None when the table does not exist (yet).
+pub async fn try_rows(conn: &mut Conn, db: &str, table: &str) -> Option<Vec<Vec<Value>>> {
+    let n: Option<u64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, table),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("looking for {db}.{table}: {e}"));
+    if n.unwrap_or(0) == 0 {
+        return None;
+    }
+    Some(rows(conn, db, table).await)
+}
+
 /// Assert two tables hold the same rows, every column compared, with a useful message.
 pub async fn assert_same_rows(
     src: &mut Conn,
@@ -220,10 +290,50 @@ pub async fn assert_same_rows(
         b.len()
     );
     for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
-        assert_eq!(
-            x, y,
-            "row {i} of {}.{} differs from the target's",
+        let same = x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(p, q));
+        assert!(
+            same,
+            "row {i} of {}.{} differs from the target's:\nsource {x:?}\ntarget {y:?}",
             src_table.0, src_table.1
         );
+    }
+}
+
+/// Equal values; JSON documents (objects and arrays) compare as JSON, since
+/// OceanBase and MySQL print a document their own way (`{"a": 1}`, sorted
+/// keys, `1.5e10` as `15000000000`) where MariaDB keeps the text it was given.
+pub fn same_value(p: &Value, q: &Value) -> bool {
+    if p == q {
+        return true;
+    }
+    let (Value::Bytes(a), Value::Bytes(b)) = (p, q) else {
+        return false;
+    };
+    let doc = |s: &[u8]| -> Option<serde_json::Value> {
+        let t = std::str::from_utf8(s).ok()?.trim_start();
+        if !(t.starts_with('{') || t.starts_with('[')) {
+            return None;
+        }
+        serde_json::from_str(t).ok()
+    };
+    match (doc(a), doc(b)) {
+        (Some(x), Some(y)) => same_json(&x, &y),
+        _ => false,
+    }
+}
+
+fn same_json(x: &serde_json::Value, y: &serde_json::Value) -> bool {
+    use serde_json::Value as J;
+    match (x, y) {
+        (J::Number(a), J::Number(b)) => a.as_f64() == b.as_f64(),
+        (J::Array(a), J::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(p, q)| same_json(p, q))
+        }
+        (J::Object(a), J::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(k, v)| b.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => x == y,
     }
 }

@@ -119,6 +119,25 @@ impl SchemaCache {
         })
     }
 
+    /// A cache that knows these character sets (collation id -> name) and
+    /// tables, for decoding without a source.
+    pub fn with(
+        charsets: HashMap<u16, String>,
+        facts: impl IntoIterator<Item = ((String, String), SchemaFacts)>,
+    ) -> SchemaCache {
+        SchemaCache {
+            facts: facts.into_iter().map(|(k, f)| (k, Arc::new(f))).collect(),
+            charsets,
+        }
+    }
+
+    /// The facts of a table, if already read.
+    pub fn cached(&self, db: &str, table: &str) -> Option<Arc<SchemaFacts>> {
+        self.facts
+            .get(&(db.to_string(), table.to_string()))
+            .cloned()
+    }
+
     /// Forget a table (after DDL on it).
     pub fn forget(&mut self, db: &str, table: &str) {
         self.facts.remove(&(db.to_string(), table.to_string()));

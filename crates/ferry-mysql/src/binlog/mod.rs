@@ -16,6 +16,8 @@
 
 pub mod ddl;
 pub mod decode;
+#[cfg(test)]
+mod v2_tests;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::str::FromStr;
@@ -178,32 +180,23 @@ const HEARTBEAT_EVENT: u8 = 27;
 const MYSQL_GTID_EVENT: u8 = 33;
 const MYSQL_ANONYMOUS_GTID_EVENT: u8 = 34;
 const PARTIAL_UPDATE_ROWS_EVENT: u8 = 39;
+/// MySQL 8's `binlog_transaction_compression=ON` wraps a transaction in one of these.
+const TRANSACTION_PAYLOAD_EVENT: u8 = 40;
 const MYSQL_GTID_TAGGED_EVENT: u8 = 42;
 const MARIADB_GTID_EVENT: u8 = 162;
 const MARIADB_QUERY_COMPRESSED: u8 = 165;
 const ROWS_EVENTS: [u8; 6] = [23, 24, 25, 30, 31, 32];
 const ARTIFICIAL: u16 = 0x20;
 
-/// A binlog reader positioned at a transaction boundary.
+/// A binlog reader positioned at a transaction boundary: a replica
+/// connection to the source feeding a [`Decoder`].
 pub struct BinlogReader {
     stream: BinlogStream,
     meta: Conn,
-    schemas: SchemaCache,
     opts: ReaderOptions,
     is_mariadb: bool,
-    source: String,
     asked_file: Option<String>,
-    file: String,
-    /// End of the last event read (the next event's start).
-    pos: u64,
-    gtid: GtidState,
-    /// Inside a transaction (after a GTID or BEGIN, before its end).
-    in_txn: bool,
-    standalone: bool,
-    txn_start: Option<BinlogPosition>,
-    tables: HashMap<u64, Option<Arc<TableInfo>>>,
-    queue: VecDeque<BinlogEvent>,
-    warned_names: bool,
+    dec: Decoder,
 }
 
 impl BinlogReader {
@@ -264,33 +257,24 @@ impl BinlogReader {
             .get_binlog_stream(req)
             .await
             .map_err(|e| purged_or(e, &who, start))?;
+        let mut start = start.clone();
+        if by_gtid {
+            start.pos = 4;
+        }
+        let dec = Decoder::new(who, &start, info.is_mariadb, schemas, &opts);
         Ok(BinlogReader {
             stream,
             meta,
-            schemas,
             opts,
             is_mariadb: info.is_mariadb,
-            source: who,
             asked_file: Some(start.file.clone()).filter(|f| !f.is_empty()),
-            file: start.file.clone(),
-            pos: if by_gtid { 4 } else { start.pos },
-            gtid: GtidState::parse(start.gtid.as_deref(), info.is_mariadb),
-            in_txn: false,
-            standalone: false,
-            txn_start: None,
-            tables: HashMap::new(),
-            queue: VecDeque::new(),
-            warned_names: false,
+            dec,
         })
     }
 
     /// Where the reader is: after the last event read.
     pub fn position(&self) -> BinlogPosition {
-        BinlogPosition {
-            file: self.file.clone(),
-            pos: self.pos,
-            gtid: self.gtid.render(),
-        }
+        self.dec.position()
     }
 
     pub fn is_mariadb(&self) -> bool {
@@ -301,23 +285,23 @@ impl BinlogReader {
     /// not even a heartbeat arrived within the read timeout.
     pub async fn next(&mut self) -> Result<BinlogEvent, FerryError> {
         loop {
-            if let Some(e) = self.queue.pop_front() {
+            if let Some(e) = self.dec.queue.pop_front() {
                 return Ok(e);
             }
             let ev = match tokio::time::timeout(self.opts.read_timeout, self.stream.next()).await {
                 Err(_) => {
                     return Err(FerryError::Transient(format!(
                     "{}: no binlog event or heartbeat for {:?}; the connection is presumed dead",
-                    self.source, self.opts.read_timeout
+                    self.dec.source, self.opts.read_timeout
                 )))
                 }
                 Ok(None) => {
                     return Err(FerryError::Transient(format!(
                         "{}: the binlog stream ended",
-                        self.source
+                        self.dec.source
                     )))
                 }
-                Ok(Some(Err(e))) => return Err(purged_or(e, &self.source, &self.position())),
+                Ok(Some(Err(e))) => return Err(purged_or(e, &self.dec.source, &self.position())),
                 Ok(Some(Ok(ev))) => ev,
             };
             self.handle(ev).await?;
@@ -330,11 +314,180 @@ impl BinlogReader {
         let _ = self.meta.disconnect().await;
     }
 
+    /// The two things the decoder cannot do alone: a rotate (the first, fake
+    /// one may need the server's list of binlog files) and loading a table's
+    /// facts from `information_schema` before its table map is decoded.
+    async fn handle(&mut self, ev: Event) -> Result<(), FerryError> {
+        match ev.header().event_type_raw() {
+            ROTATE_EVENT => {
+                self.dec.verify_checksum(&ev)?;
+                return self.on_rotate(&ev).await;
+            }
+            TABLE_MAP_EVENT => {
+                if let Some((db, table)) = self.dec.facts_needed(&ev) {
+                    self.dec.schemas.facts(&mut self.meta, &db, &table).await?;
+                }
+            }
+            _ => {}
+        }
+        let stream = &self.stream;
+        self.dec.handle(&ev, |id| stream.get_tme(id))
+    }
+
+    async fn on_rotate(&mut self, ev: &Event) -> Result<(), FerryError> {
+        let h = ev.header();
+        let artificial = h.flags_raw() & ARTIFICIAL != 0 || h.log_pos() == 0;
+        let Ok(Some(EventData::RotateEvent(r))) = ev.read_data() else {
+            return Ok(());
+        };
+        let name = r.name().into_owned();
+        if artificial {
+            // The first (fake) rotate's name may carry 4 checksum bytes: prefer the name asked for.
+            self.dec.file = match self.asked_file.take() {
+                Some(asked) => asked,
+                None => self.clean_file_name(&name).await?,
+            };
+            if r.position() > 4 {
+                self.dec.pos = r.position();
+            }
+        } else {
+            self.asked_file = None;
+            self.dec.file = name;
+            self.dec.pos = r.position();
+        }
+        Ok(())
+    }
+
+    /// A fake rotate's name with its trailing checksum bytes removed: the
+    /// longest binlog file name of the server that starts it.
+    async fn clean_file_name(&mut self, raw: &str) -> Result<String, FerryError> {
+        let logs = binary_logs(&mut self.meta, &self.dec.source).await?;
+        Ok(logs
+            .into_iter()
+            .filter(|f| raw.starts_with(f.as_str()))
+            .max_by_key(String::len)
+            .unwrap_or_else(|| raw.to_string()))
+    }
+}
+
+/// The part of the reader that needs no connection: binlog events in
+/// (already parsed by mysql_common), Ferry's [`BinlogEvent`]s out, given the
+/// facts of each table (loaded into `schemas` beforehand, see
+/// [`Decoder::facts_needed`]). It tracks the position and the GTID state and
+/// verifies each event's CRC32, which mysql_common strips but does not check.
+pub struct Decoder {
+    source: String,
+    file: String,
+    /// End of the last event read (the next event's start).
+    pos: u64,
+    gtid: GtidState,
+    /// Inside a transaction (after a GTID or BEGIN, before its end).
+    in_txn: bool,
+    standalone: bool,
+    txn_start: Option<BinlogPosition>,
+    tables: HashMap<u64, Option<Arc<TableInfo>>>,
+    schemas: SchemaCache,
+    filter: TableFilter,
+    declared_keys: Arc<BTreeMap<(String, String), Vec<String>>>,
+    queue: VecDeque<BinlogEvent>,
+    warned_names: bool,
+}
+
+impl Decoder {
+    /// A decoder for the stream of `source` (a name for messages) starting at `start`.
+    pub fn new(
+        source: String,
+        start: &BinlogPosition,
+        is_mariadb: bool,
+        schemas: SchemaCache,
+        opts: &ReaderOptions,
+    ) -> Decoder {
+        Decoder {
+            source,
+            file: start.file.clone(),
+            pos: start.pos,
+            gtid: GtidState::parse(start.gtid.as_deref(), is_mariadb),
+            in_txn: false,
+            standalone: false,
+            txn_start: None,
+            tables: HashMap::new(),
+            schemas,
+            filter: opts.filter.clone(),
+            declared_keys: opts.declared_keys.clone(),
+            queue: VecDeque::new(),
+            warned_names: false,
+        }
+    }
+
+    /// Where the decoder is: after the last event taken.
+    pub fn position(&self) -> BinlogPosition {
+        BinlogPosition {
+            file: self.file.clone(),
+            pos: self.pos,
+            gtid: self.gtid.render(),
+        }
+    }
+
+    /// The next event handed out, if any.
+    pub fn pop(&mut self) -> Option<BinlogEvent> {
+        self.queue.pop_front()
+    }
+
     fn here(&self) -> BinlogPosition {
         self.position()
     }
 
-    async fn handle(&mut self, ev: Event) -> Result<(), FerryError> {
+    /// The table (db, name) whose facts must be in `schemas` before
+    /// [`Decoder::handle`] takes this table map event; `None` when there is
+    /// nothing to load (another event, a table the filter skips, a table
+    /// already described or already loaded).
+    pub fn facts_needed(&self, ev: &Event) -> Option<(String, String)> {
+        let Ok(Some(EventData::TableMapEvent(tme))) = ev.read_data() else {
+            return None;
+        };
+        let (db, table) = (tme.database_name(), tme.table_name());
+        if self.known(&tme)
+            || !(self.filter)(&db, &table)
+            || self.schemas.cached(&db, &table).is_some()
+        {
+            return None;
+        }
+        Some((db.into_owned(), table.into_owned()))
+    }
+
+    /// An event whose CRC32 does not match its bytes is an error, never read.
+    pub fn verify_checksum(&self, ev: &Event) -> Result<(), FerryError> {
+        use mysql_common::binlog::consts::BinlogChecksumAlg;
+        let (Some(stored), Ok(Some(alg))) = (ev.checksum(), ev.footer().get_checksum_alg()) else {
+            return Ok(());
+        };
+        if alg != BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32 {
+            return Ok(());
+        }
+        let (stored, computed) = (u32::from_le_bytes(stored), ev.calc_checksum(alg));
+        if stored == computed {
+            return Ok(());
+        }
+        let h = ev.header();
+        Err(FerryError::Transient(format!(
+            "{}: the binlog event of type {} ending at {}:{} fails its CRC32 check (stored {stored:08x}, \
+             computed {computed:08x}): it was damaged on the way or on the source's disk. A retry reads it \
+             again; if it fails again, the source's binlog file is damaged at that position.",
+            self.source,
+            h.event_type_raw(),
+            self.file,
+            h.log_pos()
+        )))
+    }
+
+    /// Take one event (not a rotate: see [`BinlogReader`]); `tme_of` finds
+    /// the table map a rows event refers to (the parser keeps them).
+    pub fn handle<'t>(
+        &mut self,
+        ev: &Event,
+        tme_of: impl Fn(u64) -> Option<&'t TableMapEvent<'static>>,
+    ) -> Result<(), FerryError> {
+        self.verify_checksum(ev)?;
         let h = ev.header();
         let kind = h.event_type_raw();
         let log_pos = u64::from(h.log_pos());
@@ -345,7 +498,7 @@ impl BinlogReader {
             gtid: self.gtid.render(),
         };
         if kind == ROTATE_EVENT {
-            return self.on_rotate(&ev, artificial).await;
+            return Ok(());
         }
         if !artificial && kind != HEARTBEAT_EVENT {
             self.pos = log_pos;
@@ -369,13 +522,21 @@ impl BinlogReader {
                 self.begin(start, true);
             }
             MYSQL_ANONYMOUS_GTID_EVENT => self.begin(start, true),
-            QUERY_EVENT => self.on_query(&ev, start)?,
+            QUERY_EVENT => self.on_query(ev, start)?,
             XID_EVENT => self.commit(h.timestamp()),
-            TABLE_MAP_EVENT => self.on_table_map(&ev).await?,
-            k if ROWS_EVENTS.contains(&k) => self.on_rows(&ev, start)?,
+            TABLE_MAP_EVENT => self.on_table_map(ev)?,
+            k if ROWS_EVENTS.contains(&k) => self.on_rows(ev, start, tme_of)?,
             PARTIAL_UPDATE_ROWS_EVENT => {
                 return Err(FerryError::SchemaIncompatible(format!(
                     "{}: partial JSON updates in the binlog are not supported; set binlog_row_value_options='' on the source",
+                    self.source
+                )))
+            }
+            TRANSACTION_PAYLOAD_EVENT => {
+                // Skipping it would lose the transaction's row changes without a word.
+                return Err(FerryError::SchemaIncompatible(format!(
+                    "{}: a compressed transaction (binlog_transaction_compression=ON) at {start}, which Ferry cannot \
+                     read; set binlog_transaction_compression=OFF on the source and re-copy the tables changed since",
                     self.source
                 )))
             }
@@ -388,39 +549,6 @@ impl BinlogReader {
             _ => {}
         }
         Ok(())
-    }
-
-    async fn on_rotate(&mut self, ev: &Event, artificial: bool) -> Result<(), FerryError> {
-        let Ok(Some(EventData::RotateEvent(r))) = ev.read_data() else {
-            return Ok(());
-        };
-        let name = r.name().into_owned();
-        if artificial {
-            // The first (fake) rotate's name may carry 4 checksum bytes: prefer the name asked for.
-            self.file = match self.asked_file.take() {
-                Some(asked) => asked,
-                None => self.clean_file_name(&name).await?,
-            };
-            if r.position() > 4 {
-                self.pos = r.position();
-            }
-        } else {
-            self.asked_file = None;
-            self.file = name;
-            self.pos = r.position();
-        }
-        Ok(())
-    }
-
-    /// A fake rotate's name with its trailing checksum bytes removed: the
-    /// longest binlog file name of the server that starts it.
-    async fn clean_file_name(&mut self, raw: &str) -> Result<String, FerryError> {
-        let logs = binary_logs(&mut self.meta, &self.source).await?;
-        Ok(logs
-            .into_iter()
-            .filter(|f| raw.starts_with(f.as_str()))
-            .max_by_key(String::len)
-            .unwrap_or_else(|| raw.to_string()))
     }
 
     fn begin(&mut self, start: BinlogPosition, standalone: bool) {
@@ -440,7 +568,6 @@ impl BinlogReader {
             });
         }
     }
-
     fn on_query(&mut self, ev: &Event, start: BinlogPosition) -> Result<(), FerryError> {
         let Ok(Some(EventData::QueryEvent(q))) = ev.read_data() else {
             return Ok(());
@@ -495,26 +622,41 @@ impl BinlogReader {
         Ok(())
     }
 
-    async fn on_table_map(&mut self, ev: &Event) -> Result<(), FerryError> {
+    /// The table map describes a table already described the same way.
+    fn known(&self, tme: &TableMapEvent<'_>) -> bool {
+        match self.tables.get(&tme.table_id()) {
+            Some(Some(t)) => {
+                t.db == tme.database_name()
+                    && t.table == tme.table_name()
+                    && t.columns.len() as u64 == tme.columns_count()
+            }
+            _ => false,
+        }
+    }
+
+    fn on_table_map(&mut self, ev: &Event) -> Result<(), FerryError> {
         let Ok(Some(EventData::TableMapEvent(tme))) = ev.read_data() else {
             return Ok(());
         };
+        if self.known(&tme) {
+            return Ok(());
+        }
         let id = tme.table_id();
         let (db, table) = (
             tme.database_name().into_owned(),
             tme.table_name().into_owned(),
         );
-        if let Some(Some(t)) = self.tables.get(&id) {
-            if t.db == db && t.table == table && t.columns.len() as u64 == tme.columns_count() {
-                return Ok(());
-            }
-        }
-        if !(self.opts.filter)(&db, &table) {
+        if !(self.filter)(&db, &table) {
             self.tables.insert(id, None);
             return Ok(());
         }
-        let facts = self.schemas.facts(&mut self.meta, &db, &table).await?;
-        let declared = self.opts.declared_keys.get(&(db.clone(), table.clone()));
+        let Some(facts) = self.schemas.cached(&db, &table) else {
+            return Err(FerryError::Internal(format!(
+                "{}: the columns of {db}.{table} were not read before its table map",
+                self.source
+            )));
+        };
+        let declared = self.declared_keys.get(&(db.clone(), table.clone()));
         let info = table_info(&tme, &facts, &self.schemas, declared.map(Vec::as_slice))?;
         if info.names_from == NamesFrom::InformationSchema && !self.warned_names {
             self.warned_names = true;
@@ -529,7 +671,12 @@ impl BinlogReader {
         Ok(())
     }
 
-    fn on_rows(&mut self, ev: &Event, start: BinlogPosition) -> Result<(), FerryError> {
+    fn on_rows<'t>(
+        &mut self,
+        ev: &Event,
+        start: BinlogPosition,
+        tme_of: impl Fn(u64) -> Option<&'t TableMapEvent<'static>>,
+    ) -> Result<(), FerryError> {
         let Ok(Some(EventData::RowsEvent(rows))) = ev.read_data() else {
             return Err(FerryError::Internal(format!(
                 "{}: unreadable rows event at {start}",
@@ -542,7 +689,7 @@ impl BinlogReader {
         if !self.in_txn {
             self.begin(start.clone(), false);
         }
-        let Some(tme) = self.stream.get_tme(rows.table_id()) else {
+        let Some(tme) = tme_of(rows.table_id()) else {
             return Err(FerryError::Internal(format!(
                 "{}: rows event at {start} without its table map",
                 self.source

@@ -2,11 +2,13 @@
 #![allow(dead_code)]
 
 use ferry_core::model::{ChunkRecord, ChunkState, KeyValue};
+use ferry_core::task::Dialect;
 use ferry_core::FerryError;
 use ferry_mysql::copy::{copy_chunk, CopyOptions, CopyStats, RateLimiter, WriteMethod};
+use ferry_mysql::dialect::{caps, translate_for, TargetContext, TranslateOptions, Translated};
 use ferry_mysql::schema::{read_table, TableInfo};
 use ferry_mysql::{qualified, quote_ident};
-use ferry_testkit::{exec, Side, TestEnv};
+use ferry_testkit::{exec, same_value, Side, TestEnv};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Row, Value};
 
@@ -37,8 +39,20 @@ pub fn int_bound(i: i64) -> Option<Vec<KeyValue>> {
     Some(vec![KeyValue::Int(i)])
 }
 
-/// Create `tgt_db.tgt_table` on the target exactly like `src_db.table` on the source.
+/// Create `tgt_db.tgt_table` on the target like `src_db.table` on the source:
+/// on the MariaDB target exactly (its `SHOW CREATE TABLE`), on OceanBase
+/// through Ferry's own translation for the live server ([`translate_table`]),
+/// as the schema stage would create it.
 pub async fn clone_table(env: &TestEnv, src_db: &str, table: &str, tgt_db: &str, tgt_table: &str) {
+    if env.is_oceanbase() {
+        let tr = translate_table(env, src_db, table, tgt_db, tgt_table).await;
+        let mut tgt = env.admin(Side::Target).await;
+        exec(&mut tgt, &tr.create_sql).await;
+        for sql in &tr.deferred_indexes {
+            exec(&mut tgt, sql).await;
+        }
+        return;
+    }
     let mut src = env.admin(Side::Source).await;
     let row: Row = src
         .query_first(format!("SHOW CREATE TABLE {}", qualified(src_db, table)))
@@ -49,6 +63,39 @@ pub async fn clone_table(env: &TestEnv, src_db: &str, table: &str, tgt_db: &str,
     let create = create.replacen(&quote_ident(table), &qualified(tgt_db, tgt_table), 1);
     let mut tgt = env.admin(Side::Target).await;
     exec(&mut tgt, &create).await;
+}
+
+/// Ferry's translation of `src_db.table` for the test's target, with the
+/// capabilities probed from the live target server (as the plan stage does).
+pub async fn translate_table(
+    env: &TestEnv,
+    src_db: &str,
+    table: &str,
+    tgt_db: &str,
+    tgt_table: &str,
+) -> Translated {
+    let info = table_info(env, src_db, table).await;
+    let mut tgt = env.admin(Side::Target).await;
+    let caps = caps::probe(&mut tgt, "target").await.expect("probe target");
+    let dialect = if env.is_oceanbase() {
+        Dialect::Oceanbase
+    } else {
+        Dialect::Mariadb
+    };
+    let ctx = TargetContext {
+        version: caps.rules_version(dialect),
+        caps: Some(caps),
+        ..TargetContext::default()
+    };
+    translate_for(
+        &info,
+        dialect,
+        tgt_db,
+        tgt_table,
+        &TranslateOptions::default(),
+        &ctx,
+    )
+    .unwrap_or_else(|p| panic!("translating {src_db}.{table}: {p:?}"))
 }
 
 pub async fn table_info(env: &TestEnv, db: &str, table: &str) -> TableInfo {
@@ -116,12 +163,40 @@ pub async fn text_rows(conn: &mut Conn, sql: &str) -> Vec<Vec<Value>> {
 
 /// Assert equal row lists, naming the first differing row and column.
 pub fn assert_rows_eq(what: &str, a: &[Vec<Value>], b: &[Vec<Value>], columns: &[String]) {
+    rows_match(what, a, b, columns, |u, v| u == v)
+}
+
+/// [`assert_rows_eq`] for the test's target: byte for byte on MariaDB; on
+/// OceanBase a JSON document compares as JSON ([`ferry_testkit::same_value`]),
+/// since OceanBase stores JSON binary and prints it its own way (`{"a": 1}`,
+/// `-3e-7` as `-0.0000003`): the same document, not a lost value.
+pub fn assert_rows_match(
+    env: &TestEnv,
+    what: &str,
+    a: &[Vec<Value>],
+    b: &[Vec<Value>],
+    columns: &[String],
+) {
+    if env.is_oceanbase() {
+        rows_match(what, a, b, columns, same_value)
+    } else {
+        assert_rows_eq(what, a, b, columns)
+    }
+}
+
+fn rows_match(
+    what: &str,
+    a: &[Vec<Value>],
+    b: &[Vec<Value>],
+    columns: &[String],
+    same: impl Fn(&Value, &Value) -> bool,
+) {
     assert_eq!(a.len(), b.len(), "{what}: row counts differ");
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         for (j, (u, v)) in x.iter().zip(y).enumerate() {
             let name = columns.get(j).map(String::as_str).unwrap_or("?");
             assert!(
-                u == v,
+                same(u, v),
                 "{what}: row {i} column {name} differs: source {} target {}",
                 show(u),
                 show(v)

@@ -139,6 +139,7 @@ pub async fn repair<S: ItemStore, K: SecretSource>(
         s.differences = remaining;
         s.clean = remaining + s.unsettled == 0;
         env.repo.put_record(task_id, SUMMARY_SK, &s).await?;
+        super::record_attention(&env.repo, task_id, &s).await?;
     }
     Ok(out)
 }

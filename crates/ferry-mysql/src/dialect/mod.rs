@@ -26,6 +26,11 @@ use serde::{Deserialize, Serialize};
 use crate::conn::{qualified, quote_ident};
 use crate::schema::{Column, TableInfo};
 
+pub mod caps;
+pub mod oceanbase;
+
+use oceanbase::{ob_collation, ob_column_rules, ob_index_rules};
+
 /// How to translate.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TranslateOptions {
@@ -45,6 +50,9 @@ pub struct TargetContext {
     /// foreign keys reference.
     #[serde(default)]
     pub renames: BTreeMap<String, String>,
+    /// What the live target reported ([`caps::probe`]); None: the documented rules apply.
+    #[serde(default)]
+    pub caps: Option<caps::TargetCaps>,
 }
 
 /// A translated table.
@@ -73,53 +81,6 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {} Fix: {}", self.object, self.reason, self.fix)
     }
-}
-
-/// OceanBase (MySQL mode) documented limits used below.
-pub mod oceanbase {
-    /// "Limitations": index length (and primary key length) 16 KB.
-    pub const MAX_INDEX_BYTES: u64 = 16 * 1024;
-    /// "Limitations": number of partitions in MySQL mode, default of `max_partition_num`.
-    pub const MAX_PARTITIONS: u64 = 8192;
-    /// "Limitations": LONGBLOB / LONGTEXT hold at most 536,870,910 bytes.
-    pub const MAX_LOB_BYTES: u64 = 536_870_910;
-    /// Character sets of the MySQL mode (4.x); `utf8`/`utf8mb3` are synonyms of utf8mb4.
-    pub const CHARSETS: &[&str] = &[
-        "utf8mb4",
-        "binary",
-        "gbk",
-        "gb18030",
-        "gb18030_2022",
-        "utf16",
-        "latin1",
-    ];
-    /// Collations of the MySQL mode (4.x).
-    pub const COLLATIONS: &[&str] = &[
-        "utf8mb4_general_ci",
-        "utf8mb4_bin",
-        "utf8mb4_unicode_ci",
-        "binary",
-        "gbk_chinese_ci",
-        "gbk_bin",
-        "utf16_general_ci",
-        "utf16_bin",
-        "utf16_unicode_ci",
-        "gb18030_chinese_ci",
-        "gb18030_bin",
-        "latin1_swedish_ci",
-        "latin1_bin",
-        "gb18030_2022_bin",
-        "gb18030_2022_chinese_ci",
-        "gb18030_2022_chinese_cs",
-        "gb18030_2022_radical_ci",
-        "gb18030_2022_radical_cs",
-        "gb18030_2022_stroke_ci",
-        "gb18030_2022_stroke_cs",
-    ];
-    /// Full-text indexes (CHAR, VARCHAR, TEXT; local only) arrived in 4.3.1.
-    pub const FULLTEXT_SINCE: (u16, u16, u16) = (4, 3, 1);
-    /// Spatial types and SPATIAL indexes arrived in 4.1.0.
-    pub const SPATIAL_SINCE: (u16, u16, u16) = (4, 1, 0);
 }
 
 // ---------------------------------------------------------------- tokens
@@ -944,6 +905,26 @@ fn rewrite_column_attrs(ctx: &mut Ctx, def: &mut Vec<Tok>, obj: &str, data_type:
 /// DEFAULT; an expression must be parenthesized, and BLOB/TEXT/JSON/GEOMETRY
 /// take no literal default at all. MariaDB prints `DEFAULT uuid()` and
 /// `DEFAULT 'x'` on TEXT. Returns the index after the default.
+fn default_extent(def: &[Tok], start: usize) -> usize {
+    let Some(first) = def.get(start) else {
+        return def.len();
+    };
+    if first.is_p('(') {
+        return matching(def, start) + 1;
+    }
+    let mut end = start + 1;
+    if (first.is_p('-') || first.is_p('+')) && def.get(end).is_some() {
+        end += 1;
+    }
+    if def.get(end).is_some_and(|t| t.kind == Kind::Str && !t.sp) {
+        end += 1;
+    }
+    if first.kind == Kind::Word && def.get(end).is_some_and(|t| t.is_p('(')) {
+        end = matching(def, end) + 1;
+    }
+    end
+}
+
 fn rewrite_default(
     ctx: &mut Ctx,
     def: &mut Vec<Tok>,
@@ -955,6 +936,9 @@ fn rewrite_default(
     let Some(first) = def.get(start).cloned() else {
         return def.len();
     };
+    if ctx.ob() && is_lob_type(data_type) && !first.is("NULL") {
+        return oceanbase::drop_lob_default(ctx, def, at, obj, data_type);
+    }
     if first.is_p('(') {
         return matching(def, start) + 1;
     }
@@ -1042,58 +1026,6 @@ fn is_spatial_type(data_type: &str) -> bool {
     )
 }
 
-/// OceanBase column rules: spatial types need 4.1; LONGBLOB/LONGTEXT hold at
-/// most 512 MiB; a generated column may not use another generated column.
-fn ob_column_rules(ctx: &mut Ctx, def: &[Tok], obj: &str, data_type: &str) {
-    if is_spatial_type(data_type) && !ctx.at_least(oceanbase::SPATIAL_SINCE) {
-        ctx.problem(
-            obj.into(),
-            format!("has spatial type {data_type}; OceanBase supports spatial types from 4.1.0 (the target is older)"),
-            "upgrade the OceanBase target to 4.1 or later, or exclude the table".into(),
-        );
-    }
-    if matches!(data_type, "longblob" | "longtext") {
-        ctx.note(format!(
-            "{obj}: OceanBase {} holds at most {} bytes (MySQL: 4 GiB); a larger value fails its chunk",
-            data_type.to_ascii_uppercase(),
-            oceanbase::MAX_LOB_BYTES
-        ));
-    }
-    let name = def.first().and_then(Tok::ident).unwrap_or_default();
-    if !ctx.column(&name).is_some_and(|c| c.generated) {
-        return;
-    }
-    let generated: Vec<String> = ctx
-        .table
-        .columns
-        .iter()
-        .filter(|c| c.generated)
-        .map(|c| c.name.clone())
-        .collect();
-    let Some(open) = find_kw(def, "AS")
-        .map(|i| i + 1)
-        .filter(|&i| def.get(i).is_some_and(|t| t.is_p('(')))
-    else {
-        return;
-    };
-    let end = matching(def, open);
-    let other = def[open..end]
-        .iter()
-        .filter(|t| t.kind == Kind::Quoted)
-        .filter_map(Tok::ident)
-        .find(|n| generated.contains(n));
-    if let Some(other) = other {
-        ctx.problem(
-            obj.into(),
-            format!(
-                "is a generated column defined on another generated column (`{other}`); OceanBase's MySQL mode \
-                 does not support that (OMS: \"Define a generated column based on other generated columns\")"
-            ),
-            format!("rewrite the expression on the source to use the base columns of `{other}`"),
-        );
-    }
-}
-
 // ---------------------------------------------------------------- charsets and collations
 
 fn mbmaxlen(charset: &str) -> u64 {
@@ -1124,6 +1056,22 @@ fn collation_charset(collation: &str) -> String {
 
 fn map_charset(ctx: &mut Ctx, obj: &str, cs: &str) -> String {
     let lc = cs.to_ascii_lowercase();
+    let probed = ctx.env.caps.as_ref().filter(|c| !c.charsets.is_empty());
+    if let Some(caps) = probed {
+        if caps.has_charset(&lc) {
+            return if ctx.ob() { lc } else { cs.to_string() };
+        }
+        if !caps.has_charset("utf8mb4") {
+            return cs.to_string();
+        }
+        let to = "utf8mb4";
+        ctx.note(format!(
+            "{obj}: character set {cs} is not on the target (it has {}); it becomes {to}, which holds every \
+             character of {cs} (the target stores more bytes per character)",
+            caps.charsets.join(", ")
+        ));
+        return to.into();
+    }
     if !ctx.ob() {
         return cs.to_string();
     }
@@ -1159,15 +1107,67 @@ fn map_collation(ctx: &mut Ctx, obj: &str, collation: &str) -> String {
     let new = match ctx.target {
         Dialect::Mariadb => mariadb_collation(ctx, &c),
         Dialect::Mysql => mysql_collation(ctx, &c),
-        Dialect::Oceanbase => ob_collation(&c),
+        Dialect::Oceanbase => ob_collation(ctx, &c),
+    };
+    let new = match &ctx.env.caps {
+        Some(caps) if !ctx.ob() && !caps.collations.is_empty() => fit_collation(caps, &c, &new),
+        _ => new,
     };
     if new != c {
+        let consequence = if collation_kind(&c) == "ci" && collation_kind(&new) == "ci" {
+            format!(
+                ": comparisons and sorting follow {new}, so values {collation} keeps apart may compare equal \
+                 (under utf8mb4_general_ci 'ß' equals 's') and a unique key over such values would refuse a row; \
+                 the precheck looks for such collisions in the source data"
+            )
+        } else {
+            String::new()
+        };
         ctx.note(format!(
-            "{obj}: collation {collation} becomes {new} on {} (its nearest equivalent there)",
+            "{obj}: collation {collation} becomes {new} on {} (its nearest equivalent there){consequence}",
             ctx.target_label()
         ));
     }
     new
+}
+
+/// The collation the target has that is nearest to `want` (itself chosen for
+/// source collation `source`): `want` when the target has it; else, in the
+/// same character set, the binary collation for a case- or accent-sensitive
+/// one (it keeps every distinct value distinct), and for a case-insensitive
+/// one the first of the Unicode collations, then `general_ci`, then the
+/// character set's first collation.
+pub(crate) fn fit_collation(caps: &caps::TargetCaps, source: &str, want: &str) -> String {
+    if caps.has_collation(want) {
+        return want.to_string();
+    }
+    let mut cs = collation_charset(want);
+    let mut have = caps.collations_of(&cs);
+    if have.is_empty() && caps.has_charset("utf8mb4") {
+        // The target lacks the character set itself (latin1 on OceanBase
+        // seekdb): `map_charset` makes the column utf8mb4, so its collation
+        // must be one of utf8mb4's, or the target refuses the table.
+        cs = "utf8mb4".into();
+        have = caps.collations_of(&cs);
+    }
+    let pick = |names: &[String]| names.iter().find(|n| have.contains(&n.as_str())).cloned();
+    let candidates: Vec<String> = if collation_kind(source) != "ci" {
+        vec![format!("{cs}_bin"), "binary".into()]
+    } else {
+        [
+            "unicode_ci",
+            "unicode_520_ci",
+            "uca1400_ai_ci",
+            "0900_ai_ci",
+            "general_ci",
+        ]
+        .iter()
+        .map(|s| format!("{cs}_{s}"))
+        .collect()
+    };
+    pick(&candidates)
+        .or_else(|| have.first().map(|s| s.to_string()))
+        .unwrap_or_else(|| want.to_string())
 }
 
 fn mysql_collation(ctx: &Ctx, c: &str) -> String {
@@ -1221,39 +1221,6 @@ fn mariadb_collation(ctx: &Ctx, c: &str) -> String {
         "as_ci" if uca1400 => format!("{cs}_uca1400_as_ci"),
         _ if uca1400 => format!("{cs}_uca1400_ai_ci"),
         _ => format!("{cs}_unicode_520_ci"),
-    }
-}
-
-fn ob_collation(c: &str) -> String {
-    if oceanbase::COLLATIONS.contains(&c) {
-        return c.to_string();
-    }
-    let cs = collation_charset(c);
-    let cs = match cs.as_str() {
-        "utf8" | "utf8mb3" => "utf8mb4".to_string(),
-        other if oceanbase::CHARSETS.contains(&other) => other.to_string(),
-        _ => "utf8mb4".to_string(),
-    };
-    let kind = collation_kind(c);
-    if kind != "ci" {
-        // Accent- or case-sensitive: the binary collation keeps every distinct value distinct.
-        return if cs == "binary" {
-            "binary".into()
-        } else {
-            format!("{cs}_bin")
-        };
-    }
-    match cs.as_str() {
-        "utf8mb4" if c.contains("unicode") || c.contains("uca") || c.contains("0900") => {
-            "utf8mb4_unicode_ci".into()
-        }
-        "utf8mb4" => "utf8mb4_general_ci".into(),
-        "gbk" => "gbk_chinese_ci".into(),
-        "gb18030" => "gb18030_chinese_ci".into(),
-        "gb18030_2022" => "gb18030_2022_chinese_ci".into(),
-        "utf16" => "utf16_general_ci".into(),
-        "latin1" => "latin1_swedish_ci".into(),
-        other => format!("{other}_bin"),
     }
 }
 
@@ -1380,44 +1347,6 @@ fn rewrite_index(ctx: &mut Ctx, mut def: Vec<Tok>, kind: IndexKind) -> Option<Ve
     }
     map_charset_tokens(ctx, &mut def, &label);
     Some(def)
-}
-
-fn ob_index_rules(ctx: &mut Ctx, def: &mut Vec<Tok>, kind: IndexKind, label: &str) {
-    match kind {
-        IndexKind::Fulltext if !ctx.at_least(oceanbase::FULLTEXT_SINCE) => ctx.problem(
-            label.into(),
-            "is a FULLTEXT index; OceanBase supports full-text indexes from 4.3.1 (the target is older)".into(),
-            "upgrade the target to OceanBase 4.3.1 or later, or drop the FULLTEXT index on the source".into(),
-        ),
-        IndexKind::Fulltext => ctx.note(format!(
-            "{label}: OceanBase builds FULLTEXT indexes as local indexes on CHAR/VARCHAR/TEXT only (needs 4.3.1+)"
-        )),
-        IndexKind::Spatial if !ctx.at_least(oceanbase::SPATIAL_SINCE) => ctx.problem(
-            label.into(),
-            "is a SPATIAL index; OceanBase supports spatial indexes from 4.1.0 (the target is older)".into(),
-            "upgrade the target to OceanBase 4.1 or later, or drop the SPATIAL index on the source".into(),
-        ),
-        _ => {}
-    }
-    if let Some(i) = find_kw(def, "KEY_BLOCK_SIZE") {
-        let n = if def.get(i + 1).is_some_and(|t| t.is_p('=')) {
-            3
-        } else {
-            2
-        };
-        def.drain(i..(i + n).min(def.len()));
-    }
-    let bytes = index_bytes(ctx, def);
-    if bytes > oceanbase::MAX_INDEX_BYTES {
-        ctx.problem(
-            label.into(),
-            format!(
-                "is up to {bytes} bytes long; OceanBase limits an index (and a primary key) to {} bytes",
-                oceanbase::MAX_INDEX_BYTES
-            ),
-            "index a prefix of the long columns on the source (e.g. KEY (col(255))) or drop the index".into(),
-        );
-    }
 }
 
 /// Upper bound of an index entry's length in bytes, from its key parts.
@@ -1858,15 +1787,29 @@ fn partition_count(toks: &[Tok]) -> u64 {
     parts * count_after("SUBPARTITIONS").unwrap_or(1)
 }
 
-/// A database's default character set and collation on the target, plus notes.
-pub fn database_charset(
+/// A DDL statement from the source's binlog (CREATE/ALTER TABLE, CREATE
+/// INDEX, ...), its names already mapped, made acceptable to the target the
+/// way the schema stage's tables are: every character set and collation in it
+/// (`CHARSET=`, `CHARACTER SET`, `COLLATE`, `CONVERT TO ...`, `_latin1'x'`
+/// introducers) goes through the same mapping as `CREATE TABLE` and
+/// `CREATE DATABASE`. Returns the statement and what changed.
+pub fn translate_statement(
+    sql: &str,
     target: Dialect,
     env: &TargetContext,
-    db: &str,
-    charset: &str,
-    collation: &str,
-) -> (String, String, Vec<String>) {
-    let table = TableInfo {
+) -> (String, Vec<String>) {
+    let table = placeholder_table("");
+    let mut ctx = Ctx::new(&table, target, env);
+    let mut toks = tokenize(sql);
+    map_charset_tokens(&mut ctx, &mut toks, "statement");
+    if ctx.notes.is_empty() {
+        return (sql.to_string(), Vec::new());
+    }
+    (render(&toks), ctx.notes)
+}
+
+fn placeholder_table(db: &str) -> TableInfo {
+    TableInfo {
         db: db.to_string(),
         name: String::new(),
         columns: Vec::new(),
@@ -1877,7 +1820,18 @@ pub fn database_charset(
         avg_row_bytes: 0,
         engine: String::new(),
         is_view: false,
-    };
+    }
+}
+
+/// A database's default character set and collation on the target, plus notes.
+pub fn database_charset(
+    target: Dialect,
+    env: &TargetContext,
+    db: &str,
+    charset: &str,
+    collation: &str,
+) -> (String, String, Vec<String>) {
+    let table = placeholder_table(db);
     let mut ctx = Ctx::new(&table, target, env);
     let obj = format!("database {db}");
     let cs = map_charset(&mut ctx, &obj, charset);
@@ -2001,6 +1955,7 @@ mod tests {
         let env = TargetContext {
             version: Some(v),
             renames: BTreeMap::new(),
+            caps: None,
         };
         translate_for(t, d, "shop2", "t2", &TranslateOptions::default(), &env)
     }
@@ -2104,6 +2059,7 @@ mod tests {
         let env = TargetContext {
             version: None,
             renames,
+            caps: None,
         };
         let tr = translate_for(
             &t,
@@ -2308,6 +2264,51 @@ mod tests {
             ob.create_sql
         );
         assert!(has_note(&ob, "cp1251 is not supported"));
+    }
+
+    /// A live OceanBase seekdb has only utf8mb4 and binary: a latin1 column
+    /// becomes utf8mb4 and its collation one of utf8mb4's (it was left
+    /// `latin1_swedish_ci`, and the target refused the table: Unknown collation).
+    #[test]
+    fn a_charset_the_probed_target_lacks_takes_a_collation_of_utf8mb4() {
+        let sql = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `l` varchar(5) CHARACTER SET latin1 COLLATE latin1_swedish_ci,\n  \
+                   `b` char(5) CHARACTER SET latin1 COLLATE latin1_bin,\n  \
+                   PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=latin1 COLLATE=latin1_swedish_ci";
+        let cols = vec![
+            id(),
+            col("l", "varchar", "varchar(5)", Some("latin1")),
+            col("b", "char", "char(5)", Some("latin1")),
+        ];
+        let seekdb = caps::TargetCaps {
+            version: "5.7.25-OceanBase seekdb-v1.4.0.0".into(),
+            charsets: vec!["utf8mb4".into(), "binary".into()],
+            collations: vec![
+                ("utf8mb4_general_ci".into(), "utf8mb4".into()),
+                ("utf8mb4_bin".into(), "utf8mb4".into()),
+                ("binary".into(), "binary".into()),
+            ],
+            ..caps::TargetCaps::default()
+        };
+        let env = TargetContext {
+            caps: Some(seekdb),
+            ..TargetContext::default()
+        };
+        let tr = translate_for(
+            &table(sql, cols),
+            Dialect::Oceanbase,
+            "shop2",
+            "t2",
+            &TranslateOptions::default(),
+            &env,
+        )
+        .unwrap();
+        for want in [
+            "`l` varchar(5) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",
+            "`b` char(5) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+            "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+        ] {
+            assert!(tr.create_sql.contains(want), "{want}: {}", tr.create_sql);
+        }
     }
 
     /// MariaDB stores JSON as LONGTEXT with CHECK (json_valid(col)); MySQL and OceanBase have a JSON type.
@@ -2559,6 +2560,21 @@ mod tests {
         assert!(ok(&t, Dialect::Mariadb)
             .create_sql
             .contains("DEFAULT uuid(),"));
+        // OceanBase refuses any default on TEXT/BLOB/JSON/GEOMETRY (live 4.3.5:
+        // "Invalid default value for 'txt'"): dropped, with a note.
+        let ob = ok(&t, Dialect::Oceanbase);
+        for want in [
+            "`y` varchar(36) DEFAULT (uuid()),",
+            "`txt` text,",
+            "`b` text DEFAULT NULL,",
+        ] {
+            assert!(
+                ob.create_sql.contains(want),
+                "missing {want} in {}",
+                ob.create_sql
+            );
+        }
+        assert!(has_note(&ob, "DEFAULT 'x' dropped"), "{:?}", ob.notes);
     }
 
     #[test]
