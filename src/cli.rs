@@ -84,6 +84,17 @@ table or schema only when no other task uses it), delete its records from the ta
 --force leaves a database that cannot be reached as it is."
     )]
     Release(ControlArgs),
+    /// Serve the web console: data sources, users, new task, tasks, lag and throughput charts, switch, release.
+    #[command(
+        long_about = "Serve the web console on 127.0.0.1:7878 (--listen to change it): add data sources (saved to the \
+secrets file, mode 0600) and test them, see the users and grants a task needs, create a task by browsing the source's \
+databases and tables, run its precheck and start it, and watch every task: steps, per-table progress, charts of lag and \
+rows/s, verify results with repair, and switch, stop, resume and release buttons. A non-loopback --listen address needs \
+the access token printed at start; every action is a POST with the console's CSRF token."
+    )]
+    Console(crate::console::ConsoleArgs),
+    /// Print the CREATE USER and GRANT statements a task's users need on each side.
+    Grants(TaskFileArgs),
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +122,9 @@ pub struct StatusArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Redraw every 2 s, with a small history of the forward link's lag (Ctrl-C ends).
+    #[arg(long, conflicts_with = "json")]
+    pub watch: bool,
 }
 
 impl Cli {
@@ -118,11 +132,16 @@ impl Cli {
         match self.command {
             Command::Run(args) => cmd_run::run(&self.global, args).await,
             Command::Precheck(args) => cmd_precheck::run(&self.global, args).await,
+            Command::Status(args) if args.watch => {
+                crate::status_watch::run(&self.global, args).await
+            }
             Command::Status(args) => cmd_status::run(&self.global, args).await,
             Command::Switch(args) => cmd_control::switch(&self.global, args).await,
             Command::Stop(args) => cmd_control::stop(&self.global, args).await,
             Command::Resume(args) => cmd_control::resume(&self.global, args).await,
             Command::Release(args) => cmd_control::release(&self.global, args).await,
+            Command::Console(args) => crate::console::run(&self.global, args).await,
+            Command::Grants(args) => crate::console::print_grants(&self.global, args),
         }
     }
 }

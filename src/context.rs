@@ -25,6 +25,9 @@ pub struct Global {
     /// [default: ~/.config/ferry/secrets.json]. FERRY_SECRET_<NAME> variables override it.
     #[arg(long, global = true, env = "FERRY_SECRETS", value_name = "FILE")]
     pub secrets: Option<PathBuf>,
+    /// More log lines: -v for INFO on a terminal (where the default is WARN beside the progress display), -vv for DEBUG.
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// The embedded stage environment.

@@ -10,9 +10,11 @@ mod cmd_precheck;
 mod cmd_run;
 mod cmd_status;
 mod cmd_verify;
+mod console;
 mod context;
 mod dispatch;
 mod progress;
+mod status_watch;
 
 use std::process::ExitCode;
 
@@ -27,7 +29,7 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = cli::Cli::parse();
-    progress::init_tracing();
+    progress::init_tracing_verbose(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

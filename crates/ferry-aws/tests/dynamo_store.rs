@@ -12,14 +12,20 @@ use crate::common::{aws_config, fresh_store, moto_endpoint};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dynamo_store_conforms() {
     let config = aws_config(&moto_endpoint()).await;
-    // run_all asks for six empty stores, synchronously: make them up front.
+    // run_all asks for empty stores, synchronously: make them up front.
     let mut stores = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..store_conformance::STORES_NEEDED {
         stores.push(fresh_store(&config).await);
     }
     let stores = Mutex::new(stores);
-    store_conformance::run_all(|| stores.lock().unwrap().pop().expect("six stores are enough"))
-        .await;
+    store_conformance::run_all(|| {
+        stores
+            .lock()
+            .unwrap()
+            .pop()
+            .expect("STORES_NEEDED stores are enough")
+    })
+    .await;
 }
 
 /// A query larger than one DynamoDB page (1 MB) comes back whole and in order.

@@ -188,3 +188,83 @@ fn the_walk_sees_short_and_long_forms() {
         ]
     );
 }
+
+/// Every metric the CloudWatch dashboard shows is one a function emits: namespace `Ferry` with the
+/// stage that emits it (crates/ferry-aws/src/emf.rs), or Step Functions' own ExecutionsFailed.
+#[test]
+fn the_dashboard_shows_only_metrics_the_functions_emit() {
+    let t = template();
+    let dashboards = of_type(&t, "AWS::CloudWatch::Dashboard");
+    let dash = dashboards
+        .get("MigrationDashboard")
+        .expect("a MigrationDashboard resource");
+    let body = dash
+        .get("Properties")
+        .and_then(|p| p.get("DashboardBody"))
+        .expect("DashboardBody");
+    let text = match intrinsic(body) {
+        Some((tag, v)) if tag == "Sub" => v.as_str().expect("!Sub string").to_string(),
+        _ => panic!("DashboardBody should be a !Sub string"),
+    };
+    for p in placeholders(&text) {
+        assert!(
+            ["AWS::Region", "MigrationStateMachine"].contains(&p.as_str()),
+            "unexpected placeholder ${{{p}}} in the dashboard"
+        );
+    }
+    let json_text = text
+        .replace("${AWS::Region}", "us-east-1")
+        .replace("${MigrationStateMachine}", "arn:sm");
+    let body: serde_json::Value =
+        serde_json::from_str(&json_text).expect("the dashboard body is JSON");
+    let mut shown = BTreeSet::new();
+    for w in body["widgets"].as_array().expect("widgets") {
+        for m in w["properties"]["metrics"].as_array().into_iter().flatten() {
+            let parts: Vec<&str> = m
+                .as_array()
+                .expect("metric array")
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                .collect();
+            if parts.is_empty() {
+                continue; // a math expression
+            }
+            shown.insert(parts[1].to_string());
+            match parts[0] {
+                "Ferry" => {
+                    let source = ferry_aws::emf::METRICS
+                        .iter()
+                        .find(|s| s.metric == parts[1])
+                        .unwrap_or_else(|| {
+                            panic!(
+                                "the dashboard shows Ferry/{} that no function emits",
+                                parts[1]
+                            )
+                        });
+                    assert_eq!(
+                        parts.get(2..4),
+                        Some(&["Stage", source.stage][..]),
+                        "Ferry/{} is emitted with dimension Stage={}",
+                        parts[1],
+                        source.stage
+                    );
+                }
+                "AWS/States" => assert_eq!(parts[1], "ExecutionsFailed"),
+                other => panic!("the dashboard shows a metric of namespace {other}"),
+            }
+        }
+    }
+    for wanted in [
+        "LagSeconds",
+        "RowsCopied",
+        "RowsApplied",
+        "ChunksRemaining",
+        "VerifyDifferences",
+        "ExecutionsFailed",
+    ] {
+        assert!(
+            shown.contains(wanted),
+            "the dashboard does not show {wanted}"
+        );
+    }
+}

@@ -5,6 +5,7 @@
 pub mod error;
 pub mod model;
 pub mod position;
+pub mod samples;
 pub mod secret;
 pub mod store;
 pub mod task;

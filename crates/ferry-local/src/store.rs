@@ -81,6 +81,19 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Every task id in the store, sorted (the console's task list).
+    pub async fn task_ids(&self) -> Result<Vec<String>, FerryError> {
+        self.with_conn("list the tasks of", |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT pk FROM items WHERE sk = 'meta' AND pk LIKE 'task#%' ORDER BY pk",
+            )?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.map(|r| r.map(|pk| pk["task#".len()..].to_string()))
+                .collect()
+        })
+        .await
+    }
+
     /// Run `f` with the connection on tokio's blocking pool.
     async fn with_conn<T, F>(&self, what: &'static str, f: F) -> Result<T, FerryError>
     where

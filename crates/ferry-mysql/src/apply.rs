@@ -31,7 +31,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -1171,9 +1171,33 @@ pub struct LinkConfig {
     /// Commit a group after this many changes or this long.
     pub group_rows: usize,
     pub group_delay: Duration,
+    /// Counters the run keeps up to date while it runs, for a caller that samples them.
+    pub live: Arc<LiveLink>,
     /// The written side's dialect and capabilities: DDL from the binlog is
     /// translated for it like the schema stage's tables (None: names only).
     pub ddl_target: Option<(Dialect, TargetContext)>,
+}
+
+/// A running link's figures so far, readable from another task while it runs.
+#[derive(Debug, Default)]
+pub struct LiveLink {
+    /// Row changes committed so far in this run.
+    pub applied: AtomicU64,
+    /// The last lag measured (source clock), `u64::MAX` before the first.
+    pub lag_ms: AtomicU64,
+}
+
+impl LiveLink {
+    pub fn new() -> LiveLink {
+        LiveLink {
+            applied: AtomicU64::new(0),
+            lag_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    pub fn lag_ms(&self) -> Option<u64> {
+        Some(self.lag_ms.load(AtomicOrdering::Relaxed)).filter(|l| *l != u64::MAX)
+    }
 }
 
 impl LinkConfig {
@@ -1196,6 +1220,7 @@ impl LinkConfig {
             declared_keys: Arc::default(),
             group_rows: 10_000,
             group_delay: Duration::from_millis(200),
+            live: Arc::new(LiveLink::new()),
             ddl_target: None,
         }
     }
@@ -1694,6 +1719,10 @@ impl Pipeline {
             }
         }
         self.report.applied += self.group_rows as u64;
+        self.cfg
+            .live
+            .applied
+            .store(self.report.applied, AtomicOrdering::Relaxed);
         self.open.push((
             Group {
                 id,
@@ -1733,6 +1762,7 @@ impl Pipeline {
                             self.report.apply_lag_ms = Some(apply.min(lag));
                             self.report.read_lag_ms = Some(lag.saturating_sub(apply));
                             self.report.lag_samples.push(lag);
+                            self.cfg.live.lag_ms.store(lag, AtomicOrdering::Relaxed);
                             if lag.saturating_sub(apply) < CAUGHT_UP_READ_LAG_MS {
                                 self.caught_up = true;
                             }

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry_core::model::{ChunkRecord, ChunkState, SnapshotPoint, TablePhase, TableRecord};
+use ferry_core::samples::{Sample, Series};
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
 use ferry_core::task::{CopyWrite, TaskOptions, TaskSpec};
@@ -323,6 +324,20 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
             Err(e) => return Err(e),
         }
         tracing::debug!(chunk = %chunk.chunk_id, rows = stats.rows, "chunk copied");
+        // The console's rows/s chart; a lost sample is no reason to fail a copied chunk.
+        let sample = Sample {
+            at_ms: now_ms(),
+            rows: stats.rows,
+            lag_ms: None,
+        };
+        if let Err(e) = self
+            .env
+            .repo
+            .add_sample(&self.task_id, Series::Copy, sample)
+            .await
+        {
+            tracing::debug!(error = %e, "copy sample not recorded");
+        }
         self.target().await?;
         let dst = self
             .dst

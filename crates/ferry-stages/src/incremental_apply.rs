@@ -27,11 +27,14 @@ use std::time::{Duration, Instant};
 
 use ferry_core::model::{CheckpointRecord, ControlFlags, Direction, TableRecord, TaskRecord};
 use ferry_core::position::BinlogPosition;
+use ferry_core::samples::{Sample, Series};
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
 use ferry_core::task::{MigrationType, TaskSpec};
 use ferry_core::FerryError;
-use ferry_mysql::apply::{run_link, Link, LinkConfig, LinkReport, TableMapper, TargetName};
+use ferry_mysql::apply::{
+    run_link, Link, LinkConfig, LinkReport, LiveLink, TableMapper, TargetName,
+};
 use ferry_mysql::dialect::TargetContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -227,12 +230,13 @@ pub async fn run<S: ItemStore, K: SecretSource>(
         Direction::Reverse => Some(start),
     };
     let stop = cfg.stop.clone();
+    let live = Arc::clone(&cfg.live);
     let report = watch(
         repo,
         &task_id,
         dir,
         claimed.epoch,
-        &stop,
+        (&stop, &live),
         run_link(&source, &target, cfg),
     )
     .await?;
@@ -261,19 +265,43 @@ pub async fn run<S: ItemStore, K: SecretSource>(
 
 /// Run the link while polling the operator's flags and the link's owner:
 /// a stop request or a newer owner ends the run at the next transaction boundary.
+/// Each poll also records a sample (rows applied since the last one, lag) for the charts.
 async fn watch<S: ItemStore>(
     repo: &Repo<S>,
     task_id: &str,
     dir: Direction,
     epoch: u64,
-    stop: &Arc<AtomicBool>,
+    (stop, live): (&Arc<AtomicBool>, &Arc<LiveLink>),
     run: impl std::future::Future<Output = Result<LinkReport, FerryError>>,
 ) -> Result<LinkReport, FerryError> {
     let mut run = std::pin::pin!(run);
+    let mut sampled = 0u64;
     loop {
         tokio::select! {
-            r = &mut run => return r,
+            r = &mut run => {
+                if let Ok(report) = &r {
+                    let last = Sample {
+                        at_ms: now_ms(),
+                        rows: report.applied.saturating_sub(sampled),
+                        lag_ms: report.lag_ms.or(live.lag_ms()),
+                    };
+                    if let Err(e) = repo.add_sample(task_id, Series::link(dir), last).await {
+                        tracing::debug!(error = %e, "link sample not recorded");
+                    }
+                }
+                return r;
+            }
             _ = tokio::time::sleep(POLL) => {
+                let applied = live.applied.load(Ordering::Relaxed);
+                let now = Sample {
+                    at_ms: now_ms(),
+                    rows: applied.saturating_sub(sampled),
+                    lag_ms: live.lag_ms(),
+                };
+                sampled = applied;
+                if let Err(e) = repo.add_sample(task_id, Series::link(dir), now).await {
+                    tracing::debug!(error = %e, "link sample not recorded");
+                }
                 let flags = repo.flags(task_id).await.unwrap_or_default();
                 let owner = repo.checkpoint(task_id, dir).await.ok().flatten().map(|c| c.epoch);
                 if flags.stop_requested || owner.is_some_and(|e| e != epoch) {

@@ -29,7 +29,11 @@ pub async fn run_all<S: ItemStore>(make: impl Fn() -> S) {
     finish_is_fenced_after_lease_loss(make()).await;
     checkpoint_epoch_fencing(make()).await;
     flags_updates_are_not_lost(make()).await;
+    samples_are_ordered_bounded_and_not_lost(make()).await;
 }
+
+/// How many stores [`run_all`] asks `make` for.
+pub const STORES_NEEDED: usize = 7;
 
 /// `Cond::Any`, `Cond::Absent` and `Cond::Version`, and versions growing by one.
 pub async fn cond_semantics<S: ItemStore>(s: S) {
@@ -356,4 +360,89 @@ pub async fn flags_updates_are_not_lost<S: ItemStore>(s: S) {
         .unwrap();
     let f = repo.flags(task).await.unwrap();
     assert!(f.switch_requested && !f.stop_requested);
+}
+
+/// Samples come back in time order, concurrent appends are all kept, series
+/// are separate, and a series never holds more than `MAX_SAMPLES`.
+pub async fn samples_are_ordered_bounded_and_not_lost<S: ItemStore>(s: S) {
+    use ferry_core::samples::{Sample, Series, MAX_SAMPLES};
+    let task = "conf-samples";
+    let repo = Arc::new(Repo::new(s));
+    assert!(repo.samples(task, Series::Copy).await.unwrap().is_empty());
+    let mut handles = Vec::new();
+    for w in 0..4u64 {
+        let r = Arc::clone(&repo);
+        handles.push(tokio::spawn(async move {
+            for i in 0..10u64 {
+                let sample = Sample {
+                    at_ms: 1_000 + i * 10 + w,
+                    rows: 1,
+                    lag_ms: Some(w),
+                };
+                r.add_sample(task, Series::Forward, sample).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.expect("sample writer");
+    }
+    let got = repo.samples(task, Series::Forward).await.unwrap();
+    assert_eq!(got.len(), 40, "a concurrent sample was lost");
+    assert!(
+        got.windows(2).all(|w| w[0].at_ms <= w[1].at_ms),
+        "samples out of order"
+    );
+    assert!(repo
+        .samples(task, Series::Reverse)
+        .await
+        .unwrap()
+        .is_empty());
+    // An older sample arriving late lands in its place.
+    repo.add_sample(
+        task,
+        Series::Copy,
+        Sample {
+            at_ms: 50,
+            rows: 5,
+            lag_ms: None,
+        },
+    )
+    .await
+    .unwrap();
+    repo.add_sample(
+        task,
+        Series::Copy,
+        Sample {
+            at_ms: 10,
+            rows: 7,
+            lag_ms: None,
+        },
+    )
+    .await
+    .unwrap();
+    let copy = repo.samples(task, Series::Copy).await.unwrap();
+    assert_eq!(
+        copy.iter().map(|s| s.at_ms).collect::<Vec<_>>(),
+        vec![10, 50]
+    );
+    // Bounded: the oldest go first.
+    for i in 0..(MAX_SAMPLES as u64 + 25) {
+        repo.add_sample(
+            task,
+            Series::Reverse,
+            Sample {
+                at_ms: 10_000 + i,
+                rows: i,
+                lag_ms: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let rev = repo.samples(task, Series::Reverse).await.unwrap();
+    assert_eq!(rev.len(), MAX_SAMPLES, "the series is not bounded");
+    assert_eq!(
+        rev[0].at_ms, 10_025,
+        "the oldest samples were not the ones dropped"
+    );
 }
