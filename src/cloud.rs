@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 
 use ferry_aws::{DynamoStore, ExecutionInfo, SdkConfig, SecretsManagerSource, StepFunctions};
-use ferry_core::model::{ChunkSummary, ControlFlags, ErrorInfo, TaskRecord};
+use ferry_core::model::{ChunkSummary, ControlFlags, ErrorInfo, LivenessView, TaskRecord};
 use ferry_core::store::{now_ms, Repo};
 use ferry_core::task::MigrationType;
 use ferry_core::FerryError;
@@ -258,6 +258,9 @@ struct CloudStatus {
     precheck_ok: Option<bool>,
     chunks: ChunkSummary,
     flags: ControlFlags,
+    /// Whether a stage renews the task's heartbeat: `running (worker W, seen 2 s ago)` or
+    /// `not running since <time>: ...`.
+    worker: Option<LivenessView>,
 }
 
 async fn status(config: &SdkConfig, args: StatusArgs) -> Result<u8, Failure> {
@@ -307,6 +310,16 @@ async fn collect_status(
             .and_then(|t| t.precheck.as_ref().map(|p| p.ok)),
         chunks: repo.chunk_summary(id).await?,
         flags: repo.flags(id).await?,
+        worker: match &task {
+            Some(t) => Some(LivenessView::of(
+                repo.liveness(id).await?.as_ref(),
+                t.state,
+                None,
+                &format!("`ferry resume {id} --cloud`"),
+                now_ms(),
+            )),
+            None => None,
+        },
         execution,
     })
 }
@@ -352,6 +365,9 @@ fn render(s: &CloudStatus) -> String {
             "state",
             "not registered yet (the precheck registers the task)".into(),
         ),
+    }
+    if let Some(w) = &s.worker {
+        line("worker", w.text.clone());
     }
     if let Some(e) = &s.last_error {
         line("last error", format!("{}: {}", e.name, e.message));
