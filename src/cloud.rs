@@ -5,7 +5,7 @@
 //! - `ferry start TASK.json --cloud --state-machine-arn ARN [--table T]`
 //! - `ferry status TASK_ID --cloud --table T [--state-machine-arn ARN] [--json]`
 //! - `ferry switch TASK_ID --cloud --table T` / `ferry stop TASK_ID --cloud --table T`
-//! - `ferry resume TASK_ID --cloud --table T --state-machine-arn ARN`
+//! - `ferry resume TASK_ID --cloud --table T --state-machine-arn ARN [--recopy]`
 //! - `ferry release TASK_ID --cloud --table T [--force] [--report-dir DIR]`
 //!
 //! Invariants: the task file is validated before anything is started; an
@@ -113,6 +113,11 @@ struct ResumeArgs {
     /// The migration state machine (the stack's StateMachineArn output).
     #[arg(long, env = "FERRY_STATE_MACHINE_ARN", value_name = "ARN")]
     state_machine_arn: String,
+    /// Copy every table again over the rows already on the target (nothing is dropped) from a new
+    /// snapshot point, and start the sync there: the way out of Ferry.BinlogPurged. Runs from this
+    /// machine, which must reach both databases, before the new execution starts.
+    #[arg(long)]
+    recopy: bool,
     #[command(flatten)]
     cloud: Cloud,
 }
@@ -433,6 +438,15 @@ async fn resume(config: &SdkConfig, args: ResumeArgs) -> Result<u8, Failure> {
     let task = repo.get_task(id).await?.ok_or_else(|| no_task(&repo, id))?;
     refuse_if_running(&repo, &StepFunctions::new(config), id, "resume").await?;
     repo.update_flags(id, |f| f.stop_requested = false).await?;
+    if args.recopy {
+        // No execution runs (refused above), so nothing copies or applies while the task is reset.
+        let env = StageEnv::new(
+            repo.store().clone(),
+            SecretsManagerSource::new(config),
+            release_worker(),
+        );
+        println!("{}", ferry_stages::plan::recopy(&env, id).await?);
+    }
     let input = serde_json::to_value(&task.spec)
         .map_err(|e| FerryError::Internal(format!("cannot encode the stored task file: {e}")))?;
     start_execution(config, Some(&repo), &args.state_machine_arn, id, &input).await?;
@@ -640,6 +654,7 @@ mod tests {
         let args = || ResumeArgs {
             task_id: id.clone(),
             state_machine_arn: machine.clone(),
+            recopy: false,
             cloud: Cloud {
                 cloud: true,
                 table: cloud.table.clone(),
@@ -806,6 +821,38 @@ mod tests {
         assert!(
             shown.contains("none recorded") && shown.contains("switch: true"),
             "{shown}"
+        );
+
+        // Liveness: a stage renewing its heartbeat, then one that died (a Lambda timed out, an execution aborted).
+        repo.beat(&id, "lambda-copy-7", Some("copy-chunk"))
+            .await
+            .unwrap();
+        let s = collect_status(&config, &cloud, &id).await.unwrap();
+        let shown = render(&s);
+        assert!(
+            shown.contains("running (worker lambda-copy-7, seen 0 s ago)"),
+            "{shown}"
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["worker"]["running"], true, "{json}");
+        let stale = ferry_core::model::Liveness {
+            worker: "lambda-copy-7".into(),
+            stage: Some("copy-chunk".into()),
+            started_ms: now_ms() - 120_000,
+            seen_ms: now_ms() - 60_000,
+            ended_ms: None,
+        };
+        repo.put_record(&id, "alive", &stale).await.unwrap();
+        let s = collect_status(&config, &cloud, &id).await.unwrap();
+        let shown = render(&s);
+        assert!(
+            shown.contains("not running since ")
+                && shown.contains(&format!("resume with `ferry resume {id} --cloud`")),
+            "{shown}"
+        );
+        assert_eq!(
+            serde_json::to_value(&s).unwrap()["worker"]["running"],
+            false
         );
     }
 }
