@@ -3,6 +3,7 @@ mod cdc_kill;
 mod definition;
 mod end_to_end;
 mod examples;
+mod fault_matrix;
 mod restart;
 mod resume;
 mod secrets_hidden;

@@ -446,7 +446,14 @@ async fn table_item(
                 }
             }
         },
-        (None, _) => fail(
+        (None, None) => pass(
+            check,
+            &name,
+            format!(
+                "gone from the source and from the target ({target}): a DROP or RENAME the sync already applied"
+            ),
+        ),
+        (None, Some(_)) => fail(
             check,
             &name,
             format!(
