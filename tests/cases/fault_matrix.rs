@@ -521,7 +521,7 @@ async fn kills_at_random_moments_with_ddl_while_down_apply_each_change_exactly_o
     t.disconnect().await.ok();
     let twice: Vec<&(u64, u64)> = applied.iter().filter(|(_, n)| *n > 1).collect();
     let applied_set: BTreeSet<u64> = applied.iter().map(|(s, _)| *s).collect();
-    let w = written.lock().unwrap();
+    let w = std::mem::take(&mut *written.lock().unwrap());
     let missing: Vec<&u64> = w.seqs.difference(&applied_set).take(5).collect();
     let extra: Vec<&u64> = applied_set.difference(&w.seqs).take(10).collect();
     for l in &landings {
