@@ -581,3 +581,165 @@ async fn kills_at_random_moments_with_ddl_while_down_apply_each_change_exactly_o
         c.disconnect().await.ok();
     }
 }
+
+/// A real process abort (`std::process::abort`, not an error return) of
+/// `ferry` right after each of the switch's steps, each followed by `ferry
+/// resume`: the switch completes exactly once (each step recorded once), the
+/// task ends reverse-synchronizing, and a change on the target reaches the
+/// source through the reverse link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_process_abort_after_each_switch_step_then_resume_switches_once() {
+    use ferry_stages::switch::{self, StepOutcome, STEPS};
+    let started = Instant::now();
+    let env = env();
+    let db = unique_name("fmsw");
+    admin_exec(
+        &env,
+        Side::Source,
+        &[
+            format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4"),
+            format!(
+                "CREATE TABLE `{db}`.t (id BIGINT NOT NULL PRIMARY KEY, v VARCHAR(100) NOT NULL)"
+            ),
+        ],
+    )
+    .await;
+    let mut c = env.admin(Side::Source).await;
+    fill_numbered(&mut c, &db, "t", 1_000).await;
+    c.disconnect().await.ok();
+    let ferry = Ferry::standard(&env);
+    let id = unique_name("fmsw-task").replace('_', "-");
+    let mut spec = task(
+        &id,
+        &[format!("{db}.*")],
+        json!({"chunk_rows": 500, "switch_quiet_seconds": 1}),
+    );
+    spec["types"] = json!(["schema", "full", "incremental", "reverse"]);
+    let file = ferry.task_file("task.json", &spec);
+
+    let mut child = ferry.spawn_run(&file, "first");
+    wait_progress(&env, &ferry, &id, None, &mut child, "first").await;
+    ferry.run(&["switch", &id]).await.assert_ok("ferry switch");
+    kill(&mut child);
+
+    for step in STEPS {
+        let tag = format!("abort-{step}");
+        let out = std::fs::File::create(ferry.dir.path().join(format!("{tag}.stdout"))).unwrap();
+        let err = std::fs::File::create(ferry.dir.path().join(format!("{tag}.stderr"))).unwrap();
+        let mut child = ferry
+            .command(&["resume", &id, "--slice-seconds", "10"])
+            .env(
+                "FERRY_FAILPOINTS",
+                format!("{id}/switch.after_{step}=abort"),
+            )
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start ferry");
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no abort after {step}: {}",
+                ferry.spawned_output(&tag)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(6),
+            "aborted (SIGABRT) after {step}: {status}\n{}",
+            ferry.spawned_output(&tag)
+        );
+        let rec = switch::record(&ferry.repo().unwrap(), &id)
+            .await
+            .unwrap()
+            .expect("a switch record");
+        assert!(
+            rec.completed(step),
+            "{step} recorded before the abort: {rec:?}"
+        );
+        eprintln!(
+            "aborted after {step} ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let mut child = ferry.spawn(&["resume", &id, "--slice-seconds", "10"], "after");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let st = ferry.status_json(&id).await;
+        if st["state"] == "reverse synchronizing" {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{}",
+            ferry.spawned_output("after")
+        );
+        assert!(Instant::now() < deadline, "not reverse synchronizing: {st}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rec = switch::record(&ferry.repo().unwrap(), &id)
+        .await
+        .unwrap()
+        .unwrap();
+    for step in STEPS {
+        let n = rec
+            .steps
+            .iter()
+            .filter(|s| s.step == *step && s.outcome != StepOutcome::Waiting)
+            .count();
+        assert_eq!(n, 1, "{step} done once: {rec:?}");
+    }
+    admin_exec(
+        &env,
+        Side::Target,
+        &[format!(
+            "INSERT INTO `{db}`.t VALUES (9000001, 'written on the new primary')"
+        )],
+    )
+    .await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut s = env.admin(Side::Source).await;
+        let n: Option<u64> = s
+            .query_first(format!("SELECT COUNT(*) FROM `{db}`.t WHERE id = 9000001"))
+            .await
+            .unwrap();
+        s.disconnect().await.ok();
+        if n == Some(1) {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{}",
+            ferry.spawned_output("after")
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the reverse link did not bring the row back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ferry.run(&["stop", &id]).await.assert_ok("ferry stop");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "ferry did not stop");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    crate::common::assert_tables_equal(&env, &db, &["t"]).await;
+    eprintln!(
+        "switch aborts: {} steps, {:.1} s",
+        STEPS.len(),
+        started.elapsed().as_secs_f64()
+    );
+    ferry
+        .run(&["release", &id])
+        .await
+        .assert_ok("ferry release");
+    crate::common::drop_everywhere(&env, &db).await;
+}
