@@ -786,7 +786,6 @@ impl Link {
             self.table(),
             if lock { " FOR UPDATE" } else { "" }
         );
-        #[allow(clippy::type_complexity)]
         let rows: Vec<mysql_async::Row> = conn
             .exec(&sql, (&self.task_id, self.direction.as_str()))
             .await
