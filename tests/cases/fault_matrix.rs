@@ -84,7 +84,7 @@ async fn writer(
     let mut seq = 0u64;
     let mut next_id = 5_000_000u64;
     while !stop.load(Ordering::Relaxed) {
-        let id = rng.random_range(1..=600u64);
+        let id = rng.random_range(1..=5_000u64);
         let mut stmts = Vec::new();
         match rng.random_range(0..10) {
             0..=5 => {
