@@ -5,7 +5,7 @@
 //! - `ferry start TASK.json --cloud --state-machine-arn ARN [--table T]`
 //! - `ferry status TASK_ID --cloud --table T [--state-machine-arn ARN] [--json]`
 //! - `ferry switch TASK_ID --cloud --table T` / `ferry stop TASK_ID --cloud --table T`
-//! - `ferry resume TASK_ID --cloud --table T --state-machine-arn ARN`
+//! - `ferry resume TASK_ID --cloud --table T --state-machine-arn ARN [--recopy]`
 //! - `ferry release TASK_ID --cloud --table T [--force] [--report-dir DIR]`
 //!
 //! Invariants: the task file is validated before anything is started; an
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 
 use ferry_aws::{DynamoStore, ExecutionInfo, SdkConfig, SecretsManagerSource, StepFunctions};
-use ferry_core::model::{ChunkSummary, ControlFlags, ErrorInfo, TaskRecord};
+use ferry_core::model::{ChunkSummary, ControlFlags, ErrorInfo, LivenessView, TaskRecord};
 use ferry_core::store::{now_ms, Repo};
 use ferry_core::task::MigrationType;
 use ferry_core::FerryError;
@@ -113,6 +113,11 @@ struct ResumeArgs {
     /// The migration state machine (the stack's StateMachineArn output).
     #[arg(long, env = "FERRY_STATE_MACHINE_ARN", value_name = "ARN")]
     state_machine_arn: String,
+    /// Copy every table again over the rows already on the target (nothing is dropped) from a new
+    /// snapshot point, and start the sync there: the way out of Ferry.BinlogPurged. Runs from this
+    /// machine, which must reach both databases, before the new execution starts.
+    #[arg(long)]
+    recopy: bool,
     #[command(flatten)]
     cloud: Cloud,
 }
@@ -260,6 +265,9 @@ struct CloudStatus {
     precheck_ok: Option<bool>,
     chunks: ChunkSummary,
     flags: ControlFlags,
+    /// Whether a stage renews the task's heartbeat: `running (worker W, seen 2 s ago)` or
+    /// `not running since <time>: ...`.
+    worker: Option<LivenessView>,
 }
 
 async fn status(config: &SdkConfig, args: StatusArgs) -> Result<u8, Failure> {
@@ -310,6 +318,16 @@ async fn collect_status(
             .and_then(|t| t.precheck.as_ref().map(|p| p.ok)),
         chunks: repo.chunk_summary(id).await?,
         flags: repo.flags(id).await?,
+        worker: match &task {
+            Some(t) => Some(LivenessView::of(
+                repo.liveness(id).await?.as_ref(),
+                t.state,
+                None,
+                &format!("`ferry resume {id} --cloud`"),
+                now_ms(),
+            )),
+            None => None,
+        },
         execution,
     })
 }
@@ -355,6 +373,9 @@ fn render(s: &CloudStatus) -> String {
             "state",
             "not registered yet (the precheck registers the task)".into(),
         ),
+    }
+    if let Some(w) = &s.worker {
+        line("worker", w.text.clone());
     }
     if let Some(a) = &s.attention {
         line("ATTENTION", a.message(&s.task_id));
@@ -423,6 +444,15 @@ async fn resume(config: &SdkConfig, args: ResumeArgs) -> Result<u8, Failure> {
     let task = repo.get_task(id).await?.ok_or_else(|| no_task(&repo, id))?;
     refuse_if_running(&repo, &StepFunctions::new(config), id, "resume").await?;
     repo.update_flags(id, |f| f.stop_requested = false).await?;
+    if args.recopy {
+        // No execution runs (refused above), so nothing copies or applies while the task is reset.
+        let env = StageEnv::new(
+            repo.store().clone(),
+            SecretsManagerSource::new(config),
+            release_worker(),
+        );
+        println!("{}", ferry_stages::plan::recopy(&env, id).await?);
+    }
     let input = serde_json::to_value(&task.spec)
         .map_err(|e| FerryError::Internal(format!("cannot encode the stored task file: {e}")))?;
     start_execution(config, Some(&repo), &args.state_machine_arn, id, &input).await?;
@@ -630,6 +660,7 @@ mod tests {
         let args = || ResumeArgs {
             task_id: id.clone(),
             state_machine_arn: machine.clone(),
+            recopy: false,
             cloud: Cloud {
                 cloud: true,
                 table: cloud.table.clone(),
@@ -796,6 +827,38 @@ mod tests {
         assert!(
             shown.contains("none recorded") && shown.contains("switch: true"),
             "{shown}"
+        );
+
+        // Liveness: a stage renewing its heartbeat, then one that died (a Lambda timed out, an execution aborted).
+        repo.beat(&id, "lambda-copy-7", Some("copy-chunk"))
+            .await
+            .unwrap();
+        let s = collect_status(&config, &cloud, &id).await.unwrap();
+        let shown = render(&s);
+        assert!(
+            shown.contains("running (worker lambda-copy-7, seen 0 s ago)"),
+            "{shown}"
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["worker"]["running"], true, "{json}");
+        let stale = ferry_core::model::Liveness {
+            worker: "lambda-copy-7".into(),
+            stage: Some("copy-chunk".into()),
+            started_ms: now_ms() - 120_000,
+            seen_ms: now_ms() - 60_000,
+            ended_ms: None,
+        };
+        repo.put_record(&id, "alive", &stale).await.unwrap();
+        let s = collect_status(&config, &cloud, &id).await.unwrap();
+        let shown = render(&s);
+        assert!(
+            shown.contains("not running since ")
+                && shown.contains(&format!("resume with `ferry resume {id} --cloud`")),
+            "{shown}"
+        );
+        assert_eq!(
+            serde_json::to_value(&s).unwrap()["worker"]["running"],
+            false
         );
     }
 }

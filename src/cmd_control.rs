@@ -37,6 +37,11 @@ pub struct ControlArgs {
     /// Resume: longest time one stage call may run (default: the task's options.slice_seconds).
     #[arg(long, value_name = "N")]
     pub slice_seconds: Option<u64>,
+    /// Resume: copy every table again over the rows already on the target (nothing is dropped) from a new
+    /// snapshot point, and start the sync there: the way out when the source no longer has the binlog
+    /// from the checkpoint (Ferry.BinlogPurged).
+    #[arg(long)]
+    pub recopy: bool,
 }
 
 /// `ferry switch`: ask the running task to switch when it is safe.
@@ -145,6 +150,16 @@ pub async fn resume(global: &Global, args: ControlArgs) -> Result<u8, Failure> {
     let task = repo.task(&args.task_id).await?;
     repo.update_flags(&task.task_id, |f| f.stop_requested = false)
         .await?;
+    if args.recopy {
+        // Under the task's lock: no `ferry run` may copy or apply while the task is reset.
+        let _lock = TaskLock::acquire(&global.state_dir, &task.task_id)?;
+        let env = ferry_stages::StageEnv::new(
+            global.existing_store()?,
+            global.secrets_for(&task.spec)?,
+            crate::context::worker_id(),
+        );
+        println!("{}", ferry_stages::plan::recopy(&env, &task.task_id).await?);
+    }
     let input = serde_json::to_value(&task.spec)
         .map_err(|e| FerryError::Internal(format!("cannot encode the stored task file: {e}")))?;
     crate::cmd_run::run_spec(global, task.spec, input, args.slice_seconds).await

@@ -55,8 +55,13 @@ pub async fn run_spec(
         .await
         .map_err(|e| {
             FerryError::Internal(format!("the embedded state machine refused to run: {e}"))
-        })?;
+        });
     drop(progress);
+    // The worker ends here, cleanly: `ferry status` says "not running" at once.
+    if let Err(e) = env.repo.end_beat(&task_id, &env.worker_id).await {
+        tracing::debug!(error = %e, "could not record the worker's end");
+    }
+    let outcome = outcome?;
 
     match outcome {
         Outcome::Succeeded { .. } => {

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use ferry_core::model::{
-    CheckStatus, ChunkRecord, ChunkState, ChunkSummary, ErrorInfo, PrecheckReport, TablePhase,
-    TableRecord, TaskRecord,
+    CheckStatus, ChunkRecord, ChunkState, ChunkSummary, ErrorInfo, LivenessView, PrecheckReport,
+    TablePhase, TableRecord, TaskRecord,
 };
 use ferry_core::store::{now_ms, Repo};
 use serde::Serialize;
@@ -30,6 +30,8 @@ struct Status {
     snapshot: Option<String>,
     tables: Vec<TableStatus>,
     totals: ChunkSummary,
+    /// Whether a worker runs the task now (its heartbeat, and the local lock file).
+    worker: Option<LivenessView>,
     /// Links (lag), control flags and the switch's steps.
     #[serde(flatten)]
     control: Option<crate::cmd_control::LinkStatus>,
@@ -70,7 +72,19 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<u8, Failure> {
     let tables = repo.tables(&args.task_id).await?;
     let chunks = repo.chunks(&args.task_id).await?;
     let totals = repo.chunk_summary(&args.task_id).await?;
+    let alive = repo.liveness(&args.task_id).await?;
+    // A `ferry run` holds the task's lock while it works: no holder, nothing runs
+    // (whatever the last heartbeat's age), as after a kill -9.
+    let held = ferry_local::TaskLock::acquire(&global.state_dir, &args.task_id).is_err();
+    let worker = LivenessView::of(
+        alive.as_ref(),
+        task.state,
+        Some(held),
+        &format!("`ferry resume {}`", args.task_id),
+        now_ms(),
+    );
     let mut status = build(task, &tables, &chunks, totals);
+    status.worker = Some(worker);
     status.control = Some(crate::cmd_control::link_status(&repo, &args.task_id).await?);
     status.verify = repo
         .get_record(&args.task_id, ferry_stages::verify::SUMMARY_SK)
@@ -135,6 +149,7 @@ fn build(
         snapshot: task.snapshot.map(|s| s.position.to_string()),
         tables,
         totals,
+        worker: None,
         control: None,
         verify: None,
         verify_lines: Vec::new(),
@@ -213,6 +228,9 @@ fn render(s: &Status) -> String {
         "state",
         format!("{}{stage}, updated {}", s.state, ago(s.updated_ms)),
     );
+    if let Some(w) = &s.worker {
+        line("worker", w.text.clone());
+    }
     if let Some(a) = &s.attention {
         line("ATTENTION", a.message(&s.task_id));
     }

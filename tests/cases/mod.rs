@@ -4,6 +4,8 @@ mod console;
 mod definition;
 mod end_to_end;
 mod examples;
+mod fault_matrix;
 mod oceanbase;
+mod restart;
 mod resume;
 mod secrets_hidden;

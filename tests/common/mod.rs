@@ -182,6 +182,17 @@ impl Ferry {
             .expect("start the ferry binary")
     }
 
+    /// Start `ferry args...` in the background, output into files `<tag>.stdout|stderr` in the temp dir.
+    pub fn spawn(&self, args: &[&str], tag: &str) -> Child {
+        let out = std::fs::File::create(self.dir.path().join(format!("{tag}.stdout"))).unwrap();
+        let err = std::fs::File::create(self.dir.path().join(format!("{tag}.stderr"))).unwrap();
+        self.command(args)
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start the ferry binary")
+    }
+
     pub fn spawned_output(&self, tag: &str) -> String {
         let mut s = String::new();
         for ext in ["stdout", "stderr"] {

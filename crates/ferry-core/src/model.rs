@@ -125,6 +125,24 @@ impl Attention {
     }
 }
 
+impl TaskRecord {
+    /// This incarnation of the task: a task registered again under the same
+    /// task_id (its records lost without `ferry release`) is another one. Its
+    /// checkpoint rows on the databases carry it, so rows an earlier
+    /// incarnation left are never taken for this one's. The registration time
+    /// never changes for a record, and two registrations of one task_id in the
+    /// same millisecond would be a single store write (the second is refused).
+    pub fn incarnation(&self) -> String {
+        self.created_ms.to_string()
+    }
+
+    /// Whether the task has written anything to the databases: a snapshot point
+    /// is recorded before the first table is created on the target.
+    pub fn wrote_anything(&self) -> bool {
+        self.snapshot.is_some() || self.planned
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckStatus {
@@ -312,6 +330,108 @@ impl CheckpointRecord {
     }
 }
 
+/// Who works on a task, as every running stage renews it in the task store
+/// (record `alive`): the operator's answer to "is anything running?".
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Liveness {
+    pub worker: String,
+    #[serde(default)]
+    pub stage: Option<String>,
+    pub started_ms: u64,
+    /// The last heartbeat.
+    pub seen_ms: u64,
+    /// Set when the worker ended cleanly (a kill leaves it unset).
+    #[serde(default)]
+    pub ended_ms: Option<u64>,
+}
+
+impl Liveness {
+    /// Heartbeats come every [`Liveness::BEAT_MS`]; a worker not seen for this
+    /// long is gone (longer than the state machine's Wait states, between which
+    /// no stage runs in the cloud).
+    pub const STALE_MS: u64 = 20_000;
+    pub const BEAT_MS: u64 = 2_000;
+
+    pub fn running(&self, now_ms: u64) -> bool {
+        self.ended_ms.is_none() && now_ms.saturating_sub(self.seen_ms) <= Self::STALE_MS
+    }
+}
+
+/// What `ferry status` says of a task's worker (text and `--json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LivenessView {
+    pub running: bool,
+    #[serde(default)]
+    pub worker: Option<String>,
+    /// The last heartbeat (or the end) of the last worker.
+    #[serde(default)]
+    pub seen_ms: Option<u64>,
+    /// `running (worker W, seen 2 s ago)` or `not running since <time>: resume with ...`.
+    pub text: String,
+}
+
+impl LivenessView {
+    /// `running`: what the caller knows better than the heartbeat's age (the
+    /// local lock file: no process holds it, so none runs), else `None`.
+    /// `resume` is the command that continues the task.
+    pub fn of(
+        alive: Option<&Liveness>,
+        state: TaskState,
+        running: Option<bool>,
+        resume: &str,
+        now_ms: u64,
+    ) -> LivenessView {
+        let is_running = running.unwrap_or_else(|| alive.is_some_and(|a| a.running(now_ms)));
+        let worker = alive.map(|a| a.worker.clone());
+        let seen_ms = alive.map(|a| a.ended_ms.unwrap_or(a.seen_ms));
+        let text = match (is_running, alive) {
+            (true, Some(a)) => format!(
+                "running (worker {}, seen {} s ago)",
+                a.worker,
+                now_ms.saturating_sub(a.seen_ms) / 1000
+            ),
+            (true, None) => "running (no heartbeat yet)".to_string(),
+            (false, _) if matches!(state, TaskState::Completed | TaskState::Released) => {
+                format!("not running ({})", state.as_str())
+            }
+            (false, Some(_)) => format!(
+                "not running since {}: resume with {resume}",
+                utc_text(seen_ms.unwrap_or(0))
+            ),
+            (false, None) => format!("not running: resume with {resume}"),
+        };
+        LivenessView {
+            running: is_running,
+            worker,
+            seen_ms,
+            text,
+        }
+    }
+}
+
+/// `2026-12-05 07:41:09 UTC` from milliseconds since the epoch.
+pub fn utc_text(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Operator requests, kept apart from the task record so they never race with stage updates.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ControlFlags {
@@ -322,6 +442,67 @@ pub struct ControlFlags {
     /// The operator switched despite unresolved verify differences (`--force`).
     #[serde(default)]
     pub switch_force: bool,
+}
+
+#[cfg(test)]
+mod liveness_tests {
+    use super::*;
+
+    #[test]
+    fn utc_text_is_the_calendar_time() {
+        assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_text(1_704_067_200_123), "2024-01-01 00:00:00 UTC");
+        assert_eq!(utc_text(1_709_210_096_000), "2024-02-29 12:34:56 UTC");
+    }
+
+    #[test]
+    fn a_worker_is_running_until_its_heartbeat_is_stale_or_it_ended() {
+        let a = Liveness {
+            worker: "w1".into(),
+            stage: None,
+            started_ms: 1_000,
+            seen_ms: 10_000,
+            ended_ms: None,
+        };
+        let v = LivenessView::of(
+            Some(&a),
+            TaskState::Synchronizing,
+            None,
+            "`ferry resume t`",
+            12_500,
+        );
+        assert!(v.running);
+        assert_eq!(v.text, "running (worker w1, seen 2 s ago)");
+        let late = 10_000 + Liveness::STALE_MS + 1;
+        let v = LivenessView::of(
+            Some(&a),
+            TaskState::Synchronizing,
+            None,
+            "`ferry resume t`",
+            late,
+        );
+        assert!(!v.running);
+        assert_eq!(
+            v.text,
+            "not running since 1970-01-01 00:00:10 UTC: resume with `ferry resume t`"
+        );
+        let v = LivenessView::of(
+            Some(&a),
+            TaskState::Synchronizing,
+            Some(false),
+            "`ferry resume t`",
+            12_500,
+        );
+        assert!(
+            !v.running,
+            "the lock file knows better than the heartbeat's age"
+        );
+        let ended = Liveness {
+            ended_ms: Some(11_000),
+            ..a
+        };
+        assert!(!ended.running(11_500));
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -74,6 +74,46 @@ fn pk(task_id: &str) -> String {
 
 const META: &str = "meta";
 const FLAGS: &str = "flags";
+const ALIVE: &str = "alive";
+
+/// The fields of the task file (beyond `options`, which may change between
+/// runs) that differ between `old` and `new`, one line each:
+/// `objects.exclude: ["a.t"] -> ["a.t","a.u"]`.
+pub fn spec_differences(old: &TaskSpec, new: &TaskSpec) -> Vec<String> {
+    fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(
+                        &p,
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                        out,
+                    );
+                }
+            }
+            _ if a != b => out.push(format!("{path}: {a} -> {b}")),
+            _ => {}
+        }
+    }
+    let as_json = |s: &TaskSpec| {
+        let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut v {
+            m.remove("options");
+            m.remove("task_id");
+        }
+        v
+    };
+    let mut out = Vec::new();
+    walk("", &as_json(old), &as_json(new), &mut out);
+    out
+}
 
 fn decode<T: DeserializeOwned>(item: &Item) -> Result<T, FerryError> {
     serde_json::from_value(item.data.clone()).map_err(|e| {
@@ -135,16 +175,31 @@ impl<S: ItemStore> Repo<S> {
             return Ok(rec);
         }
         let existing = self.task(&spec.task_id).await?;
-        let same = existing.spec.source == spec.source
-            && existing.spec.target == spec.target
-            && existing.spec.objects == spec.objects
-            && existing.spec.types == spec.types;
-        if !same {
-            return Err(FerryError::BadTask(format!(
-                "task \"{}\" already exists with a different source, target, types or objects. \
-                 Use a new task_id, or end the old task with `ferry release {}` first.",
-                spec.task_id, spec.task_id
-            )));
+        let changed = spec_differences(&existing.spec, spec);
+        if !changed.is_empty() {
+            if existing.wrote_anything() {
+                return Err(FerryError::BadTask(format!(
+                    "task \"{id}\" has already written to the target (its snapshot point and tables), and this task \
+                     file differs from the one it runs with:\n{}\n\
+                     To go on with the task as it is, run `ferry resume {id}` (it uses the stored task file). To \
+                     migrate with the new file, give it a new task_id, or end this task with `ferry release {id}` \
+                     first (release removes Ferry's checkpoints, not the migrated tables or rows; a new task into \
+                     the same tables then needs them empty or mapped elsewhere with objects.rename).",
+                    changed.join("\n"),
+                    id = spec.task_id
+                )));
+            }
+            // Nothing written yet (at most a precheck ran): the new file replaces the old one,
+            // and the old file's precheck report no longer applies.
+            tracing::info!(task = %spec.task_id, changes = %changed.join("; "), "the task file changed before anything was written: using the new one");
+            return self
+                .update_task(&spec.task_id, |t| {
+                    t.spec = spec.clone();
+                    t.precheck = None;
+                    t.last_error = None;
+                    t.state = TaskState::NotStarted;
+                })
+                .await;
         }
         if existing.spec.options != spec.options {
             return self
@@ -504,6 +559,29 @@ impl<S: ItemStore> Repo<S> {
         Ok(n)
     }
 
+    /// Every chunk pending again with a fresh attempt budget (a re-copy of every
+    /// table over the rows already copied). Only under the task's lock.
+    pub async fn reset_all_chunks(&self, task_id: &str) -> Result<u64, FerryError> {
+        let mut n = 0;
+        for c in self.chunks(task_id).await? {
+            self.update(
+                &pk(task_id),
+                &format!("chunk#{}", c.chunk_id),
+                |c: &mut ChunkRecord| {
+                    c.state = ChunkState::Pending;
+                    c.owner = None;
+                    c.lease_until_ms = 0;
+                    c.attempts = 0;
+                    c.last_error = None;
+                    Ok(())
+                },
+            )
+            .await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Failed chunks become pending again with a fresh attempt budget (operator retry).
     pub async fn retry_failed_chunks(&self, task_id: &str) -> Result<u64, FerryError> {
         let mut n = 0;
@@ -704,6 +782,51 @@ impl<S: ItemStore> Repo<S> {
         Err(FerryError::Transient(format!(
             "control flags of task {task_id} are contended"
         )))
+    }
+
+    // ---- liveness ----
+
+    /// Renew `worker`'s heartbeat on the task (record `alive`): it runs `stage` now.
+    pub async fn beat(
+        &self,
+        task_id: &str,
+        worker: &str,
+        stage: Option<&str>,
+    ) -> Result<(), FerryError> {
+        let now = now_ms();
+        self.swap_record(task_id, ALIVE, |old: Option<Liveness>| {
+            let started_ms = old
+                .as_ref()
+                .filter(|o| o.worker == worker && o.ended_ms.is_none())
+                .map(|o| o.started_ms)
+                .unwrap_or(now);
+            Some(Liveness {
+                worker: worker.to_string(),
+                stage: stage.map(str::to_string),
+                started_ms,
+                seen_ms: now,
+                ended_ms: None,
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// `worker` ended cleanly (its last heartbeat says so); another worker's record is left alone.
+    pub async fn end_beat(&self, task_id: &str, worker: &str) -> Result<(), FerryError> {
+        let now = now_ms();
+        self.swap_record(task_id, ALIVE, |old: Option<Liveness>| {
+            let mut l = old.filter(|o| o.worker == worker)?;
+            l.seen_ms = now;
+            l.ended_ms = Some(now);
+            Some(l)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn liveness(&self, task_id: &str) -> Result<Option<Liveness>, FerryError> {
+        self.get_record(task_id, ALIVE).await
     }
 
     // ---- diffs ----

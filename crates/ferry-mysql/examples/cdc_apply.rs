@@ -65,6 +65,7 @@ async fn main() {
         task_id: format!("bench-{}", std::process::id()),
         direction: Direction::Forward,
         epoch: 1,
+        incarnation: None,
     };
     let mut cfg = LinkConfig::new(
         link,

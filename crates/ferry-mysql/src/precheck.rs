@@ -32,6 +32,8 @@ use crate::dialect::caps::{self, TargetCaps};
 use crate::dialect::{translate_for, TargetContext, TranslateOptions};
 use crate::schema::{self, TableInfo};
 
+pub mod resume;
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -1630,7 +1632,7 @@ async fn target_items(
     };
     match existing {
         Some(ti) => {
-            let mut items = vec![columns_item(info, &ti), empty_item(&mut t.conn, planned, info, &ti).await];
+            let mut items = vec![columns_item(info, &ti, planned.contains(&name)), empty_item(&mut t.conn, planned, info, &ti).await];
             if let (schema::KeyKind::Declared, Some(key)) = (info.key_kind, &info.key) {
                 items.push(declared_unique_item(&mut t.conn, "target.declared_key", info, &ti, key).await);
             }
@@ -1710,7 +1712,9 @@ async fn declared_unique_item(
 }
 
 /// The target table must have the source's columns, no more and no fewer.
-fn columns_item(src: &TableInfo, tgt: &TableInfo) -> CheckItem {
+/// `migrated`: this task planned the table (it may hold migrated rows), so
+/// the fix never suggests dropping it.
+fn columns_item(src: &TableInfo, tgt: &TableInfo, migrated: bool) -> CheckItem {
     let name = src.full_name();
     let names = |t: &TableInfo| {
         t.columns
@@ -1735,11 +1739,18 @@ fn columns_item(src: &TableInfo, tgt: &TableInfo) -> CheckItem {
             "target table {} exists with different columns: missing {missing:?}, extra {extra:?}",
             tgt.full_name()
         ),
-        format!(
-            "on the target, DROP TABLE {} if it holds nothing you need (the schema stage recreates it), \
-             or ALTER it to the source's columns, or map the table elsewhere with objects.rename",
-            qualified(&tgt.db, &tgt.name)
-        ),
+        if migrated {
+            format!(
+                "on the target, ALTER TABLE {} to the source's columns (it holds migrated rows: keep it)",
+                qualified(&tgt.db, &tgt.name)
+            )
+        } else {
+            format!(
+                "on the target, DROP TABLE {} if it holds nothing you need (the schema stage recreates it), \
+                 or ALTER it to the source's columns, or map the table elsewhere with objects.rename",
+                qualified(&tgt.db, &tgt.name)
+            )
+        },
     )
 }
 

@@ -107,6 +107,7 @@ impl Fixture {
             task_id: self.task.clone(),
             direction: Direction::Forward,
             epoch,
+            incarnation: None,
         };
         let mut cfg = LinkConfig::new(
             link,

@@ -263,7 +263,7 @@ async fn a_purged_file_is_named() {
     };
     assert_eq!(err.name(), "Ferry.BinlogPurged", "{err}");
     assert!(
-        err.message().contains("mysql-bin.999999") && err.message().contains("full copy"),
+        err.message().contains("mysql-bin.999999") && err.message().contains("--recopy"),
         "{err}"
     );
 }

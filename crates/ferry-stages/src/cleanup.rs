@@ -265,7 +265,9 @@ async fn clean_with(
 ) -> Result<SideCleanup, FerryError> {
     let mut side = SideCleanup::default();
     let err = |what: String| move |e| classify(e, &format!("{who}: {what}"));
-    let tables: Vec<(String, u64)> = conn
+    // SUM is NULL for a table whose columns cannot be seen (a precheck's probe table being
+    // created or dropped at this moment): typed as `u64` the row would panic in the driver.
+    let tables: Vec<(String, Option<u64>)> = conn
         .exec(
             "SELECT t.TABLE_NAME, SUM(c.COLUMN_NAME = 'task_id') FROM information_schema.TABLES t \
              LEFT JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME \
@@ -276,7 +278,7 @@ async fn clean_with(
         .map_err(err(format!("listing the tables of {meta}")))?;
     for (table, has_task) in &tables {
         let name = qualified(meta, table);
-        if *has_task == 0 {
+        if has_task.unwrap_or(0) == 0 {
             side.kept.push(table.clone());
             continue;
         }

@@ -243,12 +243,34 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
         }
         let spec = self.spec.clone();
         let src = self.source().await?;
-        let info = read_source_table(src, &spec, db, name).await?.ok_or_else(|| {
+        let mut info = read_source_table(src, &spec, db, name).await?.ok_or_else(|| {
             FerryError::SchemaIncompatible(format!(
                 "source table {key} no longer exists, but the task has chunks of it. Restore it, or start a new \
                  task without it."
             ))
         })?;
+        // A column the source gained after the snapshot point (an ALTER while the copy ran, or
+        // while Ferry was down) is not on the target yet: the sync replays the ALTER from the
+        // snapshot point, then every later change of the column's values. Copy the columns both
+        // sides have; the rest arrive by the binlog.
+        let (tdb, ttable) = spec.target_name(db, name);
+        let dst = self.target().await?;
+        if let Some(target) = ferry_mysql::schema::read_table(dst, &tdb, &ttable).await? {
+            let before = info.columns.len();
+            info.columns.retain(|c| {
+                target
+                    .columns
+                    .iter()
+                    .any(|t| t.name.eq_ignore_ascii_case(&c.name))
+            });
+            if info.columns.len() < before {
+                tracing::info!(
+                    table = %key,
+                    left = before - info.columns.len(),
+                    "the source has columns the target table lacks (added after the snapshot point): they arrive by the binlog"
+                );
+            }
+        }
         self.tables.insert(key, info.clone());
         Ok(info)
     }

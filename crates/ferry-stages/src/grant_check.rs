@@ -14,15 +14,24 @@
 //!   probe table, which it drops (see `ferry_mysql::precheck`).
 //! - A rerun of the same task passes where its own earlier run left rows: the
 //!   tables it planned are read from the task store.
+//! - A task whose plan finished (its tables exist and may hold rows) is
+//!   resuming: instead of the table checks it runs the resume check
+//!   (`ferry_mysql::precheck::resume`): the binlog from the checkpoint still
+//!   on the source (else `Ferry.BinlogPurged`, naming the file and the way
+//!   out), the target's checkpoint rows matching the store, and each table's
+//!   columns the source's or made so by DDL the sync has queued.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use ferry_core::model::{CheckStatus, ErrorInfo, PrecheckReport, TableRecord, TaskState};
+use ferry_core::model::{
+    CheckStatus, Direction, ErrorInfo, PrecheckReport, TableRecord, TaskState,
+};
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore};
 use ferry_core::task::TaskSpec;
 use ferry_core::FerryError;
+use ferry_mysql::precheck::resume::{check_resume, ResumeFacts};
 use ferry_mysql::precheck::{check_source, check_tables_planned, check_target, merge};
 use serde_json::{json, Value};
 
@@ -38,24 +47,47 @@ pub async fn run<S: ItemStore, K: SecretSource>(
     let spec = TaskSpec::from_json(&input.to_string())?;
     let (src, tgt) = env.endpoints(&spec).await?;
     let id = spec.task_id.as_str();
-    env.repo.create_task(&spec).await?;
+    let task = env.repo.create_task(&spec).await?;
     env.repo
         .set_state(id, TaskState::Prechecking, Some(STAGE))
         .await?;
-    let planned: BTreeSet<String> = env
-        .repo
-        .tables(id)
-        .await?
-        .iter()
-        .map(TableRecord::source_name)
-        .collect();
-    let (source, target, tables) = tokio::join!(
-        check_source(&src, &spec),
-        check_target(&tgt, &spec),
-        check_tables_planned(&src, &tgt, &spec, &planned),
-    );
-    let report = PrecheckReport::new(merge(vec![source, target, tables]));
+    let recorded = env.repo.tables(id).await?;
+    let report = if task.planned {
+        // Resuming: the task's tables exist and may hold rows; see `ferry_mysql::precheck::resume`.
+        let facts = ResumeFacts {
+            incarnation: task.incarnation(),
+            snapshot: task.snapshot.as_ref().map(|s| s.position.clone()),
+            checkpoint: env.repo.checkpoint(id, Direction::Forward).await?,
+            tables: recorded,
+        };
+        let (source, target, resume) = tokio::join!(
+            check_source(&src, &spec),
+            check_target(&tgt, &spec),
+            check_resume(&src, &tgt, &spec, &facts),
+        );
+        PrecheckReport::new(merge(vec![source, target, resume]))
+    } else {
+        let planned: BTreeSet<String> = recorded.iter().map(TableRecord::source_name).collect();
+        let (source, target, tables) = tokio::join!(
+            check_source(&src, &spec),
+            check_target(&tgt, &spec),
+            check_tables_planned(&src, &tgt, &spec, &planned),
+        );
+        PrecheckReport::new(merge(vec![source, target, tables]))
+    };
     record(env, id, &report).await?;
+    if let Some(purged) = report
+        .items
+        .iter()
+        .find(|i| i.check == "resume.binlog" && i.status == CheckStatus::Fail)
+    {
+        // Definite, with its own name: no retry brings the binlog back.
+        return Err(FerryError::BinlogPurged(format!(
+            "{} The way out: {}",
+            purged.message,
+            purged.fix.clone().unwrap_or_default()
+        )));
+    }
     let count = |s: CheckStatus| report.items.iter().filter(|i| i.status == s).count();
     tracing::info!(
         task = id,

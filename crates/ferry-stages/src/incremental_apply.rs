@@ -192,6 +192,7 @@ pub async fn run<S: ItemStore, K: SecretSource>(
         task_id: task_id.clone(),
         direction: dir,
         epoch: claimed.epoch,
+        incarnation: Some(task.incarnation()),
     };
     let slice_end = Instant::now() + Duration::from_secs(opts.slice_seconds);
     let mut cfg = LinkConfig::new(

@@ -22,6 +22,7 @@ pub mod verify;
 
 use std::time::Instant;
 
+use ferry_core::model::Liveness;
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{ItemStore, Repo};
 use ferry_core::task::TaskSpec;
@@ -89,6 +90,37 @@ async fn note_stage<S: ItemStore, K: SecretSource>(env: &StageEnv<S, K>, id: &st
     }
 }
 
+/// Run a stage while renewing the task's heartbeat (record `alive`) every
+/// [`Liveness::BEAT_MS`], so `ferry status` can tell a running task from one
+/// whose worker died. A heartbeat that cannot be written is logged, never fatal.
+async fn with_heartbeat<S: ItemStore, K: SecretSource, T>(
+    env: &StageEnv<S, K>,
+    id: &str,
+    stage: &str,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let beat = || async {
+        // A task not registered yet (the first precheck) has nothing to beat on.
+        if matches!(env.repo.get_task(id).await, Ok(Some(_))) {
+            if let Err(e) = env.repo.beat(id, &env.worker_id, Some(stage)).await {
+                tracing::debug!(task = %id, stage, error = %e, "could not renew the heartbeat");
+            }
+        }
+    };
+    beat().await;
+    let mut work = std::pin::pin!(work);
+    let every = std::time::Duration::from_millis(Liveness::BEAT_MS);
+    loop {
+        tokio::select! {
+            r = &mut work => {
+                beat().await;
+                return r;
+            }
+            _ = tokio::time::sleep(every) => beat().await,
+        }
+    }
+}
+
 pub async fn invoke<S: ItemStore, K: SecretSource>(
     env: &StageEnv<S, K>,
     stage: &str,
@@ -102,15 +134,22 @@ pub async fn invoke<S: ItemStore, K: SecretSource>(
     if let Some(id) = &id {
         note_stage(env, id, stage).await;
     }
-    let result = match stage {
-        "grant-check" => grant_check::run(env, input, deadline).await,
-        "plan" => plan::run(env, input, deadline).await,
-        "copy-chunk" => copy_chunk::run(env, input, deadline).await,
-        "incremental-apply" => incremental_apply::run(env, input, deadline).await,
-        "verify" => verify::run(env, input, deadline).await,
-        "switch" => switch::run(env, input, deadline).await,
-        "cleanup" => cleanup::run(env, input, deadline).await,
-        other => Err(FerryError::Internal(format!("no stage named \"{other}\""))),
+    let work = async {
+        match stage {
+            "grant-check" => grant_check::run(env, input, deadline).await,
+            "plan" => plan::run(env, input, deadline).await,
+            "copy-chunk" => copy_chunk::run(env, input, deadline).await,
+            "incremental-apply" => incremental_apply::run(env, input, deadline).await,
+            "verify" => verify::run(env, input, deadline).await,
+            "switch" => switch::run(env, input, deadline).await,
+            "cleanup" => cleanup::run(env, input, deadline).await,
+            other => Err(FerryError::Internal(format!("no stage named \"{other}\""))),
+        }
+    };
+    let result = match (&id, stage) {
+        // Cleanup removes the task's records: no heartbeat may write them back.
+        (Some(id), s) if s != "cleanup" => with_heartbeat(env, id, stage, work).await,
+        _ => work.await,
     };
     if let (Err(e), Some(id)) = (&result, id) {
         if let Err(store_err) = env.repo.record_error(&id, stage, e).await {

@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use ferry_core::model::{SnapshotPoint, TablePhase, TableRecord, TaskRecord, TaskState};
+use ferry_core::model::{Direction, SnapshotPoint, TablePhase, TableRecord, TaskRecord, TaskState};
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
 use ferry_core::task::{MigrationType, TaskSpec};
@@ -74,6 +74,9 @@ pub async fn run<S: ItemStore, K: SecretSource>(
     let spec = &task.spec;
     let (source, target) = env.endpoints(spec).await?;
     let mut src = source.connect().await?;
+    if task.snapshot.is_none() && task.spec.has(MigrationType::Incremental) {
+        clear_other_incarnations(&task, &source, &target).await?;
+    }
     record_snapshot(&env.repo, &task, &mut src).await?;
 
     let tables = table_list(&env.repo, spec, &mut src).await?;
@@ -114,6 +117,119 @@ async fn output<S: ItemStore>(repo: &Repo<S>, task: &TaskRecord) -> Result<Value
         .map(|w| json!({"task_id": task.task_id, "worker": w}))
         .collect();
     Ok(json!({"task_id": task.task_id, "tables": tables, "chunks": chunks, "workers": workers}))
+}
+
+/// A new plan (no snapshot point yet, so no link of this incarnation exists)
+/// removes the checkpoint rows of every other incarnation of its task_id from
+/// both databases: a task started again after its state was lost would
+/// otherwise resume from them, before its snapshot point (replaying the old
+/// task's changes) or, after a `RESET MASTER`, past changes it never applied.
+async fn clear_other_incarnations(
+    task: &TaskRecord,
+    source: &ferry_mysql::Endpoint,
+    target: &ferry_mysql::Endpoint,
+) -> Result<(), FerryError> {
+    let meta = &task.spec.options.meta_schema;
+    let incarnation = task.incarnation();
+    for ep in [target, source] {
+        let mut conn = ep.connect().await?;
+        let removed = ferry_mysql::apply::clear_other_incarnations(
+            &mut conn,
+            meta,
+            &task.task_id,
+            &incarnation,
+        )
+        .await?;
+        let _ = conn.disconnect().await;
+        if !removed.is_empty() {
+            tracing::warn!(
+                task = %task.task_id,
+                side = %ep.role,
+                incarnation = %incarnation,
+                removed = %removed.join(", "),
+                "removed checkpoint rows an earlier incarnation of this task_id left (it was started again without `ferry release`)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `ferry resume TASK --recopy`: the way out when the source no longer has the
+/// binlog from the link's checkpoint. Every table is copied again over the rows
+/// already on the target (the copy writes with REPLACE semantics; no table is
+/// dropped or truncated) from a new snapshot point recorded now, before any
+/// row is read, and the forward link starts over there: its checkpoint rows on
+/// the target and in the store are removed first. Refused once the task has
+/// switched. Rows the source deleted while its binlog was lost stay on the
+/// target until a verify with repair removes them. Call under the task's lock.
+pub async fn recopy<S: ItemStore, K: SecretSource>(
+    env: &StageEnv<S, K>,
+    id: &str,
+) -> Result<String, FerryError> {
+    let task = env.repo.task(id).await?;
+    if let Some(ck) = env.repo.checkpoint(id, Direction::Forward).await? {
+        if ck.is_retired() {
+            return Err(FerryError::BadTask(format!(
+                "task {id} has switched over: the target is the primary, a re-copy from the source would overwrite it"
+            )));
+        }
+    }
+    if !task.planned {
+        return Err(FerryError::BadTask(format!(
+            "task {id} has not created its tables yet: `ferry resume {id}` (without --recopy) copies them"
+        )));
+    }
+    let (source, target) = env.endpoints(&task.spec).await?;
+    if task.spec.has(MigrationType::Incremental) {
+        let link = ferry_mysql::apply::Link {
+            meta_schema: task.spec.options.meta_schema.clone(),
+            task_id: id.to_string(),
+            direction: Direction::Forward,
+            epoch: 0,
+            incarnation: Some(task.incarnation()),
+        };
+        let mut dst = target.connect().await?;
+        link.ensure_table(&mut dst).await?;
+        link.delete(&mut dst).await?;
+        let _ = dst.disconnect().await;
+        env.repo.delete_checkpoint(id, Direction::Forward).await?;
+    }
+    let mut src = source.connect().await?;
+    let point = match binlog_position(&mut src, "source").await {
+        Ok(position) => Some(SnapshotPoint {
+            position,
+            at_ms: now_ms(),
+        }),
+        Err(e) if !task.spec.has(MigrationType::Incremental) => {
+            tracing::debug!(error = %e, "no snapshot position (not needed without incremental)");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let _ = src.disconnect().await;
+    env.repo
+        .update_task(id, |t| {
+            t.snapshot = point.clone();
+            t.copy_finished = None;
+            t.state = TaskState::Migrating;
+            t.last_error = None;
+        })
+        .await?;
+    let chunks = env.repo.reset_all_chunks(id).await?;
+    for t in env.repo.tables(id).await? {
+        env.repo
+            .update_table(id, &t.source_name(), |r| r.phase = TablePhase::Planned)
+            .await?;
+    }
+    Ok(format!(
+        "task {id}: every table is copied again ({chunks} chunks) over the rows on the target{}",
+        point
+            .map(|p| format!(
+                ", and the sync starts at the new snapshot point {}",
+                p.position
+            ))
+            .unwrap_or_default()
+    ))
 }
 
 /// Record where the source's binlog is, before any row is read. Kept on reruns.

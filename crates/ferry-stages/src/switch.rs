@@ -716,6 +716,7 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
             task_id: id.clone(),
             direction: Direction::Forward,
             epoch: CheckpointRecord::RETIRED_EPOCH,
+            incarnation: None,
         };
         let mut conn = apply_connection(&self.target).await?;
         let rows = link
@@ -833,6 +834,7 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
             task_id: id.clone(),
             direction: Direction::Reverse,
             epoch: 0,
+            incarnation: None,
         };
         let mut conn = apply_connection(&self.source).await?;
         link.ensure_table(&mut conn).await?;

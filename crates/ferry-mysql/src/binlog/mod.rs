@@ -958,8 +958,10 @@ fn summarize(logs: &[String]) -> String {
 fn purged(who: &str, at: &BinlogPosition, detail: &str) -> FerryError {
     FerryError::BinlogPurged(format!(
         "{who}: binlog file {} (position {at}) is no longer on the source ({detail}). The changes since then are \
-         lost to replication: a new full copy is needed (release the task and run it again), and keep binlogs \
-         longer (binlog_expire_logs_seconds / expire_logs_days) than a migration may lag.",
+         lost to replication. The way out: re-copy the affected tables with `ferry resume TASK_ID --recopy` (every \
+         table copied again over the rows already on the target, nothing dropped, and the sync restarted from a new \
+         snapshot point), and keep binlogs longer (binlog_expire_logs_seconds / expire_logs_days) than Ferry may \
+         be down or lag.",
         if at.file.is_empty() { "for this GTID state" } else { at.file.as_str() }
     ))
 }
