@@ -5,7 +5,9 @@
 # bench_env (loads the testenv, sets SRC_PORT/TGT_PORT/ADMIN_*), sql SIDE [DB] (admin
 # client on the source or target, reads SQL on stdin or from -e), time_cmd OUT_SECONDS CMD...,
 # median N..., rows_per_s ROWS SECONDS, peak_rss_mib TIME_V_LOG, set_buffer_pools (with
-# restore_buffer_pools on EXIT), server_cpu_ms SIDE.
+# restore_buffer_pools on EXIT), server_cpu_ms SIDE, children_cpu_ms, strip_secondary_keys,
+# secondary_keys_alter DB TABLE, index_sampler_start/_stop, binlog_end SIDE,
+# checkpoint_at_least, wait_for_state, hwm_kib PID, ferry_supports.
 #
 # The target is the MariaDB target server, or with --target oceanbase the OceanBase (seekdb)
 # server of scripts/testenv (same admin user and password; no binary log, no buffer pool knob).
@@ -129,4 +131,129 @@ server_cpu_ms() {
         pid="$(cat "$(sql "$1" -e "SELECT @@pid_file")")" || die "cannot read the $1 server's pid"
     fi
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / hz }' "/proc/$pid/stat"
+}
+
+# children_cpu_ms: CPU time (user + system, ms) of every finished child of this shell so far
+# (the kernel adds a reaped child's own children too): the difference over a command is what
+# its client processes (mydumper, myloader, mariadb clients, ferry) cost.
+children_cpu_ms() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($16 + $17) * 1000 / hz }' "/proc/$$/stat"
+}
+
+# strip_secondary_keys: a filter for CREATE TABLE statements (SHOW CREATE TABLE / mariadb-dump /
+# mydumper layout: one key per line, two-space indent) dropping the secondary keys (KEY, UNIQUE
+# KEY, FULLTEXT KEY, SPATIAL KEY; never the PRIMARY KEY or a CONSTRAINT), so a peer loads into
+# tables with the primary key only and builds the rest afterwards, as Ferry's indexes_after_load.
+# Not for tables with foreign keys (InnoDB would create an index for the constraint itself).
+strip_secondary_keys() {
+    awk '
+        /^  (UNIQUE |FULLTEXT |SPATIAL )?KEY `/ { next }
+        { if (have) { if ($0 ~ /^\)/) sub(/,$/, "", prev); print prev } prev = $0; have = 1 }
+        END { if (have) print prev }'
+}
+
+# secondary_keys_alter DB TABLE: the ALTER TABLE that adds back the source table's secondary keys
+# (the lines strip_secondary_keys drops), or nothing when it has none.
+secondary_keys_alter() {
+    sql source -e "SHOW CREATE TABLE \`$1\`.\`$2\`" | cut -f2- | sed 's/\\n/\n/g' |
+        awk -v t="$2" '
+            /^  (UNIQUE |FULLTEXT |SPATIAL )?KEY `/ { sub(/^  /, ""); sub(/,$/, ""); adds = adds (n++ ? ", " : "") "ADD " $0 }
+            END { if (n) { gsub(/`/, "``", t); printf "ALTER TABLE `%s` %s\n", t, adds } }'
+}
+
+# index_sampler_start FILE DB / index_sampler_stop FILE: while it runs, one client session on the
+# target samples every 0.2 s whether an index build (ALTER TABLE or CREATE INDEX, from any
+# contender) on database DB is running (in a session using DB, or naming `DB`.); stop sets INDEX_SECONDS to the wall seconds during which one was. The
+# same probe for every contender (its cost, one small query per 0.2 s, too). Call stop in this
+# shell, not in $(...): it waits for the sampler.
+INDEX_SAMPLER_PID=""
+INDEX_SECONDS=0
+index_sampler_start() {
+    rm -f "$1.stop"
+    local q="SELECT UNIX_TIMESTAMP(NOW(6)), COUNT(*) FROM information_schema.PROCESSLIST
+        WHERE COMMAND <> 'Sleep' AND (INFO LIKE 'ALTER TABLE%' OR INFO LIKE 'CREATE%INDEX%')
+          AND (DB = '$2' OR INFO LIKE '%\\\`$2\\\`.%');"
+    while [[ ! -e "$1.stop" ]]; do
+        printf '%s\n' "$q"
+        sleep 0.2
+    done | sql target >"$1" 2>/dev/null &
+    INDEX_SAMPLER_PID=$!
+}
+index_sampler_stop() {
+    touch "$1.stop"
+    wait "$INDEX_SAMPLER_PID" || true
+    rm -f "$1.stop"
+    # Each sample that saw a build counts until the next sample.
+    # shellcheck disable=SC2034 # read by the caller
+    INDEX_SECONDS="$(tr -d '\r' <"$1" | awk 'NF == 2 { if (seen) s += $1 - prev; prev = $1; seen = ($2 > 0) } END { printf "%.2f", s }')"
+}
+
+# binlog_end SIDE -> "FILE<TAB>POS": the side's current binary log position (SHOW MASTER STATUS).
+binlog_end() {
+    sql "$1" -e "SHOW MASTER STATUS" | cut -f1-2
+}
+
+# checkpoint_at_least CLIENT... -- META TASK FILE POS: true when every apply worker checkpoint of
+# task TASK's forward link on the target (META.checkpoints, committed with the rows it covers,
+# see crates/ferry-mysql/src/apply.rs) is at or past FILE:POS of the source's binary log.
+# The task store's copy of the checkpoint is written only when a stage call ends (after an idle
+# gap), so a timing reads the target's rows. CLIENT is the command that runs SQL on the target.
+checkpoint_at_least() {
+    local -a client=()
+    while [[ "$1" != -- ]]; do
+        client+=("$1")
+        shift
+    done
+    shift
+    local meta="$1" task="$2" file="$3" pos="$4" rows
+    rows="$("${client[@]}" -e "SELECT file, pos FROM \`$meta\`.checkpoints WHERE task_id = '$task' AND direction = 'forward'" 2>/dev/null)" || return 1
+    [[ -n "$rows" ]] || return 1
+    awk -F'\t' -v f="$file" -v p="$pos" '
+        # Binlog file names share one base and a zero-padded sequence: text order is log order.
+        { if ($1 < f || ($1 == f && $2 + 0 < p + 0)) behind = 1 }
+        END { exit behind }' <<<"$rows"
+}
+
+# wait_for_state FERRY_CMD... -- TASK STATE SECONDS [PID]: poll `ferry status TASK --json` (every
+# WAIT_POLL_S seconds, default 0.25) until its state is STATE; fails at the deadline, or at once
+# when the task failed or PID (the process expected to get it there) exited.
+wait_for_state() {
+    local -a cmd=()
+    while [[ "$1" != -- ]]; do
+        cmd+=("$1")
+        shift
+    done
+    shift
+    local task="$1" want="$2" deadline=$((SECONDS + $3)) pid="${4:-}" state
+    while :; do
+        state="$("${cmd[@]}" status "$task" --json 2>/dev/null |
+            python3 -c 'import json, sys; print(json.load(sys.stdin)["state"])' 2>/dev/null || true)"
+        [[ "$state" == "$want" ]] && return 0
+        [[ "$state" == failed ]] && {
+            "${cmd[@]}" status "$task" >&2 || true
+            die "task $task failed while waiting for '$want'"
+        }
+        [[ -z "$pid" ]] || kill -0 "$pid" 2>/dev/null || die "ferry (pid $pid) exited before task $task was '$want' (it is '$state')"
+        ((SECONDS < deadline)) || die "task $task is '$state', not '$want', after $3 s"
+        sleep "${WAIT_POLL_S:-0.25}"
+    done
+}
+
+# hwm_kib PID: the process's peak resident set so far (VmHWM, KiB), 0 when it is gone.
+hwm_kib() {
+    [[ -r "/proc/$1/status" ]] || {
+        echo 0
+        return
+    }
+    awk '/^VmHWM:/ { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null
+}
+
+# proc_cpu_ms PID: user + system ms the process itself has used so far (0 when it is gone).
+proc_cpu_ms() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# ferry_supports FERRY_BIN SUBCOMMAND FLAG: true when `ferry SUBCOMMAND --help` lists FLAG.
+ferry_supports() {
+    "$1" "$2" --help 2>/dev/null | grep -q -- "$3"
 }
