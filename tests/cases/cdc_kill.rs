@@ -7,12 +7,14 @@
 
 use std::time::{Duration, Instant};
 
-use ferry_testkit::{env, rows, unique_name, Side, TestEnv};
+use ferry_testkit::{on_both_targets, rows, unique_name, Side, TestEnv};
 use mysql_async::prelude::*;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use crate::common::{admin_exec, assert_tables_equal, drop_everywhere, fill_numbered, task, Ferry};
+use crate::common::{
+    admin_exec, assert_tables_equal, drop_everywhere, fill_numbered, task_for, Ferry,
+};
 
 const KILLS: usize = 20;
 
@@ -73,9 +75,12 @@ async fn same_rows(env: &TestEnv, db: &str) -> bool {
     exists.is_some() && rows(&mut s, db, "t").await == rows(&mut t, db, "t").await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn incremental_sync_killed_at_random_moments_applies_every_change_once() {
-    let env = env();
+on_both_targets!(
+    incremental_sync_killed_at_random_moments_applies_every_change_once,
+    super::incremental_sync_killed_at_random_moments_applies_every_change_once
+);
+
+async fn incremental_sync_killed_at_random_moments_applies_every_change_once(env: TestEnv) {
     let db = unique_name("cdckill");
     admin_exec(
         &env,
@@ -95,7 +100,8 @@ async fn incremental_sync_killed_at_random_moments_applies_every_change_once() {
 
     let ferry = Ferry::standard(&env);
     let task_id = unique_name("cdckill").replace('_', "-");
-    let mut spec = task(
+    let mut spec = task_for(
+        &env,
         &task_id,
         &[format!("{db}.*")],
         json!({"chunk_rows": 50, "concurrency": 2, "apply_workers": 2}),

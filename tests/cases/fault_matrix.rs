@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 
 use ferry_core::model::Direction;
 use ferry_core::position::BinlogPosition;
-use ferry_testkit::{env, rows, unique_name, Side, TestEnv};
+use ferry_testkit::{env, on_both_targets, rows, unique_name, Side, TestEnv};
 use mysql_async::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use crate::common::{admin_exec, fill_numbered, task, Ferry};
+use crate::common::{admin_exec, fill_numbered, task, task_for, Ferry};
 
 const WAIT: Duration = Duration::from_secs(240);
 
@@ -152,6 +152,8 @@ async fn install_audit(env: &TestEnv, db: &str, audit: &str) {
         &[
             format!("CREATE DATABASE `{audit}`"),
             format!("CREATE TABLE `{audit}`.applied (n BIGINT AUTO_INCREMENT PRIMARY KEY, seq BIGINT NOT NULL, op CHAR(1) NOT NULL, KEY (seq))"),
+            // OceanBase wants a current database for a trigger body's statements.
+            format!("USE `{db}`"),
             format!(
                 "CREATE TRIGGER `{db}`.audit_i AFTER INSERT ON `{db}`.t FOR EACH ROW \
                  IF NEW.seq > 0 THEN INSERT INTO `{audit}`.applied (seq, op) VALUES (NEW.seq, 'i'); END IF"
@@ -265,8 +267,12 @@ async fn wait_progress(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kills_at_random_moments_with_ddl_while_down_apply_each_change_exactly_once() {
+on_both_targets!(
+    kills_at_random_moments_with_ddl_while_down_apply_each_change_exactly_once,
+    super::kills_at_random_moments_with_ddl_while_down_apply_each_change_exactly_once
+);
+
+async fn kills_at_random_moments_with_ddl_while_down_apply_each_change_exactly_once(env: TestEnv) {
     let started = Instant::now();
     let seed = seed();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -274,7 +280,6 @@ async fn kills_at_random_moments_with_ddl_while_down_apply_each_change_exactly_o
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
-    let env = env();
     let db = unique_name("fm");
     let audit = format!("{db}_audit");
     admin_exec(
@@ -296,7 +301,8 @@ async fn kills_at_random_moments_with_ddl_while_down_apply_each_change_exactly_o
     c.disconnect().await.ok();
     let ferry = Ferry::standard(&env);
     let id = unique_name("fm-task").replace('_', "-");
-    let mut spec = task(
+    let mut spec = task_for(
+        &env,
         &id,
         &[format!("{db}.*")],
         // Slow enough that a kill lands in the copy; 10 s slices so kills cross slice boundaries.

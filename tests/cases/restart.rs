@@ -17,11 +17,13 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use ferry_core::model::Direction;
-use ferry_testkit::{env, unique_name, Side, TestEnv};
+use ferry_testkit::{on_both_targets, unique_name, Side, TestEnv};
 use mysql_async::prelude::*;
 use serde_json::{json, Value};
 
-use crate::common::{admin_exec, assert_tables_equal, drop_everywhere, fill_numbered, task, Ferry};
+use crate::common::{
+    admin_exec, assert_tables_equal, drop_everywhere, fill_numbered, task_for, Ferry,
+};
 
 const WAIT: Duration = Duration::from_secs(180);
 
@@ -50,7 +52,8 @@ async fn setup(env: &TestEnv, prefix: &str, n: u64) -> (String, Ferry, String, s
     c.disconnect().await.ok();
     let ferry = Ferry::standard(env);
     let task_id = unique_name(&format!("{prefix}-task")).replace('_', "-");
-    let mut spec = task(
+    let mut spec = task_for(
+        &env,
         &task_id,
         &[format!("{db}.*")],
         json!({"chunk_rows": 500, "concurrency": 2}),
@@ -147,16 +150,19 @@ fn precheck_checks(status: &Value) -> String {
         .to_string()
 }
 
+on_both_targets!(
+    a_column_added_while_ferry_was_killed_is_synced_on_resume,
+    super::a_column_added_while_ferry_was_killed_is_synced_on_resume
+);
+
 /// The sequence: run schema+full+incremental, kill -9 while the sync
 /// runs, ALTER TABLE ADD COLUMN + INSERT while down, `ferry resume`: the task
 /// synchronizes again with the new column and row; the same once more with
 /// `ferry run task.json`; the target then equals the source and verify is
 /// clean. `ferry status` says "running (worker ...)" while a worker runs and
 /// "not running since ...: resume with ..." once it was killed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_column_added_while_ferry_was_killed_is_synced_on_resume() {
+async fn a_column_added_while_ferry_was_killed_is_synced_on_resume(env: TestEnv) {
     let started = Instant::now();
-    let env = env();
     let (db, ferry, id, file) = setup(&env, "rsalter", 2_000).await;
 
     let mut child = ferry.spawn_run(&file, "first");
@@ -273,6 +279,11 @@ async fn a_column_added_while_ferry_was_killed_is_synced_on_resume() {
     drop_everywhere(&env, &db).await;
 }
 
+on_both_targets!(
+    a_purged_binlog_names_the_file_and_recopy_is_the_way_out,
+    super::a_purged_binlog_names_the_file_and_recopy_is_the_way_out
+);
+
 /// The binlog from the checkpoint is gone while Ferry is down: the resume
 /// stops with `Ferry.BinlogPurged` naming the missing file and the way out;
 /// `ferry resume --recopy` takes it and the task synchronizes again with the
@@ -280,9 +291,7 @@ async fn a_column_added_while_ferry_was_killed_is_synced_on_resume() {
 /// PURGE BINARY LOGS the checkpoint, in the store and on the target, is moved
 /// to a file of the source's sequence that no longer exists: the state a
 /// purge leaves.) Two `ferry resume` at once: the second is refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_purged_binlog_names_the_file_and_recopy_is_the_way_out() {
-    let env = env();
+async fn a_purged_binlog_names_the_file_and_recopy_is_the_way_out(env: TestEnv) {
     let (db, ferry, id, file) = setup(&env, "rspurge", 1_000).await;
     let mut child = ferry.spawn_run(&file, "first");
     wait_for_sync(&env, &db, &id, 1000001, &mut child, &ferry, "first").await;
@@ -373,15 +382,18 @@ async fn a_purged_binlog_names_the_file_and_recopy_is_the_way_out() {
     drop_everywhere(&env, &db).await;
 }
 
+on_both_targets!(
+    checkpoint_rows_of_an_earlier_incarnation_are_never_resumed_from,
+    super::checkpoint_rows_of_an_earlier_incarnation_are_never_resumed_from
+);
+
 /// A task started again under the same task_id after its state directory was
 /// deleted (no `ferry release`): the checkpoint rows the earlier incarnation
 /// left on the target, one before the new snapshot point and one after it
 /// (as after a RESET MASTER), are cleared by the new plan; the new link
 /// starts at its own snapshot point, carries its own incarnation, and the
 /// target ends equal to the source.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn checkpoint_rows_of_an_earlier_incarnation_are_never_resumed_from() {
-    let env = env();
+async fn checkpoint_rows_of_an_earlier_incarnation_are_never_resumed_from(env: TestEnv) {
     let (db, ferry, id, file) = setup(&env, "rsincarn", 500).await;
     let mut child = ferry.spawn_run(&file, "first");
     wait_for_sync(&env, &db, &id, 1000001, &mut child, &ferry, "first").await;
@@ -481,13 +493,16 @@ async fn checkpoint_rows_of_an_earlier_incarnation_are_never_resumed_from() {
     drop_everywhere(&env, &db).await;
 }
 
+on_both_targets!(
+    a_task_file_changes_freely_until_the_task_writes,
+    super::a_task_file_changes_freely_until_the_task_writes
+);
+
 /// `ferry precheck` registers the task; the report says a table has no key; the
 /// task file is fixed (the table excluded) and `ferry run` takes the new file,
 /// since nothing was written. Once the task has written, a changed file is
 /// refused with the exact difference and what to do.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_file_changes_freely_until_the_task_writes() {
-    let env = env();
+async fn a_task_file_changes_freely_until_the_task_writes(env: TestEnv) {
     let db = unique_name("rsfile");
     admin_exec(
         &env,
@@ -504,7 +519,7 @@ async fn a_task_file_changes_freely_until_the_task_writes() {
     .await;
     let ferry = Ferry::standard(&env);
     let id = unique_name("rsfile-task").replace('_', "-");
-    let spec = task(&id, &[format!("{db}.*")], json!({}));
+    let spec = task_for(&env, &id, &[format!("{db}.*")], json!({}));
     let file = ferry.task_file("task.json", &spec);
     let pre = ferry.run(&["precheck", file.to_str().unwrap()]).await;
     assert!(

@@ -351,18 +351,15 @@ fn load_data_sql(target: &str, names: &[String], kinds: &[Kind]) -> String {
 /// The write method for this table: `wanted`, except that OceanBase's
 /// `LOAD DATA` parser refuses an identifier with a (doubled) backtick in it
 /// (4.3.5: "Parse error" for `` `b``t` `` as table, database or column name,
-/// where INSERT takes it), so such a table is written with INSERTs there.
-/// The server is asked only for such a rare name.
+/// where INSERT takes it), and any `LOAD DATA` into a table with an INSERT or
+/// UPDATE trigger (1235), so such a table is written with INSERTs there.
 async fn write_method_for(
     dst: &mut Conn,
     table: &TableInfo,
     target: (&str, &str),
     wanted: WriteMethod,
 ) -> WriteMethod {
-    let backtick = target.0.contains('`')
-        || target.1.contains('`')
-        || table.columns.iter().any(|c| c.name.contains('`'));
-    if wanted != WriteMethod::LoadData || !backtick {
+    if wanted != WriteMethod::LoadData {
         return wanted;
     }
     let comment: Option<String> = dst
@@ -370,7 +367,23 @@ async fn write_method_for(
         .await
         .ok()
         .flatten();
-    if comment.is_some_and(|c| c.to_ascii_lowercase().contains("oceanbase")) {
+    if !comment.is_some_and(|c| c.to_ascii_lowercase().contains("oceanbase")) {
+        return wanted;
+    }
+    let backtick = target.0.contains('`')
+        || target.1.contains('`')
+        || table.columns.iter().any(|c| c.name.contains('`'));
+    // OceanBase 4.3.5: "if table has insert or update trigger, load data not supported" (1235).
+    let triggers: Option<u64> = dst
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ? \
+             AND EVENT_OBJECT_TABLE = ? AND EVENT_MANIPULATION IN ('INSERT', 'UPDATE')",
+            (target.0, target.1),
+        )
+        .await
+        .ok()
+        .flatten();
+    if backtick || triggers.unwrap_or(0) > 0 {
         WriteMethod::Insert
     } else {
         wanted
