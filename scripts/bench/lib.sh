@@ -253,6 +253,22 @@ proc_cpu_ms() {
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
+# state_entered_ms LOG STATE: epoch ms at which the ferry run that wrote LOG (its stderr) entered
+# state STATE of the state machine (its "entering state state=STATE" line; the first one), or
+# nothing yet. The timestamps are the same clock as now_ms.
+state_entered_ms() {
+    local ts
+    ts="$(grep -m1 -F "entering state state=$2" "$1" 2>/dev/null | cut -d' ' -f1)"
+    [[ -n "$ts" ]] || return 1
+    date -d "$ts" +%s%3N
+}
+
+# forget_link META TASK: remove a task's link checkpoints from the target (META.checkpoints), for a
+# bench that starts the same task id afresh (a new task store): the old rows' epoch would fence it.
+forget_link() {
+    sql target -e "DELETE FROM \`$1\`.checkpoints WHERE task_id = '$2'" 2>/dev/null || true
+}
+
 # ferry_supports FERRY_BIN SUBCOMMAND FLAG: true when `ferry SUBCOMMAND --help` lists FLAG.
 ferry_supports() {
     "$1" "$2" --help 2>/dev/null | grep -q -- "$3"
