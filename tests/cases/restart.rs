@@ -53,7 +53,7 @@ async fn setup(env: &TestEnv, prefix: &str, n: u64) -> (String, Ferry, String, s
     let ferry = Ferry::standard(env);
     let task_id = unique_name(&format!("{prefix}-task")).replace('_', "-");
     let mut spec = task_for(
-        &env,
+        env,
         &task_id,
         &[format!("{db}.*")],
         json!({"chunk_rows": 500, "concurrency": 2}),
