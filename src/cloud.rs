@@ -152,6 +152,8 @@ pub fn main_if_cloud() -> Option<ExitCode> {
     let cli = CloudCli::parse_from(args);
     crate::progress::init_tracing();
     let result = match tokio::runtime::Builder::new_multi_thread()
+        // Stage futures nest deeply (the state machine, a stage, the apply pipeline).
+        .thread_stack_size(8 << 20)
         .enable_all()
         .build()
     {

@@ -31,6 +31,8 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     progress::init_tracing_verbose(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        // Stage futures nest deeply (the state machine, a stage, the apply pipeline).
+        .thread_stack_size(8 << 20)
         .enable_all()
         .build()
     {
