@@ -453,12 +453,13 @@ async fn online_verify_simulated_apply(te: TestEnv) {
     let writes = writer.await.unwrap();
     applier.await.unwrap();
     assert!(writes > 20, "the writer ran ({writes} writes)");
+    let ids = f.diff_ids().await;
     assert_eq!(
         (out["differences"].as_u64(), out["unsettled"].as_u64()),
         (Some(1), Some(0)),
-        "{out}"
+        "{out} {ids:?}"
     );
-    assert_eq!(f.diff_ids().await, vec![(42, DiffKind::ValuesDiffer)]);
+    assert_eq!(ids, vec![(42, DiffKind::ValuesDiffer)]);
     f.drop_dbs().await;
 }
 
