@@ -48,7 +48,9 @@ pub async fn run_spec(
         env: Arc::clone(&env),
         slice,
     });
-    let runner = Runner::new(definition, dispatch).on_event(log_events());
+    let runner = Runner::new(definition, dispatch)
+        .on_event(log_events())
+        .retry_time_scale(retry_time_scale());
     let progress = Progress::start(env.repo.clone(), task_id.clone());
     let outcome = runner
         .run(&format!("{task_id}-{}", now_ms()), input)
@@ -120,4 +122,15 @@ async fn failed(env: &LocalEnv, task_id: &str, error: &str, cause: &str) -> Fail
         _ => None,
     };
     Failure { error: err, detail }
+}
+
+/// `FERRY_RETRY_TIME_SCALE` (default 1): multiplies the waits of the
+/// definition's Retry rules (2 s doubling, up to 10 attempts for the link),
+/// so a test of an outage longer than the retry budget takes seconds.
+fn retry_time_scale() -> f64 {
+    std::env::var("FERRY_RETRY_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(1.0)
 }

@@ -5,6 +5,7 @@ mod definition;
 mod end_to_end;
 mod examples;
 mod fault_matrix;
+mod network_faults;
 mod oceanbase;
 mod restart;
 mod resume;

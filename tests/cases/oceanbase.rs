@@ -64,7 +64,7 @@ fn exact_rows(db: &str, base: u32) -> Vec<String> {
 }
 
 /// Whether every listed table holds the same rows on both sides (JSON as JSON).
-async fn tables_equal(env: &TestEnv, db: &str, tables: &[&str]) -> bool {
+pub(crate) async fn tables_equal(env: &TestEnv, db: &str, tables: &[&str]) -> bool {
     let mut src = env.admin(Side::Source).await;
     let mut tgt = env.admin(Side::Target).await;
     let mut same = true;

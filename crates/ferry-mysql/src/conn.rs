@@ -109,11 +109,14 @@ impl Endpoint {
                 "{who}: {} (MySQL error {}). Check field \"dbname\" of secret \"{secret}\" and the user's grants.",
                 se.message, se.code
             )),
+            // Transient: a server restarting or a network blip is retried by the state machine;
+            // a side still unreachable when the retries run out stops the task with this message
+            // (the precheck reports a wrong host or port at once, as a failed item).
             mysql_async::Error::Io(io) => {
                 let text = io.to_string();
-                FerryError::ConnectFailed(format!(
+                FerryError::Transient(format!(
                     "{who}: cannot connect: {text}. Check host and port in secret \"{secret}\" and that the \
-                     server is running and reachable from here."
+                     server is running and reachable from here; once it is, `ferry resume` continues the task."
                 ))
             }
             _ => classify(e, &who),
