@@ -93,8 +93,9 @@ on_both_targets!(
 );
 
 /// Both sides' connections cut several times during the copy (mid-chunk) and
-/// during the sync while a writer runs (mid-batch): the retries carry on and
-/// the target ends equal to the source, verify clean.
+/// during the sync while a writer runs (mid-batch), and each side gone for two
+/// seconds as in a restart: the retries carry on and the target ends equal to
+/// the source, verify clean.
 async fn cut_connections(env: TestEnv) {
     let (db, ferry, src, tgt) = setup(&env, "netcut", 12_000).await;
     let task_id = unique_name("netcut-task").replace('_', "-");
@@ -141,6 +142,17 @@ async fn cut_connections(env: TestEnv) {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let cut = tgt.cut() + if round % 2 == 0 { src.cut() } else { 0 };
         eprintln!("sync round {round}: cut {cut} connection(s)");
+        // As a server restart looks from here: gone for two seconds, then back.
+        let restarted = match round {
+            2 => Some(&tgt),
+            4 => Some(&src),
+            _ => None,
+        };
+        if let Some(side) = restarted {
+            side.down();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            side.up();
+        }
     }
     writer.disconnect().await.ok();
     wait_while_running(
