@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod binlog;
+pub mod column_kind;
 pub mod conn;
 pub mod copy;
 pub mod dialect;

@@ -14,6 +14,7 @@ use ferry_core::FerryError;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Row, Value};
 
+use crate::column_kind::ColumnKind;
 use crate::conn::{classify, qualified, quote_ident};
 use crate::schema::{Column, TableInfo};
 
@@ -115,21 +116,24 @@ pub enum KeyClass {
 }
 
 pub fn key_class(col: &Column) -> KeyClass {
-    match col.data_type.as_str() {
-        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" => {
+    let kind = ColumnKind::of(&col.data_type);
+    match kind {
+        _ if kind.orders_as_integer() => {
             if col.unsigned {
                 KeyClass::Unsigned
             } else {
                 KeyClass::Signed
             }
         }
-        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => KeyClass::Text,
-        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
-            KeyClass::Binary
-        }
-        "float" | "double" | "real" | "double precision" | "bit" | "enum" | "set" | "json"
-        | "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
-        | "multipolygon" | "geometrycollection" => KeyClass::Unordered,
+        ColumnKind::Char | ColumnKind::Text => KeyClass::Text,
+        ColumnKind::Binary | ColumnKind::Blob => KeyClass::Binary,
+        ColumnKind::Float
+        | ColumnKind::Double
+        | ColumnKind::Bit
+        | ColumnKind::Enum
+        | ColumnKind::Set
+        | ColumnKind::Json
+        | ColumnKind::Spatial => KeyClass::Unordered,
         _ => KeyClass::Literal,
     }
 }

@@ -24,6 +24,7 @@ use std::io::Write as _;
 
 use mysql_async::Value;
 
+use crate::column_kind::ColumnKind;
 use crate::schema::Column;
 
 /// How a column's values are written.
@@ -48,37 +49,20 @@ pub enum Kind {
     Geometry,
 }
 
-const SPATIAL: &[&str] = &[
-    "geometry",
-    "point",
-    "linestring",
-    "polygon",
-    "multipoint",
-    "multilinestring",
-    "multipolygon",
-    "geometrycollection",
-    "geomcollection",
-];
-
 impl Kind {
     pub fn of(col: &Column) -> Kind {
-        let t = col.data_type.as_str();
-        match t {
-            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "serial" => {
-                Kind::Integer
-            }
-            "float" => Kind::Float,
-            "double" | "real" | "double precision" => Kind::Double,
-            "decimal" | "numeric" | "dec" | "fixed" => Kind::Decimal,
-            "year" => Kind::Year,
-            "date" => Kind::Date,
-            "datetime" | "timestamp" => Kind::DateTime,
-            "time" => Kind::Time,
-            "bit" => Kind::Bit,
-            "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
-                Kind::Binary
-            }
-            _ if SPATIAL.contains(&t) => Kind::Geometry,
+        match ColumnKind::of(&col.data_type) {
+            ColumnKind::Integer => Kind::Integer,
+            ColumnKind::Float => Kind::Float,
+            ColumnKind::Double => Kind::Double,
+            ColumnKind::Decimal => Kind::Decimal,
+            ColumnKind::Year => Kind::Year,
+            ColumnKind::Date => Kind::Date,
+            ColumnKind::DateTime | ColumnKind::Timestamp => Kind::DateTime,
+            ColumnKind::Time => Kind::Time,
+            ColumnKind::Bit => Kind::Bit,
+            ColumnKind::Binary | ColumnKind::Blob => Kind::Binary,
+            ColumnKind::Spatial => Kind::Geometry,
             _ if col
                 .charset
                 .as_deref()

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use ferry_core::task::Dialect;
 use serde::{Deserialize, Serialize};
 
+use crate::column_kind::ColumnKind;
 use crate::conn::{qualified, quote_ident};
 use crate::schema::{Column, TableInfo};
 
@@ -1015,33 +1016,11 @@ fn rewrite_default(
 }
 
 fn is_lob_type(data_type: &str) -> bool {
-    matches!(
-        data_type,
-        "tinytext"
-            | "text"
-            | "mediumtext"
-            | "longtext"
-            | "tinyblob"
-            | "blob"
-            | "mediumblob"
-            | "longblob"
-            | "json"
-    ) || is_spatial_type(data_type)
+    ColumnKind::of(data_type).is_lob()
 }
 
 fn is_spatial_type(data_type: &str) -> bool {
-    matches!(
-        data_type,
-        "geometry"
-            | "point"
-            | "linestring"
-            | "polygon"
-            | "multipoint"
-            | "multilinestring"
-            | "multipolygon"
-            | "geometrycollection"
-            | "geomcollection"
-    )
+    ColumnKind::of(data_type) == ColumnKind::Spatial
 }
 
 // ---------------------------------------------------------------- charsets and collations

@@ -9,6 +9,7 @@ use ferry_core::task::{MigrationType, TaskSpec};
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 
+use crate::column_kind::ColumnKind;
 use crate::conn::{qualified, quote_ident, Endpoint};
 use crate::dialect::caps::{self, TargetCaps};
 use crate::dialect::{translate_for, TargetContext, TranslateOptions};
@@ -296,21 +297,10 @@ pub(super) async fn empty_item(
 /// the chunk mid-copy. Asked of the source's rows (distinct SRIDs, at most a
 /// few) against the target's `ST_SPATIAL_REFERENCE_SYSTEMS` where it has one.
 pub(super) async fn srid_items(s: &mut Conn, dst: &mut Conn, info: &TableInfo) -> Vec<CheckItem> {
-    const SPATIAL: &[&str] = &[
-        "geometry",
-        "point",
-        "linestring",
-        "polygon",
-        "multipoint",
-        "multilinestring",
-        "multipolygon",
-        "geometrycollection",
-        "geomcollection",
-    ];
     let cols: Vec<&schema::Column> = info
         .columns
         .iter()
-        .filter(|c| SPATIAL.contains(&c.data_type.as_str()) && !c.generated)
+        .filter(|c| ColumnKind::of(&c.data_type) == ColumnKind::Spatial && !c.generated)
         .collect();
     if cols.is_empty() {
         return Vec::new();

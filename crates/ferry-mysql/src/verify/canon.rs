@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::column_kind::ColumnKind;
 use crate::conn::{quote_ident, ServerInfo};
 use crate::schema::Column;
 
@@ -35,38 +36,21 @@ pub enum Canon {
     Text { convert: bool },
 }
 
-const BINARY_TYPES: &[&str] = &[
-    "binary",
-    "varbinary",
-    "tinyblob",
-    "blob",
-    "mediumblob",
-    "longblob",
-];
-const SPATIAL_TYPES: &[&str] = &[
-    "geometry",
-    "point",
-    "linestring",
-    "polygon",
-    "multipoint",
-    "multilinestring",
-    "multipolygon",
-    "geometrycollection",
-    "geomcollection",
-];
 const UTF8_CHARSETS: &[&str] = &["utf8mb4", "utf8mb3", "utf8", "ascii"];
 
 pub fn canon_of(col: &Column) -> Canon {
-    let t = col.data_type.as_str();
     let charset = col.charset.as_deref().map(str::to_ascii_lowercase);
-    match t {
-        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year"
-        | "decimal" | "numeric" | "double" | "real" | "double precision" | "date" => Canon::Plain,
-        "float" => Canon::Float,
-        "datetime" | "timestamp" => Canon::DateTime,
-        "time" => Canon::Time,
-        "bit" => Canon::Bit,
-        _ if BINARY_TYPES.contains(&t) || SPATIAL_TYPES.contains(&t) => Canon::Hex,
+    match ColumnKind::of(&col.data_type) {
+        ColumnKind::Integer
+        | ColumnKind::Year
+        | ColumnKind::Decimal
+        | ColumnKind::Double
+        | ColumnKind::Date => Canon::Plain,
+        ColumnKind::Float => Canon::Float,
+        ColumnKind::DateTime | ColumnKind::Timestamp => Canon::DateTime,
+        ColumnKind::Time => Canon::Time,
+        ColumnKind::Bit => Canon::Bit,
+        ColumnKind::Binary | ColumnKind::Blob | ColumnKind::Spatial => Canon::Hex,
         _ if charset.as_deref() == Some("binary") => Canon::Hex,
         _ => Canon::Text {
             convert: charset.is_some_and(|c| !UTF8_CHARSETS.contains(&c.as_str())),
