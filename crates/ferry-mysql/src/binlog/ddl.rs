@@ -6,6 +6,8 @@
 //! those names and nothing else in the text (comments, strings and the rest
 //! of the statement stay byte for byte).
 
+use crate::dialect::lexer::{lex, unquote_ident, Kind};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DdlKind {
     CreateTable,
@@ -67,88 +69,23 @@ enum Tok {
     Sym(char),
 }
 
+/// The statement's tokens with their byte spans, from the one SQL lexer
+/// ([`crate::dialect::lexer`]); comments, versioned ones included, are skipped.
 fn tokenize(sql: &str) -> Vec<(Tok, usize, usize)> {
-    let b = sql.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c.is_ascii_whitespace() {
-            i += 1;
-        } else if c == b'#'
-            || (c == b'-'
-                && b.get(i + 1) == Some(&b'-')
-                && b.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()))
-        {
-            while i < b.len() && b[i] != b'\n' {
-                i += 1;
-            }
-        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            i += 2;
-            while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
-                i += 1;
-            }
-            i = (i + 2).min(b.len());
-        } else if c == b'`' {
-            let start = i;
-            let mut s = String::new();
-            i += 1;
-            while i < b.len() {
-                if b[i] == b'`' {
-                    if b.get(i + 1) == Some(&b'`') {
-                        s.push('`');
-                        i += 2;
-                        continue;
-                    }
-                    i += 1;
-                    break;
-                }
-                let ch_len = utf8_len(b[i]);
-                s.push_str(&sql[i..(i + ch_len).min(b.len())]);
-                i += ch_len;
-            }
-            out.push((Tok::Ident(s), start, i));
-        } else if c == b'\'' || c == b'"' {
-            let start = i;
-            i += 1;
-            while i < b.len() {
-                if b[i] == b'\\' {
-                    i += 2;
-                } else if b[i] == c {
-                    if b.get(i + 1) == Some(&c) {
-                        i += 2;
-                    } else {
-                        i += 1;
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-            out.push((Tok::Str, start, i.min(b.len())));
-        } else if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80 {
-            let start = i;
-            while i < b.len()
-                && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
-            {
-                i += 1;
-            }
-            out.push((Tok::Word(sql[start..i].to_string()), start, i));
-        } else {
-            out.push((Tok::Sym(c as char), i, i + 1));
-            i += 1;
-        }
-    }
-    out
-}
-
-fn utf8_len(first: u8) -> usize {
-    match first {
-        0xF0..=0xFF => 4,
-        0xE0..=0xEF => 3,
-        0xC0..=0xDF => 2,
-        _ => 1,
-    }
+    lex(sql)
+        .into_iter()
+        .filter_map(|l| {
+            let text = &sql[l.start..l.end];
+            let tok = match l.kind {
+                Kind::Comment => return None,
+                Kind::Word => Tok::Word(text.to_string()),
+                Kind::Quoted => Tok::Ident(unquote_ident(text)),
+                Kind::Str => Tok::Str,
+                Kind::Punct => Tok::Sym(text.chars().next()?),
+            };
+            Some((tok, l.start, l.end))
+        })
+        .collect()
 }
 
 /// The first `n` words of a statement, upper-cased, comments skipped.
