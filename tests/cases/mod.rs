@@ -1,6 +1,7 @@
 mod bad_inputs;
 mod cdc_kill;
 mod console;
+mod continuation;
 mod definition;
 mod end_to_end;
 mod examples;

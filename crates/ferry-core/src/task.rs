@@ -127,6 +127,9 @@ pub struct TaskOptions {
     pub apply_workers: u32,
     /// How long one stage call may run before it returns (embedded runs; Lambda uses its deadline).
     pub slice_seconds: u64,
+    /// Link slices one execution runs before it continues as a new execution
+    /// (Step Functions keeps at most 25,000 history events; a slice adds about 10).
+    pub slice_budget: u64,
     /// How long a chunk lease lasts before another worker may take the chunk over.
     pub lease_seconds: u64,
     /// Attempts per chunk before the task stops.
@@ -199,6 +202,7 @@ impl Default for TaskOptions {
             indexes_after_load: false,
             apply_workers: 4,
             slice_seconds: 60,
+            slice_budget: 500,
             lease_seconds: 300,
             max_chunk_attempts: 5,
             meta_schema: "ferry_meta".to_string(),
@@ -378,6 +382,16 @@ impl TaskSpec {
         }
         if o.slice_seconds == 0 {
             return bad("options.slice_seconds", "must be at least 1".into());
+        }
+        if o.slice_budget == 0 || o.slice_budget > 2_000 {
+            return bad(
+                "options.slice_budget",
+                format!(
+                    "{} must be from 1 to 2000 (each slice adds about 10 events to an execution's history, \
+                     which Step Functions caps at 25,000)",
+                    o.slice_budget
+                ),
+            );
         }
         if o.lease_seconds < 5 {
             return bad("options.lease_seconds", "must be at least 5".into());

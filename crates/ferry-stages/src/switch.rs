@@ -2,7 +2,8 @@
 //! the source (the rollback plan).
 //!
 //! Input `{"task_id"}` (the switch), or `{"task_id","action":"phase"}` (which
-//! link the state machine should run now). Output of a switch:
+//! link the state machine should run now: `{"task_id","phase","slices":0,"slice_budget"}`,
+//! the budget being the task's `options.slice_budget`). Output of a switch:
 //! `{"task_id","ready","done","gave_up","stop_requested","reverse","phase","reason"}`.
 //!
 //! A requested switch first waits, one readiness check per call, until the full
@@ -252,7 +253,12 @@ pub async fn phase<S: ItemStore>(repo: &Repo<S>, task_id: &str) -> Result<Value,
         let stage = (phase != "none").then_some("incremental-apply");
         repo.set_state(task_id, state, stage).await?;
     }
-    Ok(json!({"task_id": task_id, "phase": phase, "slices": 0}))
+    Ok(json!({
+        "task_id": task_id,
+        "phase": phase,
+        "slices": 0,
+        "slice_budget": task.spec.options.slice_budget,
+    }))
 }
 
 /// Whether the switch may start, or why not.
