@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::cmd_control::{self, ControlArgs};
+use crate::cmd_verify::{self, VerifyArgs};
 use crate::context::{Failure, Global};
 use crate::{cmd_precheck, cmd_run, cmd_status};
 
@@ -22,7 +23,9 @@ Credentials come from a secrets file readable only by you (--secrets, default \
 ~/.config/ferry/secrets.json, mode 0600) or from FERRY_SECRET_<NAME> environment variables; they never \
 appear in output or in the task store.\n\n\
 Exit codes: 0 success, 1 the migration failed, 2 a bad task file, secret or argument, 3 the precheck failed.\n\
-Logging goes to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.",
+Logging goes to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.\n\n\
+On AWS (a deployment of infra/template.yaml): `ferry start TASK.json --cloud`, and status, switch, stop, resume and \
+release with --cloud act on the Step Functions execution and the DynamoDB task store instead of this machine's.",
     after_help = "Start with `ferry precheck TASK.json`, then `ferry run TASK.json`; watch it from another \
 shell with `ferry status TASK_ID`."
 )]
@@ -63,6 +66,18 @@ error, the precheck summary, each table with rows copied and chunks done/total, 
 while `ferry run` works on the task. --json prints the same as one JSON object (never any credential)."
     )]
     Status(StatusArgs),
+    /// Compare source and target (row counts and hashes per chunk, then the differing rows), report, repair.
+    #[command(
+        long_about = "Compare the task's source and target chunk by chunk (row count and a 64-bit hash per \
+row computed inside each database), find every differing row, and print a per-table summary (also shown by \
+`ferry status`). While incremental sync runs, a difference is reported only if it persists once the apply has \
+passed the point at which the chunk was read.\n\n\
+When rows differ, repair statements (the source is the truth: REPLACE INTO by key, DELETE of extra rows) are \
+written to --repair-file (default <state dir>/reports/TASK_ID-repair.sql). --repair applies them to the target \
+at options.repair_rows_per_second and checks those rows again. --report FILE writes the report as JSON and \
+Markdown (FILE.json and FILE.md). Exit code 0 when clean, 4 when differences remain."
+    )]
+    Verify(VerifyArgs),
     /// Switch over: the target becomes the primary, changes flow back to the source (see docs/RUNBOOK.md).
     #[command(
         long_about = "Ask the running task to switch over: once the full copy is done, the forward lag is at most \
@@ -74,7 +89,7 @@ Each step is shown by `ferry status`. --wait N waits up to N seconds for the swi
     /// Pause the task's links at the next stage boundary (resumable).
     Stop(ControlArgs),
     /// Clear a stop and run the task again from its checkpoints (uses the stored task file).
-    Resume(ControlArgs),
+    Resume(ResumeArgs),
     /// End the task: stop its links, remove Ferry's objects from both databases and its records; keep a report.
     #[command(
         long_about = "End the task: ask its links to stop and wait for a running `ferry run` to exit (--wait N, default \
@@ -83,7 +98,7 @@ table or schema only when no other task uses it), delete its records from the ta
 (<state dir>/reports/TASK_ID.json and .md). Refused while a switch is in progress. Releasing twice is harmless. \
 --force leaves a database that cannot be reached as it is."
     )]
-    Release(ControlArgs),
+    Release(ReleaseArgs),
     /// Serve the web console: data sources, users, new task, tasks, lag and throughput charts, switch, release.
     #[command(
         long_about = "Serve the web console on 127.0.0.1:7878 (--listen to change it): add data sources (saved to the \
@@ -95,6 +110,57 @@ the access token printed at start; every action is a POST with the console's CSR
     Console(crate::console::ConsoleArgs),
     /// Print the CREATE USER and GRANT statements a task's users need on each side.
     Grants(TaskFileArgs),
+    /// Start a migration execution on AWS Step Functions (requires --cloud; locally it is `ferry run`).
+    #[command(mut_arg("cloud", |a| a.required(true)))]
+    Start(StartArgs),
+}
+
+/// `--cloud` and the task table: what every command that can act on AWS takes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Cloud {
+    /// Act on the AWS deployment of infra/template.yaml (Step Functions, the DynamoDB task store, Secrets
+    /// Manager) instead of this machine's task store.
+    #[arg(long)]
+    pub cloud: bool,
+    /// With --cloud: the DynamoDB task table (the stack's TaskTableName output).
+    #[arg(long, env = "FERRY_TABLE", value_name = "TABLE")]
+    pub table: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The task file (JSON).
+    #[arg(value_name = "TASK.json")]
+    pub task: PathBuf,
+    /// The migration state machine (the stack's StateMachineArn output).
+    #[arg(long, env = "FERRY_STATE_MACHINE_ARN", value_name = "ARN")]
+    pub state_machine_arn: String,
+    #[command(flatten)]
+    pub cloud: Cloud,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// With --cloud: the migration state machine (the stack's StateMachineArn output).
+    #[arg(
+        long,
+        env = "FERRY_STATE_MACHINE_ARN",
+        value_name = "ARN",
+        required_if_eq("cloud", "true")
+    )]
+    pub state_machine_arn: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// With --cloud: where the final report (`<task>.json`, `<task>.md`) is written [default: .]
+    /// (locally it goes to <state dir>/reports).
+    #[arg(long, value_name = "DIR", requires = "cloud")]
+    pub report_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -123,12 +189,35 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
     /// Redraw every 2 s, with a small history of the forward link's lag (Ctrl-C ends).
-    #[arg(long, conflicts_with = "json")]
+    #[arg(long, conflicts_with_all = ["json", "cloud"])]
     pub watch: bool,
+    #[command(flatten)]
+    pub cloud: Cloud,
+}
+
+impl Command {
+    /// Whether the command acts on AWS (`--cloud`) rather than on this machine's task store.
+    pub fn is_cloud(&self) -> bool {
+        match self {
+            Command::Start(_) => true,
+            Command::Status(a) => a.cloud.cloud,
+            Command::Switch(a) | Command::Stop(a) => a.cloud.cloud,
+            Command::Resume(a) => a.control.cloud.cloud,
+            Command::Release(a) => a.control.cloud.cloud,
+            Command::Run(_)
+            | Command::Precheck(_)
+            | Command::Verify(_)
+            | Command::Console(_)
+            | Command::Grants(_) => false,
+        }
+    }
 }
 
 impl Cli {
     pub async fn execute(self) -> Result<u8, Failure> {
+        if self.command.is_cloud() {
+            return execute_cloud(self.command).await;
+        }
         match self.command {
             Command::Run(args) => cmd_run::run(&self.global, args).await,
             Command::Precheck(args) => cmd_precheck::run(&self.global, args).await,
@@ -138,10 +227,118 @@ impl Cli {
             Command::Status(args) => cmd_status::run(&self.global, args).await,
             Command::Switch(args) => cmd_control::switch(&self.global, args).await,
             Command::Stop(args) => cmd_control::stop(&self.global, args).await,
-            Command::Resume(args) => cmd_control::resume(&self.global, args).await,
-            Command::Release(args) => cmd_control::release(&self.global, args).await,
+            Command::Verify(args) => cmd_verify::run(&self.global, args).await,
+            Command::Resume(args) => cmd_control::resume(&self.global, args.control).await,
+            Command::Release(args) => cmd_control::release(&self.global, args.control).await,
             Command::Console(args) => crate::console::run(&self.global, args).await,
             Command::Grants(args) => crate::console::print_grants(&self.global, args),
+            Command::Start(_) => execute_cloud(self.command).await,
+        }
+    }
+}
+
+#[cfg(feature = "cloud")]
+async fn execute_cloud(command: Command) -> Result<u8, Failure> {
+    crate::cloud::execute(command).await
+}
+
+#[cfg(not(feature = "cloud"))]
+async fn execute_cloud(_: Command) -> Result<u8, Failure> {
+    Err(ferry_core::FerryError::BadTask(
+        "this ferry was built without --cloud support: build it with the `cloud` feature (the default)".into(),
+    )
+    .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// The commands clap knows (without its own `help`).
+    fn commands() -> BTreeSet<String> {
+        Cli::command()
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set())
+            .map(|c| c.get_name().to_string())
+            .collect()
+    }
+
+    /// Every word following `ferry ` in the code block of README's "What a migration looks like".
+    fn readme_commands() -> BTreeSet<String> {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        let section = readme
+            .split_once("## What a migration looks like")
+            .expect("README has a \"What a migration looks like\" section")
+            .1;
+        let block = section
+            .split("```")
+            .nth(1)
+            .expect("the section opens with a code block of commands");
+        let words: Vec<&str> = block.split_whitespace().collect();
+        words
+            .windows(2)
+            .filter(|w| w[0] == "ferry")
+            .map(|w| w[1].to_string())
+            .collect()
+    }
+
+    #[test]
+    fn help_lists_every_command_the_readme_documents() {
+        let help = Cli::command().render_long_help().to_string();
+        let listed: BTreeSet<String> = help
+            .split_once("Commands:")
+            .expect("--help has a Commands section")
+            .1
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty())
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|name| *name != "help")
+            .map(str::to_string)
+            .collect();
+        let commands = commands();
+        assert_eq!(
+            listed, commands,
+            "`ferry --help` lists every command:\n{help}"
+        );
+        for expected in [
+            "run", "precheck", "status", "verify", "switch", "start", "release",
+        ] {
+            assert!(
+                commands.contains(expected),
+                "no `{expected}` in {commands:?}"
+            );
+        }
+        assert_eq!(
+            readme_commands(),
+            commands,
+            "README's \"What a migration looks like\" shows exactly the commands of `ferry --help`"
+        );
+    }
+
+    #[test]
+    fn cloud_options_parse_on_the_commands_that_take_them() {
+        let cli = Cli::try_parse_from(["ferry", "status", "t1", "--cloud", "--table", "tasks"])
+            .expect("status --cloud parses");
+        assert!(cli.command.is_cloud());
+        let cli = Cli::try_parse_from(["ferry", "verify", "t1", "--mode", "sample"])
+            .expect("verify parses with the others");
+        assert!(matches!(cli.command, Command::Verify(ref a) if a.mode == "sample"));
+        assert!(!cli.command.is_cloud());
+        for refused in [
+            &["ferry", "start", "t.json", "--state-machine-arn", "arn"][..],
+            &["ferry", "run", "t.json", "--cloud"],
+            &["ferry", "status", "t1", "--cloud", "--watch"],
+            &["ferry", "release", "t1", "--report-dir", "/tmp"],
+            &["ferry", "resume", "t1", "--cloud", "--slice-seconds", "10"],
+        ] {
+            let e = Cli::try_parse_from(refused).expect_err("refused by the parser");
+            assert_eq!(e.exit_code(), 2, "{refused:?}: {e}");
         }
     }
 }

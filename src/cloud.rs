@@ -18,12 +18,8 @@
 //! usual AWS environment (profile, `AWS_REGION`, `AWS_ENDPOINT_URL`). Nothing
 //! printed holds a secret: task files name secrets, they do not contain them.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
-
-use clap::{Args, Parser, Subcommand};
 
 use ferry_aws::{DynamoStore, ExecutionInfo, SdkConfig, SecretsManagerSource, StepFunctions};
 use ferry_core::model::{ChunkSummary, ControlFlags, ErrorInfo, LivenessView, TaskRecord};
@@ -36,102 +32,37 @@ use ferry_stages::StageEnv;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::cli::{Cloud, Command, StartArgs, StatusArgs};
+use crate::cmd_control::ControlArgs;
 use crate::context::{read_task_file, Failure};
 
 /// The task store record naming the execution `ferry start --cloud` started last.
 const EXECUTION_RECORD: &str = "cloud#execution";
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "ferry",
-    about = "Ferry on AWS: commands given --cloud act on a deployed infra/template.yaml stack."
-)]
-struct CloudCli {
-    #[command(subcommand)]
-    command: CloudCommand,
-}
-
-#[derive(Debug, Subcommand)]
-enum CloudCommand {
-    /// Start a migration execution on Step Functions (input: the task file).
-    Start(StartArgs),
-    /// Show a task from the DynamoDB task store and its Step Functions execution.
-    Status(StatusArgs),
-    /// Ask the running migration to switch over (the incremental stage acts on it when lag allows).
-    Switch(FlagArgs),
-    /// Ask the running migration to stop at its next checkpoint.
-    Stop(FlagArgs),
-    /// Start a new execution for a stopped or failed task, from its stored task file.
-    Resume(ResumeArgs),
-    /// End a task whose execution has ended: remove Ferry's objects from both databases (from this
-    /// machine, which must reach them) and the task's records; the final report is kept locally.
-    Release(ReleaseArgs),
-}
-
-#[derive(Debug, Args)]
-struct Cloud {
-    /// Act on the AWS deployment (required: without it the command is the local one).
-    #[arg(long, required = true)]
-    cloud: bool,
-    /// The DynamoDB task table (the stack's TaskTableName output).
-    #[arg(long, env = "FERRY_TABLE", value_name = "TABLE")]
-    table: Option<String>,
-}
-
-#[derive(Debug, Args)]
-struct StartArgs {
-    /// The task file (JSON).
-    #[arg(value_name = "TASK.json")]
-    task: PathBuf,
-    /// The migration state machine (the stack's StateMachineArn output).
-    #[arg(long, env = "FERRY_STATE_MACHINE_ARN", value_name = "ARN")]
-    state_machine_arn: String,
-    #[command(flatten)]
-    cloud: Cloud,
-}
-
-#[derive(Debug, Args)]
-struct StatusArgs {
-    task_id: String,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    cloud: Cloud,
-}
-
-#[derive(Debug, Args)]
+/// `ferry switch|stop TASK_ID --cloud`.
+#[derive(Debug)]
 struct FlagArgs {
     task_id: String,
-    #[command(flatten)]
     cloud: Cloud,
 }
 
-#[derive(Debug, Args)]
+/// `ferry resume TASK_ID --cloud --state-machine-arn ARN [--recopy]`.
+#[derive(Debug)]
 struct ResumeArgs {
     task_id: String,
-    /// The migration state machine (the stack's StateMachineArn output).
-    #[arg(long, env = "FERRY_STATE_MACHINE_ARN", value_name = "ARN")]
     state_machine_arn: String,
-    /// Copy every table again over the rows already on the target (nothing is dropped) from a new
-    /// snapshot point, and start the sync there: the way out of Ferry.BinlogPurged. Runs from this
-    /// machine, which must reach both databases, before the new execution starts.
-    #[arg(long)]
+    /// Copy every table again over the rows already on the target from a new snapshot point (the way
+    /// out of Ferry.BinlogPurged); runs from this machine before the new execution starts.
     recopy: bool,
-    #[command(flatten)]
     cloud: Cloud,
 }
 
-#[derive(Debug, Args)]
+/// `ferry release TASK_ID --cloud [--force] [--report-dir DIR]`.
+#[derive(Debug)]
 struct ReleaseArgs {
     task_id: String,
-    /// Leave a database that cannot be reached as it is (the report says so).
-    #[arg(long)]
     force: bool,
-    /// Where the final report (`<task>.json`, `<task>.md`) is written.
-    #[arg(long, value_name = "DIR", default_value = ".")]
     report_dir: PathBuf,
-    #[command(flatten)]
     cloud: Cloud,
 }
 
@@ -143,37 +74,69 @@ struct ExecutionRecord {
     started_ms: u64,
 }
 
-/// Run the command if the arguments ask for `--cloud`; `None` leaves them to the local CLI.
-pub fn main_if_cloud() -> Option<ExitCode> {
-    let args: Vec<OsString> = std::env::args_os().collect();
-    if !args.iter().any(|a| a == "--cloud") {
-        return None;
-    }
-    let cli = CloudCli::parse_from(args);
-    crate::progress::init_tracing();
-    let result = match tokio::runtime::Builder::new_multi_thread()
-        // Stage futures nest deeply (the state machine, a stage, the apply pipeline).
-        .thread_stack_size(8 << 20)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt.block_on(execute(cli.command)),
-        Err(e) => Err(FerryError::Internal(format!("cannot start the async runtime: {e}")).into()),
-    };
-    Some(crate::context::exit(result))
-}
-
-async fn execute(command: CloudCommand) -> Result<u8, Failure> {
+/// Run a command given `--cloud` (the parser lets only the commands below take it). Flags that only
+/// mean something locally are refused by the parser (`--wait`, `--slice-seconds`, `--watch`) or here.
+pub async fn execute(command: Command) -> Result<u8, Failure> {
     let config = ferry_aws::load_config(None).await;
     match command {
-        CloudCommand::Start(args) => start(&config, args).await,
-        CloudCommand::Status(args) => status(&config, args).await,
-        CloudCommand::Switch(args) => switch(&config, args).await,
-        CloudCommand::Stop(args) => {
-            set_flag(&config, args, "stop", |f| f.stop_requested = true).await
+        Command::Start(args) => start(&config, args).await,
+        Command::Status(args) => status(&config, args).await,
+        Command::Switch(args) if args.force => Err(FerryError::BadTask(format!(
+            "--force is not available with --cloud: ask for the switch with `ferry switch {} --cloud`, \
+             and resolve the differences verify found first",
+            args.task_id
+        ))
+        .into()),
+        Command::Switch(args) => switch(&config, flag_args(args)).await,
+        Command::Stop(args) => {
+            set_flag(&config, flag_args(args), "stop", |f| {
+                f.stop_requested = true
+            })
+            .await
         }
-        CloudCommand::Resume(args) => resume(&config, args).await,
-        CloudCommand::Release(args) => release(&config, args).await,
+        Command::Resume(args) => {
+            let Some(state_machine_arn) = args.state_machine_arn else {
+                return Err(FerryError::BadTask(
+                    "resume --cloud needs --state-machine-arn (or FERRY_STATE_MACHINE_ARN): the stack's \
+                     StateMachineArn output"
+                        .into(),
+                )
+                .into());
+            };
+            let c = args.control;
+            let args = ResumeArgs {
+                task_id: c.task_id,
+                state_machine_arn,
+                recopy: c.recopy,
+                cloud: c.cloud,
+            };
+            resume(&config, args).await
+        }
+        Command::Release(args) => {
+            let c = args.control;
+            let args = ReleaseArgs {
+                task_id: c.task_id,
+                force: c.force,
+                report_dir: args.report_dir.unwrap_or_else(|| PathBuf::from(".")),
+                cloud: c.cloud,
+            };
+            release(&config, args).await
+        }
+        Command::Run(_)
+        | Command::Precheck(_)
+        | Command::Verify(_)
+        | Command::Console(_)
+        | Command::Grants(_) => Err(FerryError::BadTask(
+            "this command has no --cloud form: run it without --cloud".into(),
+        )
+        .into()),
+    }
+}
+
+fn flag_args(args: ControlArgs) -> FlagArgs {
+    FlagArgs {
+        task_id: args.task_id,
+        cloud: args.cloud,
     }
 }
 

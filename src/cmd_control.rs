@@ -28,20 +28,22 @@ pub struct ControlArgs {
     pub task_id: String,
     /// Wait up to this many seconds for the command to take effect (switch: until the switch is done
     /// or gave up; release: for a running `ferry run` to stop).
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", conflicts_with = "cloud")]
     pub wait: Option<u64>,
     /// Release: leave a database that cannot be reached as it is (the report says so). Switch: switch
     /// even though a verify found differences nothing resolved yet (recorded in the switch's steps).
     #[arg(long)]
     pub force: bool,
     /// Resume: longest time one stage call may run (default: the task's options.slice_seconds).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "cloud")]
     pub slice_seconds: Option<u64>,
     /// Resume: copy every table again over the rows already on the target (nothing is dropped) from a new
     /// snapshot point, and start the sync there: the way out when the source no longer has the binlog
     /// from the checkpoint (Ferry.BinlogPurged).
     #[arg(long)]
     pub recopy: bool,
+    #[command(flatten)]
+    pub cloud: crate::cli::Cloud,
 }
 
 /// `ferry switch`: ask the running task to switch when it is safe.

@@ -8,12 +8,10 @@
 //! leases). Exit code 0 when clean, 4 when differences remain, else as every
 //! command (1 failed, 2 bad input).
 
-use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use ferry_core::store::Repo;
 use ferry_core::FerryError;
 use ferry_stages::verify::{repair, summary_lines, write_report};
@@ -24,31 +22,6 @@ use crate::context::{worker_id, Failure, Global};
 
 /// Exit code when verify found differences that remain.
 pub const EXIT_DIFFERENCES: u8 = 4;
-
-#[derive(Debug, Parser)]
-#[command(name = "ferry")]
-struct VerifyCli {
-    #[command(flatten)]
-    global: Global,
-    #[command(subcommand)]
-    command: VerifyCommand,
-}
-
-#[derive(Debug, Subcommand)]
-enum VerifyCommand {
-    /// Compare source and target (row counts and hashes per chunk, then the differing rows), report, repair.
-    #[command(
-        long_about = "Compare the task's source and target chunk by chunk (row count and a 64-bit hash per \
-row computed inside each database), find every differing row, and print a per-table summary (also shown by \
-`ferry status`). While incremental sync runs, a difference is reported only if it persists once the apply has \
-passed the point at which the chunk was read.\n\n\
-When rows differ, repair statements (the source is the truth: REPLACE INTO by key, DELETE of extra rows) are \
-written to --repair-file (default <state dir>/reports/TASK_ID-repair.sql). --repair applies them to the target \
-at options.repair_rows_per_second and checks those rows again. --report FILE writes the report as JSON and \
-Markdown (FILE.json and FILE.md). Exit code 0 when clean, 4 when differences remain."
-    )]
-    Verify(VerifyArgs),
-}
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -69,36 +42,6 @@ pub struct VerifyArgs {
     /// Write the report here (JSON and Markdown; the other file gets the other extension).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-}
-
-/// When the command line is `ferry [options] verify ...`, run it and return its exit code.
-pub fn main_if_verify() -> Option<ExitCode> {
-    let args: Vec<OsString> = std::env::args_os().collect();
-    let first = args
-        .iter()
-        .skip(1)
-        .find(|a| !a.to_string_lossy().starts_with('-'));
-    if first.map(|a| a != "verify").unwrap_or(true) {
-        return None;
-    }
-    let cli = VerifyCli::parse_from(args);
-    crate::progress::init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        // Stage futures nest deeply (the state machine, a stage, the apply pipeline).
-        .thread_stack_size(8 << 20)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return Some(ExitCode::FAILURE);
-        }
-    };
-    let VerifyCommand::Verify(args) = cli.command;
-    Some(crate::context::exit(
-        runtime.block_on(run(&cli.global, args)),
-    ))
 }
 
 pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {

@@ -21,13 +21,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    #[cfg(feature = "cloud")]
-    if let Some(code) = cloud::main_if_cloud() {
-        return code;
-    }
-    if let Some(code) = cmd_verify::main_if_verify() {
-        return code;
-    }
     let cli = cli::Cli::parse();
     progress::init_tracing_verbose(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -47,11 +47,6 @@ pub fn init_tracing_verbose(verbose: u8) {
         .try_init();
 }
 
-/// [`init_tracing_verbose`] without `-v`.
-pub fn init_tracing() {
-    init_tracing_verbose(0);
-}
-
 /// Erase the display, if one is shown (before a final message).
 pub fn clear_line() {
     if let Some(mp) = BARS.get() {

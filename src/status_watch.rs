@@ -29,6 +29,7 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<u8, Failure> {
             task_id: args.task_id.clone(),
             json: false,
             watch: false,
+            cloud: Default::default(),
         };
         crate::cmd_status::run(global, once).await?;
         for series in [Series::Forward, Series::Reverse] {
