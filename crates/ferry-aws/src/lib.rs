@@ -1,7 +1,8 @@
 //! Ferry's AWS adapters: the DynamoDB task store ([`DynamoStore`]), database
 //! secrets from Secrets Manager ([`SecretsManagerSource`]), the Step Functions
-//! client the CLI uses ([`StepFunctions`]) and the Lambda entry point every
-//! `functions/<stage>` binary calls ([`lambda::run_stage`]).
+//! client the CLI uses ([`StepFunctions`]) and CloudWatch metrics in the
+//! embedded metric format ([`emf`]). Adapters only: the Lambda entry point that
+//! runs the stages over them is the `ferry-lambda` crate.
 //!
 //! Invariant: every AWS failure leaves this crate as a [`ferry_core::FerryError`]
 //! with a stable name — throttling, 5xx and network errors as
@@ -12,7 +13,6 @@
 mod aws_error;
 pub mod dynamo;
 pub mod emf;
-pub mod lambda;
 pub mod secrets;
 pub mod sfn;
 

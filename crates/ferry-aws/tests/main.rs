@@ -1,14 +1,8 @@
-//! ferry-aws integration tests, one binary: the adapters against the real moto
-//! server started by `scripts/testenv up`, the SAM template's cross-references,
-//! each Lambda binary through the Lambda Runtime API, and the whole cloud path
-//! (Step Functions in moto invoking the stages through a Lambda Invoke API
-//! harness) against the real MariaDB servers.
+//! ferry-aws integration tests, one binary: the adapters (DynamoDB task store,
+//! Secrets Manager) against the real moto server started by `scripts/testenv up`.
+//! The Lambda functions and the whole cloud path are tested in `ferry-lambda`.
 
 mod common;
 
-mod cloud_lifecycle;
-mod cloud_path;
 mod dynamo_store;
-mod runtime_api;
 mod secrets_manager;
-mod template;

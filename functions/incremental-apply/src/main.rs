@@ -3,6 +3,6 @@
 //! Step Functions with `ferry_stages::invoke(env, "incremental-apply", input, deadline)`.
 //! Errors reach the state machine as stable `Ferry.*` names.
 
-fn main() -> Result<(), ferry_aws::lambda::Error> {
-    ferry_aws::lambda::run_stage("incremental-apply")
+fn main() -> Result<(), ferry_lambda::Error> {
+    ferry_lambda::run_stage("incremental-apply")
 }

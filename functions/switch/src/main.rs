@@ -3,6 +3,6 @@
 //! Step Functions with `ferry_stages::invoke(env, "switch", input, deadline)`.
 //! Errors reach the state machine as stable `Ferry.*` names.
 
-fn main() -> Result<(), ferry_aws::lambda::Error> {
-    ferry_aws::lambda::run_stage("switch")
+fn main() -> Result<(), ferry_lambda::Error> {
+    ferry_lambda::run_stage("switch")
 }

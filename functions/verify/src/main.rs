@@ -4,6 +4,6 @@
 //! Several instances may verify one run at once (per-chunk verify leases).
 //! Errors reach the state machine as stable `Ferry.*` names.
 
-fn main() -> Result<(), ferry_aws::lambda::Error> {
-    ferry_aws::lambda::run_stage("verify")
+fn main() -> Result<(), ferry_lambda::Error> {
+    ferry_lambda::run_stage("verify")
 }

@@ -1,4 +1,5 @@
-//! Shared helpers: AWS clients pointed at moto with static test credentials.
+//! Shared helpers: AWS clients pointed at moto with static test credentials, and
+//! a small HTTP server. `ferry-lambda`'s tests include this module too (one copy).
 
 #![allow(dead_code)]
 
@@ -50,5 +51,3 @@ pub async fn fresh_store(config: &SdkConfig) -> DynamoStore {
 }
 
 pub mod http;
-pub mod lab;
-pub mod sam;

@@ -1,4 +1,7 @@
-//! The entry point of every `functions/<stage>` binary.
+//! The entry point of every `functions/<stage>` binary: build the AWS adapters
+//! (`ferry-aws`) once per cold start, then serve each invocation with the stage
+//! handler (`ferry-stages`) until the Lambda deadline. A function's `main` is
+//! one call: `ferry_lambda::run_stage("plan")`.
 //!
 //! Invariant: whatever goes wrong — a stage error, a missing `FERRY_TABLE`, an
 //! unknown stage — the function answers the invocation with a
@@ -6,6 +9,10 @@
 //! machine's Retry/Catch match; a Rust type name never reaches Step Functions,
 //! and the function never panics at start-up. The adapters are built once per
 //! cold start and reused by every invocation of the instance.
+
+// The layout of the runtime loop's future (every stage's nested futures inside
+// `service_fn`) needs more than the default query depth of 128.
+#![recursion_limit = "256"]
 
 use std::io::Write;
 use std::sync::Arc;
@@ -19,7 +26,7 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 
-use crate::{emf, load_config, DynamoStore, SecretsManagerSource, TABLE_ENV};
+use ferry_aws::{emf, load_config, DynamoStore, SecretsManagerSource, TABLE_ENV};
 
 pub use lambda_runtime::Error;
 
