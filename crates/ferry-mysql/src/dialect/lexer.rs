@@ -289,3 +289,56 @@ pub(crate) fn find_seq(toks: &[Tok], seq: &[&str]) -> Option<usize> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(sql: &str) -> Vec<(Kind, &str)> {
+        lex(sql)
+            .into_iter()
+            .map(|l| (l.kind, &sql[l.start..l.end]))
+            .collect()
+    }
+
+    #[test]
+    fn spans_cover_every_token_byte_for_byte() {
+        let sql = "ALTER TABLE `d``b`.t_é # x\n ADD c INT DEFAULT 'a\\'b' -- y\n/*!50100 z */";
+        assert_eq!(
+            kinds(sql),
+            vec![
+                (Kind::Word, "ALTER"),
+                (Kind::Word, "TABLE"),
+                (Kind::Quoted, "`d``b`"),
+                (Kind::Punct, "."),
+                (Kind::Word, "t_é"),
+                (Kind::Comment, "# x"),
+                (Kind::Word, "ADD"),
+                (Kind::Word, "c"),
+                (Kind::Word, "INT"),
+                (Kind::Word, "DEFAULT"),
+                (Kind::Str, "'a\\'b'"),
+                (Kind::Comment, "-- y"),
+                (Kind::Comment, "/*!50100 z */"),
+            ]
+        );
+        assert_eq!(unquote_ident("`d``b`"), "d`b");
+        assert_eq!(versioned_body("/*!50100 z */"), Some(" z "));
+        assert_eq!(versioned_body("/*M!100301 z"), Some(" z"));
+        assert_eq!(versioned_body("/* z */"), None);
+    }
+
+    #[test]
+    fn unterminated_quotes_and_comments_run_to_the_end() {
+        assert_eq!(kinds("a 'b"), vec![(Kind::Word, "a"), (Kind::Str, "'b")]);
+        assert_eq!(kinds("/* x"), vec![(Kind::Comment, "/* x")]);
+        assert_eq!(kinds("`a"), vec![(Kind::Quoted, "`a")]);
+        assert_eq!(unquote_ident("`a"), "a");
+    }
+
+    #[test]
+    fn rendering_keeps_the_spacing_and_reads_versioned_comments() {
+        let toks = tokenize("KEY k (a) /*!50100 COMMENT 'x' */");
+        assert_eq!(render(&toks), "KEY k (a) COMMENT 'x'");
+    }
+}

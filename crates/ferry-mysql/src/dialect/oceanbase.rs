@@ -85,10 +85,37 @@ pub const SPATIAL_SINCE: (u16, u16, u16) = (4, 1, 0);
 /// The collation OceanBase gets for source collation `c`: from the server's
 /// own list when known (see [`super::fit_collation`]), else the documented one.
 pub(super) fn ob_collation(ctx: &Ctx, c: &str) -> String {
-    let want = documented_collation(c);
-    match &ctx.env.caps {
-        Some(caps) if !caps.collations.is_empty() => super::fit_collation(caps, c, &want),
-        _ => want,
+    fit_probed(ctx, c, documented_collation(c))
+}
+
+/// The OceanBase (MySQL mode) target.
+pub(super) struct Oceanbase;
+
+impl TargetRules for Oceanbase {
+    fn label(&self) -> &'static str {
+        "OceanBase (MySQL mode)"
+    }
+    fn collation(&self, ctx: &Ctx, c: &str) -> String {
+        ob_collation(ctx, c)
+    }
+    fn functional_key_part(&self, ctx: &mut Ctx, label: &str) {
+        ctx.note(format!(
+            "{label}: functional key parts need OceanBase's function-based indexes (4.x); \
+             if the target refuses it, index a generated column instead"
+        ));
+    }
+    fn invisible_index(&self, ctx: &mut Ctx, def: &mut Vec<Tok>, i: usize, label: &str) {
+        def.remove(i);
+        ctx.note(format!(
+            "{label}: the index is created visible (OceanBase ignores INVISIBLE/IGNORED)"
+        ));
+    }
+    /// OceanBase's full-text indexes take the ngram parser only.
+    fn keeps_fulltext_parser(&self, parser: &str) -> bool {
+        parser == "ngram"
+    }
+    fn keeps_table_option(&self, name: &str, _raw: &str, _engine_changed: bool) -> bool {
+        OB_OPTIONS.contains(&name)
     }
 }
 
@@ -241,9 +268,22 @@ pub(super) fn ob_index_rules(ctx: &mut Ctx, def: &mut Vec<Tok>, kind: IndexKind,
     }
 }
 
+/// Options OceanBase keeps; it manages storage itself and ignores the rest.
+pub(super) const OB_OPTIONS: &[&str] = &[
+    "AUTO_INCREMENT",
+    "DEFAULT CHARSET",
+    "DEFAULT CHARACTER SET",
+    "CHARSET",
+    "CHARACTER SET",
+    "COLLATE",
+    "DEFAULT COLLATE",
+    "COMMENT",
+];
+
 #[cfg(test)]
 mod tests {
     use super::super::caps::TargetCaps;
+    use super::super::collation::fit_collation;
     use super::super::*;
     use crate::schema::KeyKind;
 
