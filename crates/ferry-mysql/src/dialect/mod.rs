@@ -18,7 +18,7 @@
 //! `create` (the model of a `CREATE TABLE` text), `columns`, `indexes`,
 //! `options` and `collation` (the rewriting, common to every target), and one
 //! file per target with what is special about it: `mysql`, `mariadb`,
-//! `oceanbase` (each implements [`TargetRules`]); `caps` probes a live target.
+//! `oceanbase` (each implements `TargetRules`); `caps` probes a live target.
 //!
 //! OceanBase rules cite OceanBase's documented MySQL-mode limits
 //! ("Limitations", "Compatibility with MySQL", OMS "CREATE TABLE conversion
@@ -59,7 +59,7 @@ use indexes::{
     index_bytes, rewrite_check, rewrite_foreign_key, rewrite_index, starts_with_auto_inc,
 };
 use lexer::{find_kw, find_seq, matching, render, split_commas, tokenize, Kind, Tok};
-use oceanbase::{ob_column_rules, ob_index_rules};
+use oceanbase::{ob_column_rules, ob_foreign_key_rules, ob_index_rules};
 use options::{engine_for, innodb_row_format, rewrite_options, rewrite_partition};
 
 /// How to translate.
@@ -273,51 +273,65 @@ pub fn translate_for(
     let mut ctx = Ctx::new(table, target, env);
     ctx.target_engine = engine_for(&mut ctx);
     ctx.json_columns = json_columns(&ctx, &parsed.defs);
-    let target_name = qualified(target_db, target_table);
-
-    let mut body: Vec<String> = Vec::new();
-    let mut deferred_keys: Vec<String> = Vec::new();
-    let mut deferred_fks: Vec<String> = Vec::new();
-    let mut deferred_single: Vec<String> = Vec::new();
-    let mut references = Vec::new();
+    let mut out = Definitions {
+        target_name: qualified(target_db, target_table),
+        ..Definitions::default()
+    };
     for def in &parsed.defs {
+        out.add(&mut ctx, def, &parsed.defs, opts);
+    }
+    if let (crate::schema::KeyKind::Declared, Some(key)) = (table.key_kind, &table.key) {
+        out.add_declared_key(&mut ctx, key);
+    }
+    let options = rewrite_options(&mut ctx, parsed.options);
+    let partition = rewrite_partition(&mut ctx, parsed.partition);
+    if !ctx.problems.is_empty() {
+        return Err(ctx.problems);
+    }
+    Ok(out.finish(&options, &partition, ctx.notes))
+}
+
+/// The translated definitions of a table: what goes into its `CREATE TABLE`
+/// and what is added after the load.
+#[derive(Default)]
+struct Definitions {
+    target_name: String,
+    body: Vec<String>,
+    /// Secondary indexes added after the load in one `ALTER TABLE`.
+    deferred_keys: Vec<String>,
+    /// Full-text and spatial indexes: one `ALTER TABLE` each.
+    deferred_single: Vec<String>,
+    deferred_fks: Vec<String>,
+    references: Vec<(String, String)>,
+}
+
+impl Definitions {
+    fn add(&mut self, ctx: &mut Ctx, def: &[Tok], defs: &[Vec<Tok>], opts: &TranslateOptions) {
         match classify_def(def) {
             DefKind::Column => {
-                if let Some(d) = rewrite_column(&mut ctx, def.clone()) {
-                    body.push(render(&d));
+                if let Some(d) = rewrite_column(ctx, def.to_vec()) {
+                    self.body.push(render(&d));
                 }
             }
             DefKind::ForeignKey => {
-                let (d, r) = rewrite_foreign_key(&ctx, def.clone());
-                references.push(r);
-                let stmt = format!("ALTER TABLE {target_name} ADD {}", render(&d));
-                // A backtick in any name is doubled when quoted. OceanBase
-                // (live 4.3.5) answers "Parse error" to a FOREIGN KEY clause
-                // on a table of a database whose name holds one, qualified or
-                // not, where the same ALTER TABLE adding an index works.
-                if ctx.ob() && stmt.contains("``") {
-                    let obj = ctx.name();
-                    ctx.problem(
-                        obj,
-                        format!(
-                            "has a foreign key whose target names hold a backtick ({stmt}), which \
-                             OceanBase refuses to parse in a FOREIGN KEY clause"
-                        ),
-                        "give the target database and tables names without a backtick in the task's \
-                         objects.rename"
-                            .into(),
-                    );
+                let (d, r) = rewrite_foreign_key(ctx, def.to_vec());
+                self.references.push(r);
+                let stmt = format!("ALTER TABLE {} ADD {}", self.target_name, render(&d));
+                if ctx.ob() {
+                    ob_foreign_key_rules(ctx, &stmt);
                 }
-                deferred_fks.push(stmt);
+                self.deferred_fks.push(stmt);
             }
             DefKind::Check => {
-                if let Some(d) = rewrite_check(&mut ctx, def.clone()) {
-                    body.push(render(&d));
+                if let Some(d) = rewrite_check(ctx, def.to_vec()) {
+                    self.body.push(render(&d));
                 }
             }
             DefKind::Period => {
-                let obj = ctx.name();
-                if !ctx.mariadb_target() {
+                if ctx.mariadb_target() {
+                    self.body.push(render(def));
+                } else {
+                    let obj = ctx.name();
                     ctx.problem(
                         obj,
                         format!(
@@ -327,68 +341,84 @@ pub fn translate_for(
                         ),
                         "drop the PERIOD FOR clause on the source (keep its two columns), or migrate to MariaDB".into(),
                     );
-                } else {
-                    body.push(render(def));
                 }
             }
             DefKind::Index(kind) => {
-                let Some(d) = rewrite_index(&mut ctx, def.clone(), kind) else {
-                    continue;
-                };
-                let deferrable = kind != IndexKind::Primary
-                    && kind != IndexKind::Unique
-                    && !starts_with_auto_inc(&ctx, &d, &parsed.defs);
-                if opts.indexes_after_load && deferrable {
-                    if matches!(kind, IndexKind::Fulltext | IndexKind::Spatial) {
-                        deferred_single
-                            .push(format!("ALTER TABLE {target_name} ADD {}", render(&d)));
-                    } else {
-                        deferred_keys.push(format!("ADD {}", render(&d)));
-                    }
-                } else {
-                    body.push(render(&d));
+                if let Some(d) = rewrite_index(ctx, def.to_vec(), kind) {
+                    self.add_index(ctx, kind, &d, defs, opts);
                 }
             }
         }
     }
-    if let (crate::schema::KeyKind::Declared, Some(key)) = (table.key_kind, &table.key) {
-        // The changes of the link are applied by this key: the target must enforce it.
+
+    /// Into the `CREATE TABLE`, or after the load when `indexes_after_load`
+    /// and the index is neither unique nor the AUTO_INCREMENT column's.
+    fn add_index(
+        &mut self,
+        ctx: &Ctx,
+        kind: IndexKind,
+        d: &[Tok],
+        defs: &[Vec<Tok>],
+        opts: &TranslateOptions,
+    ) {
+        let deferrable = kind != IndexKind::Primary
+            && kind != IndexKind::Unique
+            && !starts_with_auto_inc(ctx, d, defs);
+        if !(opts.indexes_after_load && deferrable) {
+            self.body.push(render(d));
+        } else if matches!(kind, IndexKind::Fulltext | IndexKind::Spatial) {
+            self.deferred_single.push(format!(
+                "ALTER TABLE {} ADD {}",
+                self.target_name,
+                render(d)
+            ));
+        } else {
+            self.deferred_keys.push(format!("ADD {}", render(d)));
+        }
+    }
+
+    /// The changes of the link are applied by the key `objects.keys`
+    /// declares: the target must enforce it.
+    fn add_declared_key(&mut self, ctx: &mut Ctx, key: &[String]) {
         let cols: Vec<String> = key.iter().map(|c| quote_ident(c)).collect();
-        body.push(format!("UNIQUE KEY {DECLARED_KEY} ({})", cols.join(", ")));
+        self.body
+            .push(format!("UNIQUE KEY {DECLARED_KEY} ({})", cols.join(", ")));
         ctx.note(format!(
             "added UNIQUE KEY {DECLARED_KEY} ({}): the key objects.keys declares for this table",
             key.join(", ")
         ));
     }
-    let options = rewrite_options(&mut ctx, parsed.options);
-    let partition = rewrite_partition(&mut ctx, parsed.partition);
-    if !ctx.problems.is_empty() {
-        return Err(ctx.problems);
+
+    fn finish(self, options: &str, partition: &str, notes: Vec<String>) -> Translated {
+        let target_name = &self.target_name;
+        let mut create_sql = format!(
+            "CREATE TABLE {target_name} (\n  {}\n)",
+            self.body.join(",\n  ")
+        );
+        if !options.is_empty() {
+            create_sql.push(' ');
+            create_sql.push_str(options);
+        }
+        if !partition.is_empty() {
+            create_sql.push('\n');
+            create_sql.push_str(partition);
+        }
+        let mut deferred = Vec::new();
+        if !self.deferred_keys.is_empty() {
+            deferred.push(format!(
+                "ALTER TABLE {target_name} {}",
+                self.deferred_keys.join(", ")
+            ));
+        }
+        deferred.extend(self.deferred_single);
+        deferred.extend(self.deferred_fks);
+        Translated {
+            create_sql,
+            deferred_indexes: deferred,
+            notes,
+            references: self.references,
+        }
     }
-    let mut create_sql = format!("CREATE TABLE {target_name} (\n  {}\n)", body.join(",\n  "));
-    if !options.is_empty() {
-        create_sql.push(' ');
-        create_sql.push_str(&options);
-    }
-    if !partition.is_empty() {
-        create_sql.push('\n');
-        create_sql.push_str(&partition);
-    }
-    let mut deferred = Vec::new();
-    if !deferred_keys.is_empty() {
-        deferred.push(format!(
-            "ALTER TABLE {target_name} {}",
-            deferred_keys.join(", ")
-        ));
-    }
-    deferred.extend(deferred_single);
-    deferred.extend(deferred_fks);
-    Ok(Translated {
-        create_sql,
-        deferred_indexes: deferred,
-        notes: ctx.notes,
-        references,
-    })
 }
 
 /// A DDL statement from the source's binlog (CREATE/ALTER TABLE, CREATE

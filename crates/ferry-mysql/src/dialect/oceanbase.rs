@@ -16,7 +16,7 @@
 //!   (`copy.rs`, `CopyOptions::strict`).
 //! - A FOREIGN KEY clause on a table of a database whose name holds a
 //!   backtick is a "Parse error", however written: the translation refuses
-//!   such a key, naming `objects.rename` (`dialect/mod.rs`).
+//!   such a key, naming `objects.rename` (`ob_foreign_key_rules`).
 //! - Warning 5540 (a generated column's solidified sql_mode) says nothing
 //!   about a copied value: `copy.rs` ignores it. No default on TEXT/BLOB/
 //!   JSON/spatial columns: [`drop_lob_default`]. Only SRID 0 on seekdb: a
@@ -176,6 +176,26 @@ pub(super) fn drop_lob_default(
         data_type.to_ascii_uppercase()
     ));
     at
+}
+
+/// A backtick in any name is doubled when quoted. OceanBase (live 4.3.5)
+/// answers "Parse error" to a FOREIGN KEY clause on a table of a database
+/// whose name holds one, qualified or not, where the same ALTER TABLE adding
+/// an index works.
+pub(super) fn ob_foreign_key_rules(ctx: &mut Ctx, stmt: &str) {
+    if stmt.contains("``") {
+        let obj = ctx.name();
+        ctx.problem(
+            obj,
+            format!(
+                "has a foreign key whose target names hold a backtick ({stmt}), which \
+                 OceanBase refuses to parse in a FOREIGN KEY clause"
+            ),
+            "give the target database and tables names without a backtick in the task's \
+             objects.rename"
+                .into(),
+        );
+    }
 }
 
 /// OceanBase column rules: spatial types need 4.1; LONGBLOB/LONGTEXT hold at
