@@ -181,116 +181,141 @@ pub fn parse(sql: &str, default_db: &str) -> Option<Ddl> {
         i: 0,
         default_db,
     };
-    let mut ddl = Ddl {
-        kind: DdlKind::CreateTable,
-        temporary: false,
-        if_exists: false,
-        names: Vec::new(),
-    };
     if p.eat("CREATE") {
-        p.eat_all(&["OR", "REPLACE"]);
-        if p.eat("UNIQUE")
-            || p.eat("FULLTEXT")
-            || p.eat("SPATIAL")
-            || p.word(0).as_deref() == Some("INDEX")
+        p.create()
+    } else if p.eat("ALTER") {
+        p.alter()
+    } else if p.eat("DROP") {
+        p.drop()
+    } else if p.eat("TRUNCATE") {
+        p.eat("TABLE");
+        let mut ddl = Ddl::new(DdlKind::TruncateTable);
+        ddl.names.push(p.name()?);
+        Some(ddl)
+    } else if p.eat("RENAME") {
+        p.rename()
+    } else {
+        None
+    }
+}
+
+impl Ddl {
+    fn new(kind: DdlKind) -> Ddl {
+        Ddl {
+            kind,
+            temporary: false,
+            if_exists: false,
+            names: Vec::new(),
+        }
+    }
+}
+
+/// One method per statement, each called after its first word.
+impl Parser<'_> {
+    /// CREATE [OR REPLACE] [UNIQUE|FULLTEXT|SPATIAL] INDEX, or CREATE [TEMPORARY] TABLE (LIKE).
+    fn create(&mut self) -> Option<Ddl> {
+        self.eat_all(&["OR", "REPLACE"]);
+        if self.eat("UNIQUE")
+            || self.eat("FULLTEXT")
+            || self.eat("SPATIAL")
+            || self.word(0).as_deref() == Some("INDEX")
         {
-            p.eat("INDEX");
-            ddl.kind = DdlKind::CreateIndex;
-            ddl.if_exists = p.eat_all(&["IF", "NOT", "EXISTS"]);
-            p.ident()?;
-            while !p.eat("ON") {
-                p.ident()?;
+            self.eat("INDEX");
+            let mut ddl = Ddl::new(DdlKind::CreateIndex);
+            ddl.if_exists = self.eat_all(&["IF", "NOT", "EXISTS"]);
+            self.ident()?;
+            while !self.eat("ON") {
+                self.ident()?;
             }
-            ddl.names.push(p.name()?);
+            ddl.names.push(self.name()?);
             return Some(ddl);
         }
-        ddl.temporary = p.eat("TEMPORARY");
-        if !p.eat("TABLE") {
+        let mut ddl = Ddl::new(DdlKind::CreateTable);
+        ddl.temporary = self.eat("TEMPORARY");
+        if !self.eat("TABLE") {
             return None;
         }
-        ddl.if_exists = p.eat_all(&["IF", "NOT", "EXISTS"]);
-        ddl.names.push(p.name()?);
-        let paren = p.sym('(');
-        if p.eat("LIKE") {
-            ddl.names.push(p.name()?);
+        ddl.if_exists = self.eat_all(&["IF", "NOT", "EXISTS"]);
+        ddl.names.push(self.name()?);
+        let paren = self.sym('(');
+        if self.eat("LIKE") {
+            ddl.names.push(self.name()?);
         } else if paren {
-            p.i -= 1;
+            self.i -= 1;
         }
-        return Some(ddl);
+        Some(ddl)
     }
-    if p.eat("ALTER") {
-        p.eat("ONLINE");
-        p.eat("IGNORE");
-        if !p.eat("TABLE") {
+
+    /// ALTER [ONLINE] [IGNORE] TABLE t ..., with any RENAME [TO|AS] u in it.
+    fn alter(&mut self) -> Option<Ddl> {
+        self.eat("ONLINE");
+        self.eat("IGNORE");
+        if !self.eat("TABLE") {
             return None;
         }
-        ddl.kind = DdlKind::AlterTable;
-        ddl.if_exists = p.eat_all(&["IF", "EXISTS"]);
-        ddl.names.push(p.name()?);
-        // ALTER TABLE t ... RENAME [TO|AS] u
-        while p.i < p.toks.len() {
-            if p.eat("RENAME") {
-                let other = matches!(p.word(0).as_deref(), Some("COLUMN" | "INDEX" | "KEY"));
+        let mut ddl = Ddl::new(DdlKind::AlterTable);
+        ddl.if_exists = self.eat_all(&["IF", "EXISTS"]);
+        ddl.names.push(self.name()?);
+        while self.i < self.toks.len() {
+            if self.eat("RENAME") {
+                let other = matches!(self.word(0).as_deref(), Some("COLUMN" | "INDEX" | "KEY"));
                 if !other {
-                    let _ = p.eat("TO") || p.eat("AS");
-                    ddl.names.push(p.name()?);
+                    let _ = self.eat("TO") || self.eat("AS");
+                    ddl.names.push(self.name()?);
                 }
             } else {
-                p.i += 1;
+                self.i += 1;
             }
         }
-        return Some(ddl);
+        Some(ddl)
     }
-    if p.eat("DROP") {
-        if p.eat("INDEX") {
-            ddl.kind = DdlKind::DropIndex;
-            ddl.if_exists = p.eat_all(&["IF", "EXISTS"]);
-            p.ident()?;
-            if !p.eat("ON") {
+
+    /// DROP INDEX i ON t, or DROP [TEMPORARY] TABLE [IF EXISTS] t, u, ...
+    fn drop(&mut self) -> Option<Ddl> {
+        if self.eat("INDEX") {
+            let mut ddl = Ddl::new(DdlKind::DropIndex);
+            ddl.if_exists = self.eat_all(&["IF", "EXISTS"]);
+            self.ident()?;
+            if !self.eat("ON") {
                 return None;
             }
-            ddl.names.push(p.name()?);
+            ddl.names.push(self.name()?);
             return Some(ddl);
         }
-        ddl.temporary = p.eat("TEMPORARY");
-        if !p.eat("TABLE") {
+        let mut ddl = Ddl::new(DdlKind::DropTable);
+        ddl.temporary = self.eat("TEMPORARY");
+        if !self.eat("TABLE") {
             return None;
         }
-        ddl.kind = DdlKind::DropTable;
-        ddl.if_exists = p.eat_all(&["IF", "EXISTS"]);
+        ddl.if_exists = self.eat_all(&["IF", "EXISTS"]);
         loop {
-            ddl.names.push(p.name()?);
-            if !p.sym(',') {
+            ddl.names.push(self.name()?);
+            if !self.sym(',') {
                 break;
             }
         }
-        return Some(ddl);
+        Some(ddl)
     }
-    if p.eat("TRUNCATE") {
-        p.eat("TABLE");
-        ddl.kind = DdlKind::TruncateTable;
-        ddl.names.push(p.name()?);
-        return Some(ddl);
-    }
-    if p.eat("RENAME") {
-        if !(p.eat("TABLE") || p.eat("TABLES")) {
+
+    /// RENAME TABLE[S] [IF EXISTS] a TO b, c TO d, ...: the names in pairs.
+    fn rename(&mut self) -> Option<Ddl> {
+        if !(self.eat("TABLE") || self.eat("TABLES")) {
             return None;
         }
-        ddl.kind = DdlKind::RenameTable;
-        p.eat_all(&["IF", "EXISTS"]);
+        let mut ddl = Ddl::new(DdlKind::RenameTable);
+        self.eat_all(&["IF", "EXISTS"]);
         loop {
-            ddl.names.push(p.name()?);
-            if !p.eat("TO") {
+            ddl.names.push(self.name()?);
+            if !self.eat("TO") {
                 return None;
             }
-            ddl.names.push(p.name()?);
-            if !p.sym(',') {
+            ddl.names.push(self.name()?);
+            if !self.sym(',') {
                 break;
             }
         }
-        return Some(ddl);
+        Some(ddl)
     }
-    None
 }
 
 #[cfg(test)]
