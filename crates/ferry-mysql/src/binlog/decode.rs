@@ -313,18 +313,60 @@ pub fn table_info(
             ),
         ));
     }
+    let columns = read_columns(tme, &meta, facts, cache, names_from).map_err(|i| {
+        bad_table(
+            &db,
+            &table,
+            &format!("column {i} has a type Ferry cannot read"),
+        )
+    })?;
+    let Some((key, key_index)) = row_key(&meta, facts, &columns, declared) else {
+        return Err(bad_table(
+            &db,
+            &table,
+            "the table has no primary key and no unique key over NOT NULL columns, so its changes cannot be \
+             applied by key. Add a primary key on the source (ALTER TABLE ... ADD PRIMARY KEY ...), or declare \
+             the columns that identify a row in objects.keys.",
+        ));
+    };
+    let other_unique = facts
+        .unique_keys
+        .iter()
+        .any(|(index, _, _)| Some(index.as_str()) != key_index);
+    let text_key = key.iter().any(|&i| {
+        matches!(
+            columns[i].literal,
+            LiteralKind::Text | LiteralKind::Charset(_)
+        )
+    });
+    Ok(TableInfo {
+        db,
+        table,
+        columns,
+        key,
+        parallel_safe: !other_unique && !text_key,
+        names_from,
+    })
+}
+
+/// The columns of a table map, named from the binlog or (without
+/// `binlog_row_metadata=FULL`) by position from `information_schema`, each
+/// attribute from the binlog's metadata where it has it, else from the facts.
+/// `Err(i)`: column `i` has a type Ferry cannot read.
+fn read_columns(
+    tme: &TableMapEvent<'_>,
+    meta: &BinlogMeta,
+    facts: &SchemaFacts,
+    cache: &SchemaCache,
+    names_from: NamesFrom,
+) -> Result<Vec<ColumnInfo>, usize> {
+    // The metadata lists hold one entry per column of their kind, in order.
     let (mut numeric, mut character, mut enums, mut sets) = (0, 0, 0, 0);
+    let n = tme.columns_count() as usize;
     let mut columns = Vec::with_capacity(n);
     for i in 0..n {
-        let ctype = match tme.get_column_type(i) {
-            Ok(Some(t)) => t,
-            _ => {
-                return Err(bad_table(
-                    &db,
-                    &table,
-                    &format!("column {i} has a type Ferry cannot read"),
-                ))
-            }
+        let Ok(Some(ctype)) = tme.get_column_type(i) else {
+            return Err(i);
         };
         let name = match names_from {
             NamesFrom::Binlog => meta.names[i].clone(),
@@ -349,18 +391,18 @@ pub fn table_info(
             };
             character += 1;
         }
+        let members_of = |logged: Option<&Vec<String>>| {
+            logged.cloned().unwrap_or_else(|| {
+                fact.map(|f| parse_members(&f.column_type))
+                    .unwrap_or_default()
+            })
+        };
         let mut members = Vec::new();
         if ctype == ColumnType::MYSQL_TYPE_ENUM {
-            members = meta.enums.get(enums).cloned().unwrap_or_else(|| {
-                fact.map(|f| parse_members(&f.column_type))
-                    .unwrap_or_default()
-            });
+            members = members_of(meta.enums.get(enums));
             enums += 1;
         } else if ctype == ColumnType::MYSQL_TYPE_SET {
-            members = meta.sets.get(sets).cloned().unwrap_or_else(|| {
-                fact.map(|f| parse_members(&f.column_type))
-                    .unwrap_or_default()
-            });
+            members = members_of(meta.sets.get(sets));
             sets += 1;
         }
         // MariaDB logs JSON as LONGTEXT: a text column.
@@ -371,71 +413,44 @@ pub fn table_info(
             }
             _ => None,
         };
-        let generated = fact.is_some_and(|f| f.generated);
         columns.push(ColumnInfo {
             name,
             ctype,
             unsigned,
             literal,
             members,
-            generated,
+            generated: fact.is_some_and(|f| f.generated),
             pad_to,
         });
     }
+    Ok(columns)
+}
+
+/// The key changes are applied by, as column ordinals, with the index it
+/// is (None for a declared key): the primary key the binlog logs, else the
+/// first unique key over NOT NULL columns, else the task file's declared key
+/// (`objects.keys`). None: the table has none of them.
+fn row_key<'f>(
+    meta: &BinlogMeta,
+    facts: &'f SchemaFacts,
+    columns: &[ColumnInfo],
+    declared: Option<&[String]>,
+) -> Option<(Vec<usize>, Option<&'f str>)> {
     let ordinal = |name: &str| columns.iter().position(|c| c.name == name);
-    let mut key: Vec<usize> = meta.primary_key.clone();
-    let mut key_index: Option<&str> = if key.is_empty() {
-        None
-    } else {
-        Some("PRIMARY")
+    let all = |cols: &[String]| -> Option<Vec<usize>> {
+        let found: Vec<usize> = cols.iter().filter_map(|c| ordinal(c)).collect();
+        (found.len() == cols.len()).then_some(found)
     };
-    if key.is_empty() {
-        if let Some((index, cols, _)) = facts.unique_keys.iter().find(|(_, _, not_null)| *not_null)
-        {
-            key = cols.iter().filter_map(|c| ordinal(c)).collect();
-            if key.len() != cols.len() {
-                key.clear();
-            } else {
-                key_index = Some(index);
-            }
+    if !meta.primary_key.is_empty() {
+        return Some((meta.primary_key.clone(), Some("PRIMARY")));
+    }
+    if let Some((index, cols, _)) = facts.unique_keys.iter().find(|(_, _, not_null)| *not_null) {
+        if let Some(key) = all(cols).filter(|k| !k.is_empty()) {
+            return Some((key, Some(index)));
         }
     }
-    if key.is_empty() {
-        // The task file's declared key (`objects.keys`), for a table without either.
-        if let Some(cols) = declared {
-            let found: Vec<usize> = cols.iter().filter_map(|c| ordinal(c)).collect();
-            if found.len() == cols.len() {
-                key = found;
-            }
-        }
-    }
-    if key.is_empty() {
-        return Err(bad_table(
-            &db,
-            &table,
-            "the table has no primary key and no unique key over NOT NULL columns, so its changes cannot be \
-             applied by key. Add a primary key on the source (ALTER TABLE ... ADD PRIMARY KEY ...), or declare \
-             the columns that identify a row in objects.keys.",
-        ));
-    }
-    let other_unique = facts
-        .unique_keys
-        .iter()
-        .any(|(index, _, _)| Some(index.as_str()) != key_index);
-    let text_key = key.iter().any(|&i| {
-        matches!(
-            columns[i].literal,
-            LiteralKind::Text | LiteralKind::Charset(_)
-        )
-    });
-    Ok(TableInfo {
-        db,
-        table,
-        columns,
-        key,
-        parallel_safe: !other_unique && !text_key,
-        names_from,
-    })
+    let key = all(declared?)?;
+    (!key.is_empty()).then_some((key, None))
 }
 
 /// The declared byte length of a CHAR/BINARY column from its table map metadata.
