@@ -196,12 +196,17 @@ pub(super) fn rewrite_column_attrs(ctx: &mut Ctx, def: &mut Vec<Tok>, obj: &str,
 /// take no literal default at all. MariaDB prints `DEFAULT uuid()` and
 /// `DEFAULT 'x'` on TEXT. Returns the index after the default.
 pub(super) fn default_extent(def: &[Tok], start: usize) -> usize {
-    let Some(first) = def.get(start) else {
-        return def.len();
-    };
-    if first.is_p('(') {
-        return matching(def, start) + 1;
+    match def.get(start) {
+        None => def.len(),
+        Some(first) if first.is_p('(') => matching(def, start) + 1,
+        Some(_) => value_extent(def, start).0,
     }
+}
+
+/// The end of an unparenthesized default value at `start` (`[sign] literal |
+/// _cs'..' | x'..' | word [ (args) ]`), and whether it is a call.
+fn value_extent(def: &[Tok], start: usize) -> (usize, bool) {
+    let first = &def[start];
     let mut end = start + 1;
     if (first.is_p('-') || first.is_p('+')) && def.get(end).is_some() {
         end += 1;
@@ -209,10 +214,11 @@ pub(super) fn default_extent(def: &[Tok], start: usize) -> usize {
     if def.get(end).is_some_and(|t| t.kind == Kind::Str && !t.sp) {
         end += 1;
     }
-    if first.kind == Kind::Word && def.get(end).is_some_and(|t| t.is_p('(')) {
+    let is_call = first.kind == Kind::Word && def.get(end).is_some_and(|t| t.is_p('('));
+    if is_call {
         end = matching(def, end) + 1;
     }
-    end
+    (end, is_call)
 }
 
 pub(super) fn rewrite_default(
@@ -232,18 +238,7 @@ pub(super) fn rewrite_default(
     if first.is_p('(') {
         return matching(def, start) + 1;
     }
-    // The extent of the value: [sign] literal | _cs'..' | x'..' | word [ (args) ].
-    let mut end = start + 1;
-    if (first.is_p('-') || first.is_p('+')) && def.get(end).is_some() {
-        end += 1;
-    }
-    if def.get(end).is_some_and(|t| t.kind == Kind::Str && !t.sp) {
-        end += 1;
-    }
-    let is_call = first.kind == Kind::Word && def.get(end).is_some_and(|t| t.is_p('('));
-    if is_call {
-        end = matching(def, end) + 1;
-    }
+    let (end, is_call) = value_extent(def, start);
     let is_literal = !is_call
         && (first.kind == Kind::Str
             || first
