@@ -32,7 +32,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
+#[cfg(feature = "failpoints")]
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ferry_core::model::Direction;
@@ -54,8 +56,13 @@ use crate::conn::{classify, qualified, quote_ident, Endpoint};
 use crate::dialect::TargetContext;
 
 // ------------------------------------------------------------------ failpoints
+// Named points where tests make the applier fail (FERRY_FAILPOINTS or set_failpoint). Compiled
+// only with the `failpoints` feature, which every test build gets through ferry-testkit; without
+// it (the release binary, the Lambda functions) `failpoint_for` is an inlined `Ok(())` and nothing
+// reads the environment.
 
 /// What a failpoint does when it fires.
+#[cfg(feature = "failpoints")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailAction {
     /// Return `Ferry.Transient("failpoint NAME")`, as a crash would end the call.
@@ -66,8 +73,10 @@ pub enum FailAction {
     Abort,
 }
 
+#[cfg(feature = "failpoints")]
 type FailTable = HashMap<String, (FailAction, u64)>;
 
+#[cfg(feature = "failpoints")]
 fn failpoints() -> &'static Mutex<FailTable> {
     static FP: OnceLock<Mutex<FailTable>> = OnceLock::new();
     FP.get_or_init(|| {
@@ -93,6 +102,7 @@ fn failpoints() -> &'static Mutex<FailTable> {
 }
 
 /// Arm a failpoint to fire on its `nth` hit from now (1 = the next one); `None` disarms it.
+#[cfg(feature = "failpoints")]
 pub fn set_failpoint(name: &str, action: Option<(FailAction, u64)>) {
     let mut t = failpoints().lock().unwrap_or_else(|p| p.into_inner());
     match action {
@@ -102,12 +112,21 @@ pub fn set_failpoint(name: &str, action: Option<(FailAction, u64)>) {
 }
 
 /// A failpoint of one task: fires when `NAME` or `TASK/NAME` is armed.
+#[cfg(feature = "failpoints")]
 pub fn failpoint_for(task_id: &str, name: &str) -> Result<(), FerryError> {
     failpoint(&format!("{task_id}/{name}"))?;
     failpoint(name)
 }
 
+/// Without the `failpoints` feature no failpoint fires.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn failpoint_for(_task_id: &str, _name: &str) -> Result<(), FerryError> {
+    Ok(())
+}
+
 /// A named point where tests can make the applier fail.
+#[cfg(feature = "failpoints")]
 pub fn failpoint(name: &str) -> Result<(), FerryError> {
     let action = {
         let mut t = failpoints().lock().unwrap_or_else(|p| p.into_inner());
