@@ -400,7 +400,6 @@ pub(super) async fn collision_items(
     for (index, column) in keys {
         by_index.entry(index).or_default().push(column);
     }
-    let q = qualified(&info.db, &info.name);
     let mut items = Vec::new();
     for (index, cols) in by_index {
         let exprs: Vec<(String, Option<String>)> = cols
@@ -410,69 +409,85 @@ pub(super) async fn collision_items(
         if exprs.iter().all(|(_, m)| m.is_none()) {
             continue;
         }
-        let group: Vec<String> = exprs
-            .iter()
-            .map(|(c, m)| match m {
-                Some(co) => format!("{c} COLLATE {co}"),
-                None => c.clone(),
-            })
-            .collect();
-        // A unique key never compares rows with a NULL in it: leave them out.
-        let not_null: Vec<String> = exprs
-            .iter()
-            .map(|(c, _)| format!("{c} IS NOT NULL"))
-            .collect();
-        let originals: Vec<String> = exprs.iter().map(|(c, _)| c.clone()).collect();
-        let sql = format!(
-            "SELECT GROUP_CONCAT(QUOTE(CONCAT_WS(', ', {})) SEPARATOR ' and ') FROM {q} WHERE {} \
-             GROUP BY {} HAVING COUNT(*) > 1 LIMIT 1",
-            originals.join(", "),
-            not_null.join(" AND "),
-            group.join(", ")
-        );
-        let mapping: Vec<String> = exprs
-            .iter()
-            .zip(&cols)
-            .filter_map(|((_, m), c)| m.as_ref().map(|co| format!("{c} -> {co}")))
-            .collect();
-        match s.query_first::<Option<String>, _>(&sql).await {
-            Ok(None) => items.push(pass(
-                "target.collation",
-                &name,
-                format!(
-                    "unique key {index}: no two rows are equal under the target's collation ({})",
-                    mapping.join(", ")
-                ),
-            )),
-            Ok(Some(example)) => {
-                let example = example.unwrap_or_default();
-                items.push(fail(
-                    "target.collation",
-                    &name,
-                    format!(
-                        "unique key {index}: rows the source keeps apart are equal under the target's collation ({}), \
-                         e.g. {example}; the target would refuse one of them",
-                        mapping.join(", "),
-                    ),
-                    format!(
-                        "create {} on the target yourself with a binary collation (utf8mb4_bin) for these columns and \
-                         run the task with it in place, or exclude the table",
-                        qualified(&spec.target_name(&info.db, &info.name).0, &spec.target_name(&info.db, &info.name).1)
-                    ),
-                ));
-            }
-            Err(e) => items.push(warn(
-                "target.collation",
-                &name,
-                format!(
-                    "unique key {index}: could not look for rows equal under the target's collation ({}): {e}",
-                    mapping.join(", ")
-                ),
-                "compare the key's values yourself before the copy",
-            )),
-        }
+        items.push(key_collision_item(s, spec, info, &index, &cols, &exprs).await);
     }
     items
+}
+
+/// Whether two rows the source keeps apart in unique key `index` are equal
+/// under the collations the target gets (`exprs`: each key column quoted,
+/// with its target collation where it changes).
+async fn key_collision_item(
+    s: &mut Conn,
+    spec: &TaskSpec,
+    info: &TableInfo,
+    index: &str,
+    cols: &[String],
+    exprs: &[(String, Option<String>)],
+) -> CheckItem {
+    let name = info.full_name();
+    let q = qualified(&info.db, &info.name);
+    let group: Vec<String> = exprs
+        .iter()
+        .map(|(c, m)| match m {
+            Some(co) => format!("{c} COLLATE {co}"),
+            None => c.clone(),
+        })
+        .collect();
+    // A unique key never compares rows with a NULL in it: leave them out.
+    let not_null: Vec<String> = exprs
+        .iter()
+        .map(|(c, _)| format!("{c} IS NOT NULL"))
+        .collect();
+    let originals: Vec<String> = exprs.iter().map(|(c, _)| c.clone()).collect();
+    let sql = format!(
+        "SELECT GROUP_CONCAT(QUOTE(CONCAT_WS(', ', {})) SEPARATOR ' and ') FROM {q} WHERE {} \
+         GROUP BY {} HAVING COUNT(*) > 1 LIMIT 1",
+        originals.join(", "),
+        not_null.join(" AND "),
+        group.join(", ")
+    );
+    let mapping: Vec<String> = exprs
+        .iter()
+        .zip(cols)
+        .filter_map(|((_, m), c)| m.as_ref().map(|co| format!("{c} -> {co}")))
+        .collect();
+    match s.query_first::<Option<String>, _>(&sql).await {
+        Ok(None) => pass(
+            "target.collation",
+            &name,
+            format!(
+                "unique key {index}: no two rows are equal under the target's collation ({})",
+                mapping.join(", ")
+            ),
+        ),
+        Ok(Some(example)) => {
+            let example = example.unwrap_or_default();
+            fail(
+                "target.collation",
+                &name,
+                format!(
+                    "unique key {index}: rows the source keeps apart are equal under the target's collation ({}), \
+                     e.g. {example}; the target would refuse one of them",
+                    mapping.join(", "),
+                ),
+                format!(
+                    "create {} on the target yourself with a binary collation (utf8mb4_bin) for these columns and \
+                     run the task with it in place, or exclude the table",
+                    qualified(&spec.target_name(&info.db, &info.name).0, &spec.target_name(&info.db, &info.name).1)
+                ),
+            )
+        }
+        Err(e) => warn(
+            "target.collation",
+            &name,
+            format!(
+                "unique key {index}: could not look for rows equal under the target's collation ({}): {e}",
+                mapping.join(", ")
+            ),
+            "compare the key's values yourself before the copy",
+        ),
+    }
 }
 
 pub(super) fn translate_items(
