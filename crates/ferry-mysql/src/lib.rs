@@ -7,6 +7,7 @@ pub mod binlog;
 pub mod conn;
 pub mod copy;
 pub mod dialect;
+pub mod dirty;
 pub mod planner;
 pub mod precheck;
 pub mod schema;
