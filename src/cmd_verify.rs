@@ -1,4 +1,4 @@
-//! `ferry verify TASK_ID [--mode full|sample|recheck] [--repair] [--repair-file FILE] [--report FILE]`:
+//! `ferry verify TASK_ID [--full|--changed|--mode full|sample|recheck|changed] [--repair] [--repair-file FILE] [--report FILE]`:
 //! compare the task's source and target now, print the per-table summary,
 //! write the repair statements for what differs, optionally apply them
 //! (throttled, then checked again), and write a JSON + Markdown report.
@@ -45,7 +45,11 @@ passed the point at which the chunk was read.\n\n\
 When rows differ, repair statements (the source is the truth: REPLACE INTO by key, DELETE of extra rows) are \
 written to --repair-file (default <state dir>/reports/TASK_ID-repair.sql). --repair applies them to the target \
 at options.repair_rows_per_second and checks those rows again. --report FILE writes the report as JSON and \
-Markdown (FILE.json and FILE.md). Exit code 0 when clean, 4 when differences remain."
+Markdown (FILE.json and FILE.md). Exit code 0 when clean, 4 when differences remain.\n\n\
+--changed re-checks only the chunks the sync changed since the last clean full verify (Ferry marks them as it \
+applies, durably before each commit) and the new key ranges past the last chunk; without a clean full verify it \
+runs a full one and says so. A write made on the target outside Ferry is found by a full verify (--full, the \
+default), not by --changed."
     )]
     Verify(VerifyArgs),
 }
@@ -55,8 +59,14 @@ pub struct VerifyArgs {
     /// The task's task_id (from its task file).
     pub task_id: String,
     /// Which chunks: every chunk (full), a random sample (sample), or those that differed last time (recheck).
-    #[arg(long, default_value = "full", value_parser = ["full", "sample", "recheck"])]
+    #[arg(long, default_value = "full", value_parser = ["full", "sample", "recheck", "changed"])]
     pub mode: String,
+    /// Re-check only what the sync changed since the last clean full verify (same as --mode changed).
+    #[arg(long, conflicts_with_all = ["full", "mode"])]
+    pub changed: bool,
+    /// Read every chunk (the default; same as --mode full).
+    #[arg(long, conflicts_with = "mode")]
+    pub full: bool,
     /// Chunks in a sample (default: options.verify_sample_chunks, else 8).
     #[arg(long, value_name = "N")]
     pub chunks: Option<u64>,
@@ -107,13 +117,28 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {
         global.secrets_for(&spec)?,
         worker_id(),
     );
-    let mut input = json!({"task_id": args.task_id, "mode": args.mode});
+    let mode = match (args.changed, args.full) {
+        (true, _) => "changed",
+        (_, true) => "full",
+        _ => args.mode.as_str(),
+    };
+    let mut input = json!({"task_id": args.task_id, "mode": mode});
     if let Some(n) = args.chunks {
         input["chunks"] = json!(n);
     }
     let far = Instant::now() + Duration::from_secs(7 * 24 * 3600);
     let out: Value = invoke(&env, "verify", input, far).await?;
     let id = &args.task_id;
+    if let Some(note) = out["note"].as_str() {
+        println!("note: {note}");
+    }
+    if mode == "changed" && out["mode"] == "changed" {
+        let total = env.repo.chunks(id).await?.len();
+        println!(
+            "changed: {} of {total} chunk(s) re-checked ({} row(s)); the rest are unchanged since the last clean full verify",
+            out["chunks"], out["rows"]
+        );
+    }
     let differences = out["differences"].as_u64().unwrap_or(0);
     if differences > 0 {
         let file = match &args.repair_file {
