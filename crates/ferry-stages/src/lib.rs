@@ -7,7 +7,7 @@
 //! | `plan` | `{"task_id"}` | `{"task_id","tables","chunks","workers":[{"task_id","worker"}..]}` |
 //! | `copy-chunk` | `{"task_id","worker"}` | `{"task_id","copied","rows","remaining"}` (works until no chunk is left or the deadline) |
 //! | `copy-chunk` | `{"task_id","action":"summary"}` | `{"task_id","remaining","done","failed","total","rows"}` |
-//! | `verify` | `{"task_id","mode":"full"\|"sample"\|"recheck"}` (+ `"when"`, `"run_id"`, `"repair"`) | `{"task_id","run_id","done","tables","chunks","rows","differences","unsettled","clean"}`; safe from several workers at once |
+//! | `verify` | `{"task_id","mode":"full"\|"sample"\|"recheck"\|"changed"}` (+ `"when"`, `"run_id"`, `"repair"`) | `{"task_id","run_id","done","tables","chunks","rows","differences","unsettled","clean"}`; safe from several workers at once |
 //!
 //! A stage never panics on data; it returns a [`FerryError`] whose name the
 //! state machine matches, and records the error on the task.

@@ -2,7 +2,7 @@
 //! differed last time) of the source with the target, record each lasting
 //! difference, and summarise per table.
 //!
-//! Input `{"task_id","mode":"full"|"sample"|"recheck"}` (optional `"run_id"`
+//! Input `{"task_id","mode":"full"|"sample"|"recheck"|"changed"}` (optional `"run_id"`
 //! to join a run another call started, `"chunks"` for a sample's size,
 //! `"repair": true` to repair what was found and check it again,
 //! `"recheck_seconds"` to bound each wait for the apply, `"when":
@@ -18,6 +18,12 @@
 //! run under leases until none is left (in the cloud: one Lambda per slot).
 //! A call naming the current run's `run_id` works on (or reports) that run
 //! whatever `when` says, so a join after the Map never starts another run.
+//!
+//! `changed` verifies the chunks with a dirty mark ([`crate::dirty`]), the open
+//! last chunk only from the lowest key the sync touched; without a clean full
+//! run (`verify#baseline`) it runs a full one and says so in `"note"`. Every
+//! run clears the marks of the chunks it found clean (when the apply call that
+//! wrote them is closed) and marks the chunks it found different.
 //!
 //! Invariants:
 //! * Several workers may run one verify at once: they join the one unfinished
@@ -1069,6 +1075,10 @@ mod tests {
         assert_eq!(
             Mode::parse(&json!({"mode": "sample"})).unwrap(),
             Mode::Sample
+        );
+        assert_eq!(
+            Mode::parse(&json!({"mode": "changed"})).unwrap(),
+            Mode::Changed
         );
         assert_eq!(
             Mode::parse(&json!({"mode": "x"})).unwrap_err().name(),
