@@ -140,9 +140,10 @@ pub async fn invoke<S: ItemStore, K: SecretSource>(
             "grant-check" => grant_check::run(env, input, deadline).await,
             "plan" => plan::run(env, input, deadline).await,
             "copy-chunk" => copy_chunk::run(env, input, deadline).await,
-            "incremental-apply" => incremental_apply::run(env, input, deadline).await,
-            "verify" => verify::run(env, input, deadline).await,
-            "switch" => switch::run(env, input, deadline).await,
+            // Boxed: their futures are large (a switch nests the other two).
+            "incremental-apply" => Box::pin(incremental_apply::run(env, input, deadline)).await,
+            "verify" => Box::pin(verify::run(env, input, deadline)).await,
+            "switch" => Box::pin(switch::run(env, input, deadline)).await,
             "cleanup" => cleanup::run(env, input, deadline).await,
             other => Err(FerryError::Internal(format!("no stage named \"{other}\""))),
         }

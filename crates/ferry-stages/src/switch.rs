@@ -645,7 +645,8 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
                 return Ok(None);
             }
             let input = json!({"task_id": self.id(), "direction": "forward", "idle_ms": 500});
-            crate::incremental_apply::run(self.env, input, deadline).await?;
+            // Boxed: the apply's future is large, and a switch nests it.
+            Box::pin(crate::incremental_apply::run(self.env, input, deadline)).await?;
         }
     }
 
@@ -669,11 +670,11 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
             true => "full",
             false => "changed",
         };
-        let out = crate::verify::run(
+        let out = Box::pin(crate::verify::run(
             self.env,
             json!({"task_id": self.id(), "mode": mode}),
             deadline,
-        )
+        ))
         .await?;
         if out.get("done").and_then(Value::as_bool) != Some(true) {
             self.rec.reason = Some("final verify still running".into());
