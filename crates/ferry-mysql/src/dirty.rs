@@ -108,6 +108,11 @@ impl TableChunks {
         if key.len() != self.arity {
             return None;
         }
+        if let [one] = key {
+            // The common case, without allocating.
+            let k = int_of_value(one)?;
+            return Some(lowers.partition_point(|lo| lo[0] <= k));
+        }
         let k: IntKey = key.iter().map(|v| int_of_value(v)).collect::<Option<_>>()?;
         Some(lowers.partition_point(|lo| *lo <= k))
     }
