@@ -4,6 +4,7 @@
 //! the changes and the re-verify. A difference planted on the target in a
 //! chunk no change touched is *not* found by `--changed` (proof that the
 //! chunk is not read; it is the README's stated limit) and is found by `--full`.
+//! A clean `--changed` run clears the marks it read.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -205,8 +206,28 @@ async fn changed_chunks_only(env: TestEnv, how: Interrupt) {
         .collect();
     assert_eq!(keys, BTreeSet::from([untouched, beside, 2005]));
 
+    // Repaired (while the link runs: a repair re-checks its rows around the
+    // apply), the chunks found different are still marked (the full run marked
+    // the untouched one too). With the link stopped (no apply call open) the
+    // next --changed reads them, finds them clean and clears every mark.
+    ferry
+        .run(&["verify", &id, "--repair"])
+        .await
+        .assert_ok("ferry verify --repair");
     ferry.run(&["stop", &id]).await.assert_ok("ferry stop");
     wait_for_exit(&mut resumed, Duration::from_secs(60)).await;
+    let clean = ferry.run(&["verify", &id, "--changed"]).await;
+    clean.assert_ok("ferry verify --changed after the repair");
+    assert!(clean.stdout.contains("changed: 3 of"), "{}", clean.all());
+    let left = ferry_stages::dirty::marks(&repo, &id).await.unwrap();
+    assert!(left.is_empty(), "marks left after a clean run: {left:?}");
+    let nothing = ferry.run(&["verify", &id, "--changed"]).await;
+    nothing.assert_ok("ferry verify --changed with nothing changed");
+    assert!(
+        nothing.stdout.contains("changed: 0 of"),
+        "{}",
+        nothing.all()
+    );
     ferry
         .run(&["release", &id])
         .await
