@@ -75,7 +75,11 @@ passed the point at which the chunk was read.\n\n\
 When rows differ, repair statements (the source is the truth: REPLACE INTO by key, DELETE of extra rows) are \
 written to --repair-file (default <state dir>/reports/TASK_ID-repair.sql). --repair applies them to the target \
 at options.repair_rows_per_second and checks those rows again. --report FILE writes the report as JSON and \
-Markdown (FILE.json and FILE.md). Exit code 0 when clean, 4 when differences remain."
+Markdown (FILE.json and FILE.md). Exit code 0 when clean, 4 when differences remain.\n\n\
+--changed re-checks only the chunks the sync changed since the last clean full verify (Ferry marks them as it \
+applies, durably before each commit) and the new key ranges past the last chunk; without a clean full verify it \
+runs a full one and says so. A write made on the target outside Ferry is found by a full verify (--full, the \
+default), not by --changed."
     )]
     Verify(VerifyArgs),
     /// Switch over: the target becomes the primary, changes flow back to the source (see docs/RUNBOOK.md).

@@ -1,4 +1,4 @@
-//! `ferry verify TASK_ID [--mode full|sample|recheck] [--repair] [--repair-file FILE] [--report FILE]`:
+//! `ferry verify TASK_ID [--full|--changed|--mode full|sample|recheck|changed] [--repair] [--repair-file FILE] [--report FILE]`:
 //! compare the task's source and target now, print the per-table summary,
 //! write the repair statements for what differs, optionally apply them
 //! (throttled, then checked again), and write a JSON + Markdown report.
@@ -28,8 +28,14 @@ pub struct VerifyArgs {
     /// The task's task_id (from its task file).
     pub task_id: String,
     /// Which chunks: every chunk (full), a random sample (sample), or those that differed last time (recheck).
-    #[arg(long, default_value = "full", value_parser = ["full", "sample", "recheck"])]
+    #[arg(long, default_value = "full", value_parser = ["full", "sample", "recheck", "changed"])]
     pub mode: String,
+    /// Re-check only what the sync changed since the last clean full verify (same as --mode changed).
+    #[arg(long, conflicts_with_all = ["full", "mode"])]
+    pub changed: bool,
+    /// Read every chunk (the default; same as --mode full).
+    #[arg(long, conflicts_with = "mode")]
+    pub full: bool,
     /// Chunks in a sample (default: options.verify_sample_chunks, else 8).
     #[arg(long, value_name = "N")]
     pub chunks: Option<u64>,
@@ -52,13 +58,28 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {
         global.secrets_for(&spec)?,
         worker_id(),
     );
-    let mut input = json!({"task_id": args.task_id, "mode": args.mode});
+    let mode = match (args.changed, args.full) {
+        (true, _) => "changed",
+        (_, true) => "full",
+        _ => args.mode.as_str(),
+    };
+    let mut input = json!({"task_id": args.task_id, "mode": mode});
     if let Some(n) = args.chunks {
         input["chunks"] = json!(n);
     }
     let far = Instant::now() + Duration::from_secs(7 * 24 * 3600);
     let out: Value = invoke(&env, "verify", input, far).await?;
     let id = &args.task_id;
+    if let Some(note) = out["note"].as_str() {
+        println!("note: {note}");
+    }
+    if mode == "changed" && out["mode"] == "changed" {
+        let total = env.repo.chunks(id).await?.len();
+        println!(
+            "changed: {} of {total} chunk(s) re-checked ({} row(s)); the rest are unchanged since the last clean full verify",
+            out["chunks"], out["rows"]
+        );
+    }
     let differences = out["differences"].as_u64().unwrap_or(0);
     if differences > 0 {
         let file = match &args.repair_file {

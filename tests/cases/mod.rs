@@ -11,3 +11,4 @@ mod oceanbase;
 mod restart;
 mod resume;
 mod secrets_hidden;
+mod verify_changed;

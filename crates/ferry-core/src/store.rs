@@ -38,7 +38,7 @@ pub enum Cond {
 }
 
 /// A versioned item store with conditional writes.
-pub trait ItemStore: Send + Sync + 'static {
+pub trait ItemStore: Send + Sync + Clone + 'static {
     fn get(
         &self,
         pk: &str,

@@ -156,6 +156,11 @@ pub struct TaskOptions {
     pub switch_timeout_seconds: u64,
     /// Run the verify stage after the final catch-up, before the forward link is retired.
     pub switch_verify: bool,
+    /// The switch's verify reads every chunk. By default (`false`) it re-checks
+    /// only what the sync changed since the last clean full verify (a full one
+    /// when there is none): a write made on the target outside Ferry is found
+    /// only by a full verify.
+    pub switch_verify_full: bool,
     /// How the full copy writes rows to the target.
     pub copy_write: CopyWrite,
     /// Write the full copy's rows to the target's binary log. `false` skips it
@@ -216,6 +221,7 @@ impl Default for TaskOptions {
             switch_quiet_seconds: 3,
             switch_timeout_seconds: 1_800,
             switch_verify: false,
+            switch_verify_full: false,
             copy_write: CopyWrite::LoadData,
             target_binlog: true,
         }

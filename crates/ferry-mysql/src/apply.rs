@@ -54,6 +54,7 @@ use crate::binlog::{
 };
 use crate::conn::{classify, qualified, quote_ident, Endpoint};
 use crate::dialect::TargetContext;
+use crate::dirty::{ChangeTracker, ChunkMap, MarkSink};
 
 // ------------------------------------------------------------------ failpoints
 // Named points where tests make the applier fail (FERRY_FAILPOINTS or set_failpoint). Compiled
@@ -1332,6 +1333,9 @@ pub struct LinkConfig {
     /// The written side's dialect and capabilities: DDL from the binlog is
     /// translated for it like the schema stage's tables (None: names only).
     pub ddl_target: Option<(Dialect, TargetContext)>,
+    /// Where to mark the chunks the changes touch (forward links after a
+    /// plan): see [`crate::dirty`]. Marks are durable before their changes commit.
+    pub dirty: Option<(Arc<ChunkMap>, Arc<dyn MarkSink>)>,
 }
 
 /// A running link's figures so far, readable from another task while it runs.
@@ -1378,6 +1382,7 @@ impl LinkConfig {
             group_delay: Duration::from_millis(200),
             live: Arc::new(LiveLink::new()),
             ddl_target: None,
+            dirty: None,
         }
     }
 }
@@ -1514,6 +1519,8 @@ struct Pipeline {
     /// The reader reached the source's end (a server heartbeat, or our own heartbeat row read promptly).
     caught_up: bool,
     last_data: Instant,
+    /// The chunks this call's changes touched (marked before they commit).
+    dirty: Option<ChangeTracker>,
 }
 
 /// A heartbeat row read this soon after it was written means the reader is at the end.
@@ -1622,6 +1629,10 @@ pub async fn run_link(
         ddl_pending,
         caught_up: false,
         last_data: Instant::now(),
+        dirty: cfg
+            .dirty
+            .clone()
+            .map(|(map, sink)| ChangeTracker::new(map, sink)),
         cfg,
     };
     let result = p.run(&mut ev_rx).await;
@@ -1806,6 +1817,13 @@ impl Pipeline {
             for prim in prims(&r.table, r.op, self.txn_mode) {
                 let w = partition(&r.table, &target, &prim, workers);
                 if !self.txn_skip[w as usize] {
+                    if let Some(d) = self.dirty.as_mut() {
+                        let key: Vec<&Value> = match &prim {
+                            Prim::Put { row, .. } => r.table.key_of(row),
+                            Prim::Delete { key } => key.iter().collect(),
+                        };
+                        d.touch(&r.table.db, &r.table.table, &key);
+                    }
                     per[w as usize].push(Routed {
                         table: r.table.clone(),
                         target: target.clone(),
@@ -1857,6 +1875,10 @@ impl Pipeline {
         let Some(end) = self.group_end.take() else {
             return Ok(());
         };
+        if let Some(d) = self.dirty.as_mut() {
+            // The marks first: a kill after the commit must find them.
+            d.flush().await?;
+        }
         let id = self.next_group;
         self.next_group += 1;
         for w in 0..self.senders.len() {
@@ -1977,6 +1999,12 @@ impl Pipeline {
         }
         self.commit_group().await?;
         self.wait_all().await?;
+        if let Some(dirty) = self.dirty.as_mut() {
+            for n in &d.names {
+                dirty.touch_all(&n.db, &n.table);
+            }
+            dirty.flush().await?;
+        }
         let translated = self.translate(d, sql);
         let marker = start.to_string();
         let retry = self.ddl_pending.as_deref() == Some(marker.as_str());

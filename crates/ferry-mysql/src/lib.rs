@@ -8,6 +8,7 @@ pub mod column_kind;
 pub mod conn;
 pub mod copy;
 pub mod dialect;
+pub mod dirty;
 pub mod planner;
 pub mod precheck;
 pub mod schema;

@@ -15,6 +15,10 @@
 //! "apply_lag_ms","applied","caught_up","switch_requested","stop_requested"}`
 //! and stores rows/s by table and op as the record `cdcstats#<direction>`.
 //!
+//! A forward call marks the chunks its changes touch (`dirty#<chunk>`, durable
+//! before the changes commit) and records its epoch as closed when its link
+//! run returns: see [`crate::dirty`].
+//!
 //! Forward starts at the snapshot position plan recorded and applies
 //! idempotently up to `copy_finished`, exactly once after it. Reverse (after
 //! switchover) reads the target's binlog from the checkpoint the switch stage
@@ -36,6 +40,7 @@ use ferry_mysql::apply::{
     run_link, Link, LinkConfig, LinkReport, LiveLink, TableMapper, TargetName,
 };
 use ferry_mysql::dialect::TargetContext;
+use ferry_mysql::dirty::ChunkMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -216,6 +221,18 @@ pub async fn run<S: ItemStore, K: SecretSource>(
         cfg.ddl_target = Some((task.spec.target.dialect, ctx));
     }
     cfg.declared_keys = Arc::new(declared_keys(&task.spec, dir));
+    if dir == Direction::Forward {
+        // Mark the chunks the changes touch, for `verify --changed`.
+        let chunks = repo.chunks(&task_id).await?;
+        if !chunks.is_empty() {
+            let sink = crate::dirty::StoreMarks {
+                repo: repo.clone(),
+                task_id: task_id.clone(),
+                epoch: claimed.epoch,
+            };
+            cfg.dirty = Some((Arc::new(ChunkMap::new(&chunks)), Arc::new(sink)));
+        }
+    }
     cfg.idle = input
         .get("idle_ms")
         .and_then(Value::as_u64)
@@ -240,7 +257,12 @@ pub async fn run<S: ItemStore, K: SecretSource>(
         (&stop, &live),
         run_link(&source, &target, cfg),
     )
-    .await?;
+    .await;
+    if dir == Direction::Forward {
+        // This call commits nothing more: a verify may clear the marks it wrote.
+        crate::dirty::close_epoch(repo, &task_id, claimed.epoch).await?;
+    }
+    let report = report?;
     let flags = repo.flags(&task_id).await?;
     repo.put_checkpoint(
         &task_id,

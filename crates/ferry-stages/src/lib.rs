@@ -7,13 +7,14 @@
 //! | `plan` | `{"task_id"}` | `{"task_id","tables","chunks","workers":[{"task_id","worker"}..]}` |
 //! | `copy-chunk` | `{"task_id","worker"}` | `{"task_id","copied","rows","remaining"}` (works until no chunk is left or the deadline) |
 //! | `copy-chunk` | `{"task_id","action":"summary"}` | `{"task_id","remaining","done","failed","total","rows"}` |
-//! | `verify` | `{"task_id","mode":"full"\|"sample"\|"recheck"}` (+ `"when"`, `"run_id"`, `"repair"`) | `{"task_id","run_id","done","tables","chunks","rows","differences","unsettled","clean"}`; safe from several workers at once |
+//! | `verify` | `{"task_id","mode":"full"\|"sample"\|"recheck"\|"changed"}` (+ `"when"`, `"run_id"`, `"repair"`) | `{"task_id","run_id","done","tables","chunks","rows","differences","unsettled","clean"}`; safe from several workers at once |
 //!
 //! A stage never panics on data; it returns a [`FerryError`] whose name the
 //! state machine matches, and records the error on the task.
 
 pub mod cleanup;
 pub mod copy_chunk;
+pub mod dirty;
 pub mod grant_check;
 pub mod incremental_apply;
 pub mod plan;
@@ -139,9 +140,10 @@ pub async fn invoke<S: ItemStore, K: SecretSource>(
             "grant-check" => grant_check::run(env, input, deadline).await,
             "plan" => plan::run(env, input, deadline).await,
             "copy-chunk" => copy_chunk::run(env, input, deadline).await,
-            "incremental-apply" => incremental_apply::run(env, input, deadline).await,
-            "verify" => verify::run(env, input, deadline).await,
-            "switch" => switch::run(env, input, deadline).await,
+            // Boxed: their futures are large (a switch nests the other two).
+            "incremental-apply" => Box::pin(incremental_apply::run(env, input, deadline)).await,
+            "verify" => Box::pin(verify::run(env, input, deadline)).await,
+            "switch" => Box::pin(switch::run(env, input, deadline)).await,
             "cleanup" => cleanup::run(env, input, deadline).await,
             other => Err(FerryError::Internal(format!("no stage named \"{other}\""))),
         }

@@ -17,7 +17,9 @@
 //!    at this step; the source's binlog after that position is read again and
 //!    must hold no change to a selected table (else the step repeats, and after
 //!    three tries the switch waits again: a writer is still active).
-//! 2. `final_verify` (with `options.switch_verify`): the verify stage, clean.
+//! 2. `final_verify` (with `options.switch_verify`): the verify stage, clean;
+//!    `changed` (what the sync touched since the last clean full verify, full
+//!    without one) unless `options.switch_verify_full`.
 //! 3. `retire_forward`: the forward link's checkpoint rows on the target take
 //!    [`CheckpointRecord::RETIRED_EPOCH`], and so does its checkpoint in the
 //!    store, which from then on refuses a live one (a late forward applier is
@@ -649,7 +651,8 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
                 return Ok(None);
             }
             let input = json!({"task_id": self.id(), "direction": "forward", "idle_ms": 500});
-            crate::incremental_apply::run(self.env, input, deadline).await?;
+            // Boxed: the apply's future is large, and a switch nests it.
+            Box::pin(crate::incremental_apply::run(self.env, input, deadline)).await?;
         }
     }
 
@@ -668,11 +671,16 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
             .await?;
             return Ok(true);
         }
-        let out = crate::verify::run(
+        // What the sync changed since the last clean full verify (full without one).
+        let mode = match self.spec().options.switch_verify_full {
+            true => "full",
+            false => "changed",
+        };
+        let out = Box::pin(crate::verify::run(
             self.env,
-            json!({"task_id": self.id(), "mode": "full"}),
+            json!({"task_id": self.id(), "mode": mode}),
             deadline,
-        )
+        ))
         .await?;
         if out.get("done").and_then(Value::as_bool) != Some(true) {
             self.rec.reason = Some("final verify still running".into());

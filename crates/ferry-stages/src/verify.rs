@@ -2,7 +2,7 @@
 //! differed last time) of the source with the target, record each lasting
 //! difference, and summarise per table.
 //!
-//! Input `{"task_id","mode":"full"|"sample"|"recheck"}` (optional `"run_id"`
+//! Input `{"task_id","mode":"full"|"sample"|"recheck"|"changed"}` (optional `"run_id"`
 //! to join a run another call started, `"chunks"` for a sample's size,
 //! `"repair": true` to repair what was found and check it again,
 //! `"recheck_seconds"` to bound each wait for the apply, `"when":
@@ -18,6 +18,12 @@
 //! run under leases until none is left (in the cloud: one Lambda per slot).
 //! A call naming the current run's `run_id` works on (or reports) that run
 //! whatever `when` says, so a join after the Map never starts another run.
+//!
+//! `changed` verifies the chunks with a dirty mark ([`crate::dirty`]), the open
+//! last chunk only from the lowest key the sync touched; without a clean full
+//! run (`verify#baseline`) it runs a full one and says so in `"note"`. Every
+//! run clears the marks of the chunks it found clean (when the apply call that
+//! wrote them is closed) and marks the chunks it found different.
 //!
 //! Invariants:
 //! * Several workers may run one verify at once: they join the one unfinished
@@ -37,12 +43,12 @@
 
 mod report;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_core::model::{Attention, CheckpointRecord, ChunkRecord, Direction};
+use ferry_core::model::{Attention, CheckpointRecord, ChunkRecord, Direction, KeyValue};
 use ferry_core::position::BinlogPosition;
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
@@ -69,6 +75,10 @@ pub enum Mode {
     Sample,
     /// The chunks that differed (or were unsettled) in the last run.
     Recheck,
+    /// The chunks the sync changed (dirty marks) since they were last verified
+    /// clean, and the new key ranges past the last chunks; a full run when no
+    /// clean full run exists yet.
+    Changed,
 }
 
 impl Mode {
@@ -77,8 +87,9 @@ impl Mode {
             "full" => Ok(Mode::Full),
             "sample" => Ok(Mode::Sample),
             "recheck" => Ok(Mode::Recheck),
+            "changed" => Ok(Mode::Changed),
             other => Err(FerryError::BadTask(format!(
-                "verify: \"mode\" is \"{other}\"; use \"full\", \"sample\" or \"recheck\""
+                "verify: \"mode\" is \"{other}\"; use \"full\", \"sample\", \"recheck\" or \"changed\""
             ))),
         }
     }
@@ -95,6 +106,21 @@ pub struct VerifyRun {
     pub started_ms: u64,
     #[serde(default)]
     pub finished_ms: Option<u64>,
+    /// A changed run: the chunks of which only the keys from this one on are
+    /// dirty (the open last chunk's new key range).
+    #[serde(default)]
+    pub from: BTreeMap<String, Vec<KeyValue>>,
+    /// Why the run is not what was asked (`changed` without a clean full run).
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// The last clean full run: record `verify#baseline`. From then on every
+/// change the sync applies is marked, so `changed` runs may skip the rest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    pub run_id: String,
+    pub finished_ms: u64,
 }
 
 /// One chunk's verification in a run: record `verifychunk#<chunk id>`.
@@ -156,6 +182,7 @@ pub struct VerifySummary {
 
 pub const RUN_SK: &str = "verify#run";
 pub const SUMMARY_SK: &str = "verify#summary";
+pub const BASELINE_SK: &str = "verify#baseline";
 const CHUNK_PREFIX: &str = "verifychunk#";
 /// Attempts at a chunk whose rows keep changing before it is recorded with them as unsettled.
 const SETTLE_ATTEMPTS: u32 = 5;
@@ -208,6 +235,23 @@ pub async fn run<S: ItemStore, K: SecretSource>(
             }
         },
     };
+    let mut note = None;
+    let mode = match mode {
+        Mode::Changed
+            if env
+                .repo
+                .get_record::<Baseline>(&task_id, BASELINE_SK)
+                .await?
+                .is_none() =>
+        {
+            note = Some(
+                "no clean full verify yet, so nothing says which rows can differ: verified every chunk (full)"
+                    .to_string(),
+            );
+            Mode::Full
+        }
+        m => m,
+    };
     let chunks = env.repo.chunks(&task_id).await?;
     if chunks.is_empty() {
         return Err(FerryError::BadTask(format!(
@@ -224,7 +268,24 @@ pub async fn run<S: ItemStore, K: SecretSource>(
         });
     let run = match named {
         Some(run) => run,
-        None => begin_run(&env.repo, &task_id, mode, wanted_run, &chunks, sample).await?,
+        None => {
+            let r = begin_run(&env.repo, &task_id, mode, wanted_run, &chunks, sample).await?;
+            if r.note.is_none() && note.is_some() && r.finished_ms.is_none() && r.mode == mode {
+                let note = note.clone();
+                env.repo
+                    .swap_record(&task_id, RUN_SK, |cur: Option<VerifyRun>| {
+                        cur.filter(|c| c.run_id == r.run_id).map(|c| VerifyRun {
+                            note: note.clone(),
+                            ..c
+                        })
+                    })
+                    .await?;
+            }
+            VerifyRun {
+                note: r.note.clone().or(note),
+                ..r
+            }
+        }
     };
     let mut done = run.finished_ms.is_some();
     if input.get("begin").and_then(Value::as_bool) == Some(true) {
@@ -330,7 +391,7 @@ fn mode_now(
         w => w,
     };
     let asked = verify && at == when;
-    let full_done = last.is_some_and(|s| s.mode == "full");
+    let full_done = last.is_some_and(|s| s.mode == "full" || s.mode == "changed");
     Ok(match when {
         VerifyWhen::AfterCopy if asked => Some(Mode::Full),
         VerifyWhen::AfterCatchUp if asked && !full_done => Some(Mode::Full),
@@ -348,7 +409,7 @@ fn output(task_id: &str, run: &VerifyRun, done: bool, s: Option<&VerifySummary>)
         "task_id": task_id, "run_id": run.run_id, "mode": run.mode, "done": done,
         "tables": s.tables.len(), "chunks": s.chunks, "rows": s.rows,
         "differences": s.differences, "unsettled": s.unsettled, "repaired": s.repaired,
-        "clean": done && s.clean,
+        "clean": done && s.clean, "note": run.note,
     })
 }
 
@@ -361,10 +422,20 @@ async fn begin_run<S: ItemStore>(
     chunks: &[ChunkRecord],
     sample: usize,
 ) -> Result<VerifyRun, FerryError> {
+    let mut from = BTreeMap::new();
     let subset = match mode {
         Mode::Full => None,
         Mode::Sample => Some(sample_ids(chunks, sample)),
         Mode::Recheck => Some(recheck_ids(repo, task_id).await?),
+        Mode::Changed => {
+            let marks = crate::dirty::marks(repo, task_id).await?;
+            for m in &marks {
+                if let Some(f) = &m.from {
+                    from.insert(m.chunk_id.clone(), f.clone());
+                }
+            }
+            Some(marks.into_iter().map(|m| m.chunk_id).collect())
+        }
     };
     let new = VerifyRun {
         run_id: format!("{}", now_ms()),
@@ -372,6 +443,8 @@ async fn begin_run<S: ItemStore>(
         chunks: subset,
         started_ms: now_ms(),
         finished_ms: None,
+        from,
+        note: None,
     };
     repo.swap_record(task_id, RUN_SK, |cur: Option<VerifyRun>| match cur {
         Some(r) if r.finished_ms.is_none() => None,
@@ -494,6 +567,13 @@ async fn finish_if_done<S: ItemStore>(
         tables,
     };
     repo.put_record(task_id, SUMMARY_SK, &summary).await?;
+    if run.mode == Mode::Full && summary.clean {
+        let base = Baseline {
+            run_id: run.run_id.clone(),
+            finished_ms: finished,
+        };
+        repo.put_record(task_id, BASELINE_SK, &base).await?;
+    }
     record_attention(repo, task_id, &summary).await?;
     repo.swap_record(task_id, RUN_SK, |cur: Option<VerifyRun>| match cur {
         Some(mut r) if r.run_id == run.run_id && r.finished_ms.is_none() => {
@@ -531,6 +611,8 @@ struct Verifier<'a, S, K> {
     online: bool,
     /// Longest wait for the apply to pass a re-check point.
     recheck: Duration,
+    /// Dirty marks of apply calls up to this epoch may be cleared (read before any comparison).
+    clearable: u64,
 }
 
 /// What verifying one chunk found.
@@ -557,6 +639,7 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
             .checkpoint(&spec.task_id, Direction::Forward)
             .await?
             .is_some();
+        let clearable = crate::dirty::clearable_epoch(&env.repo, &spec.task_id).await?;
         Ok(Verifier {
             env,
             task_id: spec.task_id.clone(),
@@ -571,6 +654,7 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
             tables: tokio::sync::Mutex::new(HashMap::new()),
             online,
             recheck: Duration::from_secs(spec.options.verify_recheck_seconds),
+            clearable,
         })
     }
 
@@ -741,7 +825,7 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
         tgt: &mut Conn,
     ) -> Result<ChunkOutcome, FerryError> {
         let t = self.table(chunk, src, tgt).await?;
-        let (lo, hi) = (chunk.lower.as_deref(), chunk.upper.as_deref());
+        let (lo, hi) = (self.lower(chunk), chunk.upper.as_deref());
         let mut r = compare_range(&t, src, tgt, lo, hi).await?;
         let mut unsettled = 0;
         if !r.matches() && self.online {
@@ -762,6 +846,15 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
             diffs: r.diffs,
             unsettled,
         })
+    }
+
+    /// Where the run reads a chunk from: its lower bound, or (a changed run
+    /// of the open last chunk) the lowest key the sync touched past it.
+    fn lower<'c>(&'c self, chunk: &'c ChunkRecord) -> Option<&'c [KeyValue]> {
+        match self.run.from.get(&chunk.chunk_id) {
+            Some(f) => Some(f.as_slice()),
+            None => chunk.lower.as_deref(),
+        }
     }
 
     fn recheck_deadline(&self) -> Instant {
@@ -827,6 +920,19 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
                 .await?;
         }
         let n = o.diffs.len() as u64;
+        if n + o.unsettled == 0 {
+            let verified = self.run.from.get(&chunk.chunk_id).map(Vec::as_slice);
+            crate::dirty::clear_if_covered(
+                repo,
+                &self.task_id,
+                &chunk.chunk_id,
+                verified,
+                self.clearable,
+            )
+            .await?;
+        } else {
+            crate::dirty::mark_unclean(repo, &self.task_id, &chunk.chunk_id, &table).await?;
+        }
         let written = repo
             .swap_record(
                 &self.task_id,
@@ -969,6 +1075,10 @@ mod tests {
         assert_eq!(
             Mode::parse(&json!({"mode": "sample"})).unwrap(),
             Mode::Sample
+        );
+        assert_eq!(
+            Mode::parse(&json!({"mode": "changed"})).unwrap(),
+            Mode::Changed
         );
         assert_eq!(
             Mode::parse(&json!({"mode": "x"})).unwrap_err().name(),

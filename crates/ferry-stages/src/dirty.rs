@@ -1,0 +1,261 @@
+//! Dirty marks in the task store: which chunks the forward link changed since
+//! they were last verified clean, so `ferry verify --changed` re-checks only
+//! those (see [`ferry_mysql::dirty`] for how the apply writes them).
+//!
+//! Records: `dirty#<chunk id>` ([`DirtyMark`]) and `linkclosed#forward`
+//! ([`ClosedEpoch`], the highest epoch of an apply call that has returned).
+//!
+//! Invariant (no lost mark): the apply writes a chunk's mark, with its call's
+//! epoch, before the first commit of a change to it in that call, and writes it
+//! only once per call. A verify may therefore clear a mark (after comparing its
+//! chunk clean) only if the call that wrote it could not commit anything after
+//! the comparison began: its epoch is at most the closed epoch the verify read
+//! before comparing (a call whose `run_link` returned, or one fenced by a later
+//! call that returned). Marks of a call still running stay: they are checked
+//! again next time. A mark is cleared by a tombstone (`dirty: false`), so the
+//! clear and a concurrent re-mark are both conditional writes on one record.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use ferry_core::model::{Direction, KeyValue};
+use ferry_core::store::{now_ms, ItemStore, Repo};
+use ferry_core::FerryError;
+use ferry_mysql::dirty::{ChunkMark, MarkSink};
+use serde::{Deserialize, Serialize};
+
+pub const MARK_PREFIX: &str = "dirty#";
+const CLOSED_SK: &str = "linkclosed#forward";
+
+/// One chunk changed since it was last verified clean.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirtyMark {
+    pub chunk_id: String,
+    /// `db.table` on the source.
+    pub table: String,
+    /// Only the open last chunk's keys from here on are dirty; `None`: the whole chunk.
+    #[serde(default)]
+    pub from: Option<Vec<KeyValue>>,
+    /// The link epoch of the apply call that wrote it last (0: a verify found differences).
+    pub epoch: u64,
+    pub marked_ms: u64,
+    /// False once a verify cleared it (a tombstone).
+    pub dirty: bool,
+}
+
+/// The highest epoch of a forward apply call that has returned.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClosedEpoch {
+    pub epoch: u64,
+}
+
+fn mark_sk(chunk_id: &str) -> String {
+    format!("{MARK_PREFIX}{chunk_id}")
+}
+
+fn int(k: &KeyValue) -> Option<i128> {
+    match k {
+        KeyValue::Int(i) => Some(i128::from(*i)),
+        KeyValue::Uint(u) => Some(i128::from(*u)),
+        _ => None,
+    }
+}
+
+/// `a <= b` for integer keys; `None` when they cannot be compared exactly.
+fn key_le(a: &[KeyValue], b: &[KeyValue]) -> Option<bool> {
+    if a.len() != b.len() {
+        return None;
+    }
+    let a: Vec<i128> = a.iter().map(int).collect::<Option<_>>()?;
+    let b: Vec<i128> = b.iter().map(int).collect::<Option<_>>()?;
+    Some(a <= b)
+}
+
+/// The union of two dirty ranges of one chunk (`None` = the whole chunk).
+fn union(a: Option<Vec<KeyValue>>, b: Option<Vec<KeyValue>>) -> Option<Vec<KeyValue>> {
+    match (a, b) {
+        (Some(a), Some(b)) => match key_le(&a, &b)? {
+            true => Some(a),
+            false => Some(b),
+        },
+        _ => None,
+    }
+}
+
+/// Whether a verify of `verified` (from that key on; `None` = whole chunk) covers `dirty`.
+fn covers(verified: Option<&[KeyValue]>, dirty: Option<&[KeyValue]>) -> bool {
+    match (verified, dirty) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(v), Some(d)) => key_le(v, d) == Some(true),
+    }
+}
+
+/// Mark (or widen) a chunk's mark.
+async fn put_mark<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+    chunk_id: &str,
+    table: &str,
+    from: Option<Vec<KeyValue>>,
+    epoch: u64,
+) -> Result<(), FerryError> {
+    repo.swap_record(task_id, &mark_sk(chunk_id), |cur: Option<DirtyMark>| {
+        let new = match cur {
+            Some(c) if c.dirty => {
+                let m = DirtyMark {
+                    from: union(c.from.clone(), from.clone()),
+                    epoch: c.epoch.max(epoch),
+                    ..c.clone()
+                };
+                if m == c {
+                    return None;
+                }
+                DirtyMark {
+                    marked_ms: now_ms(),
+                    ..m
+                }
+            }
+            _ => DirtyMark {
+                chunk_id: chunk_id.to_string(),
+                table: table.to_string(),
+                from: from.clone(),
+                epoch,
+                marked_ms: now_ms(),
+                dirty: true,
+            },
+        };
+        Some(new)
+    })
+    .await
+    .map(|_| ())
+}
+
+/// The apply's sink: marks of one call (one link epoch) into the task store.
+pub struct StoreMarks<S> {
+    pub repo: Repo<S>,
+    pub task_id: String,
+    pub epoch: u64,
+}
+
+impl<S: ItemStore> MarkSink for StoreMarks<S> {
+    fn write<'a>(
+        &'a self,
+        marks: Vec<ChunkMark>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), FerryError>> + Send + 'a>> {
+        Box::pin(async move {
+            for m in marks {
+                put_mark(
+                    &self.repo,
+                    &self.task_id,
+                    &m.chunk_id,
+                    &m.table,
+                    m.from,
+                    self.epoch,
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// An apply call of `epoch` returned: it commits nothing more.
+pub async fn close_epoch<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+    epoch: u64,
+) -> Result<(), FerryError> {
+    repo.swap_record(task_id, CLOSED_SK, |cur: Option<ClosedEpoch>| {
+        (cur.as_ref().map(|c| c.epoch).unwrap_or(0) < epoch).then_some(ClosedEpoch { epoch })
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Marks written by calls up to this epoch may be cleared now: the highest
+/// closed epoch, or every epoch once the forward link is retired or absent.
+pub async fn clearable_epoch<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+) -> Result<u64, FerryError> {
+    let ck = repo.checkpoint(task_id, Direction::Forward).await?;
+    if ck.as_ref().is_none_or(|c| c.is_retired()) {
+        return Ok(u64::MAX);
+    }
+    Ok(repo
+        .get_record::<ClosedEpoch>(task_id, CLOSED_SK)
+        .await?
+        .map(|c| c.epoch)
+        .unwrap_or(0))
+}
+
+/// The dirty marks of a task, in chunk order.
+pub async fn marks<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+) -> Result<Vec<DirtyMark>, FerryError> {
+    let recs: Vec<(String, DirtyMark)> = repo.records(task_id, MARK_PREFIX).await?;
+    let mut v: Vec<DirtyMark> = recs
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| m.dirty)
+        .collect();
+    v.sort_by(|a, b| a.chunk_id.cmp(&b.chunk_id));
+    Ok(v)
+}
+
+/// A verify found differences (or rows still changing) in a chunk: keep it
+/// dirty until a verify finds it clean.
+pub async fn mark_unclean<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+    chunk_id: &str,
+    table: &str,
+) -> Result<(), FerryError> {
+    put_mark(repo, task_id, chunk_id, table, None, 0).await
+}
+
+/// A verify compared a chunk (from `verified`, `None` = all of it) clean:
+/// clear its mark if the change that set it is surely behind the comparison.
+pub async fn clear_if_covered<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+    chunk_id: &str,
+    verified: Option<&[KeyValue]>,
+    clearable: u64,
+) -> Result<bool, FerryError> {
+    let cleared = repo
+        .swap_record(task_id, &mark_sk(chunk_id), |cur: Option<DirtyMark>| {
+            cur.filter(|c| c.dirty && c.epoch <= clearable && covers(verified, c.from.as_deref()))
+                .map(|c| DirtyMark {
+                    dirty: false,
+                    marked_ms: now_ms(),
+                    ..c
+                })
+        })
+        .await?;
+    Ok(cleared.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_ranges_widen_and_a_verify_covers_only_what_it_read() {
+        let k = |i: i64| Some(vec![KeyValue::Int(i)]);
+        assert_eq!(union(k(5), k(3)), k(3));
+        assert_eq!(union(k(5), None), None);
+        assert_eq!(
+            union(k(5), Some(vec![KeyValue::Uint(7)])),
+            k(5),
+            "numeric across signedness"
+        );
+        assert_eq!(union(k(5), Some(vec![KeyValue::Text("a".into())])), None);
+        assert!(covers(None, k(1).as_deref()));
+        assert!(covers(k(1).as_deref(), k(1).as_deref()));
+        assert!(!covers(k(2).as_deref(), k(1).as_deref()));
+        assert!(!covers(k(2).as_deref(), None));
+    }
+}
