@@ -849,3 +849,61 @@ async fn reverse_is_checked_at_the_start() {
     drop_user(&te, Side::Source, &ro_user).await;
     drop_db(&mut te.admin(Side::Source).await, &src).await;
 }
+
+/// A unique key whose collation the target lacks: OceanBase (seekdb) has
+/// utf8mb4_general_ci where the source has utf8mb4_unicode_ci, and under
+/// general_ci 'ß' equals 's', which unicode_ci keeps apart. The precheck
+/// finds the two rows before the copy would fail on them; a key whose values
+/// stay distinct passes.
+#[tokio::test]
+async fn a_unique_key_whose_values_collide_under_the_target_collation_fails() {
+    let te = env().oceanbase();
+    let src = source_db(
+        &te,
+        &[
+            "CREATE TABLE {db}.words (id INT PRIMARY KEY, w VARCHAR(10) CHARACTER SET utf8mb4 \
+             COLLATE utf8mb4_unicode_ci NOT NULL, UNIQUE KEY uw (w))",
+            "INSERT INTO {db}.words VALUES (1, 's'), (2, 'ß')",
+            "CREATE TABLE {db}.tags (id INT PRIMARY KEY, t VARCHAR(10) CHARACTER SET utf8mb4 \
+             COLLATE utf8mb4_unicode_ci NOT NULL, UNIQUE KEY ut (t))",
+            "INSERT INTO {db}.tags VALUES (1, 'a'), (2, 'b')",
+        ],
+    )
+    .await;
+    let tgt = unique_name("pc_tgt");
+    let s = TaskSpec::from_json(&format!(
+        r#"{{"task_id":"pc","source":{{"secret":"test-source"}},"target":{{"secret":"test-target","dialect":"oceanbase"}},
+           "types":["schema","full"],"objects":{{"include":["{src}.*"],"rename":{{"{src}":"{tgt}"}}}}}}"#
+    ))
+    .unwrap();
+    let items = check_tables(
+        &te.endpoint(Side::Source, false),
+        &te.endpoint(Side::Target, false),
+        &s,
+    )
+    .await;
+
+    let collided = assert_status(
+        &items,
+        "target.collation",
+        &format!("{src}.words"),
+        CheckStatus::Fail,
+    );
+    assert!(
+        collided.message.contains("unique key uw")
+            && collided.message.contains("w -> utf8mb4_general_ci"),
+        "{collided:#?}"
+    );
+    assert!(
+        collided.fix.as_deref().is_some_and(|f| f.contains(&tgt)),
+        "the fix names the target table: {collided:#?}"
+    );
+    let distinct = assert_status(
+        &items,
+        "target.collation",
+        &format!("{src}.tags"),
+        CheckStatus::Pass,
+    );
+    assert!(distinct.message.contains("unique key ut"), "{distinct:#?}");
+    drop_db(&mut te.admin(Side::Source).await, &src).await;
+}
