@@ -326,17 +326,19 @@ async fn unique_keys_colliding_under_the_mapped_collation_are_found() {
 }
 
 on_both_targets!(
-    a_verify_difference_stops_the_switch_until_repaired_or_forced,
+    a_verify_difference_makes_the_switch_wait_until_repaired,
     super::difference_stops_the_line
 );
 
-/// Differences found by a verify put the task in "attention": `ferry status`
-/// says so, the switch refuses; a repair clears it; `--force` switches anyway
-/// and the switch's steps record it.
-async fn difference_stops_the_line(env: TestEnv) {
-    let db = unique_name("att");
+/// A task with 200 rows synchronizing, and two differences planted on the
+/// target and found by `ferry verify` (exit 4).
+async fn synchronizing_with_differences(
+    env: &TestEnv,
+    prefix: &str,
+) -> (String, Ferry, String, std::process::Child) {
+    let db = unique_name(prefix);
     admin_exec(
-        &env,
+        env,
         Side::Source,
         &[
             format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4"),
@@ -349,24 +351,22 @@ async fn difference_stops_the_line(env: TestEnv) {
     let mut c = env.admin(Side::Source).await;
     crate::common::fill_numbered(&mut c, &db, "t", 200).await;
     c.disconnect().await.ok();
-    let ferry = Ferry::standard(&env);
-    let task_id = unique_name("att-task").replace('_', "-");
+    let ferry = Ferry::standard(env);
+    let task_id = unique_name(&format!("{prefix}-task")).replace('_', "-");
     let mut task = task_for(
-        &env,
+        env,
         &task_id,
         &[format!("{db}.*")],
         json!({"chunk_rows": 50}),
     );
     task["types"] = json!(["schema", "full", "incremental", "verify"]);
-    let mut child = sync_until_equal(&ferry, &env, &task, &db, &["t"], &[]).await;
-
-    let plant = |sql: &str| sql.replace("{t}", &format!("`{db}`.t"));
+    let child = sync_until_equal(&ferry, env, &task, &db, &["t"], &[]).await;
     admin_exec(
-        &env,
+        env,
         Side::Target,
         &[
-            plant("UPDATE {t} SET v = 'planted' WHERE id = 7"),
-            plant("DELETE FROM {t} WHERE id = 8"),
+            format!("UPDATE `{db}`.t SET v = 'planted' WHERE id = 7"),
+            format!("DELETE FROM `{db}`.t WHERE id = 8"),
         ],
     )
     .await;
@@ -377,6 +377,14 @@ async fn difference_stops_the_line(env: TestEnv) {
         "verify exits 4 on differences:\n{}",
         found.all()
     );
+    (db, ferry, task_id, child)
+}
+
+/// Differences found by a verify put the task in "attention": `ferry status`
+/// says so, and a requested switch waits; a repair clears it, and the waiting
+/// switch then goes ahead.
+async fn difference_stops_the_line(env: TestEnv) {
+    let (db, ferry, task_id, mut child) = synchronizing_with_differences(&env, "att").await;
     let status = ferry.run(&["status", &task_id]).await;
     assert!(
         status.stdout.contains("ATTENTION") && status.stdout.contains("attention: 2 difference(s)"),
@@ -393,7 +401,6 @@ async fn difference_stops_the_line(env: TestEnv) {
         "the switch waits while a difference is unresolved:\n{}",
         refused.all()
     );
-
     ferry
         .run(&["verify", &task_id, "--repair"])
         .await
@@ -403,15 +410,24 @@ async fn difference_stops_the_line(env: TestEnv) {
         status.get("attention").is_none(),
         "a repair clears the attention: {status:#}"
     );
+    // The switch requested above was waiting for exactly this: it now goes ahead.
+    let switched = ferry.run(&["switch", &task_id, "--wait", "120"]).await;
+    switched.assert_ok("the waiting switch completes once the differences are repaired");
+    wait_for_exit(&mut child, Duration::from_secs(60)).await;
+    assert_tables_equal(&env, &db, &["t"]).await;
+    ferry
+        .run(&["release", &task_id])
+        .await
+        .assert_ok("ferry release");
+    drop_everywhere(&env, &db).await;
+}
 
-    admin_exec(
-        &env,
-        Side::Target,
-        &[plant("UPDATE {t} SET v = 'again' WHERE id = 9")],
-    )
-    .await;
-    let found = ferry.run(&["verify", &task_id]).await;
-    assert_eq!(found.code, Some(4), "{}", found.all());
+/// `ferry switch --force` switches despite unresolved differences, and the
+/// switch's steps record that it was forced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forced_switch_despite_differences_is_recorded() {
+    let env = env_for(Target::Mariadb);
+    let (db, ferry, task_id, mut child) = synchronizing_with_differences(&env, "force").await;
     let forced = ferry
         .run(&["switch", &task_id, "--force", "--wait", "120"])
         .await;
