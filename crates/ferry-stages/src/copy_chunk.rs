@@ -130,12 +130,17 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
         };
         let src = w.source().await?;
         w.copy.allow_invalid_dates = source_allows_invalid_dates(src).await?;
-        let wanted = w.spec.options.copy_write;
         let dst = w.target().await?;
-        // OceanBase's LOAD DATA truncates silently outside strict mode (see CopyOptions::strict).
-        w.copy.strict = crate::plan::target_caps(&env.repo, task_id, dst)
+        let oceanbase = crate::plan::target_caps(&env.repo, task_id, dst)
             .await?
             .is_oceanbase();
+        // OceanBase's LOAD DATA truncates silently outside strict mode (see CopyOptions::strict).
+        w.copy.strict = oceanbase;
+        let wanted = match w.spec.options.copy_write {
+            CopyWrite::Auto if oceanbase => CopyWrite::Insert,
+            CopyWrite::Auto => CopyWrite::LoadData,
+            chosen => chosen,
+        };
         let dst = w.target().await?;
         w.copy.method = match wanted {
             CopyWrite::LoadData => match load_data_refusal(dst).await {
@@ -145,7 +150,7 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
                     WriteMethod::Insert
                 }
             },
-            CopyWrite::Insert => WriteMethod::Insert,
+            CopyWrite::Insert | CopyWrite::Auto => WriteMethod::Insert,
         };
         Ok(w)
     }

@@ -139,8 +139,18 @@ pub async fn check_target(ep: &Endpoint, spec: &TaskSpec) -> Vec<CheckItem> {
     if !spec.options.target_binlog && spec.has(MigrationType::Full) {
         items.push(skip_binlog_item(&mut conn, &srv).await);
     }
-    if spec.has(MigrationType::Full) && spec.options.copy_write == CopyWrite::LoadData {
-        items.push(load_data_item(&mut conn, &srv).await);
+    if spec.has(MigrationType::Full) {
+        // `auto` writes OceanBase with INSERTs: LOAD DATA matters only where it would be used.
+        let uses_load_data = match spec.options.copy_write {
+            CopyWrite::LoadData => true,
+            CopyWrite::Auto => !caps::probe(&mut conn, "target")
+                .await
+                .is_ok_and(|c| c.is_oceanbase()),
+            CopyWrite::Insert => false,
+        };
+        if uses_load_data {
+            items.push(load_data_item(&mut conn, &srv).await);
+        }
     }
     if spec.has(MigrationType::Reverse) {
         let caps = caps::probe(&mut conn, "target").await.unwrap_or_default();
