@@ -16,7 +16,7 @@ use crate::{cmd_precheck, cmd_run, cmd_status};
     version,
     about,
     long_about = "Ferry moves a live MySQL or MariaDB database into OceanBase (MySQL mode), MySQL or \
-MariaDB: precheck, schema, full copy (and, as they land, incremental sync, verification and switchover).\n\n\
+MariaDB: precheck, schema, full copy, incremental sync, verification with repair, switchover with a reverse link, release.\n\n\
 A migration is described by a task file (JSON; see examples/). `ferry run TASK.json` runs the whole \
 migration in this process, keeping its progress in a local task store (--state-dir, default ./.ferry). \
 Credentials come from a secrets file readable only by you (--secrets, default \
@@ -38,7 +38,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a migration in this process, from precheck to the end of the full copy.
+    /// Run a migration in this process: precheck, schema, full copy, then the sync until a switch or stop.
     #[command(
         long_about = "Run a migration in this process: the same state machine \
 (statemachine/migration.asl.json) that AWS Step Functions runs in the cloud, with each stage called \
