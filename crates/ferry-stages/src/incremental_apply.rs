@@ -209,10 +209,23 @@ pub async fn run<S: ItemStore, K: SecretSource>(
     cfg.workers = opts.apply_workers;
     if dir == Direction::Forward {
         // DDL from the source's binlog is translated for the target like the schema stage's tables.
-        let mut conn = target.connect().await?;
-        let caps = crate::plan::target_caps(&env.repo, &task_id, &mut conn).await;
-        let _ = conn.disconnect().await;
-        let caps = caps?;
+        // Recorded by the plan; a connection only for a task planned before capabilities were.
+        let recorded = env
+            .repo
+            .get_record::<ferry_mysql::dialect::caps::TargetCaps>(
+                &task_id,
+                ferry_mysql::dialect::caps::CAPS_RECORD,
+            )
+            .await?;
+        let caps = match recorded {
+            Some(caps) => caps,
+            None => {
+                let mut conn = target.connect().await?;
+                let caps = crate::plan::target_caps(&env.repo, &task_id, &mut conn).await;
+                let _ = conn.disconnect().await;
+                caps?
+            }
+        };
         let ctx = TargetContext {
             version: caps.rules_version(task.spec.target.dialect),
             renames: task.spec.objects.rename.clone(),
