@@ -1087,15 +1087,7 @@ pub fn pos_lt(a: &BinlogPosition, b: &BinlogPosition) -> bool {
 pub async fn apply_connection(target: &Endpoint) -> Result<Conn, FerryError> {
     let opts = OptsBuilder::from_opts(target.opts()).client_found_rows(true);
     let who = target.describe();
-    let mut conn = match tokio::time::timeout(Duration::from_secs(20), Conn::new(opts)).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Err(classify(e, &who)),
-        Err(_) => {
-            return Err(FerryError::Transient(format!(
-                "{who}: no answer within 20 s"
-            )))
-        }
-    };
+    let mut conn = target.connect_with(opts.into()).await?;
     for sql in [
         "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_BACKSLASH_ESCAPES,STRICT_ALL_TABLES'",
         "SET SESSION foreign_key_checks = 0",

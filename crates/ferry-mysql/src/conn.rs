@@ -74,7 +74,13 @@ impl Endpoint {
 
     /// Open one connection. Errors name the endpoint and the fix.
     pub async fn connect(&self) -> Result<Conn, FerryError> {
-        let fut = Conn::new(self.opts());
+        self.connect_with(self.opts()).await
+    }
+
+    /// Open one connection with `opts` built from [`Endpoint::opts`] (extra
+    /// session flags); errors as [`Endpoint::connect`].
+    pub async fn connect_with(&self, opts: Opts) -> Result<Conn, FerryError> {
+        let fut = Conn::new(opts);
         match tokio::time::timeout(Duration::from_secs(20), fut).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(self.connect_error(e)),
