@@ -1,10 +1,12 @@
-//! `ferry verify --changed`: after a clean full verify, only the chunks the
-//! sync changed and the new key range past the last chunk are read again,
-//! and the marks saying which survive a stop/resume and a kill -9 between
-//! the changes and the re-verify. A difference planted on the target in a
-//! chunk no change touched is *not* found by `--changed` (proof that the
-//! chunk is not read; it is the README's stated limit) and is found by `--full`.
-//! A clean `--changed` run clears the marks it read.
+//! `ferry verify --changed`: after a clean full verify, only what the sync
+//! changed is read again, and the marks saying what survive a stop/resume and
+//! a kill -9 between the changes and the re-verify. After a stop the apply
+//! call ended and listed the keys it changed: only those rows are compared.
+//! After a kill it listed nothing: the changed chunk and the new key range
+//! past the last chunk are read whole. A difference planted on the target at
+//! a row no change touched is *not* found by `--changed` when it is not read
+//! (proof that it is not read; it is the README's stated limit) and is found
+//! by `--full`. A clean `--changed` run clears the marks it read.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -150,13 +152,27 @@ async fn changed_chunks_only(env: TestEnv, how: Interrupt) {
         ],
         "after {how:?}: the changed chunk, and the new key range past the last chunk"
     );
+    let listed: Vec<Option<Vec<i64>>> = marks
+        .iter()
+        .map(|m| {
+            m.exact()
+                .map(|keys| keys.iter().map(|k| int_key(k)).collect())
+        })
+        .collect();
+    let expect_listed = match how {
+        // The apply call ended: it listed the keys it changed.
+        Interrupt::Stop => vec![Some(vec![changed]), Some((2_001..=2_010).collect())],
+        // Killed: no list, the marks mean the whole chunk and the tail.
+        Interrupt::Kill => vec![None, None],
+    };
+    assert_eq!(listed, expect_listed, "after {how:?}: {marks:?}");
 
     // Differences made on the target behind Ferry's back.
     admin_exec(
         &env,
         Side::Target,
         &[format!(
-            "UPDATE `{db}`.t SET v = 'planted' WHERE id IN ({beside}, 2005, {untouched})"
+            "UPDATE `{db}`.t SET v = 'planted' WHERE id IN ({changed}, {beside}, 2005, {untouched})"
         )],
     )
     .await;
@@ -177,10 +193,13 @@ async fn changed_chunks_only(env: TestEnv, how: Interrupt) {
     assert_eq!(summary.mode, "changed", "{summary:?}");
     assert_eq!(summary.chunks, 2, "{summary:?}");
     let chunk2_rows = (lower(3) - lower(2)) as u64;
+    let (rows, found_keys) = match how {
+        Interrupt::Stop => (11, BTreeSet::from([changed, 2005])),
+        Interrupt::Kill => (chunk2_rows + 10, BTreeSet::from([changed, beside, 2005])),
+    };
     assert_eq!(
-        summary.rows,
-        chunk2_rows + 10,
-        "only chunk 2 and the 10 new rows were read: {summary:?}"
+        summary.rows, rows,
+        "after {how:?}: only the changed keys (stop) or chunk 2 and the 10 new rows (kill) were read: {summary:?}"
     );
     let keys: BTreeSet<i64> = repo
         .diffs(&id)
@@ -190,9 +209,9 @@ async fn changed_chunks_only(env: TestEnv, how: Interrupt) {
         .map(|d| int_key(&d.key))
         .collect();
     assert_eq!(
-        keys,
-        BTreeSet::from([beside, 2005]),
-        "--changed finds what is in the changed chunk and the new range, not the untouched chunk"
+        keys, found_keys,
+        "--changed finds what is in what it reads (the changed rows, or the changed chunk and the new range), \
+         never the untouched chunk"
     );
 
     let full = ferry.run(&["verify", &id, "--full"]).await;
@@ -204,7 +223,7 @@ async fn changed_chunks_only(env: TestEnv, how: Interrupt) {
         .iter()
         .map(|d| int_key(&d.key))
         .collect();
-    assert_eq!(keys, BTreeSet::from([untouched, beside, 2005]));
+    assert_eq!(keys, BTreeSet::from([untouched, changed, beside, 2005]));
 
     // Repaired (while the link runs: a repair re-checks its rows around the
     // apply), the chunks found different are still marked (the full run marked

@@ -54,7 +54,7 @@ use crate::binlog::{
 };
 use crate::conn::{classify, qualified, quote_ident, Endpoint};
 use crate::dialect::TargetContext;
-use crate::dirty::{ChangeTracker, ChunkMap, MarkSink};
+use crate::dirty::{ChangeTracker, ChunkKeys, ChunkMap, MarkSink};
 
 // ------------------------------------------------------------------ failpoints
 // Named points where tests make the applier fail (FERRY_FAILPOINTS or set_failpoint). Compiled
@@ -1397,6 +1397,8 @@ pub struct LinkReport {
     /// The reader reached the end of the binlog and everything read is committed.
     pub caught_up: bool,
     pub elapsed_ms: u64,
+    /// The keys this run changed per chunk it marked dirty (empty without dirty tracking).
+    pub touched: Vec<ChunkKeys>,
 }
 
 /// The heartbeat table on the source.
@@ -1615,6 +1617,7 @@ pub async fn run_link(
             lag_samples: Vec::new(),
             caught_up: false,
             elapsed_ms: 0,
+            touched: Vec::new(),
         },
         target: target.clone(),
         ddl_conn: Some(claim_conn),
@@ -1661,6 +1664,11 @@ pub async fn run_link(
         }
     });
     report.elapsed_ms = started.elapsed().as_millis() as u64;
+    report.touched = p
+        .dirty
+        .as_ref()
+        .map(ChangeTracker::listed)
+        .unwrap_or_default();
     if let Some(c) = p.ddl_conn.take() {
         let _ = c.disconnect().await;
     }

@@ -30,6 +30,15 @@
 //! plan's last boundary land there. Its mark carries `from`, the lowest key
 //! touched, so the re-verify reads `[from, ∞)` (the new key range) rather
 //! than the whole chunk.
+//!
+//! Changes spread over a table touch every chunk, so chunk marks alone make a
+//! re-verify read everything. The tracker therefore also keeps, per chunk, the
+//! keys the call changed (up to [`MAX_KEYS_PER_CHUNK`]); when the call ends
+//! without error (it commits nothing more) they are handed over in
+//! [`ChangeTracker::listed`] and the stage stores them with the mark, so a
+//! re-verify compares only those rows. Listing is a refinement, never the
+//! guarantee: a call killed before its end lists nothing and its marks keep
+//! meaning "the whole chunk".
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -50,6 +59,24 @@ pub struct ChunkMark {
     /// `None`: the whole chunk.
     pub from: Option<Vec<KeyValue>>,
 }
+
+/// The keys one apply call changed in a chunk it marked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkKeys {
+    pub chunk_id: String,
+    /// `db.table` on the source.
+    pub table: String,
+    /// Every key changed, each once, in key order; `None`: too many to list,
+    /// or the whole chunk was touched (a DDL, a key that cannot be placed).
+    pub keys: Option<Vec<Vec<KeyValue>>>,
+}
+
+/// More keys than this changed in one chunk by one call: re-read the chunk.
+pub const MAX_KEYS_PER_CHUNK: usize = 4_096;
+
+/// More keys than this noted by one call: it lists none (memory stays bounded;
+/// its marks mean whole chunks).
+pub const MAX_KEYS_PER_CALL: usize = 262_144;
 
 /// Where marks go (the task store). Each call must be durable when it returns.
 pub trait MarkSink: Send + Sync {
@@ -75,6 +102,16 @@ fn int_of_key(k: &KeyValue) -> Option<i128> {
         KeyValue::Int(i) => Some(i128::from(*i)),
         KeyValue::Uint(u) => Some(i128::from(*u)),
         _ => None,
+    }
+}
+
+/// An integer key column back as a [`KeyValue`] (signed when it fits).
+fn key_of_int(i: i128) -> KeyValue {
+    match i64::try_from(i) {
+        Ok(i) => KeyValue::Int(i),
+        Err(_) => u64::try_from(i)
+            .map(KeyValue::Uint)
+            .unwrap_or(KeyValue::Int(0)),
     }
 }
 
@@ -192,6 +229,10 @@ pub struct ChangeTracker {
     sink: Arc<dyn MarkSink>,
     /// Per table (as in the map), chunk index -> what is durable (or pending) in this call.
     written: Vec<HashMap<usize, Written>>,
+    /// Per table, chunk index -> the keys changed in it (`None`: too many, or the whole chunk).
+    keys: Vec<HashMap<usize, Option<std::collections::HashSet<IntKey>>>>,
+    /// Keys noted in all; past [`MAX_KEYS_PER_CALL`] the call lists none.
+    noted: usize,
     pending: Vec<ChunkMark>,
 }
 
@@ -208,6 +249,8 @@ impl ChangeTracker {
     pub fn new(map: Arc<ChunkMap>, sink: Arc<dyn MarkSink>) -> ChangeTracker {
         ChangeTracker {
             written: map.tables.iter().map(|_| HashMap::new()).collect(),
+            keys: map.tables.iter().map(|_| HashMap::new()).collect(),
+            noted: 0,
             map,
             sink,
             pending: Vec::new(),
@@ -225,6 +268,9 @@ impl ChangeTracker {
             self.touch_all(db, table);
             return;
         };
+        if self.noted <= MAX_KEYS_PER_CALL {
+            self.noted += Self::note_key(&mut self.keys[n], i, key);
+        }
         let last = i + 1 == t.ids.len();
         let tail: Option<IntKey> = match last && t.lowers.as_ref().is_some_and(|l| !l.is_empty()) {
             true => key.iter().map(|v| int_of_value(v)).collect(),
@@ -249,12 +295,66 @@ impl ChangeTracker {
         });
     }
 
+    /// Add `key` to chunk `i`'s listed keys, or give the list up past the cap.
+    /// Returns how many keys were added (0 or 1).
+    fn note_key(
+        keys: &mut HashMap<usize, Option<std::collections::HashSet<IntKey>>>,
+        i: usize,
+        key: &[&Value],
+    ) -> usize {
+        let entry = keys
+            .entry(i)
+            .or_insert_with(|| Some(std::collections::HashSet::new()));
+        let Some(set) = entry else {
+            return 0;
+        };
+        let k: Option<IntKey> = key.iter().map(|v| int_of_value(v)).collect();
+        match k {
+            Some(k) if set.len() < MAX_KEYS_PER_CHUNK || set.contains(&k) => {
+                usize::from(set.insert(k))
+            }
+            _ => {
+                *entry = None;
+                0
+            }
+        }
+    }
+
+    /// The keys this call changed, per chunk it marked (see [`ChunkKeys`]).
+    /// Only for a call that ended without error: it commits nothing more.
+    pub fn listed(&self) -> Vec<ChunkKeys> {
+        let too_many = self.noted > MAX_KEYS_PER_CALL;
+        let mut out = Vec::new();
+        for (n, t) in self.map.tables.iter().enumerate() {
+            for &i in self.written[n].keys() {
+                let keys = self.keys[n].get(&i).filter(|_| !too_many);
+                let keys = keys.cloned().flatten().map(|set| {
+                    let mut v: Vec<IntKey> = set.into_iter().collect();
+                    v.sort();
+                    v.into_iter()
+                        .map(|k| k.into_iter().map(key_of_int).collect())
+                        .collect()
+                });
+                out.push(ChunkKeys {
+                    chunk_id: t.ids[i].clone(),
+                    table: t.name.clone(),
+                    keys,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.chunk_id.cmp(&b.chunk_id));
+        out
+    }
+
     /// Note a change to a table as a whole (a DDL, or a key that cannot be placed).
     pub fn touch_all(&mut self, db: &str, table: &str) {
         let Some(n) = self.map.find(db, table) else {
             return;
         };
         let t = &self.map.tables[n];
+        for i in 0..t.ids.len() {
+            self.keys[n].insert(i, None);
+        }
         let seen = &mut self.written[n];
         for (i, id) in t.ids.iter().enumerate() {
             if seen.get(&i) != Some(&Written::Whole) {
@@ -362,6 +462,52 @@ mod tests {
                 ("0000-000002".into(), Some(vec![KeyValue::Uint(300)])),
                 ("0000-000002".into(), Some(vec![KeyValue::Int(250)])),
             ]
+        );
+    }
+
+    #[test]
+    fn a_call_lists_the_keys_it_changed_per_chunk_until_there_are_too_many() {
+        let mut t = ChangeTracker::new(
+            Arc::new(ChunkMap::new(&plan())),
+            Arc::new(Memory::default()),
+        );
+        for k in [150i64, 5, 150, 120] {
+            t.touch("d", "t", &[&Value::Int(k)]);
+        }
+        t.touch("d", "t", &[&Value::UInt(300)]);
+        let ints = |v: &[i64]| Some(v.iter().map(|i| vec![KeyValue::Int(*i)]).collect());
+        let listed: Vec<(String, Option<Vec<Vec<KeyValue>>>)> = t
+            .listed()
+            .into_iter()
+            .map(|c| (c.chunk_id, c.keys))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                ("0000-000000".into(), ints(&[5])),
+                ("0000-000001".into(), ints(&[120, 150])),
+                ("0000-000002".into(), ints(&[300])),
+            ],
+            "each key once, in order, unsigned as signed when it fits"
+        );
+        for k in 0..=MAX_KEYS_PER_CHUNK as i64 {
+            t.touch("d", "t", &[&Value::Int(1_000 + k)]);
+        }
+        t.touch("d", "t", &[&Value::Int(6)]);
+        let keys: Vec<Option<usize>> = t
+            .listed()
+            .into_iter()
+            .map(|c| c.keys.map(|k| k.len()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![Some(2), Some(2), None],
+            "the tail gave its list up"
+        );
+        t.touch_all("d", "t");
+        assert!(
+            t.listed().iter().all(|c| c.keys.is_none()),
+            "a DDL: whole chunks"
         );
     }
 

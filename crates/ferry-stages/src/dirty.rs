@@ -14,6 +14,14 @@
 //! call that returned). Marks of a call still running stay: they are checked
 //! again next time. A mark is cleared by a tombstone (`dirty: false`), so the
 //! clear and a concurrent re-mark are both conditional writes on one record.
+//!
+//! Key lists (a refinement): a mark also records the epochs of the calls that
+//! wrote it and have not yet listed the keys they changed (`unlisted`). A call
+//! that ends without error lists its keys ([`list_keys`]); once no epoch is
+//! unlisted and the lists fit, the mark is *exact*: a `--changed` verify may
+//! compare only those rows, and clears the mark only if it compared every key
+//! the mark holds when it clears. A call killed before its end never lists,
+//! so its marks keep meaning the whole chunk.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,7 +29,7 @@ use std::pin::Pin;
 use ferry_core::model::{Direction, KeyValue};
 use ferry_core::store::{now_ms, ItemStore, Repo};
 use ferry_core::FerryError;
-use ferry_mysql::dirty::{ChunkMark, MarkSink};
+use ferry_mysql::dirty::{ChunkKeys, ChunkMark, MarkSink, MAX_KEYS_PER_CHUNK};
 use serde::{Deserialize, Serialize};
 
 pub const MARK_PREFIX: &str = "dirty#";
@@ -41,6 +49,33 @@ pub struct DirtyMark {
     pub marked_ms: u64,
     /// False once a verify cleared it (a tombstone).
     pub dirty: bool,
+    /// Epochs of apply calls that marked the chunk and have not listed their keys.
+    #[serde(default)]
+    pub unlisted: Vec<u64>,
+    /// The keys the listed calls changed, in key order; `None`: not a list
+    /// (too many, a whole-chunk change, a difference a verify found, or a mark
+    /// written before keys were listed).
+    #[serde(default)]
+    pub keys: Option<Vec<Vec<KeyValue>>>,
+}
+
+impl DirtyMark {
+    /// The rows to re-check are exactly [`DirtyMark::keys`].
+    pub fn exact(&self) -> Option<&[Vec<KeyValue>]> {
+        match (&self.keys, self.unlisted.is_empty()) {
+            (Some(k), true) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+/// What a verify compared clean in a chunk.
+#[derive(Debug, Clone, Copy)]
+pub enum Verified<'a> {
+    /// Its rows from this key on (`None`: all of them).
+    Range(Option<&'a [KeyValue]>),
+    /// The rows with these keys.
+    Keys(&'a [Vec<KeyValue>]),
 }
 
 /// The highest epoch of a forward apply call that has returned.
@@ -91,7 +126,9 @@ fn covers(verified: Option<&[KeyValue]>, dirty: Option<&[KeyValue]>) -> bool {
     }
 }
 
-/// Mark (or widen) a chunk's mark.
+/// Mark (or widen) a chunk's mark: by an apply call of `epoch` (its keys
+/// listed later), or with `epoch` 0 by a verify that found differences (the
+/// whole chunk, no list).
 async fn put_mark<S: ItemStore>(
     repo: &Repo<S>,
     task_id: &str,
@@ -100,14 +137,21 @@ async fn put_mark<S: ItemStore>(
     from: Option<Vec<KeyValue>>,
     epoch: u64,
 ) -> Result<(), FerryError> {
+    let by_apply = epoch > 0;
     repo.swap_record(task_id, &mark_sk(chunk_id), |cur: Option<DirtyMark>| {
         let new = match cur {
             Some(c) if c.dirty => {
-                let m = DirtyMark {
+                let mut m = DirtyMark {
                     from: union(c.from.clone(), from.clone()),
                     epoch: c.epoch.max(epoch),
                     ..c.clone()
                 };
+                if by_apply && !m.unlisted.contains(&epoch) {
+                    m.unlisted.push(epoch);
+                }
+                if !by_apply {
+                    m.keys = None;
+                }
                 if m == c {
                     return None;
                 }
@@ -123,12 +167,42 @@ async fn put_mark<S: ItemStore>(
                 epoch,
                 marked_ms: now_ms(),
                 dirty: true,
+                unlisted: if by_apply { vec![epoch] } else { Vec::new() },
+                keys: by_apply.then(Vec::new),
             },
         };
         Some(new)
     })
     .await
     .map(|_| ())
+}
+
+/// An apply call of `epoch` ended without error: store the keys it changed
+/// with the marks it wrote (see the module comment).
+pub async fn list_keys<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+    epoch: u64,
+    listed: &[ChunkKeys],
+) -> Result<(), FerryError> {
+    for l in listed {
+        repo.swap_record(task_id, &mark_sk(&l.chunk_id), |cur: Option<DirtyMark>| {
+            let mut m = cur.filter(|c| c.dirty && c.unlisted.contains(&epoch))?;
+            m.unlisted.retain(|e| *e != epoch);
+            m.keys = match (m.keys.take(), &l.keys) {
+                (Some(mut have), Some(add)) => {
+                    have.extend(add.iter().cloned());
+                    have.sort();
+                    have.dedup();
+                    (have.len() <= MAX_KEYS_PER_CHUNK).then_some(have)
+                }
+                _ => None,
+            };
+            Some(m)
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// The apply's sink: marks of one call (one link epoch) into the task store.
@@ -190,6 +264,18 @@ pub async fn clearable_epoch<S: ItemStore>(
         .unwrap_or(0))
 }
 
+/// One chunk's mark, while it is dirty.
+pub async fn mark<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+    chunk_id: &str,
+) -> Result<Option<DirtyMark>, FerryError> {
+    Ok(repo
+        .get_record::<DirtyMark>(task_id, &mark_sk(chunk_id))
+        .await?
+        .filter(|m| m.dirty))
+}
+
 /// The dirty marks of a task, in chunk order.
 pub async fn marks<S: ItemStore>(
     repo: &Repo<S>,
@@ -216,18 +302,28 @@ pub async fn mark_unclean<S: ItemStore>(
     put_mark(repo, task_id, chunk_id, table, None, 0).await
 }
 
-/// A verify compared a chunk (from `verified`, `None` = all of it) clean:
-/// clear its mark if the change that set it is surely behind the comparison.
+/// Whether comparing `verified` clean covers everything the mark holds now.
+fn covers_mark(verified: Verified<'_>, mark: &DirtyMark) -> bool {
+    match verified {
+        Verified::Range(from) => covers(from, mark.from.as_deref()),
+        Verified::Keys(keys) => mark
+            .exact()
+            .is_some_and(|want| want.iter().all(|k| keys.binary_search(k).is_ok())),
+    }
+}
+
+/// A verify compared `verified` of a chunk clean: clear its mark if the
+/// change that set it is surely behind the comparison.
 pub async fn clear_if_covered<S: ItemStore>(
     repo: &Repo<S>,
     task_id: &str,
     chunk_id: &str,
-    verified: Option<&[KeyValue]>,
+    verified: Verified<'_>,
     clearable: u64,
 ) -> Result<bool, FerryError> {
     let cleared = repo
         .swap_record(task_id, &mark_sk(chunk_id), |cur: Option<DirtyMark>| {
-            cur.filter(|c| c.dirty && c.epoch <= clearable && covers(verified, c.from.as_deref()))
+            cur.filter(|c| c.dirty && c.epoch <= clearable && covers_mark(verified, c))
                 .map(|c| DirtyMark {
                     dirty: false,
                     marked_ms: now_ms(),

@@ -272,7 +272,11 @@ pub async fn run<S: ItemStore, K: SecretSource>(
     )
     .await;
     if dir == Direction::Forward {
-        // This call commits nothing more: a verify may clear the marks it wrote.
+        // This call commits nothing more: its marks may list the keys it changed,
+        // and a verify may clear them.
+        if let Ok(r) = &report {
+            crate::dirty::list_keys(repo, &task_id, claimed.epoch, &r.touched).await?;
+        }
         crate::dirty::close_epoch(repo, &task_id, claimed.epoch).await?;
     }
     let report = report?;

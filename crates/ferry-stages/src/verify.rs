@@ -43,7 +43,7 @@
 
 mod report;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,7 +56,7 @@ use ferry_core::task::{MigrationType, TaskSpec, VerifyWhen};
 use ferry_core::FerryError;
 use ferry_mysql::conn::{classify, server_info};
 use ferry_mysql::schema::{binlog_position, read_source_table, read_table};
-use ferry_mysql::verify::{compare_range, confirm, RowDiff, RowHash, VerifyTable};
+use ferry_mysql::verify::{compare_keys, compare_range, confirm, RowDiff, RowHash, VerifyTable};
 use mysql_async::{Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -110,6 +110,10 @@ pub struct VerifyRun {
     /// dirty (the open last chunk's new key range).
     #[serde(default)]
     pub from: BTreeMap<String, Vec<KeyValue>>,
+    /// A changed run: the chunks whose marks list the keys the sync changed;
+    /// only those rows are compared (the list is read from the mark then).
+    #[serde(default)]
+    pub by_keys: BTreeSet<String>,
     /// Why the run is not what was asked (`changed` without a clean full run).
     #[serde(default)]
     pub note: Option<String>,
@@ -423,6 +427,7 @@ async fn begin_run<S: ItemStore>(
     sample: usize,
 ) -> Result<VerifyRun, FerryError> {
     let mut from = BTreeMap::new();
+    let mut by_keys = BTreeSet::new();
     let subset = match mode {
         Mode::Full => None,
         Mode::Sample => Some(sample_ids(chunks, sample)),
@@ -430,7 +435,9 @@ async fn begin_run<S: ItemStore>(
         Mode::Changed => {
             let marks = crate::dirty::marks(repo, task_id).await?;
             for m in &marks {
-                if let Some(f) = &m.from {
+                if m.exact().is_some() {
+                    by_keys.insert(m.chunk_id.clone());
+                } else if let Some(f) = &m.from {
                     from.insert(m.chunk_id.clone(), f.clone());
                 }
             }
@@ -444,6 +451,7 @@ async fn begin_run<S: ItemStore>(
         started_ms: now_ms(),
         finished_ms: None,
         from,
+        by_keys,
         note: None,
     };
     repo.swap_record(task_id, RUN_SK, |cur: Option<VerifyRun>| match cur {
@@ -621,6 +629,8 @@ struct ChunkOutcome {
     target_rows: u64,
     diffs: Vec<RowDiff>,
     unsettled: u64,
+    /// Only the rows of these keys were compared (a changed run's exact mark).
+    keys: Option<Vec<Vec<KeyValue>>>,
 }
 
 impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
@@ -825,6 +835,9 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
         tgt: &mut Conn,
     ) -> Result<ChunkOutcome, FerryError> {
         let t = self.table(chunk, src, tgt).await?;
+        if let Some(keys) = self.listed_keys(chunk).await? {
+            return self.verify_keys(&t, src, tgt, keys).await;
+        }
         let (lo, hi) = (self.lower(chunk), chunk.upper.as_deref());
         let mut r = compare_range(&t, src, tgt, lo, hi).await?;
         let mut unsettled = 0;
@@ -845,6 +858,51 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
             target_rows: r.target.rows,
             diffs: r.diffs,
             unsettled,
+            keys: None,
+        })
+    }
+
+    /// A changed run's chunk whose mark lists the keys the sync changed: those
+    /// keys (as the mark holds them now). `None`: compare the range.
+    async fn listed_keys(
+        &self,
+        chunk: &ChunkRecord,
+    ) -> Result<Option<Vec<Vec<KeyValue>>>, FerryError> {
+        if !self.run.by_keys.contains(&chunk.chunk_id) {
+            return Ok(None);
+        }
+        let mark = crate::dirty::mark(&self.env.repo, &self.task_id, &chunk.chunk_id).await?;
+        Ok(match mark {
+            // Cleared meanwhile (another verify compared it): nothing changed since.
+            None => Some(Vec::new()),
+            Some(m) => m.exact().map(<[_]>::to_vec),
+        })
+    }
+
+    /// Compare the rows of `keys`, re-checking differences while changes flow
+    /// as the range comparison does.
+    async fn verify_keys(
+        &self,
+        t: &VerifyTable,
+        src: &mut Conn,
+        tgt: &mut Conn,
+        keys: Vec<Vec<KeyValue>>,
+    ) -> Result<ChunkOutcome, FerryError> {
+        let mut r = compare_keys(t, src, tgt, &keys).await?;
+        let mut unsettled = 0;
+        if !r.diffs.is_empty() && self.online {
+            let candidates = r.diffs.iter().map(|d| d.key().to_vec()).collect();
+            let deadline = self.recheck_deadline();
+            let c = confirm(t, src, tgt, candidates, deadline, |p| self.wait_applied(p)).await?;
+            unsettled = c.unsettled.len() as u64;
+            r.diffs = c.diffs;
+        }
+        Ok(ChunkOutcome {
+            rows: r.source_rows,
+            target_rows: r.target_rows,
+            diffs: r.diffs,
+            unsettled,
+            keys: Some(keys),
         })
     }
 
@@ -921,7 +979,12 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
         }
         let n = o.diffs.len() as u64;
         if n + o.unsettled == 0 {
-            let verified = self.run.from.get(&chunk.chunk_id).map(Vec::as_slice);
+            let verified = match &o.keys {
+                Some(keys) => crate::dirty::Verified::Keys(keys),
+                None => crate::dirty::Verified::Range(
+                    self.run.from.get(&chunk.chunk_id).map(Vec::as_slice),
+                ),
+            };
             crate::dirty::clear_if_covered(
                 repo,
                 &self.task_id,

@@ -240,12 +240,79 @@ async fn split_key(
 /// Keys equal as values: a key read from the target may be typed differently
 /// (`Int` there, `Uint` here) when the two columns' types differ.
 pub fn same_key(a: &[KeyValue], b: &[KeyValue]) -> bool {
-    let text = |k: &KeyValue| match k {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x == y || key_text(x) == key_text(y))
+}
+
+fn key_text(k: &KeyValue) -> String {
+    match k {
         KeyValue::Int(i) => i.to_string(),
         KeyValue::Uint(u) => u.to_string(),
         KeyValue::Text(s) | KeyValue::Bytes(s) | KeyValue::Literal(s) => s.clone(),
-    };
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y || text(x) == text(y))
+    }
+}
+
+/// The difference between a source row and a target row of one key, if any.
+fn diff_of(
+    t: &VerifyTable,
+    key: Vec<KeyValue>,
+    source: Option<&FetchedRow>,
+    target: Option<&FetchedRow>,
+) -> Option<RowDiff> {
+    match (source, target) {
+        (Some(_), None) => Some(RowDiff::MissingInTarget { key }),
+        (None, Some(_)) => Some(RowDiff::ExtraInTarget { key }),
+        (Some(s), Some(g)) => {
+            let columns = differing_columns(&t.layout, s, g);
+            (!columns.is_empty()).then_some(RowDiff::ValuesDiffer { key, columns })
+        }
+        (None, None) => None,
+    }
+}
+
+/// Rows by key, for pairing the sides' rows of one key.
+fn by_key(rows: Vec<FetchedRow>) -> std::collections::HashMap<Vec<String>, FetchedRow> {
+    rows.into_iter()
+        .map(|r| (r.key.iter().map(key_text).collect(), r))
+        .collect()
+}
+
+/// Comparing the rows of a list of keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeysResult {
+    /// Rows found on each side.
+    pub source_rows: u64,
+    pub target_rows: u64,
+    pub diffs: Vec<RowDiff>,
+}
+
+/// Compare the rows with these keys: one read of each side (a `--changed`
+/// verify of the keys the sync changed). While changes flow, [`confirm`] the
+/// differing keys as for a range.
+pub async fn compare_keys(
+    t: &VerifyTable,
+    src: &mut Conn,
+    tgt: &mut Conn,
+    keys: &[Vec<KeyValue>],
+) -> Result<KeysResult, FerryError> {
+    let source = t.fetch_keys(Side::Source, src, keys).await?;
+    let target = t.fetch_keys(Side::Target, tgt, keys).await?;
+    let (source_rows, target_rows) = (source.len() as u64, target.len() as u64);
+    let (source, target) = (by_key(source), by_key(target));
+    let diffs = keys
+        .iter()
+        .filter_map(|k| {
+            let text: Vec<String> = k.iter().map(key_text).collect();
+            diff_of(t, k.clone(), source.get(&text), target.get(&text))
+        })
+        .collect();
+    Ok(KeysResult {
+        source_rows,
+        target_rows,
+        diffs,
+    })
 }
 
 /// The outcome of re-checking candidates: the differences that held, and the
@@ -303,17 +370,7 @@ where
                 again.push(key);
                 continue;
             }
-            match (a, tg) {
-                (Some(_), None) => out.diffs.push(RowDiff::MissingInTarget { key }),
-                (None, Some(_)) => out.diffs.push(RowDiff::ExtraInTarget { key }),
-                (Some(s), Some(g)) => {
-                    let columns = differing_columns(&t.layout, &s, &g);
-                    if !columns.is_empty() {
-                        out.diffs.push(RowDiff::ValuesDiffer { key, columns });
-                    }
-                }
-                (None, None) => {}
-            }
+            out.diffs.extend(diff_of(t, key, a.as_ref(), tg.as_ref()));
         }
         pending = again;
     }

@@ -70,7 +70,8 @@ pub mod table;
 
 pub use canon::RowHash;
 pub use locate::{
-    compare_range, confirm, digests, locate, same_key, Confirmed, RangeResult, LEAF_ROWS,
+    compare_keys, compare_range, confirm, digests, locate, same_key, Confirmed, KeysResult,
+    RangeResult, LEAF_ROWS,
 };
 pub use repair::{apply_repair, repair_script, repair_statements, RepairStatement};
 pub use rows::{compare_rows, FetchedRow, Layout, RowDiff};
