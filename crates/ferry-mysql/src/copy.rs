@@ -100,6 +100,10 @@ pub struct CopyOptions {
     /// cannot see the loss; in strict mode it refuses with 1406. Elsewhere a
     /// non-strict session warns and the warning fails the chunk.
     pub strict: bool,
+    /// LOAD DATA sends BLOB/BINARY/VARBINARY bytes as they are instead of as
+    /// hex (half the bytes, no `UNHEX` on the target); only for a target known
+    /// to store them exactly (see [`Kind::infile_hex`]): MariaDB.
+    pub raw_binary: bool,
 }
 
 impl Default for CopyOptions {
@@ -111,6 +115,7 @@ impl Default for CopyOptions {
             allow_invalid_dates: false,
             target_binlog: true,
             strict: false,
+            raw_binary: false,
         }
     }
 }
@@ -277,6 +282,8 @@ struct ChunkSql {
     delete: String,
     params: Vec<Value>,
     kinds: Vec<Kind>,
+    /// Per column: LOAD DATA carries it as hex (see [`Kind::infile_hex`]).
+    hex: Vec<bool>,
     /// `LOAD DATA ...` or the `REPLACE INTO ... VALUES ` prefix of each INSERT.
     write: String,
 }
@@ -288,11 +295,13 @@ impl ChunkSql {
         chunk: &ChunkRecord,
         filter: Option<&str>,
         method: WriteMethod,
+        raw_binary: bool,
     ) -> Result<ChunkSql, FerryError> {
         let key = table.key.as_ref().ok_or_else(|| no_key_error(table))?;
         let cols: Vec<_> = table.columns.iter().filter(|c| !c.generated).collect();
         let names: Vec<String> = cols.iter().map(|c| quote_ident(&c.name)).collect();
         let kinds: Vec<Kind> = cols.iter().map(|c| Kind::of(c)).collect();
+        let hex: Vec<bool> = kinds.iter().map(|k| k.infile_hex(raw_binary)).collect();
         let (pred, params) = range_predicate(key, chunk.lower.as_deref(), chunk.upper.as_deref());
         let filtered = match filter {
             Some(f) if !f.trim().is_empty() => format!("({pred}) AND ({f})"),
@@ -301,7 +310,7 @@ impl ChunkSql {
         let tgt = qualified(target.0, target.1);
         let write = match method {
             WriteMethod::Insert => format!("REPLACE INTO {tgt} ({}) VALUES ", names.join(", ")),
-            WriteMethod::LoadData => load_data_sql(&tgt, &names, &kinds),
+            WriteMethod::LoadData => load_data_sql(&tgt, &names, &hex),
         };
         Ok(ChunkSql {
             select: format!(
@@ -312,6 +321,7 @@ impl ChunkSql {
             delete: format!("DELETE FROM {tgt} WHERE {pred}"),
             params,
             kinds,
+            hex,
             write,
         })
     }
@@ -324,11 +334,11 @@ impl ChunkSql {
 /// line as NULL whatever the column's type, while an empty field in any other
 /// position stays `''`. With the sentinel no column is ever last, so `''` and
 /// `\N` keep their meaning on every target (one byte per row).
-fn load_data_sql(target: &str, names: &[String], kinds: &[Kind]) -> String {
+fn load_data_sql(target: &str, names: &[String], hex: &[bool]) -> String {
     let mut fields = Vec::with_capacity(names.len());
     let mut sets = Vec::new();
-    for (i, (name, kind)) in names.iter().zip(kinds).enumerate() {
-        if kind.infile_hex() {
+    for (i, (name, hex)) in names.iter().zip(hex).enumerate() {
+        if *hex {
             fields.push(format!("@v{i}"));
             sets.push(format!("{name} = UNHEX(@v{i})"));
         } else {
@@ -417,7 +427,7 @@ pub async fn copy_chunk(
         method,
         ..opts.clone()
     };
-    let sql = ChunkSql::new(table, target, chunk, filter, opts.method)?;
+    let sql = ChunkSql::new(table, target, chunk, filter, opts.method, opts.raw_binary)?;
     let src_what = format!("source: reading {what}");
     let dst_what = format!(
         "target: writing {what} into {}",
@@ -542,7 +552,7 @@ async fn read_rows_inner(
     let mut stats = CopyStats::default();
     while let Some(row) = result.next().await.map_err(failed)? {
         batch
-            .push(&row, &sql.kinds)
+            .push(&row, &sql.kinds, &sql.hex)
             .map_err(|e| ReadError::Failed(FerryError::Internal(format!("{what}: {}", e.0))))?;
         if batch.is_full() {
             send(batch.take(), &mut stats, limiter, tx).await?;
@@ -593,18 +603,18 @@ impl<'a> Batch<'a> {
         }
     }
 
-    fn push(&mut self, row: &Row, kinds: &[Kind]) -> Result<(), RenderError> {
+    fn push(&mut self, row: &Row, kinds: &[Kind], hex: &[bool]) -> Result<(), RenderError> {
         let value = |i: usize| {
             row.as_ref(i)
                 .ok_or_else(|| RenderError(format!("row has no column {i}")))
         };
         match self.method {
             WriteMethod::LoadData => {
-                for (i, kind) in kinds.iter().enumerate() {
+                for (i, (kind, hex)) in kinds.iter().zip(hex).enumerate() {
                     if i > 0 {
                         self.buf.push(b'\t');
                     }
-                    write_infile(&mut self.buf, value(i)?, *kind)?;
+                    write_infile(&mut self.buf, value(i)?, *kind, *hex)?;
                 }
                 // The empty sentinel field (see `load_data_sql`).
                 self.buf.extend_from_slice(b"\t\n");
@@ -804,7 +814,7 @@ mod tests {
     #[test]
     fn load_data_decodes_hex_columns() {
         let names = vec!["`a`".to_string(), "`b`".to_string()];
-        let sql = load_data_sql("`d`.`t`", &names, &[Kind::Integer, Kind::Binary]);
+        let sql = load_data_sql("`d`.`t`", &names, &[false, true]);
         assert!(
             sql.ends_with("(`a`, @v1, @ferry_end) SET `b` = UNHEX(@v1)"),
             "{sql}"

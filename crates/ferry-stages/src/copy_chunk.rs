@@ -131,11 +131,12 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
         let src = w.source().await?;
         w.copy.allow_invalid_dates = source_allows_invalid_dates(src).await?;
         let dst = w.target().await?;
-        let oceanbase = crate::plan::target_caps(&env.repo, task_id, dst)
-            .await?
-            .is_oceanbase();
+        let caps = crate::plan::target_caps(&env.repo, task_id, dst).await?;
+        let oceanbase = caps.is_oceanbase();
         // OceanBase's LOAD DATA truncates silently outside strict mode (see CopyOptions::strict).
         w.copy.strict = oceanbase;
+        // Binary columns as raw bytes where that is measured exact (see CopyOptions::raw_binary).
+        w.copy.raw_binary = !oceanbase && caps.version.to_ascii_lowercase().contains("mariadb");
         let wanted = match w.spec.options.copy_write {
             CopyWrite::Auto if oceanbase => CopyWrite::Insert,
             CopyWrite::Auto => CopyWrite::LoadData,
