@@ -40,6 +40,7 @@ use mysql_async::{Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::deadline::stop_time;
 use crate::plan::{deferred_key, DeferredDdl};
 use crate::{task_id, StageEnv};
 
@@ -69,14 +70,6 @@ pub async fn run<S: ItemStore, K: SecretSource>(
     let stop = env.repo.flags(&task_id).await?.stop_requested;
     Ok(json!({"task_id": task_id, "copied": copied, "rows": rows,
               "remaining": s.pending + s.running, "stop_requested": stop}))
-}
-
-/// Stop claiming this long before the deadline: max(5 s, 10% of the time given).
-fn stop_time(deadline: Instant) -> Instant {
-    let now = Instant::now();
-    let budget = deadline.saturating_duration_since(now);
-    let margin = Duration::from_secs(5).max(budget / 10);
-    deadline.checked_sub(margin).unwrap_or(now).max(now)
 }
 
 /// One stage call's worker: its pools, connections, lease owner and caches.
@@ -687,17 +680,5 @@ mod tests {
     fn the_stage_future_is_send<S: ItemStore, K: SecretSource>(env: &StageEnv<S, K>) {
         fn is_send<T: Send>(_: T) {}
         is_send(run(env, Value::Null, Instant::now()));
-    }
-
-    #[test]
-    fn the_margin_is_at_least_five_seconds_or_a_tenth() {
-        let now = Instant::now();
-        let d = now + Duration::from_secs(100);
-        let stop = stop_time(d);
-        assert!(d - stop >= Duration::from_secs(10) - Duration::from_millis(50));
-        let d = now + Duration::from_secs(20);
-        assert!(d - stop_time(d) >= Duration::from_secs(5) - Duration::from_millis(50));
-        // A deadline closer than the margin: stop at once.
-        assert!(stop_time(now + Duration::from_secs(2)) <= Instant::now());
     }
 }

@@ -44,15 +44,8 @@ use ferry_mysql::dirty::ChunkMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::deadline::stop_time;
 use crate::{task_id, StageEnv};
-
-/// Stop reading this long before the deadline: max(5 s, 10% of the time given).
-fn stop_time(deadline: Instant) -> Instant {
-    let now = Instant::now();
-    let budget = deadline.saturating_duration_since(now);
-    let margin = Duration::from_secs(5).max(budget / 10);
-    deadline.checked_sub(margin).unwrap_or(now).max(now)
-}
 
 /// How often the operator's flags and the link's owner are checked during a call.
 const POLL: Duration = Duration::from_secs(2);

@@ -14,6 +14,7 @@
 
 pub mod cleanup;
 pub mod copy_chunk;
+pub mod deadline;
 pub mod dirty;
 pub mod grant_check;
 pub mod incremental_apply;

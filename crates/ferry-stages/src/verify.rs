@@ -61,6 +61,7 @@ use mysql_async::{Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::deadline::stop_time;
 use crate::{task_id, StageEnv};
 
 pub use report::{repair, summary_lines, write_report, RepairOutcome};
@@ -584,13 +585,6 @@ async fn finish_if_done<S: ItemStore>(
     })
     .await?;
     Ok(true)
-}
-
-/// Stop claiming chunks this long before the deadline: max(5 s, 10% of the time given).
-fn stop_time(deadline: Instant) -> Instant {
-    let now = Instant::now();
-    let margin = Duration::from_secs(5).max(deadline.saturating_duration_since(now) / 10);
-    deadline.checked_sub(margin).unwrap_or(now).max(now)
 }
 
 /// One stage call's verification work: pools, tables, the run, the lease owner.
