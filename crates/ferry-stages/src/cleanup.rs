@@ -32,7 +32,7 @@ use ferry_core::model::{
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
 use ferry_core::task::{Dialect, MigrationType};
-use ferry_core::FerryError;
+use ferry_core::{FerryError, Stage};
 use ferry_mysql::{classify, qualified, quote_ident, Endpoint};
 use mysql_async::prelude::*;
 use mysql_async::Conn;
@@ -194,7 +194,7 @@ async fn release<S: ItemStore, K: SecretSource>(
         .await?;
     let task = env
         .repo
-        .set_state(id, TaskState::Releasing, Some("cleanup"))
+        .set_state(id, TaskState::Releasing, Some(Stage::Cleanup.name()))
         .await?;
     let mut rep = report(&env.repo, &task).await?;
     let (source, target) = env.endpoints(&task.spec).await?;

@@ -37,7 +37,7 @@ use serde_json::{json, Value};
 
 use crate::StageEnv;
 
-const STAGE: &str = "grant-check";
+const STAGE: &str = ferry_core::Stage::GrantCheck.name();
 
 pub async fn run<S: ItemStore, K: SecretSource>(
     env: &StageEnv<S, K>,

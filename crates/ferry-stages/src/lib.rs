@@ -22,13 +22,14 @@ pub mod plan;
 pub mod switch;
 pub mod verify;
 
+use std::str::FromStr;
 use std::time::Instant;
 
 use ferry_core::model::Liveness;
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{ItemStore, Repo};
 use ferry_core::task::TaskSpec;
-use ferry_core::FerryError;
+use ferry_core::{FerryError, Stage};
 use ferry_mysql::Endpoint;
 use serde_json::Value;
 
@@ -71,8 +72,6 @@ pub fn task_id(input: &Value) -> Result<String, FerryError> {
         })
 }
 
-/// Run one stage by name. On error the task record gets the error (a
-/// definite one marks the task failed) before it is returned.
 /// Record on the task which stage runs now (what `ferry status` shows beside
 /// the state), when it changed. Best effort: the task may not exist yet (the
 /// first precheck) or any more (after release).
@@ -123,9 +122,34 @@ async fn with_heartbeat<S: ItemStore, K: SecretSource, T>(
     }
 }
 
+/// Run one stage by the name a state machine Task or a Lambda function gives
+/// (the JSON boundary): [`invoke_stage`] for a [`Stage`]. A name that is no
+/// stage is a `Ferry.Internal` error, recorded on the task like any other.
 pub async fn invoke<S: ItemStore, K: SecretSource>(
     env: &StageEnv<S, K>,
     stage: &str,
+    input: Value,
+    deadline: Instant,
+) -> Result<Value, FerryError> {
+    match Stage::from_str(stage) {
+        Ok(stage) => invoke_stage(env, stage, input, deadline).await,
+        Err(e) => {
+            if let Some(id) = input.get("task_id").and_then(Value::as_str) {
+                note_stage(env, id, stage).await;
+                if let Err(store_err) = env.repo.record_error(id, stage, &e).await {
+                    tracing::warn!(task = %id, stage, error = %store_err, "could not record the stage's error");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Run one stage. On error the task record gets the error (a definite one
+/// marks the task failed) before it is returned.
+pub async fn invoke_stage<S: ItemStore, K: SecretSource>(
+    env: &StageEnv<S, K>,
+    stage: Stage,
     input: Value,
     deadline: Instant,
 ) -> Result<Value, FerryError> {
@@ -134,29 +158,28 @@ pub async fn invoke<S: ItemStore, K: SecretSource>(
         .and_then(Value::as_str)
         .map(str::to_string);
     if let Some(id) = &id {
-        note_stage(env, id, stage).await;
+        note_stage(env, id, stage.name()).await;
     }
     let work = async {
         match stage {
-            "grant-check" => grant_check::run(env, input, deadline).await,
-            "plan" => plan::run(env, input, deadline).await,
-            "copy-chunk" => copy_chunk::run(env, input, deadline).await,
+            Stage::GrantCheck => grant_check::run(env, input, deadline).await,
+            Stage::Plan => plan::run(env, input, deadline).await,
+            Stage::CopyChunk => copy_chunk::run(env, input, deadline).await,
             // Boxed: their futures are large (a switch nests the other two).
-            "incremental-apply" => Box::pin(incremental_apply::run(env, input, deadline)).await,
-            "verify" => Box::pin(verify::run(env, input, deadline)).await,
-            "switch" => Box::pin(switch::run(env, input, deadline)).await,
-            "cleanup" => cleanup::run(env, input, deadline).await,
-            other => Err(FerryError::Internal(format!("no stage named \"{other}\""))),
+            Stage::IncrementalApply => Box::pin(incremental_apply::run(env, input, deadline)).await,
+            Stage::Verify => Box::pin(verify::run(env, input, deadline)).await,
+            Stage::Switch => Box::pin(switch::run(env, input, deadline)).await,
+            Stage::Cleanup => cleanup::run(env, input, deadline).await,
         }
     };
     let result = match (&id, stage) {
         // Cleanup removes the task's records: no heartbeat may write them back.
-        (Some(id), s) if s != "cleanup" => with_heartbeat(env, id, stage, work).await,
+        (Some(id), s) if s != Stage::Cleanup => with_heartbeat(env, id, stage.name(), work).await,
         _ => work.await,
     };
     if let (Err(e), Some(id)) = (&result, id) {
-        if let Err(store_err) = env.repo.record_error(&id, stage, e).await {
-            tracing::warn!(task = %id, stage, error = %store_err, "could not record the stage's error");
+        if let Err(store_err) = env.repo.record_error(&id, stage.name(), e).await {
+            tracing::warn!(task = %id, stage = stage.name(), error = %store_err, "could not record the stage's error");
         }
     }
     result

@@ -22,7 +22,7 @@ use ferry_core::model::{Direction, SnapshotPoint, TablePhase, TableRecord, TaskR
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
 use ferry_core::task::{MigrationType, TaskSpec};
-use ferry_core::FerryError;
+use ferry_core::{FerryError, Stage};
 use ferry_mysql::dialect::caps::{self, TargetCaps, CAPS_RECORD};
 use ferry_mysql::dialect::{self, Problem, TargetContext, TranslateOptions, Translated};
 use ferry_mysql::planner::{no_key_error, plan_chunks};
@@ -69,7 +69,7 @@ pub async fn run<S: ItemStore, K: SecretSource>(
     }
     let task = env
         .repo
-        .set_state(&id, TaskState::Migrating, Some("plan"))
+        .set_state(&id, TaskState::Migrating, Some(Stage::Plan.name()))
         .await?;
     let spec = &task.spec;
     let (source, target) = env.endpoints(spec).await?;

@@ -60,7 +60,7 @@ use ferry_core::position::BinlogPosition;
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
 use ferry_core::task::{MigrationType, TaskSpec};
-use ferry_core::FerryError;
+use ferry_core::{FerryError, Stage};
 use ferry_mysql::apply::{apply_connection, failpoint_for, pos_lt, Link};
 use ferry_mysql::binlog::{
     current_position, server_id_for, BinlogEvent, BinlogReader, ReaderOptions,
@@ -252,7 +252,7 @@ pub async fn phase<S: ItemStore>(repo: &Repo<S>, task_id: &str) -> Result<Value,
         _ => ("forward", Some(TaskState::Synchronizing)),
     };
     if let Some(state) = state.filter(|s| *s != task.state) {
-        let stage = (phase != "none").then_some("incremental-apply");
+        let stage = (phase != "none").then_some(Stage::IncrementalApply.name());
         repo.set_state(task_id, state, stage).await?;
     }
     Ok(json!({
@@ -397,7 +397,7 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
                 self.rec.reason = None;
                 self.env
                     .repo
-                    .set_state(self.id(), TaskState::Switching, Some("switch"))
+                    .set_state(self.id(), TaskState::Switching, Some(Stage::Switch.name()))
                     .await?;
                 self.complete("ready", StepOutcome::Ok, detail).await?;
                 Ok(true)
@@ -421,7 +421,11 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
                     self.save().await?;
                     self.env
                         .repo
-                        .set_state(self.id(), TaskState::AwaitingSwitch, Some("switch"))
+                        .set_state(
+                            self.id(),
+                            TaskState::AwaitingSwitch,
+                            Some(Stage::Switch.name()),
+                        )
                         .await?;
                 }
                 Ok(false)
@@ -441,7 +445,11 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
             .await?;
         self.env
             .repo
-            .set_state(self.id(), TaskState::Synchronizing, Some("switch"))
+            .set_state(
+                self.id(),
+                TaskState::Synchronizing,
+                Some(Stage::Switch.name()),
+            )
             .await?;
         Ok(())
     }
@@ -621,7 +629,11 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
                     self.save().await?;
                     self.env
                         .repo
-                        .set_state(self.id(), TaskState::AwaitingSwitch, Some("switch"))
+                        .set_state(
+                            self.id(),
+                            TaskState::AwaitingSwitch,
+                            Some(Stage::Switch.name()),
+                        )
                         .await?;
                     return Ok(false);
                 }
@@ -878,7 +890,10 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
         } else {
             TaskState::Completed
         };
-        self.env.repo.set_state(&id, state, Some("switch")).await?;
+        self.env
+            .repo
+            .set_state(&id, state, Some(Stage::Switch.name()))
+            .await?;
         self.rec.phase = SwitchPhase::Done;
         self.rec.finished_ms = Some(now_ms());
         self.rec.reason = None;
