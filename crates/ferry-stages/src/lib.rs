@@ -72,6 +72,12 @@ pub fn task_id(input: &Value) -> Result<String, FerryError> {
         })
 }
 
+/// A stage's typed output as the JSON the state machine reads.
+pub(crate) fn to_output<T: serde::Serialize>(out: &T) -> Result<Value, FerryError> {
+    serde_json::to_value(out)
+        .map_err(|e| FerryError::Internal(format!("a stage output does not serialize: {e}")))
+}
+
 /// Record on the task which stage runs now (what `ferry status` shows beside
 /// the state), when it changed. Best effort: the task may not exist yet (the
 /// first precheck) or any more (after release).

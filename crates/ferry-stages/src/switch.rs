@@ -70,6 +70,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::incremental_apply::ApplyInput;
+use crate::verify::{Mode, VerifyInput};
 use crate::{task_id, StageEnv};
 
 /// The record of a task's switch.
@@ -662,9 +664,15 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
             if Instant::now() >= deadline {
                 return Ok(None);
             }
-            let input = json!({"task_id": self.id(), "direction": "forward", "idle_ms": 500});
+            let input = ApplyInput {
+                idle_ms: Some(500),
+                ..ApplyInput::new(self.id(), Direction::Forward)
+            };
             // Boxed: the apply's future is large, and a switch nests it.
-            Box::pin(crate::incremental_apply::run(self.env, input, deadline)).await?;
+            Box::pin(crate::incremental_apply::run_typed(
+                self.env, input, deadline,
+            ))
+            .await?;
         }
     }
 
@@ -685,22 +693,18 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
         }
         // What the sync changed since the last clean full verify (full without one).
         let mode = match self.spec().options.switch_verify_full {
-            true => "full",
-            false => "changed",
+            true => Mode::Full,
+            false => Mode::Changed,
         };
-        let out = Box::pin(crate::verify::run(
-            self.env,
-            json!({"task_id": self.id(), "mode": mode}),
-            deadline,
-        ))
-        .await?;
-        if out.get("done").and_then(Value::as_bool) != Some(true) {
+        let input = VerifyInput::on_demand(self.id(), mode);
+        let out = Box::pin(crate::verify::run_typed(self.env, input, deadline)).await?;
+        if !out.done {
             self.rec.reason = Some("final verify still running".into());
             self.save().await?;
             return Ok(false);
         }
-        let differences = out.get("differences").and_then(Value::as_u64).unwrap_or(0);
-        if out.get("clean").and_then(Value::as_bool) != Some(true) {
+        let differences = out.differences;
+        if !out.clean {
             self.give_up(format!(
                 "the final verify found {differences} difference(s) after the final catch-up; the forward link goes on. \
                  Read them with `ferry status {}`, repair, and request the switch again",
@@ -709,7 +713,7 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
             .await?;
             return Ok(false);
         }
-        let rows = out.get("rows").and_then(Value::as_u64).unwrap_or(0);
+        let rows = out.rows;
         self.complete(
             "final_verify",
             StepOutcome::Ok,

@@ -41,6 +41,7 @@
 //!   `SETTLE_ATTEMPTS` times, e.g. after the state machine ran another apply
 //!   slice), and then counted as unsettled, never as a difference.
 
+mod io;
 mod report;
 
 use std::collections::{BTreeMap, HashMap};
@@ -64,6 +65,7 @@ use serde_json::{json, Value};
 use crate::deadline::stop_time;
 use crate::{task_id, StageEnv};
 
+pub use io::{run_typed, VerifyInput, VerifyOutput};
 pub use report::{repair, summary_lines, write_report, RepairOutcome};
 
 /// Which chunks a run verifies.
