@@ -1,14 +1,28 @@
 //! Ferry's stages. Each is one function, called in-process by the embedded
-//! runner and by one Lambda per stage in the cloud:
+//! runner and by one Lambda per stage in the cloud. Which stages exist is
+//! [`ferry_core::Stage`]; [`invoke_stage`] runs one (an exhaustive `match`).
+//!
+//! Each stage has typed input and output beside its `run`; the JSON the state
+//! machine and the Lambda function see is made from them at this boundary
+//! only (`run` parses the input with the stage's own error messages and
+//! serializes the output, field names as listed):
 //!
 //! | stage | input | output |
 //! |---|---|---|
-//! | `grant-check` | the task file (JSON) | `{"task_id","ok","failed","warned"}`; the report is in the task record |
-//! | `plan` | `{"task_id"}` | `{"task_id","tables","chunks","workers":[{"task_id","worker"}..]}` |
-//! | `copy-chunk` | `{"task_id","worker"}` | `{"task_id","copied","rows","remaining"}` (works until no chunk is left or the deadline) |
-//! | `copy-chunk` | `{"task_id","action":"summary"}` | `{"task_id","remaining","done","failed","total","rows"}` |
-//! | `verify` | `{"task_id","mode":"full"\|"sample"\|"recheck"\|"changed"}` (+ `"when"`, `"run_id"`, `"repair"`) | `{"task_id","run_id","done","tables","chunks","rows","differences","unsettled","clean"}`; safe from several workers at once |
+//! | `grant-check` | the task file ([`TaskSpec`]) | [`grant_check::GrantCheckOutput`] `{"task_id","ok","failed","warned"}`; the report is in the task record |
+//! | `plan` | [`plan::PlanInput`] `{"task_id"}` | [`plan::PlanOutput`] `{"task_id","tables","chunks","workers":[{"task_id","worker"}..]}` |
+//! | `copy-chunk` | [`copy_chunk::CopyInput`]: `{"task_id","worker"}` | [`copy_chunk::CopyOutput`] `{"task_id","copied","rows","remaining","stop_requested"}` (works until no chunk is left or the deadline) |
+//! | | `{"task_id","action":"summary"}` | [`copy_chunk::CopySummary`] `{"task_id","remaining","pending","running","done","failed","total","rows","stop_requested"}` |
+//! | `incremental-apply` | [`incremental_apply::ApplyInput`] `{"task_id","direction"}` (+ `"idle_ms"`) | [`incremental_apply::ApplyOutput`] `{"task_id","enabled","position","lag_ms",..,"applied","caught_up","switch_requested","stop_requested"}` |
+//! | `verify` | [`verify::VerifyInput`] `{"task_id","mode":"full"\|"sample"\|"recheck"\|"changed"}` (+ `"when"`, `"run_id"`, `"begin"`, `"repair"`, ..) | [`verify::VerifyOutput`] `{"task_id","run_id","done","tables","chunks","rows","differences","unsettled","clean",..}`; safe from several workers at once |
+//! | `switch` | [`switch::SwitchInput`]: `{"task_id"}` | [`switch::SwitchOutput`] `{"task_id","ready","done","gave_up","stop_requested","reverse","phase","reason"}` |
+//! | | `{"task_id","action":"phase"}` | [`switch::PhaseOutput`] `{"task_id","phase","slices","slice_budget"}` |
+//! | `cleanup` | [`cleanup::CleanupInput`]: `{"task_id","action":"stop"}` | [`cleanup::StopOutput`] `{"task_id","state"}` |
+//! | | `{"task_id","action":"report"}` | [`cleanup::ReportOutput`] `{"task_id","report"}` |
+//! | | `{"task_id"}` (+ `"force"`) | [`cleanup::ReleaseOutput`] `{"task_id","released","already"}` (+ `"refused"` or `"records_deleted","report"`) |
 //!
+//! Rust callers use the typed entry points (`switch` runs the apply and the
+//! verify through [`incremental_apply::run_typed`] and [`verify::run_typed`]).
 //! A stage never panics on data; it returns a [`FerryError`] whose name the
 //! state machine matches, and records the error on the task.
 

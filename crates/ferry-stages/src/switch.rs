@@ -67,7 +67,7 @@ use ferry_mysql::binlog::{
 };
 use ferry_mysql::Endpoint;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::incremental_apply::ApplyInput;
@@ -219,28 +219,76 @@ pub async fn record<S: ItemStore>(
     repo.get_record(task_id, SWITCH_SK).await
 }
 
+/// Input of the stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchInput {
+    /// `{"task_id"}` (or `"action": "switch"`): run the switch's steps.
+    Switch { task_id: String },
+    /// `{"task_id","action":"phase"}`: which link runs now.
+    Phase { task_id: String },
+}
+
+impl SwitchInput {
+    pub fn from_json(input: &Value) -> Result<Self, FerryError> {
+        let task_id = task_id(input)?;
+        match input
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or("switch")
+        {
+            "switch" => Ok(SwitchInput::Switch { task_id }),
+            "phase" => Ok(SwitchInput::Phase { task_id }),
+            other => Err(FerryError::BadTask(format!(
+                "switch: \"action\" is \"{other}\"; use \"switch\" or \"phase\""
+            ))),
+        }
+    }
+}
+
+/// Output of a switch call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchOutput {
+    pub task_id: String,
+    /// The switch started (it may still be running).
+    pub ready: bool,
+    pub done: bool,
+    pub gave_up: bool,
+    pub stop_requested: bool,
+    /// The task has a reverse link after the switch.
+    pub reverse: bool,
+    pub phase: String,
+    pub reason: Option<String>,
+}
+
+/// Output of a phase call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseOutput {
+    pub task_id: String,
+    /// `none`, `forward`, `switching`, `reverse` or `completed`.
+    pub phase: String,
+    /// The state machine's slice counter (starts at 0) and its budget
+    /// before it continues as a new execution.
+    pub slices: u64,
+    pub slice_budget: u64,
+}
+
+/// The stage as the state machine calls it: JSON in, JSON out.
 pub async fn run<S: ItemStore, K: SecretSource>(
     env: &StageEnv<S, K>,
     input: Value,
     deadline: Instant,
 ) -> Result<Value, FerryError> {
-    let id = task_id(&input)?;
-    match input
-        .get("action")
-        .and_then(Value::as_str)
-        .unwrap_or("switch")
-    {
-        "switch" => Switch::load(env, &id).await?.run(deadline).await,
-        "phase" => phase(&env.repo, &id).await,
-        other => Err(FerryError::BadTask(format!(
-            "switch: \"action\" is \"{other}\"; use \"switch\" or \"phase\""
-        ))),
+    match SwitchInput::from_json(&input)? {
+        SwitchInput::Switch { task_id } => {
+            crate::to_output(&Switch::load(env, &task_id).await?.run(deadline).await?)
+        }
+        SwitchInput::Phase { task_id } => crate::to_output(&phase(&env.repo, &task_id).await?),
     }
 }
 
 /// Which link runs now: `none` (no incremental sync), `forward`, `switching`,
 /// `reverse`, or `completed`. The state machine branches on it after the copy.
-pub async fn phase<S: ItemStore>(repo: &Repo<S>, task_id: &str) -> Result<Value, FerryError> {
+pub async fn phase<S: ItemStore>(repo: &Repo<S>, task_id: &str) -> Result<PhaseOutput, FerryError> {
     let task = repo.task(task_id).await?;
     let rec = record(repo, task_id).await?;
     let (phase, state) = match rec.map(|r| r.phase) {
@@ -257,12 +305,12 @@ pub async fn phase<S: ItemStore>(repo: &Repo<S>, task_id: &str) -> Result<Value,
         let stage = (phase != "none").then_some(Stage::IncrementalApply.name());
         repo.set_state(task_id, state, stage).await?;
     }
-    Ok(json!({
-        "task_id": task_id,
-        "phase": phase,
-        "slices": 0,
-        "slice_budget": task.spec.options.slice_budget,
-    }))
+    Ok(PhaseOutput {
+        task_id: task_id.to_string(),
+        phase: phase.to_string(),
+        slices: 0,
+        slice_budget: task.spec.options.slice_budget,
+    })
 }
 
 /// Whether the switch may start, or why not.
@@ -334,20 +382,20 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
         failpoint_for(self.id(), &format!("switch.after_{step}"))
     }
 
-    fn output(&self, ready: bool, stop_requested: bool) -> Value {
-        json!({
-            "task_id": self.id(),
-            "ready": ready,
-            "done": self.rec.phase == SwitchPhase::Done,
-            "gave_up": self.rec.phase == SwitchPhase::GaveUp,
-            "stop_requested": stop_requested,
-            "reverse": self.reverse(),
-            "phase": self.rec.phase.as_str(),
-            "reason": self.rec.reason,
-        })
+    fn output(&self, ready: bool, stop_requested: bool) -> SwitchOutput {
+        SwitchOutput {
+            task_id: self.id().to_string(),
+            ready,
+            done: self.rec.phase == SwitchPhase::Done,
+            gave_up: self.rec.phase == SwitchPhase::GaveUp,
+            stop_requested,
+            reverse: self.reverse(),
+            phase: self.rec.phase.as_str().to_string(),
+            reason: self.rec.reason.clone(),
+        }
     }
 
-    async fn run(mut self, deadline: Instant) -> Result<Value, FerryError> {
+    async fn run(mut self, deadline: Instant) -> Result<SwitchOutput, FerryError> {
         if self.rec.phase == SwitchPhase::Done {
             return Ok(self.output(true, false));
         }
