@@ -25,7 +25,7 @@ use ferry_aws::{DynamoStore, ExecutionInfo, SdkConfig, SecretsManagerSource, Ste
 use ferry_core::model::{ChunkSummary, ControlFlags, ErrorInfo, LivenessView, TaskRecord};
 use ferry_core::store::{now_ms, Repo};
 use ferry_core::task::MigrationType;
-use ferry_core::FerryError;
+use ferry_core::{FerryError, Stage};
 use ferry_stages::cleanup::{render_markdown, FinalReport};
 use ferry_stages::switch::SwitchPhase;
 use ferry_stages::StageEnv;
@@ -442,16 +442,16 @@ async fn release(config: &SdkConfig, args: ReleaseArgs) -> Result<u8, Failure> {
         release_worker(),
     );
     let far = Instant::now() + Duration::from_secs(3600);
-    let report = ferry_stages::invoke(
+    let report = ferry_stages::invoke_stage(
         &env,
-        "cleanup",
+        Stage::Cleanup,
         json!({"task_id": id, "action": "report"}),
         far,
     )
     .await?;
     write_report(&args.report_dir, id, &report["report"])?;
     let input = json!({"task_id": id, "action": "release", "force": args.force});
-    let out = ferry_stages::invoke(&env, "cleanup", input, far).await?;
+    let out = ferry_stages::invoke_stage(&env, Stage::Cleanup, input, far).await?;
     if let Some(reason) = out.get("refused").and_then(serde_json::Value::as_str) {
         return Err(FerryError::Fenced(reason.to_string()).into());
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use ferry_core::model::{CheckpointRecord, Direction, TaskState};
 use ferry_core::store::{now_ms, ItemStore, Repo};
-use ferry_core::FerryError;
+use ferry_core::{FerryError, Stage};
 use ferry_local::TaskLock;
 use ferry_stages::cleanup::{render_markdown, switch_markdown, FinalReport};
 use ferry_stages::switch::{self, SwitchPhase, SwitchRecord};
@@ -201,16 +201,16 @@ pub async fn release(global: &Global, args: ControlArgs) -> Result<u8, Failure> 
         crate::context::worker_id(),
     );
     let far = Instant::now() + Duration::from_secs(3600);
-    let out = ferry_stages::invoke(
+    let out = ferry_stages::invoke_stage(
         &env,
-        "cleanup",
+        Stage::Cleanup,
         json!({"task_id": id, "action": "report"}),
         far,
     )
     .await?;
     write_report(global, &id, &out["report"])?;
     let input = json!({"task_id": id, "action": "release", "force": args.force});
-    let out = ferry_stages::invoke(&env, "cleanup", input, far).await?;
+    let out = ferry_stages::invoke_stage(&env, Stage::Cleanup, input, far).await?;
     if let Some(reason) = out.get("refused").and_then(Value::as_str) {
         return Err(FerryError::Fenced(reason.to_string()).into());
     }

@@ -12,7 +12,8 @@ pub async fn run(global: &Global, args: TaskFileArgs) -> Result<u8, Failure> {
     let (spec, input) = read_task_file(&args.task)?;
     let env = global.stage_env(&spec)?;
     let deadline = Instant::now() + Duration::from_secs(spec.options.slice_seconds);
-    let out = ferry_stages::invoke(&env, "grant-check", input, deadline).await?;
+    let out =
+        ferry_stages::invoke_stage(&env, ferry_core::Stage::GrantCheck, input, deadline).await?;
     let report = env.repo.task(&spec.task_id).await?.precheck;
     match report {
         Some(r) => print!("{}", r.render()),

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use ferry_core::store::Repo;
 use ferry_core::FerryError;
+use ferry_core::Stage;
 use ferry_stages::verify::{repair, summary_lines, write_report};
-use ferry_stages::{invoke, StageEnv};
+use ferry_stages::{invoke_stage, StageEnv};
 use serde_json::{json, Value};
 
 use crate::context::{worker_id, Failure, Global};
@@ -68,7 +69,7 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {
         input["chunks"] = json!(n);
     }
     let far = Instant::now() + Duration::from_secs(7 * 24 * 3600);
-    let out: Value = invoke(&env, "verify", input, far).await?;
+    let out: Value = invoke_stage(&env, Stage::Verify, input, far).await?;
     let id = &args.task_id;
     if let Some(note) = out["note"].as_str() {
         println!("note: {note}");

@@ -6,7 +6,6 @@
 //! stable `Ferry.*` name and message (never a Rust type name), so Retry and
 //! Catch behave exactly as they do on Step Functions.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,10 +22,7 @@ pub const DEFINITION: &str = include_str!("../statemachine/migration.asl.json");
 
 /// The definition with each stage placeholder replaced by the stage's name.
 pub fn definition() -> Result<Arc<Definition>, FerryError> {
-    let substitutions: HashMap<String, String> = ferry_core::STAGES
-        .iter()
-        .map(|(stage, placeholder)| (placeholder.to_string(), stage.to_string()))
-        .collect();
+    let substitutions = ferry_core::Stage::substitutions();
     Definition::from_json(DEFINITION, &substitutions)
         .map(Arc::new)
         .map_err(|e| {

@@ -13,7 +13,7 @@ use ferry_core::model::{CheckItem, CheckStatus, ChunkState, Direction, TaskRecor
 use ferry_core::samples::{lag_points, rows_per_second, Series};
 use ferry_core::store::{now_ms, Repo};
 use ferry_core::task::{MigrationType, TaskSpec};
-use ferry_core::FerryError;
+use ferry_core::{FerryError, Stage};
 use ferry_local::SqliteStore;
 use ferry_stages::switch::{self, SwitchPhase};
 use ferry_stages::verify::{VerifySummary, SUMMARY_SK};
@@ -280,14 +280,17 @@ fn current_step(t: &TaskRecord, switched: bool) -> usize {
     if t.state == TaskState::Switching || (switched && t.state != TaskState::Completed) {
         return 5;
     }
-    match t.stage.as_deref() {
-        Some("grant-check") | None => 0,
-        Some("plan") => 1,
-        Some("copy-chunk") => 2,
-        Some("incremental-apply") => 3,
-        Some("verify") => 4,
-        Some("switch") => 5,
-        _ => 3,
+    let Some(stage) = t.stage.as_deref() else {
+        return 0;
+    };
+    match Stage::from_name(stage) {
+        Some(Stage::GrantCheck) => 0,
+        Some(Stage::Plan) => 1,
+        Some(Stage::CopyChunk) => 2,
+        Some(Stage::IncrementalApply) => 3,
+        Some(Stage::Verify) => 4,
+        Some(Stage::Switch) => 5,
+        Some(Stage::Cleanup) | None => 3,
     }
 }
 
@@ -961,7 +964,8 @@ async fn precheck(State(c): State<Shared>, Path(id): Path<String>) -> Page {
         crate::context::worker_id(),
     );
     let deadline = Instant::now() + Duration::from_secs(spec.options.slice_seconds.max(30));
-    let out = ferry_stages::invoke(&env, "grant-check", input, deadline).await;
+    let out =
+        ferry_stages::invoke_stage(&env, ferry_core::Stage::GrantCheck, input, deadline).await;
     let report = repo(&c)
         .get_task(&id)
         .await

@@ -6,13 +6,14 @@
 //! here), each with dimension sets `[Stage]` (what alarms use) and
 //! `[Stage, TaskId]` (per-task graphs).
 
+use ferry_core::Stage;
 use serde_json::{json, Map, Value};
 
 pub const NAMESPACE: &str = "Ferry";
 
 /// One metric taken from a stage's output.
 pub struct MetricSource {
-    pub stage: &'static str,
+    pub stage: Stage,
     /// The output must have this field too (tells a copy worker's output from a summary's).
     pub when: &'static str,
     pub field: &'static str,
@@ -23,7 +24,7 @@ pub struct MetricSource {
 }
 
 const fn m(
-    stage: &'static str,
+    stage: Stage,
     when: &'static str,
     field: &'static str,
     metric: &'static str,
@@ -42,19 +43,19 @@ const fn m(
 /// Every metric. A field missing from an output is skipped.
 pub const METRICS: &[MetricSource] = &[
     // A copy worker's output `{"copied","rows","remaining"}`: rows copied by this call.
-    m("copy-chunk", "copied", "rows", "RowsCopied", "Count"),
+    m(Stage::CopyChunk, "copied", "rows", "RowsCopied", "Count"),
     // The copy summary `{"remaining","done","failed","total","rows"}`.
     m(
-        "copy-chunk",
+        Stage::CopyChunk,
         "total",
         "remaining",
         "ChunksRemaining",
         "Count",
     ),
-    m("copy-chunk", "total", "failed", "ChunksFailed", "Count"),
+    m(Stage::CopyChunk, "total", "failed", "ChunksFailed", "Count"),
     // An incremental slice `{"applied","lag_ms",...}` of the forward or reverse link.
     m(
-        "incremental-apply",
+        Stage::IncrementalApply,
         "applied",
         "applied",
         "RowsApplied",
@@ -63,7 +64,7 @@ pub const METRICS: &[MetricSource] = &[
     MetricSource {
         scale: 0.001,
         ..m(
-            "incremental-apply",
+            Stage::IncrementalApply,
             "lag_ms",
             "lag_ms",
             "LagSeconds",
@@ -72,7 +73,7 @@ pub const METRICS: &[MetricSource] = &[
     },
     // A verify call `{"differences",...}` (the `ferry verify` stage).
     m(
-        "verify",
+        Stage::Verify,
         "differences",
         "differences",
         "VerifyDifferences",
@@ -86,7 +87,7 @@ pub fn metrics_line(stage: &str, output: &Value, timestamp_ms: u64) -> Option<St
     let mut defs = Vec::new();
     for m in METRICS
         .iter()
-        .filter(|m| m.stage == stage && output.get(m.when).is_some())
+        .filter(|m| m.stage.name() == stage && output.get(m.when).is_some())
     {
         if let Some(v) = output.get(m.field).and_then(Value::as_f64) {
             let v = if m.scale == 1.0 {

@@ -7,19 +7,9 @@ pub mod model;
 pub mod position;
 pub mod samples;
 pub mod secret;
+pub mod stage;
 pub mod store;
 pub mod task;
 
 pub use error::{FerryError, Result};
-
-/// The stages, by the name a state machine Task resource resolves to, with the
-/// `${...}` placeholder the definition uses for the stage's function ARN.
-pub const STAGES: &[(&str, &str)] = &[
-    ("grant-check", "GrantCheckFunctionArn"),
-    ("plan", "PlanFunctionArn"),
-    ("copy-chunk", "CopyChunkFunctionArn"),
-    ("incremental-apply", "IncrementalApplyFunctionArn"),
-    ("switch", "SwitchFunctionArn"),
-    ("cleanup", "CleanupFunctionArn"),
-    ("verify", "VerifyFunctionArn"),
-];
+pub use stage::Stage;

@@ -4,7 +4,9 @@
 //! conditional writes, keyed as the DynamoDB table is (`pk = task#<id>`,
 //! `sk = meta | table#.. | chunk#.. | ckpt#.. | flags | diff#..`). Every
 //! decision (leases, fencing, state changes) lives in [`Repo`], once, so the
-//! SQLite and DynamoDB stores behave the same.
+//! SQLite and DynamoDB stores behave the same: copy chunks' leases in
+//! `claim_chunk` .. `finish_chunk`, leases on a stage's own records (a verify
+//! chunk, [`Leased`]) in `claim_lease` .. `finish_lease`.
 
 use std::future::Future;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -35,6 +37,25 @@ pub enum Cond {
     Absent,
     /// Write only if the item is at this version.
     Version(u64),
+}
+
+/// A stage's own record worked on under a lease (a verify chunk): one holder
+/// at a time until `lease_until_ms`. Every decision on such a lease (claim,
+/// extend, give back, finish) is a [`Repo`] method (`claim_lease`, ...).
+pub trait Leased: Serialize + DeserializeOwned + Clone {
+    fn holder(&self) -> Option<&str>;
+    fn lease_until_ms(&self) -> u64;
+    fn set_lease(&mut self, holder: Option<String>, until_ms: u64);
+    /// A finished record is not claimed again (in its round).
+    fn finished(&self) -> bool;
+}
+
+/// A lease taken by [`Repo::claim_lease`]: the record as written, and as it
+/// was before (what an earlier holder may have left behind).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed<T> {
+    pub record: T,
+    pub before: Option<T>,
 }
 
 /// A versioned item store with conditional writes.
@@ -933,6 +954,116 @@ impl<S: ItemStore> Repo<S> {
         Err(FerryError::Transient(format!(
             "record {pkey} {sk} is contended; retry"
         )))
+    }
+
+    // ---- leases on a stage's own records ----
+
+    /// Take the lease on record `sk` for `holder`, until `lease_ms` from now,
+    /// if it is free:
+    /// * no record, or one of another round (`ours` false, e.g. an earlier
+    ///   verify run): write `start(None)`, a fresh record;
+    /// * an unfinished record of this round whose lease expired: take it over,
+    ///   writing `start(Some(record))` (e.g. one more attempt);
+    /// * a finished record of this round, or one under a live lease: `None`.
+    ///
+    /// The write is conditional on what was read, so of several workers
+    /// claiming one record at once exactly one wins.
+    pub async fn claim_lease<T: Leased>(
+        &self,
+        task_id: &str,
+        sk: &str,
+        holder: &str,
+        lease_ms: u64,
+        ours: impl Fn(&T) -> bool,
+        start: impl Fn(Option<T>) -> T,
+    ) -> Result<Option<Claimed<T>>, FerryError> {
+        let now = now_ms();
+        let before = std::sync::Mutex::new(None);
+        let written = self
+            .swap_record(task_id, sk, |cur: Option<T>| {
+                let mut next = match &cur {
+                    Some(c) if ours(c) && (c.finished() || c.lease_until_ms() >= now) => {
+                        return None
+                    }
+                    Some(c) if ours(c) => start(Some(c.clone())),
+                    _ => start(None),
+                };
+                next.set_lease(Some(holder.to_string()), now + lease_ms);
+                *before.lock().unwrap_or_else(|e| e.into_inner()) = cur;
+                Some(next)
+            })
+            .await?;
+        let before = before.into_inner().unwrap_or_else(|e| e.into_inner());
+        Ok(written.map(|record| Claimed { record, before }))
+    }
+
+    /// Extend the lease `holder` holds on record `sk` to `lease_ms` from now;
+    /// false when it no longer holds it.
+    pub async fn extend_lease<T: Leased>(
+        &self,
+        task_id: &str,
+        sk: &str,
+        holder: &str,
+        lease_ms: u64,
+        ours: impl Fn(&T) -> bool,
+    ) -> Result<bool, FerryError> {
+        self.if_holder(task_id, sk, holder, ours, |c: &mut T| {
+            c.set_lease(Some(holder.to_string()), now_ms() + lease_ms)
+        })
+        .await
+    }
+
+    /// Give back the lease `holder` holds on record `sk` (unfinished): free
+    /// for anyone from `free_from_ms` on (0: at once). False when `holder`
+    /// does not hold it or `ours` refuses (e.g. no attempt left).
+    pub async fn give_back_lease<T: Leased>(
+        &self,
+        task_id: &str,
+        sk: &str,
+        holder: &str,
+        free_from_ms: u64,
+        ours: impl Fn(&T) -> bool,
+    ) -> Result<bool, FerryError> {
+        self.if_holder(task_id, sk, holder, ours, |c: &mut T| {
+            c.set_lease(None, free_from_ms)
+        })
+        .await
+    }
+
+    /// Finish record `sk` with `finish` and end the lease, only if `holder`
+    /// still holds it; false when the lease was lost (it expired and another
+    /// worker took the record over): that worker's result stands.
+    pub async fn finish_lease<T: Leased>(
+        &self,
+        task_id: &str,
+        sk: &str,
+        holder: &str,
+        ours: impl Fn(&T) -> bool,
+        finish: impl Fn(&mut T),
+    ) -> Result<bool, FerryError> {
+        self.if_holder(task_id, sk, holder, ours, |c: &mut T| {
+            finish(c);
+            c.set_lease(None, 0);
+        })
+        .await
+    }
+
+    async fn if_holder<T: Leased>(
+        &self,
+        task_id: &str,
+        sk: &str,
+        holder: &str,
+        ours: impl Fn(&T) -> bool,
+        change: impl Fn(&mut T),
+    ) -> Result<bool, FerryError> {
+        let written = self
+            .swap_record(task_id, sk, |cur: Option<T>| {
+                let mut c = cur.filter(|c| c.holder() == Some(holder) && ours(c))?;
+                change(&mut c);
+                Some(c)
+            })
+            .await?;
+        Ok(written.is_some())
     }
 
     /// Remove the diffs `drop(source table, seq)` selects (a stage re-checking part of a table).

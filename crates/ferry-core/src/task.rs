@@ -456,18 +456,7 @@ impl TaskSpec {
 
     /// Where a source table lands on the target, after renames.
     pub fn target_name(&self, db: &str, table: &str) -> (String, String) {
-        if let Some(to) = self.objects.rename.get(&format!("{db}.{table}")) {
-            if let Some((d, t)) = to.split_once('.') {
-                return (d.to_string(), t.to_string());
-            }
-        }
-        let new_db = self
-            .objects
-            .rename
-            .get(db)
-            .cloned()
-            .unwrap_or_else(|| db.to_string());
-        (new_db, table.to_string())
+        renamed(&self.objects.rename, db, table)
     }
 
     /// The declared key columns of a source table (`objects.keys`), if any.
@@ -537,6 +526,22 @@ fn glob(pattern: &str, text: &str) -> bool {
         pi += 1;
     }
     pi == p.len()
+}
+
+/// Where source table `db.table` lands under `renames` (`objects.rename`: a
+/// `db.table -> db.table` entry wins over a `db -> db` one). The one rule, used
+/// by [`TaskSpec::target_name`] and by the DDL translation's references.
+pub fn renamed(renames: &BTreeMap<String, String>, db: &str, table: &str) -> (String, String) {
+    if let Some((d, t)) = renames
+        .get(&format!("{db}.{table}"))
+        .and_then(|to| to.split_once('.'))
+    {
+        return (d.to_string(), t.to_string());
+    }
+    (
+        renames.get(db).cloned().unwrap_or_else(|| db.to_string()),
+        table.to_string(),
+    )
 }
 
 #[cfg(test)]

@@ -91,7 +91,7 @@ pub async fn cold_start(stage: &str) -> LambdaEnv {
 }
 
 async fn build_env(stage: &str, table: Option<String>) -> LambdaEnv {
-    if !ferry_core::STAGES.iter().any(|(s, _)| *s == stage) {
+    if ferry_core::Stage::from_name(stage).is_none() {
         return Err(FerryError::Internal(format!(
             "this function runs stage \"{stage}\", which Ferry does not have"
         )));

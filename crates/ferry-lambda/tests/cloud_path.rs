@@ -177,10 +177,7 @@ impl Dispatch for InProcess {
 async fn run_embedded(lab: &Lab, task: Value) -> Outcome {
     let text = std::fs::read_to_string(root().join("statemachine/migration.asl.json"))
         .expect("definition");
-    let subs: HashMap<String, String> = ferry_core::STAGES
-        .iter()
-        .map(|(stage, placeholder)| (placeholder.to_string(), stage.to_string()))
-        .collect();
+    let subs: HashMap<String, String> = ferry_core::Stage::substitutions();
     let definition = Arc::new(Definition::from_json(&text, &subs).expect("the definition loads"));
     let dispatch = Arc::new(InProcess {
         store: lab.store.clone(),

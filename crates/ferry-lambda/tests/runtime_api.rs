@@ -119,8 +119,8 @@ fn bootstrap(stage: &str) -> PathBuf {
             .arg("--manifest-path")
             .arg(root().join("Cargo.toml"))
             .env("CARGO_TARGET_DIR", &target_dir);
-        for (s, _) in ferry_core::STAGES {
-            cmd.args(["-p", &format!("ferry-fn-{s}")]);
+        for s in ferry_core::Stage::ALL {
+            cmd.args(["-p", &s.function_package()]);
         }
         let status = cmd.status().expect("run cargo build for the functions");
         assert!(status.success(), "building the functions/ binaries failed");
@@ -204,7 +204,7 @@ async fn drive(stage: &str, table: Option<&str>, events: Vec<Value>) -> (Vec<Pos
 /// names the fix — never a Rust type name, never a crash at start-up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_function_answers_errors_with_ferry_names() {
-    for (stage, _) in ferry_core::STAGES {
+    for stage in ferry_core::Stage::ALL.map(|s| s.name()) {
         let (posted, _) = drive(
             stage,
             None,

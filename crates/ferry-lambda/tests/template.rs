@@ -84,8 +84,10 @@ fn state_machine_substitutions_match_definition_stages_and_functions() {
     );
 
     let functions = of_type(&t, "AWS::Serverless::Function");
-    let stage_of_placeholder: BTreeMap<&str, &str> =
-        ferry_core::STAGES.iter().map(|(s, p)| (*p, *s)).collect();
+    let stage_of_placeholder: BTreeMap<String, &str> = ferry_core::Stage::ALL
+        .iter()
+        .map(|s| (s.placeholder(), s.name()))
+        .collect();
     for (name, value) in subs {
         let name = name.as_str().unwrap();
         let mut refs = Vec::new();
@@ -134,14 +136,14 @@ fn every_stage_has_a_function_and_a_crate() {
         );
         by_stage.insert(stage.to_string(), name.clone());
     }
-    let stages: BTreeSet<String> = ferry_core::STAGES
+    let stages: BTreeSet<String> = ferry_core::Stage::ALL
         .iter()
-        .map(|(s, _)| s.to_string())
+        .map(|s| s.name().to_string())
         .collect();
     assert_eq!(
         by_stage.keys().cloned().collect::<BTreeSet<_>>(),
         stages,
-        "one function per ferry_core::STAGES"
+        "one function per ferry_core::Stage"
     );
 
     let mut crates = BTreeSet::new();
@@ -163,7 +165,7 @@ fn every_stage_has_a_function_and_a_crate() {
     }
     assert_eq!(
         crates, stages,
-        "one functions/<stage> crate per ferry_core::STAGES"
+        "one functions/<stage> crate per ferry_core::Stage"
     );
 }
 
@@ -243,7 +245,7 @@ fn the_dashboard_shows_only_metrics_the_functions_emit() {
                         });
                     assert_eq!(
                         parts.get(2..4),
-                        Some(&["Stage", source.stage][..]),
+                        Some(&["Stage", source.stage.name()][..]),
                         "Ferry/{} is emitted with dimension Stage={}",
                         parts[1],
                         source.stage

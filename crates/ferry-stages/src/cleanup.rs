@@ -32,12 +32,12 @@ use ferry_core::model::{
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
 use ferry_core::task::{Dialect, MigrationType};
-use ferry_core::FerryError;
+use ferry_core::{FerryError, Stage};
 use ferry_mysql::{classify, qualified, quote_ident, Endpoint};
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::switch::{self, SwitchRecord};
 use crate::{task_id, StageEnv};
@@ -93,36 +93,96 @@ pub struct SideCleanup {
     pub skipped: Option<String>,
 }
 
+/// Input of the stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CleanupInput {
+    /// `{"task_id","action":"stop"}`: mark the task stopped.
+    Stop { task_id: String },
+    /// `{"task_id","action":"report"}`: the final report as the store has it now.
+    Report { task_id: String },
+    /// `{"task_id"}` (or `"action":"release"`, optional `"force"`): remove
+    /// Ferry's objects from both databases and the task's records.
+    Release { task_id: String, force: bool },
+}
+
+impl CleanupInput {
+    pub fn from_json(input: &Value) -> Result<Self, FerryError> {
+        let task_id = task_id(input)?;
+        let force = input.get("force").and_then(Value::as_bool).unwrap_or(false);
+        match input
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or("release")
+        {
+            "stop" => Ok(CleanupInput::Stop { task_id }),
+            "report" => Ok(CleanupInput::Report { task_id }),
+            "release" => Ok(CleanupInput::Release { task_id, force }),
+            other => Err(FerryError::BadTask(format!(
+                "cleanup: \"action\" is \"{other}\"; use \"stop\", \"report\" or \"release\""
+            ))),
+        }
+    }
+}
+
+/// Output of a stop: the task's state after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopOutput {
+    pub task_id: String,
+    pub state: String,
+}
+
+/// Output of a report call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportOutput {
+    pub task_id: String,
+    pub report: FinalReport,
+}
+
+/// Output of a release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseOutput {
+    pub task_id: String,
+    pub released: bool,
+    /// The task was released before (no records left).
+    pub already: bool,
+    /// Why the release must wait (nothing was removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_deleted: Option<u64>,
+    /// The final report, written before the records go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<FinalReport>,
+}
+
+/// The stage as the state machine and the CLI call it: JSON in, JSON out.
 pub async fn run<S: ItemStore, K: SecretSource>(
     env: &StageEnv<S, K>,
     input: Value,
     _deadline: Instant,
 ) -> Result<Value, FerryError> {
-    let id = task_id(&input)?;
-    let force = input.get("force").and_then(Value::as_bool).unwrap_or(false);
-    match input
-        .get("action")
-        .and_then(Value::as_str)
-        .unwrap_or("release")
-    {
-        "stop" => stop(&env.repo, &id).await,
-        "report" => Ok(
-            json!({"task_id": id, "report": report(&env.repo, &env.repo.task(&id).await?).await?}),
-        ),
-        "release" => release(env, &id, force).await,
-        other => Err(FerryError::BadTask(format!(
-            "cleanup: \"action\" is \"{other}\"; use \"stop\", \"report\" or \"release\""
-        ))),
+    match CleanupInput::from_json(&input)? {
+        CleanupInput::Stop { task_id } => crate::to_output(&stop(&env.repo, &task_id).await?),
+        CleanupInput::Report { task_id } => {
+            let report = report(&env.repo, &env.repo.task(&task_id).await?).await?;
+            crate::to_output(&ReportOutput { task_id, report })
+        }
+        CleanupInput::Release { task_id, force } => {
+            crate::to_output(&release(env, &task_id, force).await?)
+        }
     }
 }
 
-async fn stop<S: ItemStore>(repo: &Repo<S>, id: &str) -> Result<Value, FerryError> {
+async fn stop<S: ItemStore>(repo: &Repo<S>, id: &str) -> Result<StopOutput, FerryError> {
     let t = repo.set_state(id, TaskState::Stopped, None).await?;
     tracing::info!(
         task = id,
         "stopped on the operator's request; `ferry resume` continues from the checkpoints"
     );
-    Ok(json!({"task_id": id, "state": t.state.as_str()}))
+    Ok(StopOutput {
+        task_id: id.to_string(),
+        state: t.state.as_str().to_string(),
+    })
 }
 
 /// The task's final report as the store has it now.
@@ -182,19 +242,30 @@ async fn release<S: ItemStore, K: SecretSource>(
     env: &StageEnv<S, K>,
     id: &str,
     force: bool,
-) -> Result<Value, FerryError> {
+) -> Result<ReleaseOutput, FerryError> {
+    let out = |released, already| ReleaseOutput {
+        task_id: id.to_string(),
+        released,
+        already,
+        refused: None,
+        records_deleted: None,
+        report: None,
+    };
     let Some(task) = env.repo.get_task(id).await? else {
-        return Ok(json!({"task_id": id, "released": true, "already": true}));
+        return Ok(out(true, true));
     };
     if let Some(reason) = refusal(&env.repo, &task).await? {
-        return Ok(json!({"task_id": id, "released": false, "already": false, "refused": reason}));
+        return Ok(ReleaseOutput {
+            refused: Some(reason),
+            ..out(false, false)
+        });
     }
     env.repo
         .update_flags(id, |f| f.stop_requested = true)
         .await?;
     let task = env
         .repo
-        .set_state(id, TaskState::Releasing, Some("cleanup"))
+        .set_state(id, TaskState::Releasing, Some(Stage::Cleanup.name()))
         .await?;
     let mut rep = report(&env.repo, &task).await?;
     let (source, target) = env.endpoints(&task.spec).await?;
@@ -213,9 +284,11 @@ async fn release<S: ItemStore, K: SecretSource>(
     }
     let records = env.repo.delete_task(id).await?;
     rep.state = TaskState::Released.as_str().to_string();
-    Ok(
-        json!({"task_id": id, "released": true, "already": false, "records_deleted": records, "report": rep}),
-    )
+    Ok(ReleaseOutput {
+        records_deleted: Some(records as u64),
+        report: Some(rep),
+        ..out(true, false)
+    })
 }
 
 /// Why release must wait, if it must.

@@ -38,45 +38,111 @@ use ferry_mysql::schema::{binlog_position, read_source_table, TableInfo};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Pool};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use crate::deadline::stop_time;
 use crate::plan::{deferred_key, DeferredDdl};
 use crate::{task_id, StageEnv};
 
 /// Bytes per write batch (the row limit is the task's `batch_rows`).
 const BATCH_BYTES: usize = 4 << 20;
 
+/// One copy worker of a task: an item of the plan's `workers` (the state
+/// machine's Map calls the stage once per item).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyWorker {
+    pub task_id: String,
+    pub worker: u64,
+}
+
+/// Input of the stage: a worker's call, or the copy's summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyInput {
+    /// `{"task_id","worker"}`: copy chunks until none is left or the deadline.
+    /// `worker` (a number or a string, default `0`) names the lease owner.
+    Work { task_id: String, worker: String },
+    /// `{"task_id","action":"summary"}`.
+    Summary { task_id: String },
+}
+
+impl CopyInput {
+    pub fn from_json(input: &Value) -> Result<Self, FerryError> {
+        let task_id = task_id(input)?;
+        if input.get("action").and_then(Value::as_str) == Some("summary") {
+            return Ok(CopyInput::Summary { task_id });
+        }
+        let worker = match input.get("worker") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => "0".to_string(),
+        };
+        Ok(CopyInput::Work { task_id, worker })
+    }
+}
+
+/// Output of a worker's call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyOutput {
+    pub task_id: String,
+    /// Chunks and rows this call copied.
+    pub copied: u64,
+    pub rows: u64,
+    /// Chunks pending or leased (by any worker).
+    pub remaining: u64,
+    pub stop_requested: bool,
+}
+
+/// Output of the summary: the task's chunks by state (`running`: leased by
+/// another worker, perhaps one whose Lambda died).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopySummary {
+    pub task_id: String,
+    pub remaining: u64,
+    pub pending: u64,
+    pub running: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub total: u64,
+    pub rows: u64,
+    pub stop_requested: bool,
+}
+
+/// The stage as the state machine calls it: JSON in, JSON out.
 pub async fn run<S: ItemStore, K: SecretSource>(
     env: &StageEnv<S, K>,
     input: Value,
     deadline: Instant,
 ) -> Result<Value, FerryError> {
-    let task_id = task_id(&input)?;
-    if input.get("action").and_then(Value::as_str) == Some("summary") {
-        return summary(env, &task_id).await;
+    match CopyInput::from_json(&input)? {
+        CopyInput::Summary { task_id } => crate::to_output(&summary(env, &task_id).await?),
+        CopyInput::Work { task_id, worker } => {
+            crate::to_output(&work(env, &task_id, &worker, deadline).await?)
+        }
     }
-    let worker = match input.get("worker") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => "0".to_string(),
-    };
+}
+
+/// One worker's call: claim, copy and finish chunks until none is claimable,
+/// the deadline, or an operator's stop.
+pub async fn work<S: ItemStore, K: SecretSource>(
+    env: &StageEnv<S, K>,
+    task_id: &str,
+    worker: &str,
+    deadline: Instant,
+) -> Result<CopyOutput, FerryError> {
     let owner = format!("{}#{worker}", env.worker_id);
-    let mut w = Worker::start(env, &task_id, owner, deadline).await?;
+    let mut w = Worker::start(env, task_id, owner, deadline).await?;
     let result = w.run().await;
     w.close().await;
     let (copied, rows) = result?;
-    let s = env.repo.chunk_summary(&task_id).await?;
-    let stop = env.repo.flags(&task_id).await?.stop_requested;
-    Ok(json!({"task_id": task_id, "copied": copied, "rows": rows,
-              "remaining": s.pending + s.running, "stop_requested": stop}))
-}
-
-/// Stop claiming this long before the deadline: max(5 s, 10% of the time given).
-fn stop_time(deadline: Instant) -> Instant {
-    let now = Instant::now();
-    let budget = deadline.saturating_duration_since(now);
-    let margin = Duration::from_secs(5).max(budget / 10);
-    deadline.checked_sub(margin).unwrap_or(now).max(now)
+    let s = env.repo.chunk_summary(task_id).await?;
+    let stop = env.repo.flags(task_id).await?.stop_requested;
+    Ok(CopyOutput {
+        task_id: task_id.to_string(),
+        copied,
+        rows,
+        remaining: s.pending + s.running,
+        stop_requested: stop,
+    })
 }
 
 /// One stage call's worker: its pools, connections, lease owner and caches.
@@ -597,10 +663,10 @@ async fn run_deferred<S: ItemStore>(
 
 /// The summary action: chunk counts; at the end of the copy, finish the tables
 /// and record where the source's binlog was (`copy_finished`).
-async fn summary<S: ItemStore, K: SecretSource>(
+pub async fn summary<S: ItemStore, K: SecretSource>(
     env: &StageEnv<S, K>,
     task_id: &str,
-) -> Result<Value, FerryError> {
+) -> Result<CopySummary, FerryError> {
     let task = env.repo.task(task_id).await?;
     let s = env.repo.chunk_summary(task_id).await?;
     let remaining = s.pending + s.running;
@@ -639,17 +705,17 @@ async fn summary<S: ItemStore, K: SecretSource>(
                 .await?;
         }
     }
-    Ok(json!({
-        "task_id": task_id,
-        "remaining": remaining,
-        "pending": s.pending,
-        "running": s.running,
-        "done": s.done,
-        "failed": s.failed,
-        "total": s.total,
-        "rows": s.rows,
-        "stop_requested": env.repo.flags(task_id).await?.stop_requested,
-    }))
+    Ok(CopySummary {
+        task_id: task_id.to_string(),
+        remaining,
+        pending: s.pending,
+        running: s.running,
+        done: s.done,
+        failed: s.failed,
+        total: s.total,
+        rows: s.rows,
+        stop_requested: env.repo.flags(task_id).await?.stop_requested,
+    })
 }
 
 #[cfg(test)]
@@ -688,17 +754,5 @@ mod tests {
     fn the_stage_future_is_send<S: ItemStore, K: SecretSource>(env: &StageEnv<S, K>) {
         fn is_send<T: Send>(_: T) {}
         is_send(run(env, Value::Null, Instant::now()));
-    }
-
-    #[test]
-    fn the_margin_is_at_least_five_seconds_or_a_tenth() {
-        let now = Instant::now();
-        let d = now + Duration::from_secs(100);
-        let stop = stop_time(d);
-        assert!(d - stop >= Duration::from_secs(10) - Duration::from_millis(50));
-        let d = now + Duration::from_secs(20);
-        assert!(d - stop_time(d) >= Duration::from_secs(5) - Duration::from_millis(50));
-        // A deadline closer than the margin: stop at once.
-        assert!(stop_time(now + Duration::from_secs(2)) <= Instant::now());
     }
 }

@@ -33,21 +33,42 @@ use ferry_core::task::TaskSpec;
 use ferry_core::FerryError;
 use ferry_mysql::precheck::resume::{check_resume, ResumeFacts};
 use ferry_mysql::precheck::{check_source, check_tables_planned, check_target, merge};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::StageEnv;
 
-const STAGE: &str = "grant-check";
+const STAGE: &str = ferry_core::Stage::GrantCheck.name();
 
+/// Output of the stage; the report itself is in the task record (`precheck`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantCheckOutput {
+    pub task_id: String,
+    pub ok: bool,
+    /// Checks that failed, and that warned.
+    pub failed: u64,
+    pub warned: u64,
+}
+
+/// The stage as the state machine calls it: the task file in, JSON out.
 pub async fn run<S: ItemStore, K: SecretSource>(
     env: &StageEnv<S, K>,
     input: Value,
-    _deadline: Instant,
+    deadline: Instant,
 ) -> Result<Value, FerryError> {
     let spec = TaskSpec::from_json(&input.to_string())?;
-    let (src, tgt) = env.endpoints(&spec).await?;
+    crate::to_output(&run_typed(env, &spec, deadline).await?)
+}
+
+/// Check the servers (and, resuming, what the task left) for the task `spec`.
+pub async fn run_typed<S: ItemStore, K: SecretSource>(
+    env: &StageEnv<S, K>,
+    spec: &TaskSpec,
+    _deadline: Instant,
+) -> Result<GrantCheckOutput, FerryError> {
+    let (src, tgt) = env.endpoints(spec).await?;
     let id = spec.task_id.as_str();
-    let task = env.repo.create_task(&spec).await?;
+    let task = env.repo.create_task(spec).await?;
     env.repo
         .set_state(id, TaskState::Prechecking, Some(STAGE))
         .await?;
@@ -61,17 +82,17 @@ pub async fn run<S: ItemStore, K: SecretSource>(
             tables: recorded,
         };
         let (source, target, resume) = tokio::join!(
-            check_source(&src, &spec),
-            check_target(&tgt, &spec),
-            check_resume(&src, &tgt, &spec, &facts),
+            check_source(&src, spec),
+            check_target(&tgt, spec),
+            check_resume(&src, &tgt, spec, &facts),
         );
         PrecheckReport::new(merge(vec![source, target, resume]))
     } else {
         let planned: BTreeSet<String> = recorded.iter().map(TableRecord::source_name).collect();
         let (source, target, tables) = tokio::join!(
-            check_source(&src, &spec),
-            check_target(&tgt, &spec),
-            check_tables_planned(&src, &tgt, &spec, &planned),
+            check_source(&src, spec),
+            check_target(&tgt, spec),
+            check_tables_planned(&src, &tgt, spec, &planned),
         );
         PrecheckReport::new(merge(vec![source, target, tables]))
     };
@@ -88,19 +109,19 @@ pub async fn run<S: ItemStore, K: SecretSource>(
             purged.fix.clone().unwrap_or_default()
         )));
     }
-    let count = |s: CheckStatus| report.items.iter().filter(|i| i.status == s).count();
+    let count = |s: CheckStatus| report.items.iter().filter(|i| i.status == s).count() as u64;
     tracing::info!(
         task = id,
         ok = report.ok,
         failed = count(CheckStatus::Fail),
         "precheck finished"
     );
-    Ok(json!({
-        "task_id": id,
-        "ok": report.ok,
-        "failed": count(CheckStatus::Fail),
-        "warned": count(CheckStatus::Warn),
-    }))
+    Ok(GrantCheckOutput {
+        task_id: id.to_string(),
+        ok: report.ok,
+        failed: count(CheckStatus::Fail),
+        warned: count(CheckStatus::Warn),
+    })
 }
 
 /// Keep the report; a failed one marks the task failed, a passing one clears

@@ -42,17 +42,10 @@ use ferry_mysql::apply::{
 use ferry_mysql::dialect::TargetContext;
 use ferry_mysql::dirty::ChunkMap;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use crate::deadline::stop_time;
 use crate::{task_id, StageEnv};
-
-/// Stop reading this long before the deadline: max(5 s, 10% of the time given).
-fn stop_time(deadline: Instant) -> Instant {
-    let now = Instant::now();
-    let budget = deadline.saturating_duration_since(now);
-    let margin = Duration::from_secs(5).max(budget / 10);
-    deadline.checked_sub(margin).unwrap_or(now).max(now)
-}
 
 /// How often the operator's flags and the link's owner are checked during a call.
 const POLL: Duration = Duration::from_secs(2);
@@ -79,6 +72,56 @@ pub struct OpRate {
 
 pub fn stats_key(dir: Direction) -> String {
     format!("cdcstats#{}", dir.as_str())
+}
+
+/// Input of the stage: `{"task_id","direction"}` (optional `"idle_ms"`).
+/// Read from JSON by [`ApplyInput::from_json`] only, which keeps the stage's
+/// error messages for a missing `task_id` or an unknown `direction`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApplyInput {
+    pub task_id: String,
+    /// Forward unless the input says `"reverse"`.
+    pub direction: Direction,
+    /// Return once caught up and idle this long (default 10 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_ms: Option<u64>,
+}
+
+impl ApplyInput {
+    pub fn new(task_id: impl Into<String>, direction: Direction) -> Self {
+        ApplyInput {
+            task_id: task_id.into(),
+            direction,
+            idle_ms: None,
+        }
+    }
+
+    /// The input the state machine sends, with a clear error for a bad field.
+    pub fn from_json(input: &Value) -> Result<Self, FerryError> {
+        Ok(ApplyInput {
+            task_id: task_id(input)?,
+            direction: direction(input)?,
+            idle_ms: input.get("idle_ms").and_then(Value::as_u64),
+        })
+    }
+}
+
+/// Output of the stage: where the link got to and what the operator asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyOutput {
+    pub task_id: String,
+    /// False when the task has no `incremental` type (nothing was applied).
+    pub enabled: bool,
+    /// The link's checkpoint after the call (`None`: it never ran).
+    pub position: Option<BinlogPosition>,
+    pub lag_ms: Option<u64>,
+    pub read_lag_ms: Option<u64>,
+    pub apply_lag_ms: Option<u64>,
+    /// Rows applied by this call.
+    pub applied: u64,
+    pub caught_up: bool,
+    pub switch_requested: bool,
+    pub stop_requested: bool,
 }
 
 fn direction(input: &Value) -> Result<Direction, FerryError> {
@@ -163,21 +206,33 @@ fn declared_keys(spec: &TaskSpec, dir: Direction) -> BTreeMap<(String, String), 
         .collect()
 }
 
+/// The stage as the state machine calls it: JSON in, JSON out, over [`run_typed`].
 pub async fn run<S: ItemStore, K: SecretSource>(
     env: &StageEnv<S, K>,
     input: Value,
     deadline: Instant,
 ) -> Result<Value, FerryError> {
-    let task_id = task_id(&input)?;
-    let dir = direction(&input)?;
+    let input = ApplyInput::from_json(&input)?;
+    crate::to_output(&run_typed(env, input, deadline).await?)
+}
+
+/// One slice of the link `input.direction` of task `input.task_id`.
+pub async fn run_typed<S: ItemStore, K: SecretSource>(
+    env: &StageEnv<S, K>,
+    input: ApplyInput,
+    deadline: Instant,
+) -> Result<ApplyOutput, FerryError> {
+    let task_id = input.task_id;
+    let dir = input.direction;
     let repo = &env.repo;
     let task = repo.task(&task_id).await?;
     let flags = repo.flags(&task_id).await?;
     let existing = repo.checkpoint(&task_id, dir).await?;
     if !task.spec.has(MigrationType::Incremental) {
-        let mut out = output(&task_id, None, None, &flags);
-        out["enabled"] = json!(false);
-        return Ok(out);
+        return Ok(ApplyOutput {
+            enabled: false,
+            ..output(&task_id, None, None, &flags)
+        });
     }
     if flags.stop_requested {
         let position = existing.as_ref().map(|c| c.position.clone());
@@ -246,11 +301,7 @@ pub async fn run<S: ItemStore, K: SecretSource>(
             cfg.dirty = Some((Arc::new(ChunkMap::new(&chunks)), Arc::new(sink)));
         }
     }
-    cfg.idle = input
-        .get("idle_ms")
-        .and_then(Value::as_u64)
-        .map(Duration::from_millis)
-        .unwrap_or(IDLE);
+    cfg.idle = input.idle_ms.map(Duration::from_millis).unwrap_or(IDLE);
     cfg.idempotent_until = match dir {
         // Idempotent until the copy's end; without a full copy nothing says what the target holds.
         Direction::Forward => task
@@ -379,17 +430,17 @@ fn output(
     position: Option<&BinlogPosition>,
     r: Option<&LinkReport>,
     flags: &ControlFlags,
-) -> Value {
-    json!({
-        "task_id": task_id,
-        "enabled": true,
-        "position": position,
-        "lag_ms": r.and_then(|r| r.lag_ms),
-        "read_lag_ms": r.and_then(|r| r.read_lag_ms),
-        "apply_lag_ms": r.and_then(|r| r.apply_lag_ms),
-        "applied": r.map(|r| r.applied).unwrap_or(0),
-        "caught_up": r.is_some_and(|r| r.caught_up),
-        "switch_requested": flags.switch_requested,
-        "stop_requested": flags.stop_requested,
-    })
+) -> ApplyOutput {
+    ApplyOutput {
+        task_id: task_id.to_string(),
+        enabled: true,
+        position: position.cloned(),
+        lag_ms: r.and_then(|r| r.lag_ms),
+        read_lag_ms: r.and_then(|r| r.read_lag_ms),
+        apply_lag_ms: r.and_then(|r| r.apply_lag_ms),
+        applied: r.map(|r| r.applied).unwrap_or(0),
+        caught_up: r.is_some_and(|r| r.caught_up),
+        switch_requested: flags.switch_requested,
+        stop_requested: flags.stop_requested,
+    }
 }

@@ -1,19 +1,34 @@
 //! Ferry's stages. Each is one function, called in-process by the embedded
-//! runner and by one Lambda per stage in the cloud:
+//! runner and by one Lambda per stage in the cloud. Which stages exist is
+//! [`ferry_core::Stage`]; [`invoke_stage`] runs one (an exhaustive `match`).
+//!
+//! Each stage has typed input and output beside its `run`; the JSON the state
+//! machine and the Lambda function see is made from them at this boundary
+//! only (`run` parses the input with the stage's own error messages and
+//! serializes the output, field names as listed):
 //!
 //! | stage | input | output |
 //! |---|---|---|
-//! | `grant-check` | the task file (JSON) | `{"task_id","ok","failed","warned"}`; the report is in the task record |
-//! | `plan` | `{"task_id"}` | `{"task_id","tables","chunks","workers":[{"task_id","worker"}..]}` |
-//! | `copy-chunk` | `{"task_id","worker"}` | `{"task_id","copied","rows","remaining"}` (works until no chunk is left or the deadline) |
-//! | `copy-chunk` | `{"task_id","action":"summary"}` | `{"task_id","remaining","done","failed","total","rows"}` |
-//! | `verify` | `{"task_id","mode":"full"\|"sample"\|"recheck"\|"changed"}` (+ `"when"`, `"run_id"`, `"repair"`) | `{"task_id","run_id","done","tables","chunks","rows","differences","unsettled","clean"}`; safe from several workers at once |
+//! | `grant-check` | the task file ([`TaskSpec`]) | [`grant_check::GrantCheckOutput`] `{"task_id","ok","failed","warned"}`; the report is in the task record |
+//! | `plan` | [`plan::PlanInput`] `{"task_id"}` | [`plan::PlanOutput`] `{"task_id","tables","chunks","workers":[{"task_id","worker"}..]}` |
+//! | `copy-chunk` | [`copy_chunk::CopyInput`]: `{"task_id","worker"}` | [`copy_chunk::CopyOutput`] `{"task_id","copied","rows","remaining","stop_requested"}` (works until no chunk is left or the deadline) |
+//! | | `{"task_id","action":"summary"}` | [`copy_chunk::CopySummary`] `{"task_id","remaining","pending","running","done","failed","total","rows","stop_requested"}` |
+//! | `incremental-apply` | [`incremental_apply::ApplyInput`] `{"task_id","direction"}` (+ `"idle_ms"`) | [`incremental_apply::ApplyOutput`] `{"task_id","enabled","position","lag_ms",..,"applied","caught_up","switch_requested","stop_requested"}` |
+//! | `verify` | [`verify::VerifyInput`] `{"task_id","mode":"full"\|"sample"\|"recheck"\|"changed"}` (+ `"when"`, `"run_id"`, `"begin"`, `"repair"`, ..) | [`verify::VerifyOutput`] `{"task_id","run_id","done","tables","chunks","rows","differences","unsettled","clean",..}`; safe from several workers at once |
+//! | `switch` | [`switch::SwitchInput`]: `{"task_id"}` | [`switch::SwitchOutput`] `{"task_id","ready","done","gave_up","stop_requested","reverse","phase","reason"}` |
+//! | | `{"task_id","action":"phase"}` | [`switch::PhaseOutput`] `{"task_id","phase","slices","slice_budget"}` |
+//! | `cleanup` | [`cleanup::CleanupInput`]: `{"task_id","action":"stop"}` | [`cleanup::StopOutput`] `{"task_id","state"}` |
+//! | | `{"task_id","action":"report"}` | [`cleanup::ReportOutput`] `{"task_id","report"}` |
+//! | | `{"task_id"}` (+ `"force"`) | [`cleanup::ReleaseOutput`] `{"task_id","released","already"}` (+ `"refused"` or `"records_deleted","report"`) |
 //!
+//! Rust callers use the typed entry points (`switch` runs the apply and the
+//! verify through [`incremental_apply::run_typed`] and [`verify::run_typed`]).
 //! A stage never panics on data; it returns a [`FerryError`] whose name the
 //! state machine matches, and records the error on the task.
 
 pub mod cleanup;
 pub mod copy_chunk;
+pub mod deadline;
 pub mod dirty;
 pub mod grant_check;
 pub mod incremental_apply;
@@ -21,13 +36,14 @@ pub mod plan;
 pub mod switch;
 pub mod verify;
 
+use std::str::FromStr;
 use std::time::Instant;
 
 use ferry_core::model::Liveness;
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{ItemStore, Repo};
 use ferry_core::task::TaskSpec;
-use ferry_core::FerryError;
+use ferry_core::{FerryError, Stage};
 use ferry_mysql::Endpoint;
 use serde_json::Value;
 
@@ -70,8 +86,12 @@ pub fn task_id(input: &Value) -> Result<String, FerryError> {
         })
 }
 
-/// Run one stage by name. On error the task record gets the error (a
-/// definite one marks the task failed) before it is returned.
+/// A stage's typed output as the JSON the state machine reads.
+pub(crate) fn to_output<T: serde::Serialize>(out: &T) -> Result<Value, FerryError> {
+    serde_json::to_value(out)
+        .map_err(|e| FerryError::Internal(format!("a stage output does not serialize: {e}")))
+}
+
 /// Record on the task which stage runs now (what `ferry status` shows beside
 /// the state), when it changed. Best effort: the task may not exist yet (the
 /// first precheck) or any more (after release).
@@ -122,9 +142,34 @@ async fn with_heartbeat<S: ItemStore, K: SecretSource, T>(
     }
 }
 
+/// Run one stage by the name a state machine Task or a Lambda function gives
+/// (the JSON boundary): [`invoke_stage`] for a [`Stage`]. A name that is no
+/// stage is a `Ferry.Internal` error, recorded on the task like any other.
 pub async fn invoke<S: ItemStore, K: SecretSource>(
     env: &StageEnv<S, K>,
     stage: &str,
+    input: Value,
+    deadline: Instant,
+) -> Result<Value, FerryError> {
+    match Stage::from_str(stage) {
+        Ok(stage) => invoke_stage(env, stage, input, deadline).await,
+        Err(e) => {
+            if let Some(id) = input.get("task_id").and_then(Value::as_str) {
+                note_stage(env, id, stage).await;
+                if let Err(store_err) = env.repo.record_error(id, stage, &e).await {
+                    tracing::warn!(task = %id, stage, error = %store_err, "could not record the stage's error");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Run one stage. On error the task record gets the error (a definite one
+/// marks the task failed) before it is returned.
+pub async fn invoke_stage<S: ItemStore, K: SecretSource>(
+    env: &StageEnv<S, K>,
+    stage: Stage,
     input: Value,
     deadline: Instant,
 ) -> Result<Value, FerryError> {
@@ -133,29 +178,28 @@ pub async fn invoke<S: ItemStore, K: SecretSource>(
         .and_then(Value::as_str)
         .map(str::to_string);
     if let Some(id) = &id {
-        note_stage(env, id, stage).await;
+        note_stage(env, id, stage.name()).await;
     }
     let work = async {
         match stage {
-            "grant-check" => grant_check::run(env, input, deadline).await,
-            "plan" => plan::run(env, input, deadline).await,
-            "copy-chunk" => copy_chunk::run(env, input, deadline).await,
+            Stage::GrantCheck => grant_check::run(env, input, deadline).await,
+            Stage::Plan => plan::run(env, input, deadline).await,
+            Stage::CopyChunk => copy_chunk::run(env, input, deadline).await,
             // Boxed: their futures are large (a switch nests the other two).
-            "incremental-apply" => Box::pin(incremental_apply::run(env, input, deadline)).await,
-            "verify" => Box::pin(verify::run(env, input, deadline)).await,
-            "switch" => Box::pin(switch::run(env, input, deadline)).await,
-            "cleanup" => cleanup::run(env, input, deadline).await,
-            other => Err(FerryError::Internal(format!("no stage named \"{other}\""))),
+            Stage::IncrementalApply => Box::pin(incremental_apply::run(env, input, deadline)).await,
+            Stage::Verify => Box::pin(verify::run(env, input, deadline)).await,
+            Stage::Switch => Box::pin(switch::run(env, input, deadline)).await,
+            Stage::Cleanup => cleanup::run(env, input, deadline).await,
         }
     };
     let result = match (&id, stage) {
         // Cleanup removes the task's records: no heartbeat may write them back.
-        (Some(id), s) if s != "cleanup" => with_heartbeat(env, id, stage, work).await,
+        (Some(id), s) if s != Stage::Cleanup => with_heartbeat(env, id, stage.name(), work).await,
         _ => work.await,
     };
     if let (Err(e), Some(id)) = (&result, id) {
-        if let Err(store_err) = env.repo.record_error(&id, stage, e).await {
-            tracing::warn!(task = %id, stage, error = %store_err, "could not record the stage's error");
+        if let Err(store_err) = env.repo.record_error(&id, stage.name(), e).await {
+            tracing::warn!(task = %id, stage = stage.name(), error = %store_err, "could not record the stage's error");
         }
     }
     result

@@ -22,7 +22,7 @@ use ferry_core::model::{Direction, SnapshotPoint, TablePhase, TableRecord, TaskR
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
 use ferry_core::task::{MigrationType, TaskSpec};
-use ferry_core::FerryError;
+use ferry_core::{FerryError, Stage};
 use ferry_mysql::dialect::caps::{self, TargetCaps, CAPS_RECORD};
 use ferry_mysql::dialect::{self, Problem, TargetContext, TranslateOptions, Translated};
 use ferry_mysql::planner::{no_key_error, plan_chunks};
@@ -33,8 +33,9 @@ use ferry_mysql::{classify, quote_ident};
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use crate::copy_chunk::CopyWorker;
 use crate::{task_id, StageEnv};
 
 /// The record holding the table list of the first plan run.
@@ -57,19 +58,53 @@ pub struct DeferredDdl {
     pub notes: Vec<String>,
 }
 
+/// Input of the stage: `{"task_id"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanInput {
+    pub task_id: String,
+}
+
+impl PlanInput {
+    pub fn from_json(input: &Value) -> Result<Self, FerryError> {
+        Ok(PlanInput {
+            task_id: task_id(input)?,
+        })
+    }
+}
+
+/// Output of the stage: what was planned, and one copy worker per slot (the
+/// state machine's Map runs `copy-chunk` once per item).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanOutput {
+    pub task_id: String,
+    pub tables: u64,
+    pub chunks: u64,
+    pub workers: Vec<CopyWorker>,
+}
+
+/// The stage as the state machine calls it: JSON in, JSON out, over [`run_typed`].
 pub async fn run<S: ItemStore, K: SecretSource>(
     env: &StageEnv<S, K>,
     input: Value,
     deadline: Instant,
 ) -> Result<Value, FerryError> {
-    let id = task_id(&input)?;
+    let input = PlanInput::from_json(&input)?;
+    crate::to_output(&run_typed(env, input, deadline).await?)
+}
+
+pub async fn run_typed<S: ItemStore, K: SecretSource>(
+    env: &StageEnv<S, K>,
+    input: PlanInput,
+    deadline: Instant,
+) -> Result<PlanOutput, FerryError> {
+    let id = input.task_id;
     let task = env.repo.task(&id).await?;
     if task.planned {
         return output(&env.repo, &task).await;
     }
     let task = env
         .repo
-        .set_state(&id, TaskState::Migrating, Some("plan"))
+        .set_state(&id, TaskState::Migrating, Some(Stage::Plan.name()))
         .await?;
     let spec = &task.spec;
     let (source, target) = env.endpoints(spec).await?;
@@ -109,14 +144,22 @@ pub async fn run<S: ItemStore, K: SecretSource>(
 }
 
 /// `{"task_id","tables","chunks","workers":[{"task_id","worker"}..]}` from the records.
-async fn output<S: ItemStore>(repo: &Repo<S>, task: &TaskRecord) -> Result<Value, FerryError> {
-    let tables = repo.tables(&task.task_id).await?.len();
-    let chunks = repo.chunks(&task.task_id).await?.len();
-    let n = (task.spec.options.concurrency as usize).min(chunks).max(1);
-    let workers: Vec<Value> = (0..n)
-        .map(|w| json!({"task_id": task.task_id, "worker": w}))
+async fn output<S: ItemStore>(repo: &Repo<S>, task: &TaskRecord) -> Result<PlanOutput, FerryError> {
+    let tables = repo.tables(&task.task_id).await?.len() as u64;
+    let chunks = repo.chunks(&task.task_id).await?.len() as u64;
+    let n = u64::from(task.spec.options.concurrency).min(chunks).max(1);
+    let workers = (0..n)
+        .map(|worker| CopyWorker {
+            task_id: task.task_id.clone(),
+            worker,
+        })
         .collect();
-    Ok(json!({"task_id": task.task_id, "tables": tables, "chunks": chunks, "workers": workers}))
+    Ok(PlanOutput {
+        task_id: task.task_id.clone(),
+        tables,
+        chunks,
+        workers,
+    })
 }
 
 /// A new plan (no snapshot point yet, so no link of this incarnation exists)

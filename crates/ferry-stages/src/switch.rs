@@ -60,16 +60,18 @@ use ferry_core::position::BinlogPosition;
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
 use ferry_core::task::{MigrationType, TaskSpec};
-use ferry_core::FerryError;
+use ferry_core::{FerryError, Stage};
 use ferry_mysql::apply::{apply_connection, failpoint_for, pos_lt, Link};
 use ferry_mysql::binlog::{
     current_position, server_id_for, BinlogEvent, BinlogReader, ReaderOptions,
 };
 use ferry_mysql::Endpoint;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::incremental_apply::ApplyInput;
+use crate::verify::{Mode, VerifyInput};
 use crate::{task_id, StageEnv};
 
 /// The record of a task's switch.
@@ -217,28 +219,76 @@ pub async fn record<S: ItemStore>(
     repo.get_record(task_id, SWITCH_SK).await
 }
 
+/// Input of the stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchInput {
+    /// `{"task_id"}` (or `"action": "switch"`): run the switch's steps.
+    Switch { task_id: String },
+    /// `{"task_id","action":"phase"}`: which link runs now.
+    Phase { task_id: String },
+}
+
+impl SwitchInput {
+    pub fn from_json(input: &Value) -> Result<Self, FerryError> {
+        let task_id = task_id(input)?;
+        match input
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or("switch")
+        {
+            "switch" => Ok(SwitchInput::Switch { task_id }),
+            "phase" => Ok(SwitchInput::Phase { task_id }),
+            other => Err(FerryError::BadTask(format!(
+                "switch: \"action\" is \"{other}\"; use \"switch\" or \"phase\""
+            ))),
+        }
+    }
+}
+
+/// Output of a switch call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchOutput {
+    pub task_id: String,
+    /// The switch started (it may still be running).
+    pub ready: bool,
+    pub done: bool,
+    pub gave_up: bool,
+    pub stop_requested: bool,
+    /// The task has a reverse link after the switch.
+    pub reverse: bool,
+    pub phase: String,
+    pub reason: Option<String>,
+}
+
+/// Output of a phase call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseOutput {
+    pub task_id: String,
+    /// `none`, `forward`, `switching`, `reverse` or `completed`.
+    pub phase: String,
+    /// The state machine's slice counter (starts at 0) and its budget
+    /// before it continues as a new execution.
+    pub slices: u64,
+    pub slice_budget: u64,
+}
+
+/// The stage as the state machine calls it: JSON in, JSON out.
 pub async fn run<S: ItemStore, K: SecretSource>(
     env: &StageEnv<S, K>,
     input: Value,
     deadline: Instant,
 ) -> Result<Value, FerryError> {
-    let id = task_id(&input)?;
-    match input
-        .get("action")
-        .and_then(Value::as_str)
-        .unwrap_or("switch")
-    {
-        "switch" => Switch::load(env, &id).await?.run(deadline).await,
-        "phase" => phase(&env.repo, &id).await,
-        other => Err(FerryError::BadTask(format!(
-            "switch: \"action\" is \"{other}\"; use \"switch\" or \"phase\""
-        ))),
+    match SwitchInput::from_json(&input)? {
+        SwitchInput::Switch { task_id } => {
+            crate::to_output(&Switch::load(env, &task_id).await?.run(deadline).await?)
+        }
+        SwitchInput::Phase { task_id } => crate::to_output(&phase(&env.repo, &task_id).await?),
     }
 }
 
 /// Which link runs now: `none` (no incremental sync), `forward`, `switching`,
 /// `reverse`, or `completed`. The state machine branches on it after the copy.
-pub async fn phase<S: ItemStore>(repo: &Repo<S>, task_id: &str) -> Result<Value, FerryError> {
+pub async fn phase<S: ItemStore>(repo: &Repo<S>, task_id: &str) -> Result<PhaseOutput, FerryError> {
     let task = repo.task(task_id).await?;
     let rec = record(repo, task_id).await?;
     let (phase, state) = match rec.map(|r| r.phase) {
@@ -252,15 +302,15 @@ pub async fn phase<S: ItemStore>(repo: &Repo<S>, task_id: &str) -> Result<Value,
         _ => ("forward", Some(TaskState::Synchronizing)),
     };
     if let Some(state) = state.filter(|s| *s != task.state) {
-        let stage = (phase != "none").then_some("incremental-apply");
+        let stage = (phase != "none").then_some(Stage::IncrementalApply.name());
         repo.set_state(task_id, state, stage).await?;
     }
-    Ok(json!({
-        "task_id": task_id,
-        "phase": phase,
-        "slices": 0,
-        "slice_budget": task.spec.options.slice_budget,
-    }))
+    Ok(PhaseOutput {
+        task_id: task_id.to_string(),
+        phase: phase.to_string(),
+        slices: 0,
+        slice_budget: task.spec.options.slice_budget,
+    })
 }
 
 /// Whether the switch may start, or why not.
@@ -332,20 +382,20 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
         failpoint_for(self.id(), &format!("switch.after_{step}"))
     }
 
-    fn output(&self, ready: bool, stop_requested: bool) -> Value {
-        json!({
-            "task_id": self.id(),
-            "ready": ready,
-            "done": self.rec.phase == SwitchPhase::Done,
-            "gave_up": self.rec.phase == SwitchPhase::GaveUp,
-            "stop_requested": stop_requested,
-            "reverse": self.reverse(),
-            "phase": self.rec.phase.as_str(),
-            "reason": self.rec.reason,
-        })
+    fn output(&self, ready: bool, stop_requested: bool) -> SwitchOutput {
+        SwitchOutput {
+            task_id: self.id().to_string(),
+            ready,
+            done: self.rec.phase == SwitchPhase::Done,
+            gave_up: self.rec.phase == SwitchPhase::GaveUp,
+            stop_requested,
+            reverse: self.reverse(),
+            phase: self.rec.phase.as_str().to_string(),
+            reason: self.rec.reason.clone(),
+        }
     }
 
-    async fn run(mut self, deadline: Instant) -> Result<Value, FerryError> {
+    async fn run(mut self, deadline: Instant) -> Result<SwitchOutput, FerryError> {
         if self.rec.phase == SwitchPhase::Done {
             return Ok(self.output(true, false));
         }
@@ -397,7 +447,7 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
                 self.rec.reason = None;
                 self.env
                     .repo
-                    .set_state(self.id(), TaskState::Switching, Some("switch"))
+                    .set_state(self.id(), TaskState::Switching, Some(Stage::Switch.name()))
                     .await?;
                 self.complete("ready", StepOutcome::Ok, detail).await?;
                 Ok(true)
@@ -421,7 +471,11 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
                     self.save().await?;
                     self.env
                         .repo
-                        .set_state(self.id(), TaskState::AwaitingSwitch, Some("switch"))
+                        .set_state(
+                            self.id(),
+                            TaskState::AwaitingSwitch,
+                            Some(Stage::Switch.name()),
+                        )
                         .await?;
                 }
                 Ok(false)
@@ -441,7 +495,11 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
             .await?;
         self.env
             .repo
-            .set_state(self.id(), TaskState::Synchronizing, Some("switch"))
+            .set_state(
+                self.id(),
+                TaskState::Synchronizing,
+                Some(Stage::Switch.name()),
+            )
             .await?;
         Ok(())
     }
@@ -621,7 +679,11 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
                     self.save().await?;
                     self.env
                         .repo
-                        .set_state(self.id(), TaskState::AwaitingSwitch, Some("switch"))
+                        .set_state(
+                            self.id(),
+                            TaskState::AwaitingSwitch,
+                            Some(Stage::Switch.name()),
+                        )
                         .await?;
                     return Ok(false);
                 }
@@ -650,9 +712,15 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
             if Instant::now() >= deadline {
                 return Ok(None);
             }
-            let input = json!({"task_id": self.id(), "direction": "forward", "idle_ms": 500});
+            let input = ApplyInput {
+                idle_ms: Some(500),
+                ..ApplyInput::new(self.id(), Direction::Forward)
+            };
             // Boxed: the apply's future is large, and a switch nests it.
-            Box::pin(crate::incremental_apply::run(self.env, input, deadline)).await?;
+            Box::pin(crate::incremental_apply::run_typed(
+                self.env, input, deadline,
+            ))
+            .await?;
         }
     }
 
@@ -673,22 +741,18 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
         }
         // What the sync changed since the last clean full verify (full without one).
         let mode = match self.spec().options.switch_verify_full {
-            true => "full",
-            false => "changed",
+            true => Mode::Full,
+            false => Mode::Changed,
         };
-        let out = Box::pin(crate::verify::run(
-            self.env,
-            json!({"task_id": self.id(), "mode": mode}),
-            deadline,
-        ))
-        .await?;
-        if out.get("done").and_then(Value::as_bool) != Some(true) {
+        let input = VerifyInput::on_demand(self.id(), mode);
+        let out = Box::pin(crate::verify::run_typed(self.env, input, deadline)).await?;
+        if !out.done {
             self.rec.reason = Some("final verify still running".into());
             self.save().await?;
             return Ok(false);
         }
-        let differences = out.get("differences").and_then(Value::as_u64).unwrap_or(0);
-        if out.get("clean").and_then(Value::as_bool) != Some(true) {
+        let differences = out.differences;
+        if !out.clean {
             self.give_up(format!(
                 "the final verify found {differences} difference(s) after the final catch-up; the forward link goes on. \
                  Read them with `ferry status {}`, repair, and request the switch again",
@@ -697,7 +761,7 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
             .await?;
             return Ok(false);
         }
-        let rows = out.get("rows").and_then(Value::as_u64).unwrap_or(0);
+        let rows = out.rows;
         self.complete(
             "final_verify",
             StepOutcome::Ok,
@@ -878,7 +942,10 @@ impl<'a, S: ItemStore, K: SecretSource> Switch<'a, S, K> {
         } else {
             TaskState::Completed
         };
-        self.env.repo.set_state(&id, state, Some("switch")).await?;
+        self.env
+            .repo
+            .set_state(&id, state, Some(Stage::Switch.name()))
+            .await?;
         self.rec.phase = SwitchPhase::Done;
         self.rec.finished_ms = Some(now_ms());
         self.rec.reason = None;

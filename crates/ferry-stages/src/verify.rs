@@ -41,10 +41,11 @@
 //!   `SETTLE_ATTEMPTS` times, e.g. after the state machine ran another apply
 //!   slice), and then counted as unsettled, never as a difference.
 
+mod io;
+mod lease;
 mod report;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,8 +62,10 @@ use mysql_async::{Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::deadline::stop_time;
 use crate::{task_id, StageEnv};
 
+pub use io::{run_typed, VerifyInput, VerifyOutput};
 pub use report::{repair, summary_lines, write_report, RepairOutcome};
 
 /// Which chunks a run verifies.
@@ -594,13 +597,6 @@ async fn finish_if_done<S: ItemStore>(
     Ok(true)
 }
 
-/// Stop claiming chunks this long before the deadline: max(5 s, 10% of the time given).
-fn stop_time(deadline: Instant) -> Instant {
-    let now = Instant::now();
-    let margin = Duration::from_secs(5).max(deadline.saturating_duration_since(now) / 10);
-    deadline.checked_sub(margin).unwrap_or(now).max(now)
-}
-
 /// One stage call's verification work: pools, tables, the run, the lease owner.
 struct Verifier<'a, S, K> {
     env: &'a StageEnv<S, K>,
@@ -751,50 +747,36 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
     /// when taken: `stale` says whether an earlier attempt may have left
     /// differences of this chunk in the store (so they must be cleared).
     async fn claim(&self, chunk: &ChunkRecord) -> Result<Option<bool>, FerryError> {
-        let stale = AtomicBool::new(false);
-        let now = now_ms();
         let lease = self.spec.options.lease_seconds * 1000;
-        let fresh = VerifyChunk {
+        // Afresh, or (an expired lease of this run taken over) one attempt more.
+        let start = |prev: Option<VerifyChunk>| VerifyChunk {
             run_id: self.run.run_id.clone(),
             chunk_id: chunk.chunk_id.clone(),
             table: chunk.table_name(),
             done: false,
-            owner: Some(self.owner.clone()),
-            lease_until_ms: now + lease,
-            attempts: 1,
+            owner: None,
+            lease_until_ms: 0,
+            attempts: prev.map_or(1, |c| c.attempts + 1),
             rows: 0,
             target_rows: 0,
             differences: 0,
             unsettled: 0,
             millis: 0,
         };
-        let taken = self
+        let claimed = self
             .env
             .repo
-            .swap_record(
+            .claim_lease(
                 &self.task_id,
                 &chunk_sk(&chunk.chunk_id),
-                |cur: Option<VerifyChunk>| {
-                    stale.store(
-                        cur.as_ref().is_some_and(|c| c.differences > 0 || !c.done),
-                        Ordering::Relaxed,
-                    );
-                    match cur {
-                        Some(c)
-                            if c.run_id == fresh.run_id && (c.done || c.lease_until_ms >= now) =>
-                        {
-                            None
-                        }
-                        Some(c) if c.run_id == fresh.run_id => Some(VerifyChunk {
-                            attempts: c.attempts + 1,
-                            ..fresh.clone()
-                        }),
-                        _ => Some(fresh.clone()),
-                    }
-                },
+                &self.owner,
+                lease,
+                |c: &VerifyChunk| c.run_id == self.run.run_id,
+                start,
             )
             .await?;
-        Ok(taken.map(|_| stale.load(Ordering::Relaxed)))
+        let stale = |b: &VerifyChunk| b.differences > 0 || !b.done;
+        Ok(claimed.map(|c| c.before.as_ref().is_some_and(stale)))
     }
 
     async fn table(
@@ -929,27 +911,16 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
     /// later one), up to [`SETTLE_ATTEMPTS`] attempts. False once they are used up.
     async fn defer(&self, chunk: &ChunkRecord) -> Result<bool, FerryError> {
         let later = now_ms() + SETTLE_PAUSE.as_millis() as u64;
-        let deferred = self
-            .env
+        self.env
             .repo
-            .swap_record(
+            .give_back_lease(
                 &self.task_id,
                 &chunk_sk(&chunk.chunk_id),
-                |cur: Option<VerifyChunk>| match cur {
-                    Some(mut c)
-                        if c.run_id == self.run.run_id
-                            && c.owner.as_deref() == Some(self.owner.as_str())
-                            && c.attempts < SETTLE_ATTEMPTS =>
-                    {
-                        c.owner = None;
-                        c.lease_until_ms = later;
-                        Some(c)
-                    }
-                    _ => None,
-                },
+                &self.owner,
+                later,
+                |c: &VerifyChunk| c.run_id == self.run.run_id && c.attempts < SETTLE_ATTEMPTS,
             )
-            .await?;
-        Ok(deferred.is_some())
+            .await
     }
 
     /// Replace the chunk's earlier differences with these and mark it done (if the lease still holds).
@@ -997,29 +968,22 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
             crate::dirty::mark_unclean(repo, &self.task_id, &chunk.chunk_id, &table).await?;
         }
         let written = repo
-            .swap_record(
+            .finish_lease(
                 &self.task_id,
                 &chunk_sk(&chunk.chunk_id),
-                |cur: Option<VerifyChunk>| match cur {
-                    Some(mut c)
-                        if c.run_id == self.run.run_id
-                            && c.owner.as_deref() == Some(self.owner.as_str()) =>
-                    {
-                        c.done = true;
-                        c.owner = None;
-                        c.lease_until_ms = 0;
-                        c.rows = o.rows;
-                        c.target_rows = o.target_rows;
-                        c.differences = n;
-                        c.unsettled = o.unsettled;
-                        c.millis = took.as_millis() as u64;
-                        Some(c)
-                    }
-                    _ => None,
+                &self.owner,
+                |c: &VerifyChunk| c.run_id == self.run.run_id,
+                |c| {
+                    c.done = true;
+                    c.rows = o.rows;
+                    c.target_rows = o.target_rows;
+                    c.differences = n;
+                    c.unsettled = o.unsettled;
+                    c.millis = took.as_millis() as u64;
                 },
             )
             .await?;
-        if written.is_none() {
+        if !written {
             tracing::warn!(chunk = %chunk.chunk_id, table = %table, "verify lease lost; another worker re-verifies the chunk");
         }
         if n > 0 {

@@ -356,10 +356,7 @@ impl Dispatch for StageDispatch {
 }
 
 fn definition() -> Arc<Definition> {
-    let subs = ferry_core::STAGES
-        .iter()
-        .map(|(s, p)| (p.to_string(), s.to_string()))
-        .collect();
+    let subs = ferry_core::Stage::substitutions();
     Arc::new(Definition::from_json(DEFINITION, &subs).unwrap())
 }
 

@@ -6,7 +6,8 @@
 //! items whose `sk` starts with the prefix, ordered by `sk`; on top of that the
 //! [`Repo`] guarantees hold: a chunk is never claimed by two workers, a worker
 //! whose lease was taken over cannot finish the chunk, an older checkpoint
-//! epoch cannot overwrite a newer one, and concurrent flag updates are not lost.
+//! epoch cannot overwrite a newer one, concurrent flag updates are not lost, and
+//! the same lease rules hold on a stage's own records (`Repo::claim_lease` ..).
 //!
 //! Usage, in an adapter's tests: `store_conformance::run_all(|| MyStore::new(..)).await`.
 //! `make` must return an empty store (or one no other test writes task ids
@@ -18,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use ferry_core::model::{CheckpointRecord, ChunkRecord, ChunkState, Direction, KeyValue};
 use ferry_core::position::BinlogPosition;
-use ferry_core::store::{Cond, ItemStore, Repo};
+use ferry_core::store::{Cond, ItemStore, Leased, Repo};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// Run every conformance check, each on a fresh store from `make`.
@@ -30,10 +32,11 @@ pub async fn run_all<S: ItemStore>(make: impl Fn() -> S) {
     checkpoint_epoch_fencing(make()).await;
     flags_updates_are_not_lost(make()).await;
     samples_are_ordered_bounded_and_not_lost(make()).await;
+    record_leases_are_exclusive_and_fenced(make()).await;
 }
 
 /// How many stores [`run_all`] asks `make` for.
-pub const STORES_NEEDED: usize = 7;
+pub const STORES_NEEDED: usize = 8;
 
 /// `Cond::Any`, `Cond::Absent` and `Cond::Version`, and versions growing by one.
 pub async fn cond_semantics<S: ItemStore>(s: S) {
@@ -445,4 +448,186 @@ pub async fn samples_are_ordered_bounded_and_not_lost<S: ItemStore>(s: S) {
         rev[0].at_ms, 10_025,
         "the oldest samples were not the ones dropped"
     );
+}
+
+/// A stage's own record under a lease, as a verify chunk is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Job {
+    round: u32,
+    done: bool,
+    holder: Option<String>,
+    until_ms: u64,
+    attempts: u32,
+}
+
+impl Leased for Job {
+    fn holder(&self) -> Option<&str> {
+        self.holder.as_deref()
+    }
+    fn lease_until_ms(&self) -> u64 {
+        self.until_ms
+    }
+    fn set_lease(&mut self, holder: Option<String>, until_ms: u64) {
+        self.holder = holder;
+        self.until_ms = until_ms;
+    }
+    fn finished(&self) -> bool {
+        self.done
+    }
+}
+
+/// Leases on a stage's own records: of several workers claiming one record at
+/// once exactly one wins; a live lease is not taken, an expired one is taken
+/// over (one more attempt) and its former holder can neither extend, give back
+/// nor finish it; a record given back is free from the time given; a finished
+/// record is not claimed again in its round, and a new round starts afresh.
+pub async fn record_leases_are_exclusive_and_fenced<S: ItemStore>(s: S) {
+    let (task, sk) = ("conf-lease", "job#1");
+    let repo = Arc::new(Repo::new(s));
+    // Afresh in `round`, or one attempt more when taken over.
+    let start = |round: u32| {
+        move |prev: Option<Job>| Job {
+            round,
+            done: false,
+            holder: None,
+            until_ms: 0,
+            attempts: prev.map_or(1, |j| j.attempts + 1),
+        }
+    };
+    let round = |r: u32| move |j: &Job| j.round == r;
+
+    let mut handles = Vec::new();
+    for w in 0..6 {
+        let repo = Arc::clone(&repo);
+        handles.push(tokio::spawn(async move {
+            let me = format!("w{w}");
+            repo.claim_lease(task, sk, &me, 60_000, round(1), start(1))
+                .await
+                .unwrap()
+                .map(|c| (me, c))
+        }));
+    }
+    let mut winners = Vec::new();
+    for h in handles {
+        winners.extend(h.await.expect("claimer task"));
+    }
+    assert_eq!(winners.len(), 1, "one record, one holder: {winners:?}");
+    let (first, claimed) = winners.remove(0);
+    assert_eq!(claimed.before, None);
+    assert_eq!(
+        (claimed.record.holder.as_deref(), claimed.record.attempts),
+        (Some(first.as_str()), 1)
+    );
+    assert!(repo
+        .extend_lease(task, sk, &first, 0, round(1))
+        .await
+        .unwrap());
+
+    // The lease now ends at once: wait (bounded) until another worker takes it over.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let taken = loop {
+        if let Some(c) = repo
+            .claim_lease(task, sk, "late", 60_000, round(1), start(1))
+            .await
+            .unwrap()
+        {
+            break c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "an expired lease was never taken over"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    assert_eq!(
+        (taken.record.holder.as_deref(), taken.record.attempts),
+        (Some("late"), 2)
+    );
+    assert_eq!(
+        taken.before.and_then(|b| b.holder),
+        Some(first.clone()),
+        "the claim tells what the earlier holder left"
+    );
+    assert!(
+        repo.claim_lease(task, sk, "other", 60_000, round(1), start(1))
+            .await
+            .unwrap()
+            .is_none(),
+        "a live lease is not taken"
+    );
+    assert!(!repo
+        .extend_lease(task, sk, &first, 60_000, round(1))
+        .await
+        .unwrap());
+    assert!(!repo
+        .give_back_lease(task, sk, &first, 0, round(1))
+        .await
+        .unwrap());
+    assert!(
+        !repo
+            .finish_lease(task, sk, &first, round(1), |j: &mut Job| j.done = true)
+            .await
+            .unwrap(),
+        "a former holder cannot finish"
+    );
+    assert!(
+        !repo
+            .give_back_lease(task, sk, "late", 0, |j: &Job| j.attempts < 2)
+            .await
+            .unwrap(),
+        "the caller's condition holds the give-back back"
+    );
+
+    // Given back, free again only from the time given.
+    let later = ferry_core::store::now_ms() + 60_000;
+    assert!(repo
+        .give_back_lease(task, sk, "late", later, round(1))
+        .await
+        .unwrap());
+    assert!(
+        repo.claim_lease(task, sk, "other", 60_000, round(1), start(1))
+            .await
+            .unwrap()
+            .is_none(),
+        "a record given back for later is not free yet"
+    );
+    assert!(
+        repo.give_back_lease(task, sk, "late", 0, round(1))
+            .await
+            .is_ok_and(|given| !given),
+        "no longer the holder once given back"
+    );
+
+    repo.swap_record(task, sk, |j: Option<Job>| {
+        j.map(|j| Job {
+            holder: Some("late".into()),
+            until_ms: later,
+            ..j
+        })
+    })
+    .await
+    .unwrap();
+    assert!(repo
+        .finish_lease(task, sk, "late", round(1), |j: &mut Job| j.done = true)
+        .await
+        .unwrap());
+    let done: Job = repo.get_record(task, sk).await.unwrap().expect("the job");
+    assert_eq!((done.done, done.holder, done.until_ms), (true, None, 0));
+    assert!(
+        repo.claim_lease(task, sk, "other", 60_000, round(1), start(1))
+            .await
+            .unwrap()
+            .is_none(),
+        "a finished record is not claimed again in its round"
+    );
+    let next = repo
+        .claim_lease(task, sk, "other", 60_000, round(2), start(2))
+        .await
+        .unwrap()
+        .expect("a new round claims afresh");
+    assert_eq!(
+        (next.record.round, next.record.attempts, next.record.done),
+        (2, 1, false)
+    );
+    assert_eq!(next.before.map(|b| b.done), Some(true));
 }

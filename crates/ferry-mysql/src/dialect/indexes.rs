@@ -2,6 +2,7 @@
 //! full-text parsers, key lengths, CHECK constraints and foreign keys.
 
 use super::*;
+use ferry_core::task::renamed;
 
 /// Whether an index starts with the AUTO_INCREMENT column (which must stay indexed at creation).
 pub(super) fn starts_with_auto_inc(_ctx: &Ctx, index: &[Tok], defs: &[Vec<Tok>]) -> bool {
@@ -191,7 +192,7 @@ pub(super) fn rewrite_foreign_key(ctx: &Ctx, mut def: Vec<Tok>) -> (Vec<Tok>, (S
     } else {
         (ctx.table.db.clone(), first, 1)
     };
-    let (tdb, tt) = target_name(&ctx.env.renames, &src_db, &src_table);
+    let (tdb, tt) = renamed(&ctx.env.renames, &src_db, &src_table);
     let new = vec![
         Tok::quoted(&tdb),
         Tok::punct('.', false),
@@ -202,18 +203,4 @@ pub(super) fn rewrite_foreign_key(ctx: &Ctx, mut def: Vec<Tok>) -> (Vec<Tok>, (S
     ];
     def.splice(r + 1..r + 1 + n, new);
     (def, (src_db, src_table))
-}
-
-/// Where a source table lands, after the task's renames (as `TaskSpec::target_name`).
-pub fn target_name(renames: &BTreeMap<String, String>, db: &str, table: &str) -> (String, String) {
-    if let Some((d, t)) = renames
-        .get(&format!("{db}.{table}"))
-        .and_then(|to| to.split_once('.'))
-    {
-        return (d.to_string(), t.to_string());
-    }
-    (
-        renames.get(db).cloned().unwrap_or_else(|| db.to_string()),
-        table.to_string(),
-    )
 }

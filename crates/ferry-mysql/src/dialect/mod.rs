@@ -54,7 +54,6 @@ use columns::{default_extent, is_spatial_type, json_columns, json_valid_of, rewr
 use create::{
     classify_def, parse_create, parse_options, partition_count, type_end, DefKind, IndexKind,
 };
-pub use indexes::target_name;
 use indexes::{
     index_bytes, rewrite_check, rewrite_foreign_key, rewrite_index, starts_with_auto_inc,
 };

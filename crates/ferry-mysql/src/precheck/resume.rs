@@ -174,49 +174,71 @@ fn checkpoint_item(
     facts: &ResumeFacts,
     rows: Result<Vec<WorkerCheckpoint>, String>,
 ) -> (CheckItem, Option<BinlogPosition>) {
-    let check = "resume.checkpoint";
-    let subject = "target";
-    let id = &link.task_id;
     let rows = match rows {
         Ok(r) => r,
-        Err(e) => {
-            return (
-                fail(
-                    check,
-                    subject,
-                    format!("cannot read the forward link's checkpoint rows on the target: {e}"),
-                    format!(
-                        "GRANT SELECT ON {}.* to the target's migration user, and check the target is up",
-                        quote_ident(&link.meta_schema)
-                    ),
-                ),
-                None,
-            )
-        }
+        Err(e) => return (unreadable_checkpoints(link, &e), None),
     };
-    if let Some(other) = rows
+    if let Some(item) = other_incarnation(link, facts, &rows) {
+        return (item, None);
+    }
+    resume_point(link, facts, &rows)
+}
+
+/// The item `resume.checkpoint` is about.
+const CHECKPOINT: (&str, &str) = ("resume.checkpoint", "target");
+
+fn unreadable_checkpoints(link: &Link, e: &str) -> CheckItem {
+    let (check, subject) = CHECKPOINT;
+    fail(
+        check,
+        subject,
+        format!("cannot read the forward link's checkpoint rows on the target: {e}"),
+        format!(
+            "GRANT SELECT ON {}.* to the target's migration user, and check the target is up",
+            quote_ident(&link.meta_schema)
+        ),
+    )
+}
+
+/// A failure when checkpoint rows of the task's id belong to another
+/// incarnation (the task_id used again without `ferry release`).
+fn other_incarnation(
+    link: &Link,
+    facts: &ResumeFacts,
+    rows: &[WorkerCheckpoint],
+) -> Option<CheckItem> {
+    let (check, subject) = CHECKPOINT;
+    let id = &link.task_id;
+    let other = rows
         .iter()
         .filter_map(|r| r.incarnation.as_ref())
-        .find(|i| **i != facts.incarnation)
-    {
-        return (
-            fail(
-                check,
-                subject,
-                format!(
-                    "the forward link's checkpoint rows of task {id} on the target belong to another incarnation \
-                     ({other}; this task is {}): the task_id was used again without `ferry release`, and resuming \
-                     from those rows would skip or replay changes",
-                    facts.incarnation
-                ),
-                format!(
-                    "the rows hold no data: remove them on the target with {} and resume",
-                    link.delete_statement(other)
-                ),
-            ),
-            None,
-        );
-    }
+        .find(|i| **i != facts.incarnation)?;
+    Some(fail(
+        check,
+        subject,
+        format!(
+            "the forward link's checkpoint rows of task {id} on the target belong to another incarnation \
+             ({other}; this task is {}): the task_id was used again without `ferry release`, and resuming \
+             from those rows would skip or replay changes",
+            facts.incarnation
+        ),
+        format!(
+            "the rows hold no data: remove them on the target with {} and resume",
+            link.delete_statement(other)
+        ),
+    ))
+}
+
+/// Where the forward link resumes: the lowest of the target's checkpoint rows,
+/// unless it is behind the task store's copy, or the rows are gone although
+/// the store says changes were applied; the snapshot point before the link ran.
+fn resume_point(
+    link: &Link,
+    facts: &ResumeFacts,
+    rows: &[WorkerCheckpoint],
+) -> (CheckItem, Option<BinlogPosition>) {
+    let (check, subject) = CHECKPOINT;
+    let id = &link.task_id;
     let lowest = rows
         .iter()
         .map(|r| r.position.clone())

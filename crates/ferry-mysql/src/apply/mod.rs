@@ -1,0 +1,330 @@
+//! Applying binlog row changes to the target, exactly once, in parallel.
+//!
+//! # Invariant
+//!
+//! For a link (task, direction), the target holds one checkpoint row per
+//! apply worker in `<meta_schema>.checkpoints`. Worker *k*'s row says: every
+//! change of *k*'s partition in a source transaction that starts before
+//! `(file, pos)` is applied, and none after it. The row is updated in the
+//! same target transaction as the changes it covers, so a crash anywhere
+//! (between statements, before COMMIT, after COMMIT but before anything else
+//! learns of it) leaves data and checkpoint in agreement: a resumed run reads
+//! from the lowest worker checkpoint and each worker skips the transactions
+//! its own checkpoint already covers. Nothing is lost, nothing is applied twice.
+//!
+//! The checkpoint update is conditional on the link's epoch
+//! (`... WHERE epoch <= ?`): an applier whose epoch was superseded finds no
+//! row to update, rolls back, and stops with `Ferry.Fenced`.
+//!
+//! Partitioning: a change goes to worker `hash(table, key) % workers`, so the
+//! changes to one row keep their order. Tables where that is not enough (a
+//! second unique key, or a text key whose collation can make two byte strings
+//! one row) go whole to one worker, in binlog order. A source transaction is
+//! never split across two checkpoints: groups of whole transactions commit
+//! together. DDL is a barrier: every worker commits up to the statement, the
+//! statement runs, then every checkpoint moves past it.
+//!
+//! Before the end of the full copy (`idempotent_until`) changes are applied
+//! idempotently (insert and update become upserts of the after image, delete
+//! is by key); after it an insert is a plain INSERT, so a change applied twice
+//! would fail loudly rather than pass unnoticed.
+//!
+//! Files: `checkpoint.rs` (the checkpoint rows, their epoch fencing and
+//! incarnations), `partitioning.rs` (where a change goes), `statements.rs`
+//! (SQL literals and statements), `worker.rs` (a worker's buffer and
+//! `Worker::commit`: a batch committed with its checkpoint), `pipeline.rs`
+//! (`run_link`, `Pipeline::commit_group`, DDL barriers), `failpoints.rs`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::Arc;
+#[cfg(feature = "failpoints")]
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use ferry_core::model::Direction;
+use ferry_core::position::BinlogPosition;
+use ferry_core::store::now_ms;
+use ferry_core::task::Dialect;
+use ferry_core::FerryError;
+use mysql_async::consts::ColumnType;
+use mysql_async::prelude::*;
+use mysql_async::{Conn, OptsBuilder, Value};
+use tokio::sync::mpsc;
+
+use crate::binlog::ddl::{self, DdlKind};
+use crate::binlog::{
+    server_id_for, BinlogEvent, BinlogReader, ColumnInfo, LiteralKind, ReaderOptions, RowChange,
+    RowOp, TableFilter, TableInfo,
+};
+use crate::conn::{classify, qualified, quote_ident, Endpoint};
+use crate::dialect::TargetContext;
+use crate::dirty::{ChangeTracker, ChunkKeys, ChunkMap, MarkSink};
+
+mod checkpoint;
+mod failpoints;
+mod partitioning;
+mod pipeline;
+mod statements;
+mod worker;
+
+pub use checkpoint::*;
+pub use failpoints::*;
+pub use partitioning::*;
+pub use pipeline::*;
+pub use statements::*;
+pub use worker::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql_async::consts::ColumnType;
+
+    fn col(name: &str, literal: LiteralKind) -> ColumnInfo {
+        ColumnInfo {
+            name: name.into(),
+            ctype: ColumnType::MYSQL_TYPE_LONG,
+            unsigned: false,
+            literal,
+            members: vec![],
+            generated: false,
+            pad_to: None,
+        }
+    }
+
+    fn table(parallel_safe: bool) -> TableInfo {
+        TableInfo {
+            db: "d".into(),
+            table: "t".into(),
+            columns: vec![
+                col("id", LiteralKind::Plain),
+                col("v", LiteralKind::Text),
+                col("b", LiteralKind::Binary),
+            ],
+            key: vec![0],
+            parallel_safe,
+            names_from: crate::binlog::NamesFrom::Binlog,
+        }
+    }
+
+    #[test]
+    fn literals_are_exact() {
+        let c = col("x", LiteralKind::Text);
+        let mut s = String::new();
+        push_literal(&mut s, &Value::Bytes(b"it's \\".to_vec()), &c);
+        push_literal(
+            &mut s,
+            &Value::Bytes(vec![0xff, 0]),
+            &col("b", LiteralKind::Binary),
+        );
+        push_literal(&mut s, &Value::Date(2024, 1, 2, 3, 4, 5, 6), &c);
+        push_literal(&mut s, &Value::Time(true, 1, 2, 3, 4, 5), &c);
+        push_literal(&mut s, &Value::Double(-2.25e-300), &c);
+        push_literal(
+            &mut s,
+            &Value::Bytes(vec![0xe9]),
+            &col("l", LiteralKind::Charset("latin1".into())),
+        );
+        assert_eq!(s, "'it''s \\'X'ff00''2024-01-02 03:04:05.000006''-26:03:04.000005'-2.25e-300CONVERT(X'e9' USING latin1)");
+    }
+
+    #[test]
+    fn compaction_keeps_the_net_effect() {
+        let t = Arc::new(table(true));
+        let target = Arc::new(TargetName {
+            db: "x".into(),
+            table: "y".into(),
+            filter: None,
+        });
+        let row = |id: i64, v: &str| vec![Value::Int(id), Value::Bytes(v.into()), Value::NULL];
+        let mut b = Buffer::default();
+        let mut push = |prim| {
+            b.push(Routed {
+                table: t.clone(),
+                target: target.clone(),
+                prim,
+            })
+        };
+        push(Prim::Put {
+            row: row(1, "a"),
+            fresh: true,
+        });
+        push(Prim::Put {
+            row: row(1, "b"),
+            fresh: false,
+        });
+        push(Prim::Put {
+            row: row(2, "c"),
+            fresh: true,
+        });
+        push(Prim::Delete {
+            key: vec![Value::Int(2)],
+        });
+        push(Prim::Delete {
+            key: vec![Value::Int(3)],
+        });
+        push(Prim::Put {
+            row: row(4, "d"),
+            fresh: false,
+        });
+        let s = b.take_statements();
+        assert_eq!(
+            s,
+            vec![
+                "DELETE FROM `x`.`y` WHERE `id` IN (3)".to_string(),
+                "INSERT INTO `x`.`y` (`id`,`v`,`b`) VALUES (1,'b',NULL)".to_string(),
+                "INSERT INTO `x`.`y` (`id`,`v`,`b`) VALUES (4,'d',NULL) ON DUPLICATE KEY UPDATE `id`=VALUES(`id`),`v`=VALUES(`v`),`b`=VALUES(`b`)".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn unsafe_tables_keep_binlog_order() {
+        let t = Arc::new(table(false));
+        let target = Arc::new(TargetName {
+            db: "x".into(),
+            table: "y".into(),
+            filter: None,
+        });
+        let mut b = Buffer::default();
+        b.push(Routed {
+            table: t.clone(),
+            target: target.clone(),
+            prim: Prim::Delete {
+                key: vec![Value::Int(1)],
+            },
+        });
+        b.push(Routed {
+            table: t.clone(),
+            target: target.clone(),
+            prim: Prim::Delete {
+                key: vec![Value::Int(2)],
+            },
+        });
+        b.push(Routed {
+            table: t.clone(),
+            target: target.clone(),
+            prim: Prim::Put {
+                row: vec![Value::Int(1), Value::NULL, Value::NULL],
+                fresh: true,
+            },
+        });
+        let s = b.take_statements();
+        assert_eq!(s.len(), 2);
+        assert!(
+            s[0].starts_with("DELETE") && s[0].ends_with("IN (1,2)"),
+            "{s:?}"
+        );
+        assert!(
+            s[1].starts_with("INSERT") && !s[1].contains("DUPLICATE"),
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn filter_statements_number_the_images_under_the_source_names() {
+        let mut t = table(true);
+        t.columns.push(ColumnInfo {
+            ctype: ColumnType::MYSQL_TYPE_DATETIME2,
+            ..col("at", LiteralKind::Plain)
+        });
+        t.columns.push(ColumnInfo {
+            ctype: ColumnType::MYSQL_TYPE_NEWDECIMAL,
+            ..col("amount", LiteralKind::Plain)
+        });
+        let a = vec![
+            Value::Int(1),
+            Value::Bytes(b"x'y".to_vec()),
+            Value::Bytes(vec![0; 64]),
+            Value::Date(2024, 5, 6, 7, 8, 9, 10),
+            Value::Bytes(b"12.50".to_vec()),
+        ];
+        let b = vec![
+            Value::Int(2),
+            Value::NULL,
+            Value::NULL,
+            Value::NULL,
+            Value::NULL,
+        ];
+        // Only the columns the filter names: `b` (a BLOB here) stays out.
+        assert_eq!(
+            filter_statements(&t, "Amount > 10 AND `at` > '2024-01-01' OR v = 'x''y'", &[(3, &a), (7, &b)]),
+            vec![
+                "SELECT `__ferry_row` FROM (SELECT 3 AS `__ferry_row`, 'x''y' AS `v`, \
+                 CAST('2024-05-06 07:08:09.000010' AS DATETIME(6)) AS `at`, CAST('12.50' AS DECIMAL(65,30)) AS `amount` \
+                 UNION ALL SELECT 7 AS `__ferry_row`, NULL AS `v`, NULL AS `at`, NULL AS `amount`) \
+                 AS `__ferry_images` WHERE (Amount > 10 AND `at` > '2024-01-01' OR v = 'x''y')"
+                    .to_string()
+            ]
+        );
+        // Split by rows, and by bytes.
+        let many: Vec<(usize, &[Value])> =
+            (0..FILTER_ROWS + 1).map(|i| (i, a.as_slice())).collect();
+        assert_eq!(filter_statements(&t, "v <> ''", &many).len(), 2);
+        let big = vec![
+            Value::Int(1),
+            Value::Bytes(vec![b'v'; MAX_STATEMENT / 2]),
+            Value::NULL,
+            Value::NULL,
+            Value::NULL,
+        ];
+        let two: Vec<(usize, &[Value])> = (0..3).map(|i| (i, big.as_slice())).collect();
+        let out = filter_statements(&t, "v <> ''", &two);
+        assert_eq!(
+            out.len(),
+            2,
+            "a statement ends once it passes {MAX_STATEMENT} bytes"
+        );
+        assert!(out.iter().all(|q| q.ends_with("WHERE (v <> '')")));
+    }
+
+    #[test]
+    fn a_put_outside_the_filter_deletes_its_key() {
+        for parallel_safe in [true, false] {
+            let t = Arc::new(table(parallel_safe));
+            let target = Arc::new(TargetName {
+                db: "x".into(),
+                table: "y".into(),
+                filter: Some("v = 'in'".into()),
+            });
+            let mut b = Buffer::default();
+            for (id, v, fresh) in [(1, "in", false), (2, "out", false), (3, "out", true)] {
+                b.push(Routed {
+                    table: t.clone(),
+                    target: target.clone(),
+                    prim: Prim::Put {
+                        row: vec![Value::Int(id), Value::Bytes(v.into()), Value::NULL],
+                        fresh,
+                    },
+                });
+            }
+            let tb = &mut b.tables[0];
+            assert_eq!(
+                tb.puts().iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+                vec![0, 1, 2]
+            );
+            tb.put_outside_filter(1);
+            tb.put_outside_filter(2);
+            let s = b.take_statements();
+            // Row 2 may be on the target from before: deleted. Row 3 was a fresh
+            // insert: nothing to delete where the net effect is known.
+            let deletes: Vec<&String> = s.iter().filter(|q| q.starts_with("DELETE")).collect();
+            assert!(deletes.iter().any(|q| q.contains("(2")), "{s:?}");
+            if parallel_safe {
+                assert!(!deletes.iter().any(|q| q.contains('3')), "{s:?}");
+            }
+            let inserts: Vec<&String> = s.iter().filter(|q| q.starts_with("INSERT")).collect();
+            assert_eq!(inserts.len(), 1, "{s:?}");
+            assert!(inserts[0].contains("(1,'in',NULL)") && !inserts[0].contains("'out'"));
+        }
+    }
+
+    #[test]
+    fn failpoints_fire_on_the_nth_hit() {
+        set_failpoint("unit.fp", Some((FailAction::Error, 2)));
+        assert!(failpoint("unit.fp").is_ok());
+        assert!(failpoint("unit.fp").is_err());
+        assert!(failpoint("unit.fp").is_ok());
+    }
+}

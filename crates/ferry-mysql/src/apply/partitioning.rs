@@ -1,0 +1,131 @@
+//! Routing changes: where a table lands, what a change becomes, and which worker applies it.
+
+use super::*;
+
+/// Where a source table lands on the target.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TargetName {
+    pub db: String,
+    pub table: String,
+    /// The task's row filter for the source table (a `WHERE` condition over its
+    /// columns): a changed row is kept on the target only while its new image
+    /// matches ([`filter_statements`]).
+    pub filter: Option<String>,
+}
+
+/// Maps a source table to its target table, or `None` when it is not replicated.
+pub type TableMapper = Arc<dyn Fn(&str, &str) -> Option<TargetName> + Send + Sync>;
+
+/// How a change is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyMode {
+    /// Before the end of the full copy: upserts and deletes by key.
+    Idempotent,
+    /// After it: inserts must not find the row.
+    Strict,
+}
+
+/// One change as a worker applies it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prim {
+    /// Make the row exist with this image; `fresh`: the row did not exist (strict mode insert).
+    Put { row: Vec<Value>, fresh: bool },
+    /// Remove the row with this key (values in key order).
+    Delete { key: Vec<Value> },
+}
+
+/// A change for one target table.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub table: Arc<TableInfo>,
+    pub target: Arc<TargetName>,
+    pub prim: Prim,
+}
+
+pub(super) fn key_values(t: &TableInfo, row: &[Value]) -> Vec<Value> {
+    t.key_of(row).into_iter().cloned().collect()
+}
+
+/// Split one row change into the primitive changes a worker applies.
+pub fn prims(t: &TableInfo, op: RowOp, mode: ApplyMode) -> Vec<Prim> {
+    match op {
+        RowOp::Insert(row) => vec![Prim::Put {
+            row,
+            fresh: mode == ApplyMode::Strict,
+        }],
+        RowOp::Update(before, after) => {
+            let old = key_values(t, &before);
+            if old == key_values(t, &after) {
+                vec![Prim::Put {
+                    row: after,
+                    fresh: false,
+                }]
+            } else {
+                vec![
+                    Prim::Delete { key: old },
+                    Prim::Put {
+                        row: after,
+                        fresh: false,
+                    },
+                ]
+            }
+        }
+        RowOp::Delete(before) => vec![Prim::Delete {
+            key: key_values(t, &before),
+        }],
+    }
+}
+
+/// Canonical bytes of key values: equal keys, equal bytes.
+pub(super) fn key_bytes(key: &[&Value]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * key.len());
+    for v in key {
+        match v {
+            Value::NULL => out.push(0),
+            Value::Int(i) if *i >= 0 => {
+                out.push(1);
+                out.extend((*i as u64).to_be_bytes());
+            }
+            Value::Int(i) => {
+                out.push(2);
+                out.extend(i.to_be_bytes());
+            }
+            Value::UInt(u) => {
+                out.push(1);
+                out.extend(u.to_be_bytes());
+            }
+            Value::Bytes(b) => {
+                out.push(3);
+                out.extend((b.len() as u32).to_be_bytes());
+                out.extend(b);
+            }
+            other => {
+                out.push(4);
+                out.extend(format!("{other:?}").into_bytes());
+            }
+        }
+    }
+    out
+}
+
+pub(super) fn fnv(bytes: &[u8], mut h: u64) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The worker a change goes to: stable across runs for the same worker count.
+pub fn partition(t: &TableInfo, target: &TargetName, prim: &Prim, workers: u32) -> u32 {
+    let h = fnv(target.db.as_bytes(), 0xcbf2_9ce4_8422_2325);
+    let mut h = fnv(target.table.as_bytes(), fnv(b".", h));
+    if t.parallel_safe {
+        let key: Vec<&Value> = match prim {
+            Prim::Put { row, .. } => t.key_of(row),
+            Prim::Delete { key } => key.iter().collect(),
+        };
+        h = fnv(&key_bytes(&key), h);
+    }
+    (h % u64::from(workers.max(1))) as u32
+}

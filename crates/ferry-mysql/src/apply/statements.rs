@@ -1,0 +1,261 @@
+//! SQL literals and the statements the workers run: inserts, upserts, deletes, row filters.
+
+use super::*;
+
+// ------------------------------------------------------------------ SQL literals
+
+/// Append `v` as an SQL literal for column `col` (the session has NO_BACKSLASH_ESCAPES).
+pub fn push_literal(out: &mut String, v: &Value, col: &ColumnInfo) {
+    match v {
+        Value::NULL => out.push_str("NULL"),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::UInt(u) => {
+            let _ = write!(out, "{u}");
+        }
+        Value::Float(f) => {
+            let _ = write!(out, "{f:?}");
+        }
+        Value::Double(d) => {
+            let _ = write!(out, "{d:?}");
+        }
+        Value::Date(y, m, d, h, mi, s, us) => {
+            let _ = write!(out, "'{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}'");
+        }
+        Value::Time(neg, days, h, mi, s, us) => {
+            let hours = u32::from(*h) + days * 24;
+            let _ = write!(
+                out,
+                "'{}{hours:02}:{mi:02}:{s:02}.{us:06}'",
+                if *neg { "-" } else { "" }
+            );
+        }
+        Value::Bytes(b) => match (&col.literal, std::str::from_utf8(b)) {
+            (LiteralKind::Text | LiteralKind::Plain, Ok(s)) => {
+                out.push('\'');
+                for c in s.chars() {
+                    if c == '\'' {
+                        out.push('\'');
+                    }
+                    out.push(c);
+                }
+                out.push('\'');
+            }
+            (LiteralKind::Charset(cs), _) => {
+                let _ = write!(out, "CONVERT(X'{}' USING {cs})", hex::encode(b));
+            }
+            _ => {
+                let _ = write!(out, "X'{}'", hex::encode(b));
+            }
+        },
+    }
+}
+
+// ------------------------------------------------------------------ statements
+
+/// Largest statement text before it is split.
+pub(super) const MAX_STATEMENT: usize = 4 << 20;
+pub(super) const MAX_ROWS_PER_STATEMENT: usize = 2_000;
+
+pub(super) fn columns_list(t: &TableInfo) -> String {
+    let names: Vec<String> = t
+        .columns
+        .iter()
+        .filter(|c| !c.generated)
+        .map(|c| quote_ident(&c.name))
+        .collect();
+    names.join(",")
+}
+
+pub(super) fn push_row(out: &mut String, t: &TableInfo, row: &[Value]) {
+    out.push('(');
+    let mut first = true;
+    for (c, v) in t.columns.iter().zip(row) {
+        if c.generated {
+            continue;
+        }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        push_literal(out, v, c);
+    }
+    out.push(')');
+}
+
+/// `INSERT` (or upsert) statements for rows of one table.
+pub fn insert_sql(
+    t: &TableInfo,
+    target: &TargetName,
+    rows: &[&[Value]],
+    upsert: bool,
+) -> Vec<String> {
+    let head = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        qualified(&target.db, &target.table),
+        columns_list(t)
+    );
+    let tail = if upsert {
+        let sets: Vec<String> = t
+            .columns
+            .iter()
+            .filter(|c| !c.generated)
+            .map(|c| format!("{0}=VALUES({0})", quote_ident(&c.name)))
+            .collect();
+        format!(" ON DUPLICATE KEY UPDATE {}", sets.join(","))
+    } else {
+        String::new()
+    };
+    let mut out = Vec::new();
+    let mut sql = String::new();
+    let mut n = 0;
+    for row in rows {
+        if n == 0 {
+            sql.push_str(&head);
+        } else {
+            sql.push(',');
+        }
+        push_row(&mut sql, t, row);
+        n += 1;
+        if sql.len() >= MAX_STATEMENT || n >= MAX_ROWS_PER_STATEMENT {
+            sql.push_str(&tail);
+            out.push(std::mem::take(&mut sql));
+            n = 0;
+        }
+    }
+    if n > 0 {
+        sql.push_str(&tail);
+        out.push(sql);
+    }
+    out
+}
+
+/// `DELETE` statements for keys of one table.
+pub fn delete_sql(t: &TableInfo, target: &TargetName, keys: &[&[Value]]) -> Vec<String> {
+    let head = format!(
+        "DELETE FROM {} WHERE ",
+        qualified(&target.db, &target.table)
+    );
+    let key_cols: Vec<&ColumnInfo> = t.key.iter().map(|&i| &t.columns[i]).collect();
+    let single = key_cols.len() == 1;
+    let mut out = Vec::new();
+    let mut sql = String::new();
+    let mut n = 0;
+    for key in keys {
+        if n == 0 {
+            sql.push_str(&head);
+            if single {
+                let _ = write!(sql, "{} IN (", quote_ident(&key_cols[0].name));
+            }
+        } else {
+            sql.push_str(if single { "," } else { " OR " });
+        }
+        if single {
+            push_literal(&mut sql, &key[0], key_cols[0]);
+        } else {
+            sql.push('(');
+            for (i, (c, v)) in key_cols.iter().zip(key.iter()).enumerate() {
+                if i > 0 {
+                    sql.push_str(" AND ");
+                }
+                let _ = write!(sql, "{}=", quote_ident(&c.name));
+                push_literal(&mut sql, v, c);
+            }
+            sql.push(')');
+        }
+        n += 1;
+        if sql.len() >= MAX_STATEMENT || n >= MAX_ROWS_PER_STATEMENT {
+            if single {
+                sql.push(')');
+            }
+            out.push(std::mem::take(&mut sql));
+            n = 0;
+        }
+    }
+    if n > 0 {
+        if single {
+            sql.push(')');
+        }
+        out.push(sql);
+    }
+    out
+}
+
+/// Append `v` typed as column `col` for an expression to compare: a temporal
+/// or DECIMAL value is cast to its type (a quoted literal alone would compare
+/// as text), anything else is [`push_literal`].
+pub(super) fn push_typed_literal(out: &mut String, v: &Value, col: &ColumnInfo) {
+    use ColumnType::*;
+    let cast = match col.ctype {
+        _ if *v == Value::NULL => None,
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => Some("DATE"),
+        MYSQL_TYPE_DATETIME
+        | MYSQL_TYPE_DATETIME2
+        | MYSQL_TYPE_TIMESTAMP
+        | MYSQL_TYPE_TIMESTAMP2 => Some("DATETIME(6)"),
+        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => Some("TIME(6)"),
+        MYSQL_TYPE_DECIMAL | MYSQL_TYPE_NEWDECIMAL => Some("DECIMAL(65,30)"),
+        _ => None,
+    };
+    match cast {
+        Some(ty) => {
+            out.push_str("CAST(");
+            push_literal(out, v, col);
+            let _ = write!(out, " AS {ty})");
+        }
+        None => push_literal(out, v, col),
+    }
+}
+
+/// Name of the row number in [`filter_statements`]' derived table.
+pub(super) const FILTER_ROW: &str = "`__ferry_row`";
+
+/// Rows evaluated per [`filter_statements`] statement (fewer when they are large).
+pub(super) const FILTER_ROWS: usize = 500;
+
+/// `SELECT n FROM (SELECT n, v1 AS c1, ... UNION ALL ...) AS r WHERE (filter)`
+/// statements: together they return the numbers of the `rows` (images of table
+/// `t`, each with its number) that the row filter keeps. The filter is the one
+/// the copy ran on the source, evaluated by the target over the row images
+/// under the source's column names, so a change is judged by the same
+/// condition as the copied rows. Only the columns whose names occur in the
+/// filter's text are sent (a BLOB the filter does not read stays out), and a
+/// statement ends at [`FILTER_ROWS`] rows or [`MAX_STATEMENT`] bytes.
+pub fn filter_statements(t: &TableInfo, filter: &str, rows: &[(usize, &[Value])]) -> Vec<String> {
+    let text = filter.to_lowercase();
+    let used: Vec<(usize, &ColumnInfo)> = t
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| text.contains(&c.name.to_lowercase()))
+        .collect();
+    let tail = format!(") AS `__ferry_images` WHERE ({filter})");
+    let mut out = Vec::new();
+    let mut sql = String::new();
+    let mut n_rows = 0;
+    for (n, row) in rows {
+        if n_rows == 0 {
+            let _ = write!(sql, "SELECT {FILTER_ROW} FROM (");
+        } else {
+            sql.push_str(" UNION ALL ");
+        }
+        let _ = write!(sql, "SELECT {n} AS {FILTER_ROW}");
+        for (i, c) in &used {
+            sql.push_str(", ");
+            push_typed_literal(&mut sql, row.get(*i).unwrap_or(&Value::NULL), c);
+            let _ = write!(sql, " AS {}", quote_ident(&c.name));
+        }
+        n_rows += 1;
+        if n_rows >= FILTER_ROWS || sql.len() >= MAX_STATEMENT {
+            sql.push_str(&tail);
+            out.push(std::mem::take(&mut sql));
+            n_rows = 0;
+        }
+    }
+    if n_rows > 0 {
+        sql.push_str(&tail);
+        out.push(sql);
+    }
+    out
+}

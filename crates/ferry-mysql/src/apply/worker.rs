@@ -1,0 +1,352 @@
+//! An apply worker: its buffer of net row changes and the transaction that commits them with its checkpoint (`Worker::commit`).
+
+use super::*;
+
+// ------------------------------------------------------------------ worker buffer
+
+/// The net effect of a run of changes to one row.
+#[derive(Debug, Clone)]
+pub(super) struct Net {
+    /// Whether the row existed before the first change (`Some(false)` only for a strict insert).
+    pub(super) existed: bool,
+    pub(super) last: Prim,
+}
+
+/// Pending changes of one target table in one worker.
+pub(super) struct TableBuf {
+    pub(super) table: Arc<TableInfo>,
+    pub(super) target: Arc<TargetName>,
+    /// Parallel-safe tables: one entry per key, merged. Others: every change in order.
+    pub(super) entries: Vec<Net>,
+    pub(super) index: HashMap<Vec<u8>, usize>,
+}
+
+impl TableBuf {
+    pub(super) fn push(&mut self, prim: Prim) {
+        let existed = !matches!(prim, Prim::Put { fresh: true, .. });
+        if self.table.parallel_safe {
+            let kb = match &prim {
+                Prim::Put { row, .. } => key_bytes(&self.table.key_of(row)),
+                Prim::Delete { key } => key_bytes(&key.iter().collect::<Vec<_>>()),
+            };
+            if let Some(&i) = self.index.get(&kb) {
+                self.entries[i].last = prim;
+                return;
+            }
+            self.index.insert(kb, self.entries.len());
+        }
+        self.entries.push(Net {
+            existed,
+            last: prim,
+        });
+    }
+
+    /// The entries whose net change puts a row, with that row.
+    pub(super) fn puts(&self) -> Vec<(usize, &[Value])> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| match &n.last {
+                Prim::Put { row, .. } => Some((i, row.as_slice())),
+                Prim::Delete { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Entry `i` puts a row outside the row filter: delete its key instead (the
+    /// row may be there from before the change; an insert of a row that did not
+    /// exist deletes nothing).
+    pub(super) fn put_outside_filter(&mut self, i: usize) {
+        if let Prim::Put { row, .. } = &self.entries[i].last {
+            let key = key_values(&self.table, row);
+            self.entries[i].last = Prim::Delete { key };
+        }
+    }
+
+    /// The statements for the pending changes, in an order that keeps their effect.
+    pub(super) fn statements(&self) -> Vec<String> {
+        let (t, target) = (&self.table, &self.target);
+        let mut out = Vec::new();
+        if t.parallel_safe {
+            // One net change per key: deletes, then inserts, then upserts.
+            let keys: Vec<&[Value]> = self
+                .entries
+                .iter()
+                .filter(|n| n.existed)
+                .filter_map(|n| match &n.last {
+                    Prim::Delete { key } => Some(key.as_slice()),
+                    _ => None,
+                })
+                .collect();
+            out.extend(delete_sql(t, target, &keys));
+            for fresh in [true, false] {
+                let rows: Vec<&[Value]> = self
+                    .entries
+                    .iter()
+                    .filter(|n| n.existed != fresh)
+                    .filter_map(|n| match &n.last {
+                        Prim::Put { row, .. } => Some(row.as_slice()),
+                        _ => None,
+                    })
+                    .collect();
+                out.extend(insert_sql(t, target, &rows, !fresh));
+            }
+            return out;
+        }
+        // In binlog order, consecutive changes of one kind in one statement.
+        let mut i = 0;
+        while i < self.entries.len() {
+            let kind = |n: &Net| match n.last {
+                Prim::Delete { .. } => 0,
+                Prim::Put { fresh: true, .. } => 1,
+                Prim::Put { fresh: false, .. } => 2,
+            };
+            let k = kind(&self.entries[i]);
+            let run: Vec<&Net> = self.entries[i..]
+                .iter()
+                .take_while(|n| kind(n) == k)
+                .collect();
+            i += run.len();
+            let images: Vec<&[Value]> = run
+                .iter()
+                .map(|n| match &n.last {
+                    Prim::Delete { key } => key.as_slice(),
+                    Prim::Put { row, .. } => row.as_slice(),
+                })
+                .collect();
+            out.extend(if k == 0 {
+                delete_sql(t, target, &images)
+            } else {
+                insert_sql(t, target, &images, k == 2)
+            });
+        }
+        out
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Buffer {
+    pub(super) tables: Vec<TableBuf>,
+    pub(super) by_target: HashMap<Arc<TargetName>, usize>,
+    pub(super) len: usize,
+}
+
+impl Buffer {
+    pub(super) fn push(&mut self, r: Routed) {
+        let i = match self.by_target.get(&r.target) {
+            Some(&i) => i,
+            None => {
+                self.tables.push(TableBuf {
+                    table: r.table.clone(),
+                    target: r.target.clone(),
+                    entries: Vec::new(),
+                    index: HashMap::new(),
+                });
+                self.by_target
+                    .insert(r.target.clone(), self.tables.len() - 1);
+                self.tables.len() - 1
+            }
+        };
+        // A table's description changes after DDL: flush boundaries keep images and columns together.
+        self.tables[i].table = r.table;
+        self.tables[i].push(r.prim);
+        self.len += 1;
+    }
+
+    pub(super) fn take_statements(&mut self) -> Vec<String> {
+        let out = self.tables.iter().flat_map(TableBuf::statements).collect();
+        *self = Buffer::default();
+        out
+    }
+}
+
+// ------------------------------------------------------------------ worker
+
+/// Changes applied, by (target table, op).
+pub type OpCounts = BTreeMap<(String, String), u64>;
+
+pub(super) enum WorkerMsg {
+    Rows(Vec<Routed>),
+    /// Commit everything so far with the checkpoint at `position`.
+    Commit {
+        group: u64,
+        position: BinlogPosition,
+    },
+    /// Drop the open transaction (the call ends inside a source transaction).
+    Rollback,
+}
+
+pub(super) enum Ack {
+    Committed { group: u64 },
+    Failed { worker: u32, error: FerryError },
+}
+
+pub(super) struct Worker {
+    pub(super) id: u32,
+    pub(super) conn: Conn,
+    pub(super) link: Arc<Link>,
+    pub(super) checkpoint: BinlogPosition,
+    pub(super) buf: Buffer,
+    pub(super) in_txn: bool,
+    pub(super) pending: u64,
+    pub(super) counts: OpCounts,
+}
+
+pub(super) const FLUSH_ROWS: usize = 5_000;
+
+impl Worker {
+    pub(super) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<WorkerMsg>,
+        acks: mpsc::UnboundedSender<Ack>,
+    ) -> (OpCounts, Conn) {
+        while let Some(msg) = rx.recv().await {
+            let result = match msg {
+                WorkerMsg::Rows(rows) => self.rows(rows).await,
+                WorkerMsg::Commit { group, position } => self.commit(&position).await.map(|()| {
+                    let _ = acks.send(Ack::Committed { group });
+                }),
+                WorkerMsg::Rollback => self.rollback().await,
+            };
+            if let Err(error) = result {
+                let _ = self.conn.query_drop("ROLLBACK").await;
+                let _ = acks.send(Ack::Failed {
+                    worker: self.id,
+                    error,
+                });
+                break;
+            }
+        }
+        if self.in_txn {
+            let _ = self.conn.query_drop("ROLLBACK").await;
+        }
+        (self.counts, self.conn)
+    }
+
+    pub(super) async fn exec(&mut self, sql: &str) -> Result<(), FerryError> {
+        self.conn.query_drop(sql).await.map_err(|e| {
+            let mut short: String = sql.chars().take(300).collect();
+            if short.len() < sql.len() {
+                short.push_str("...");
+            }
+            classify(e, &format!("target: applying changes ({short})"))
+        })
+    }
+
+    pub(super) async fn begin(&mut self) -> Result<(), FerryError> {
+        if !self.in_txn {
+            self.exec("START TRANSACTION").await?;
+            self.in_txn = true;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn rows(&mut self, rows: Vec<Routed>) -> Result<(), FerryError> {
+        for r in rows {
+            let op = match &r.prim {
+                Prim::Delete { .. } => "delete",
+                Prim::Put { fresh: true, .. } => "insert",
+                Prim::Put { fresh: false, .. } => "upsert",
+            };
+            *self
+                .counts
+                .entry((
+                    format!("{}.{}", r.target.db, r.target.table),
+                    op.to_string(),
+                ))
+                .or_default() += 1;
+            self.pending += 1;
+            self.buf.push(r);
+        }
+        if self.buf.len >= FLUSH_ROWS {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn flush(&mut self) -> Result<(), FerryError> {
+        if self.buf.len == 0 {
+            return Ok(());
+        }
+        self.begin().await?;
+        self.apply_filters().await?;
+        for (i, sql) in self.buf.take_statements().into_iter().enumerate() {
+            if i == 1 {
+                failpoint_for(&self.link.task_id, "apply.mid_batch")?;
+            }
+            self.exec(&sql).await?;
+        }
+        Ok(())
+    }
+
+    /// Judge the rows the pending changes put on filtered tables: the ones
+    /// outside the row filter become deletes by key (counted as `outside filter`).
+    pub(super) async fn apply_filters(&mut self) -> Result<(), FerryError> {
+        let Worker {
+            conn, buf, counts, ..
+        } = self;
+        for tb in &mut buf.tables {
+            let Some(filter) = tb.target.filter.clone() else {
+                continue;
+            };
+            let what = format!(
+                "target: evaluating the row filter of {}.{} ({filter}) over changed rows; \
+                 fix objects.filters in the task file",
+                tb.table.db, tb.table.table
+            );
+            let puts = tb.puts();
+            let mut kept: HashSet<u64> = HashSet::new();
+            for sql in filter_statements(&tb.table, &filter, &puts) {
+                let rows: Vec<u64> = conn.query(sql).await.map_err(|e| classify(e, &what))?;
+                kept.extend(rows);
+            }
+            let outside: Vec<usize> = puts
+                .iter()
+                .map(|(i, _)| *i)
+                .filter(|i| !kept.contains(&(*i as u64)))
+                .collect();
+            if outside.is_empty() {
+                continue;
+            }
+            *counts
+                .entry((
+                    format!("{}.{}", tb.target.db, tb.target.table),
+                    "outside filter".to_string(),
+                ))
+                .or_default() += outside.len() as u64;
+            for i in outside {
+                tb.put_outside_filter(i);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn commit(&mut self, position: &BinlogPosition) -> Result<(), FerryError> {
+        if !pos_lt(&self.checkpoint, position) {
+            // Everything up to here was skipped on resume: this worker is already past it.
+            return Ok(());
+        }
+        self.flush().await?;
+        self.begin().await?;
+        self.link
+            .advance(&mut self.conn, Some(self.id), 1, position, self.pending)
+            .await?;
+        failpoint_for(&self.link.task_id, "apply.before_commit")?;
+        self.exec("COMMIT").await?;
+        self.in_txn = false;
+        self.pending = 0;
+        self.checkpoint = position.clone();
+        failpoint_for(&self.link.task_id, "apply.after_commit")?;
+        Ok(())
+    }
+
+    pub(super) async fn rollback(&mut self) -> Result<(), FerryError> {
+        self.buf = Buffer::default();
+        self.pending = 0;
+        if self.in_txn {
+            self.exec("ROLLBACK").await?;
+            self.in_txn = false;
+        }
+        Ok(())
+    }
+}
