@@ -220,6 +220,17 @@ pub async fn local_infile_enabled(dst: &mut Conn) -> bool {
     matches!(v, Ok(Some(s)) if s == "1" || s.eq_ignore_ascii_case("ON"))
 }
 
+/// Whether the connection's server is an OceanBase kernel (its `@@version_comment`
+/// says so; an unreadable comment counts as not OceanBase).
+async fn is_oceanbase(dst: &mut Conn) -> bool {
+    let comment: Option<String> = dst
+        .query_first("SELECT @@version_comment")
+        .await
+        .ok()
+        .flatten();
+    comment.is_some_and(|c| c.to_ascii_lowercase().contains("oceanbase"))
+}
+
 /// Why `LOAD DATA LOCAL INFILE` cannot be used on this target, or None when it
 /// can: `local_infile` must be on, and OceanBase also asks for the FILE
 /// privilege (MySQL and MariaDB do not for LOCAL), which `SHOW GRANTS` tells.
@@ -227,12 +238,7 @@ pub async fn load_data_refusal(dst: &mut Conn) -> Option<String> {
     if !local_infile_enabled(dst).await {
         return Some("the target has local_infile off".into());
     }
-    let comment: Option<String> = dst
-        .query_first("SELECT @@version_comment")
-        .await
-        .ok()
-        .flatten();
-    if !comment.is_some_and(|c| c.to_ascii_lowercase().contains("oceanbase")) {
+    if !is_oceanbase(dst).await {
         return None;
     }
     let grants: Vec<String> = dst.query("SHOW GRANTS").await.unwrap_or_default();
@@ -372,12 +378,7 @@ async fn write_method_for(
     if wanted != WriteMethod::LoadData {
         return wanted;
     }
-    let comment: Option<String> = dst
-        .query_first("SELECT @@version_comment")
-        .await
-        .ok()
-        .flatten();
-    if !comment.is_some_and(|c| c.to_ascii_lowercase().contains("oceanbase")) {
+    if !is_oceanbase(dst).await {
         return wanted;
     }
     let backtick = target.0.contains('`')
