@@ -233,6 +233,8 @@ pub struct ChangeTracker {
     keys: Vec<HashMap<usize, Option<std::collections::HashSet<IntKey>>>>,
     /// Keys noted in all; past [`MAX_KEYS_PER_CALL`] the call lists none.
     noted: usize,
+    /// Reused to build each key for [`ChangeTracker::note_key`].
+    scratch: IntKey,
     pending: Vec<ChunkMark>,
 }
 
@@ -251,6 +253,7 @@ impl ChangeTracker {
             written: map.tables.iter().map(|_| HashMap::new()).collect(),
             keys: map.tables.iter().map(|_| HashMap::new()).collect(),
             noted: 0,
+            scratch: Vec::new(),
             map,
             sink,
             pending: Vec::new(),
@@ -269,7 +272,7 @@ impl ChangeTracker {
             return;
         };
         if self.noted <= MAX_KEYS_PER_CALL {
-            self.noted += Self::note_key(&mut self.keys[n], i, key);
+            self.noted += Self::note_key(&mut self.keys[n], &mut self.scratch, i, key);
         }
         let last = i + 1 == t.ids.len();
         let tail: Option<IntKey> = match last && t.lowers.as_ref().is_some_and(|l| !l.is_empty()) {
@@ -299,6 +302,7 @@ impl ChangeTracker {
     /// Returns how many keys were added (0 or 1).
     fn note_key(
         keys: &mut HashMap<usize, Option<std::collections::HashSet<IntKey>>>,
+        scratch: &mut IntKey,
         i: usize,
         key: &[&Value],
     ) -> usize {
@@ -308,15 +312,27 @@ impl ChangeTracker {
         let Some(set) = entry else {
             return 0;
         };
-        let k: Option<IntKey> = key.iter().map(|v| int_of_value(v)).collect();
-        match k {
-            Some(k) if set.len() < MAX_KEYS_PER_CHUNK || set.contains(&k) => {
-                usize::from(set.insert(k))
+        // The key is built in a reused buffer: a key seen before (the common
+        // case under hot rows) costs a lookup, no allocation.
+        scratch.clear();
+        for v in key {
+            match int_of_value(v) {
+                Some(k) => scratch.push(k),
+                None => {
+                    *entry = None;
+                    return 0;
+                }
             }
-            _ => {
-                *entry = None;
-                0
-            }
+        }
+        if set.contains(scratch.as_slice()) {
+            return 0;
+        }
+        if set.len() < MAX_KEYS_PER_CHUNK {
+            set.insert(scratch.clone());
+            1
+        } else {
+            *entry = None;
+            0
         }
     }
 
