@@ -196,13 +196,18 @@ pub struct ServerInfo {
     pub number: (u16, u16, u16),
 }
 
+/// Whether a `VERSION()` string is a MariaDB server's (`10.11.14-MariaDB-log`).
+pub fn is_mariadb_version(version: &str) -> bool {
+    version.to_ascii_lowercase().contains("mariadb")
+}
+
 pub async fn server_info(conn: &mut Conn, what: &str) -> Result<ServerInfo, FerryError> {
     let v: Option<String> = conn
         .query_first("SELECT VERSION()")
         .await
         .map_err(|e| classify(e, what))?;
     let version = v.unwrap_or_default();
-    let is_mariadb = version.to_ascii_lowercase().contains("mariadb");
+    let is_mariadb = is_mariadb_version(&version);
     let nums: Vec<u16> = version
         .split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())

@@ -202,7 +202,7 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
         // OceanBase's LOAD DATA truncates silently outside strict mode (see CopyOptions::strict).
         w.copy.strict = oceanbase;
         // Binary columns as raw bytes where that is measured exact (see CopyOptions::raw_binary).
-        w.copy.raw_binary = !oceanbase && caps.version.to_ascii_lowercase().contains("mariadb");
+        w.copy.raw_binary = !oceanbase && caps.is_mariadb();
         let wanted = match w.spec.options.copy_write {
             CopyWrite::Auto if oceanbase => CopyWrite::Insert,
             CopyWrite::Auto => CopyWrite::LoadData,

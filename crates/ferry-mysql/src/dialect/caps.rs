@@ -55,6 +55,11 @@ impl TargetCaps {
         has(&self.version) || has(&self.version_comment)
     }
 
+    /// Whether the server is MariaDB (its `VERSION()` says so).
+    pub fn is_mariadb(&self) -> bool {
+        crate::conn::is_mariadb_version(&self.version)
+    }
+
     /// The version the dialect rules compare against: OceanBase's kernel
     /// version (from the comment, else from `VERSION()`), or the server's own.
     pub fn rules_version(&self, dialect: Dialect) -> Option<(u16, u16, u16)> {
