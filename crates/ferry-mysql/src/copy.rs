@@ -104,6 +104,9 @@ pub struct CopyOptions {
     /// hex (half the bytes, no `UNHEX` on the target); only for a target known
     /// to store them exactly (see [`Kind::infile_hex`]): MariaDB.
     pub raw_binary: bool,
+    /// The target is an OceanBase kernel (the task's recorded capabilities
+    /// say so): its `LOAD DATA` refusals apply (see `write_method_for`).
+    pub oceanbase: bool,
 }
 
 impl Default for CopyOptions {
@@ -116,6 +119,7 @@ impl Default for CopyOptions {
             target_binlog: true,
             strict: false,
             raw_binary: false,
+            oceanbase: false,
         }
     }
 }
@@ -220,25 +224,14 @@ pub async fn local_infile_enabled(dst: &mut Conn) -> bool {
     matches!(v, Ok(Some(s)) if s == "1" || s.eq_ignore_ascii_case("ON"))
 }
 
-/// Whether the connection's server is an OceanBase kernel (its `@@version_comment`
-/// says so; an unreadable comment counts as not OceanBase).
-async fn is_oceanbase(dst: &mut Conn) -> bool {
-    let comment: Option<String> = dst
-        .query_first("SELECT @@version_comment")
-        .await
-        .ok()
-        .flatten();
-    comment.is_some_and(|c| c.to_ascii_lowercase().contains("oceanbase"))
-}
-
 /// Why `LOAD DATA LOCAL INFILE` cannot be used on this target, or None when it
 /// can: `local_infile` must be on, and OceanBase also asks for the FILE
 /// privilege (MySQL and MariaDB do not for LOCAL), which `SHOW GRANTS` tells.
-pub async fn load_data_refusal(dst: &mut Conn) -> Option<String> {
+pub async fn load_data_refusal(dst: &mut Conn, oceanbase: bool) -> Option<String> {
     if !local_infile_enabled(dst).await {
         return Some("the target has local_infile off".into());
     }
-    if !is_oceanbase(dst).await {
+    if !oceanbase {
         return None;
     }
     let grants: Vec<String> = dst.query("SHOW GRANTS").await.unwrap_or_default();
@@ -374,11 +367,9 @@ async fn write_method_for(
     table: &TableInfo,
     target: (&str, &str),
     wanted: WriteMethod,
+    oceanbase: bool,
 ) -> WriteMethod {
-    if wanted != WriteMethod::LoadData {
-        return wanted;
-    }
-    if !is_oceanbase(dst).await {
+    if wanted != WriteMethod::LoadData || !oceanbase {
         return wanted;
     }
     let backtick = target.0.contains('`')
@@ -423,7 +414,7 @@ pub async fn copy_chunk(
         table.full_name(),
         describe_range(chunk)
     );
-    let method = write_method_for(dst, table, target, opts.method).await;
+    let method = write_method_for(dst, table, target, opts.method, opts.oceanbase).await;
     let opts = &CopyOptions {
         method,
         ..opts.clone()

@@ -201,6 +201,7 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
         let oceanbase = caps.is_oceanbase();
         // OceanBase's LOAD DATA truncates silently outside strict mode (see CopyOptions::strict).
         w.copy.strict = oceanbase;
+        w.copy.oceanbase = oceanbase;
         // Binary columns as raw bytes where that is measured exact (see CopyOptions::raw_binary).
         w.copy.raw_binary = !oceanbase && caps.is_mariadb();
         let wanted = match w.spec.options.copy_write {
@@ -210,7 +211,7 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
         };
         let dst = w.target().await?;
         w.copy.method = match wanted {
-            CopyWrite::LoadData => match load_data_refusal(dst).await {
+            CopyWrite::LoadData => match load_data_refusal(dst, oceanbase).await {
                 None => WriteMethod::LoadData,
                 Some(why) => {
                     tracing::warn!("{why}: the copy writes with INSERT (slower; see the precheck's target.load_data)");

@@ -29,7 +29,7 @@ use ferry_core::model::{CheckItem, CheckStatus};
 use ferry_core::task::{CopyWrite, MigrationType, TaskSpec};
 
 use crate::conn::Endpoint;
-use crate::dialect::caps;
+use crate::dialect::caps::{self, TargetCaps};
 
 mod grants;
 mod probes;
@@ -139,21 +139,23 @@ pub async fn check_target(ep: &Endpoint, spec: &TaskSpec) -> Vec<CheckItem> {
     if !spec.options.target_binlog && spec.has(MigrationType::Full) {
         items.push(skip_binlog_item(&mut conn, &srv).await);
     }
+    // Probed once, for the copy's write method and the reverse link's binlog.
+    let caps = match spec.has(MigrationType::Full) || spec.has(MigrationType::Reverse) {
+        true => caps::probe(&mut conn, "target").await.unwrap_or_default(),
+        false => TargetCaps::default(),
+    };
     if spec.has(MigrationType::Full) {
         // `auto` writes OceanBase with INSERTs: LOAD DATA matters only where it would be used.
         let uses_load_data = match spec.options.copy_write {
             CopyWrite::LoadData => true,
-            CopyWrite::Auto => !caps::probe(&mut conn, "target")
-                .await
-                .is_ok_and(|c| c.is_oceanbase()),
+            CopyWrite::Auto => !caps.is_oceanbase(),
             CopyWrite::Insert => false,
         };
         if uses_load_data {
-            items.push(load_data_item(&mut conn, &srv).await);
+            items.push(load_data_item(&mut conn, &srv, caps.is_oceanbase()).await);
         }
     }
     if spec.has(MigrationType::Reverse) {
-        let caps = caps::probe(&mut conn, "target").await.unwrap_or_default();
         if !caps.binlog && caps.is_oceanbase() {
             items.push(oceanbase_reverse_item(&srv, &caps));
         } else {

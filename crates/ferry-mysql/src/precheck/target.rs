@@ -55,8 +55,8 @@ pub(super) fn target_databases(spec: &TaskSpec) -> (Vec<String>, Vec<String>) {
 
 /// A full copy with `copy_write: load_data` needs `LOAD DATA LOCAL INFILE`;
 /// without it the copy falls back to multi-row INSERT, which is only slower.
-pub(super) async fn load_data_item(conn: &mut Conn, srv: &Server) -> CheckItem {
-    match crate::copy::load_data_refusal(conn).await {
+pub(super) async fn load_data_item(conn: &mut Conn, srv: &Server, oceanbase: bool) -> CheckItem {
+    match crate::copy::load_data_refusal(conn, oceanbase).await {
         None => pass(
             &srv.check("load_data"),
             &srv.role,

@@ -129,6 +129,11 @@ pub async fn copy(
 ) -> Result<CopyStats, FerryError> {
     let mut src = env.endpoint(Side::Source, false).connect().await?;
     let mut dst = env.endpoint(Side::Target, false).connect().await?;
+    // As the copy stage does from the task's recorded capabilities.
+    let opts = &CopyOptions {
+        oceanbase: env.is_oceanbase(),
+        ..opts.clone()
+    };
     copy_chunk(
         &mut src,
         &mut dst,
