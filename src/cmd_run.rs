@@ -126,8 +126,13 @@ async fn failed(env: &LocalEnv, task_id: &str, error: &str, cause: &str) -> Fail
 
 /// `FERRY_RETRY_TIME_SCALE` (default 1): multiplies the waits of the
 /// definition's Retry rules (2 s doubling, up to 10 attempts for the link),
-/// so a test of an outage longer than the retry budget takes seconds.
+/// so a test of an outage longer than the retry budget takes seconds. A test
+/// hook: read only in builds with them ([`ferry_mysql::TEST_HOOKS`]), like the
+/// failpoints, so a release binary always waits as the definition says.
 fn retry_time_scale() -> f64 {
+    if !ferry_mysql::TEST_HOOKS {
+        return 1.0;
+    }
     std::env::var("FERRY_RETRY_TIME_SCALE")
         .ok()
         .and_then(|v| v.parse::<f64>().ok())

@@ -6,6 +6,10 @@ pub mod apply;
 pub mod binlog;
 pub mod column_kind;
 pub mod conn;
+
+/// Whether this build carries the test hooks (failpoints, retry-time scaling):
+/// the `failpoints` feature, which only test builds turn on.
+pub const TEST_HOOKS: bool = cfg!(feature = "failpoints");
 pub mod copy;
 pub mod dialect;
 pub mod dirty;
