@@ -311,31 +311,13 @@ pub fn same_value(p: &Value, q: &Value) -> bool {
     let (Value::Bytes(a), Value::Bytes(b)) = (p, q) else {
         return false;
     };
-    let doc = |s: &[u8]| -> Option<serde_json::Value> {
-        let t = std::str::from_utf8(s).ok()?.trim_start();
-        if !(t.starts_with('{') || t.starts_with('[')) {
-            return None;
-        }
-        serde_json::from_str(t).ok()
+    // Only documents: a scalar column's text is never compared as JSON.
+    let doc = |s: &[u8]| {
+        std::str::from_utf8(s).is_ok_and(|t| {
+            let t = t.trim_start();
+            t.starts_with('{') || t.starts_with('[')
+        })
     };
-    match (doc(a), doc(b)) {
-        (Some(x), Some(y)) => same_json(&x, &y),
-        _ => false,
-    }
-}
-
-fn same_json(x: &serde_json::Value, y: &serde_json::Value) -> bool {
-    use serde_json::Value as J;
-    match (x, y) {
-        (J::Number(a), J::Number(b)) => a.as_f64() == b.as_f64(),
-        (J::Array(a), J::Array(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(p, q)| same_json(p, q))
-        }
-        (J::Object(a), J::Object(b)) => {
-            a.len() == b.len()
-                && a.iter()
-                    .all(|(k, v)| b.get(k).is_some_and(|w| same_json(v, w)))
-        }
-        _ => x == y,
-    }
+    // The product's JSON equality (what verify counts as the same value).
+    doc(a) && doc(b) && ferry_mysql::verify::json_equal(a, b)
 }

@@ -74,5 +74,5 @@ pub use locate::{
     RangeResult, LEAF_ROWS,
 };
 pub use repair::{apply_repair, repair_script, repair_statements, RepairStatement};
-pub use rows::{compare_rows, FetchedRow, Layout, RowDiff};
+pub use rows::{compare_rows, json_equal, FetchedRow, Layout, RowDiff};
 pub use table::{Digest, Side, VerifyTable};

@@ -97,7 +97,9 @@ pub fn shown(v: &Option<Vec<u8>>) -> String {
     }
 }
 
-fn json_equal(a: &[u8], b: &[u8]) -> bool {
+/// Two JSON texts equal as JSON documents (formatting, key order and number
+/// spelling aside); texts that do not parse are compared as bytes.
+pub fn json_equal(a: &[u8], b: &[u8]) -> bool {
     match (
         serde_json::from_slice::<serde_json::Value>(a),
         serde_json::from_slice::<serde_json::Value>(b),
