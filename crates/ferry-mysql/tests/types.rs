@@ -214,10 +214,13 @@ async fn through_insert(env: TestEnv) {
 /// byte value, in BLOB, BINARY and VARBINARY columns, arrives exactly.
 #[tokio::test]
 async fn every_type_round_trips_through_load_data_with_raw_binary_on_mariadb() {
-    round_trip(
-        ferry_testkit::env_for(ferry_testkit::Target::Mariadb),
-        WriteMethod::LoadData,
-        true,
+    ferry_testkit::within_deadline(
+        "every_type_round_trips_through_load_data_with_raw_binary_on_mariadb",
+        round_trip(
+            ferry_testkit::env_for(ferry_testkit::Target::Mariadb),
+            WriteMethod::LoadData,
+            true,
+        ),
     )
     .await;
 }

@@ -84,8 +84,30 @@ pub fn env_for(target: Target) -> TestEnv {
     }
 }
 
+/// Longest an end-to-end test may run ([`within_deadline`]); the environment
+/// variable `FERRY_TEST_DEADLINE_SECS` overrides it.
+pub const TEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(480);
+
+/// Run a test body under [`TEST_DEADLINE`]: a test that hangs (a lock wait, a
+/// server that stopped answering) fails, naming itself, instead of holding the
+/// whole test binary (and CI) until an outer timeout kills it without showing
+/// why the other tests of the binary failed.
+pub async fn within_deadline<F: std::future::Future<Output = ()>>(name: &str, body: F) {
+    let limit = std::env::var("FERRY_TEST_DEADLINE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(TEST_DEADLINE, std::time::Duration::from_secs);
+    if tokio::time::timeout(limit, body).await.is_err() {
+        panic!(
+            "{name} did not finish within {} s (FERRY_TEST_DEADLINE_SECS)",
+            limit.as_secs()
+        );
+    }
+}
+
 /// Two tests from one async body taking the [`TestEnv`]: `<name>::mariadb`
-/// against the MariaDB target and `<name>::oceanbase` against the OceanBase one.
+/// against the MariaDB target and `<name>::oceanbase` against the OceanBase one,
+/// each under [`TEST_DEADLINE`].
 #[macro_export]
 macro_rules! on_both_targets {
     ($name:ident, $body:path) => {
@@ -94,11 +116,19 @@ macro_rules! on_both_targets {
             // too deep for the test thread's stack in a debug build.
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn mariadb() {
-                Box::pin($body($crate::env_for($crate::Target::Mariadb))).await
+                $crate::within_deadline(
+                    concat!(stringify!($name), "::mariadb"),
+                    Box::pin($body($crate::env_for($crate::Target::Mariadb))),
+                )
+                .await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn oceanbase() {
-                Box::pin($body($crate::env_for($crate::Target::Oceanbase))).await
+                $crate::within_deadline(
+                    concat!(stringify!($name), "::oceanbase"),
+                    Box::pin($body($crate::env_for($crate::Target::Oceanbase))),
+                )
+                .await
             }
         }
     };
