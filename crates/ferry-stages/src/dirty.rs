@@ -327,6 +327,10 @@ pub async fn clear_if_covered<S: ItemStore>(
                 .map(|c| DirtyMark {
                     dirty: false,
                     marked_ms: now_ms(),
+                    // A tombstone keeps no key list: the next mark starts afresh
+                    // (put_mark), and every verify reads every mark.
+                    unlisted: Vec::new(),
+                    keys: None,
                     ..c
                 })
         })

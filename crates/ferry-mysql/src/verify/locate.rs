@@ -297,8 +297,10 @@ pub async fn compare_keys(
     tgt: &mut Conn,
     keys: &[Vec<KeyValue>],
 ) -> Result<KeysResult, FerryError> {
-    let source = t.fetch_keys(Side::Source, src, keys).await?;
-    let target = t.fetch_keys(Side::Target, tgt, keys).await?;
+    let (source, target) = tokio::try_join!(
+        t.fetch_keys(Side::Source, src, keys),
+        t.fetch_keys(Side::Target, tgt, keys)
+    )?;
     let (source_rows, target_rows) = (source.len() as u64, target.len() as u64);
     let (source, target) = (by_key(source), by_key(target));
     let diffs = keys

