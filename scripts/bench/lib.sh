@@ -111,6 +111,15 @@ set_buffer_pools() {
         [[ "$side" == target && "$TARGET_KIND" == oceanbase ]] && continue
         OLD_POOL[$side]="$(sql "$side" -e "SELECT @@innodb_buffer_pool_size")"
         sql "$side" -e "SET GLOBAL innodb_buffer_pool_size = $want"
+        # The server may truncate the size with only a warning (MariaDB 10.11.12+ caps it at
+        # innodb_buffer_pool_size_max): check that the run really gets the pool it reports.
+        local have deadline=$((SECONDS + 60))
+        until have="$(sql "$side" -e "SELECT @@innodb_buffer_pool_size")" && ((have == want)); do
+            ((SECONDS < deadline)) || die "the $side server's buffer pool is $have bytes, not the $want asked for \
+(innodb_buffer_pool_size_max = $(sql "$side" -e "SELECT @@innodb_buffer_pool_size_max" 2>/dev/null || echo '?')); \
+restart the test servers with the current scripts/testenv (scripts/testenv down && scripts/testenv up), which allow 4 GiB"
+            sleep 0.5
+        done
     done
     log "buffer pools: $want bytes for the run (were: ${OLD_POOL[*]}; $TARGET_KIND target)"
 }
