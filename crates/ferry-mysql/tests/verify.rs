@@ -16,8 +16,8 @@ use ferry_mysql::planner::plan_chunks;
 use ferry_mysql::schema::{read_table, Column};
 use ferry_mysql::verify::canon::{row_hash_expr, row_text_expr};
 use ferry_mysql::verify::{
-    apply_repair, compare_range, confirm, repair_script, repair_statements, Digest, RowDiff,
-    RowHash, Side as VSide, VerifyTable,
+    apply_repair, compare_keys, compare_range, confirm, repair_script, repair_statements, Digest,
+    RowDiff, RowHash, Side as VSide, VerifyTable,
 };
 use ferry_testkit::{drop_db, env, exec, on_both_targets, recreate_db, unique_name, Side, TestEnv};
 use mysql_async::prelude::*;
@@ -375,6 +375,49 @@ async fn identical_tables_are_clean_and_every_planted_difference_is_found_and_re
         fx.verify(&vt, 100).await.is_empty(),
         "repair must leave no difference"
     );
+    fx.drop().await;
+}
+
+on_both_targets!(
+    a_keyed_compare_finds_exactly_the_planted_differences_among_its_keys,
+    super::keyed_compare
+);
+
+/// `compare_keys` (what `ferry verify --changed` runs on a chunk whose keys
+/// the sync listed): clean keys compare clean, digests only where the servers
+/// allow, and among them every planted difference is found, nothing else.
+async fn keyed_compare(e: TestEnv) {
+    let mut fx = Fixture::on(e, "vfy_keys").await;
+    let vt = fx.table("t").await;
+    // Same JSON value, other formatting: not a difference.
+    exec(
+        &mut fx.admin_tgt,
+        "UPDATE t SET j = '{\"arr\":[95,\"x\"],   \"k\":95}' WHERE id = 95",
+    )
+    .await;
+    for (_, _, _, sql) in planted() {
+        exec(&mut fx.admin_tgt, sql).await;
+    }
+    let key = |id: i64| vec![KeyValue::Int(id)];
+    // Untouched keys (9999 is on neither side): clean, and counted on both sides.
+    let clean: Vec<Vec<KeyValue>> = [1, 2, 95, 300, 1150, 9999].map(key).to_vec();
+    let r = compare_keys(&vt, &mut fx.src, &mut fx.tgt, &clean)
+        .await
+        .unwrap();
+    assert!(r.diffs.is_empty(), "{:?}", r.diffs);
+    assert_eq!((r.source_rows, r.target_rows), (5, 5));
+    // Every planted key among them: exactly the planted differences.
+    let mut keys: Vec<Vec<KeyValue>> = planted().iter().map(|p| key(p.0)).collect();
+    keys.extend(clean);
+    keys.sort();
+    let r = compare_keys(&vt, &mut fx.src, &mut fx.tgt, &keys)
+        .await
+        .unwrap();
+    let mut got: Vec<(i64, DiffKind)> = r.diffs.iter().map(|d| (id_of(d), d.kind())).collect();
+    got.sort_by_key(|g| g.0);
+    let mut want: Vec<(i64, DiffKind)> = planted().iter().map(|p| (p.0, p.1)).collect();
+    want.sort_by_key(|w| w.0);
+    assert_eq!(got, want);
     fx.drop().await;
 }
 

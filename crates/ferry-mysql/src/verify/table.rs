@@ -253,6 +253,15 @@ impl VerifyTable {
         }
     }
 
+    /// ` AND (filter)` for the side's row filter, or nothing.
+    fn filter_clause(&self, side: Side) -> String {
+        self.side(side)
+            .filter
+            .as_ref()
+            .map(|f| format!(" AND ({f})"))
+            .unwrap_or_default()
+    }
+
     fn what(&self, side: Side, doing: &str) -> String {
         format!("{}: {doing} {}", side.as_str(), self.side(side).name)
     }
@@ -280,9 +289,43 @@ impl VerifyTable {
         upper: Option<&[KeyValue]>,
         exact: bool,
     ) -> Result<Digest, FerryError> {
-        let s = self.side(side);
         let (where_, params) = self.range_where(side, lower, upper);
-        let sql = digest_sql(&s.from, &s.text, &where_, self.hash, exact);
+        self.digest_where(side, conn, &where_, params, exact).await
+    }
+
+    /// Row count and hash sum of the rows with these keys on `side` (within
+    /// the side's filter), computed by the server in the batches
+    /// [`VerifyTable::fetch_keys`] reads: a batch holds at most 1,000 rows, so
+    /// the inexact sum of the CRC pair is exact.
+    pub async fn digest_keys(
+        &self,
+        side: Side,
+        conn: &mut Conn,
+        keys: &[Vec<KeyValue>],
+    ) -> Result<Digest, FerryError> {
+        let filter = self.filter_clause(side);
+        let mut total = Digest::default();
+        for batch in keys.chunks(keys_per_fetch(self.key.len())) {
+            let (pred, params) = key_match(&self.key, batch);
+            let d = self
+                .digest_where(side, conn, &format!("({pred}){filter}"), params, false)
+                .await?;
+            total.rows += d.rows;
+            total.sum += d.sum;
+        }
+        Ok(total)
+    }
+
+    async fn digest_where(
+        &self,
+        side: Side,
+        conn: &mut Conn,
+        where_: &str,
+        params: Vec<Value>,
+        exact: bool,
+    ) -> Result<Digest, FerryError> {
+        let s = self.side(side);
+        let sql = digest_sql(&s.from, &s.text, where_, self.hash, exact);
         let what = self.what(side, "checksumming");
         let row: Option<(u64, Value, Value)> = conn
             .exec_first(sql, params)
@@ -456,12 +499,7 @@ impl VerifyTable {
         keys: &[Vec<KeyValue>],
         what: &str,
     ) -> Result<Vec<Row>, FerryError> {
-        let filter = self
-            .side(side)
-            .filter
-            .as_ref()
-            .map(|f| format!(" AND ({f})"))
-            .unwrap_or_default();
+        let filter = self.filter_clause(side);
         let mut out = Vec::new();
         for batch in keys.chunks(keys_per_fetch(self.key.len())) {
             let (pred, params) = key_match(&self.key, batch);
