@@ -154,7 +154,11 @@ pub async fn resume(global: &Global, args: ControlArgs) -> Result<u8, Failure> {
         .await?;
     if args.recopy {
         // Under the task's lock: no `ferry run` may copy or apply while the task is reset.
-        let _lock = TaskLock::acquire(&global.state_dir, &task.task_id)?;
+        let _lock = TaskLock::acquire_within(
+            &global.state_dir,
+            &task.task_id,
+            ferry_local::RUNNER_PATIENCE,
+        )?;
         let env = ferry_stages::StageEnv::new(
             global.existing_store()?,
             global.secrets_for(&task.spec)?,
@@ -236,9 +240,9 @@ fn refused(id: &str, rec: &SwitchRecord) -> FerryError {
     ))
 }
 
-/// True when no `ferry run` holds the task's lock (the lock is taken and dropped at once).
+/// True when no `ferry run` holds the task's lock (a probe: see [`TaskLock::is_held`]).
 fn runner_idle(global: &Global, id: &str) -> bool {
-    TaskLock::acquire(&global.state_dir, id).is_ok()
+    matches!(TaskLock::is_held(&global.state_dir, id), Ok(false))
 }
 
 async fn wait_for_lock(global: &Global, id: &str, secs: u64) -> Result<TaskLock, FerryError> {

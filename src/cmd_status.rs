@@ -75,7 +75,7 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<u8, Failure> {
     let alive = repo.liveness(&args.task_id).await?;
     // A `ferry run` holds the task's lock while it works: no holder, nothing runs
     // (whatever the last heartbeat's age), as after a kill -9.
-    let held = ferry_local::TaskLock::acquire(&global.state_dir, &args.task_id).is_err();
+    let held = ferry_local::TaskLock::is_held(&global.state_dir, &args.task_id)?;
     let worker = LivenessView::of(
         alive.as_ref(),
         task.state,

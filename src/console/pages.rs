@@ -161,31 +161,12 @@ fn repo(c: &Shared) -> Repo<SqliteStore> {
     Repo::new(c.store.clone())
 }
 
-/// Whether a `ferry run` (or resume, release) holds the task's lock now.
-///
-/// Read from the kernel's lock table (/proc/locks) without taking the lock: a page
-/// that took it, even for a moment, would make a `ferry run` starting at that
-/// moment refuse to run. Falls back to the pid in the lock file where /proc/locks
-/// cannot be read.
+/// Whether a `ferry run` (or resume, release) holds the task's lock now
+/// ([`ferry_local::TaskLock::is_held`]: read without taking the lock).
 /// TODO(liveness): use the store's heartbeat once the liveness work lands; the lock
 /// only says something on this machine.
 fn runner_active(c: &Shared, id: &str) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let path = c.state_dir.join(format!("{id}.lock"));
-    let Ok(meta) = std::fs::metadata(&path) else {
-        return false;
-    };
-    if let Ok(locks) = std::fs::read_to_string("/proc/locks") {
-        let inode = format!(":{}", meta.ino());
-        return locks.lines().any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.get(1) == Some(&"FLOCK") && f.get(5).is_some_and(|dev_ino| dev_ino.ends_with(&inode))
-        });
-    }
-    std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|pid| pid.trim().parse::<u32>().ok())
-        .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    matches!(ferry_local::TaskLock::is_held(&c.state_dir, id), Ok(true))
 }
 
 fn liveness(c: &Shared, t: &TaskRecord) -> String {

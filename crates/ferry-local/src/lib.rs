@@ -27,6 +27,10 @@ pub fn default_state_dir() -> PathBuf {
     PathBuf::from(DEFAULT_STATE_DIR)
 }
 
+/// How long a runner starting waits for the task's lock before it reports
+/// another runner: longer than any liveness probe holds it.
+pub const RUNNER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Take the lock of `task_id`, put chunks a killed runner left running back to pending,
 /// and give failed chunks a fresh attempt budget (running a task again is the operator's
 /// retry). Returns the lock (hold it for the whole run) and how many chunks were reset.
@@ -35,7 +39,7 @@ pub async fn claim_task<S: ItemStore>(
     repo: &Repo<S>,
     task_id: &str,
 ) -> Result<(TaskLock, u64), FerryError> {
-    let lock = TaskLock::acquire(state_dir, task_id)?;
+    let lock = TaskLock::acquire_within(state_dir, task_id, RUNNER_PATIENCE)?;
     let running = repo.reset_running_chunks(task_id).await?;
     if running > 0 {
         tracing::info!(

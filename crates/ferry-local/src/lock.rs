@@ -9,6 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use ferry_core::FerryError;
 
@@ -70,9 +71,79 @@ impl TaskLock {
         Ok(TaskLock { _file: file, path })
     }
 
+    /// [`TaskLock::acquire`], retrying for up to `patience` while another
+    /// process holds the lock: a liveness probe ([`TaskLock::is_held`], e.g.
+    /// `ferry status` polled by a script) holds it for microseconds, and a
+    /// runner starting at that instant must not fail for it. A runner that
+    /// really works on the task holds it far longer and is still refused.
+    pub fn acquire_within(
+        state_dir: &Path,
+        task_id: &str,
+        patience: Duration,
+    ) -> Result<TaskLock, FerryError> {
+        let deadline = Instant::now() + patience;
+        loop {
+            match TaskLock::acquire(state_dir, task_id) {
+                Err(FerryError::Fenced(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether a runner holds the task's lock now, read from the kernel's
+    /// lock table (`/proc/locks`) without taking the lock: a probe that took
+    /// it, even for a moment, would make a runner starting at that moment
+    /// wait ([`TaskLock::acquire_within`]). Where `/proc/locks` cannot be
+    /// read, the lock is taken for an instant and nothing written (the
+    /// holder's pid in the file stays). No lock file: nothing ever ran.
+    pub fn is_held(state_dir: &Path, task_id: &str) -> Result<bool, FerryError> {
+        use std::os::unix::fs::MetadataExt;
+        let path = state_dir.join(format!("{task_id}.lock"));
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => {
+                return Err(FerryError::Store(format!(
+                    "cannot open the lock file {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        if let (Ok(meta), Ok(locks)) = (file.metadata(), std::fs::read_to_string("/proc/locks")) {
+            return Ok(flock_listed(&locks, meta.ino()));
+        }
+        // SAFETY: flock on a file descriptor this function owns; no memory is shared.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            // Released when `file` closes, at once.
+            return Ok(false);
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => Ok(true),
+            _ => Err(FerryError::Store(format!(
+                "cannot test the lock {}: {err}",
+                path.display()
+            ))),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Whether `/proc/locks` lists a granted `FLOCK` on inode `ino`
+/// (`1: FLOCK  ADVISORY  WRITE 4242 fe:00:5324807 0 EOF`; a waiter's line
+/// reads `1: -> FLOCK ...` and is not a holder).
+fn flock_listed(locks: &str, ino: u64) -> bool {
+    let inode = format!(":{ino}");
+    locks.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.get(1) == Some(&"FLOCK") && f.get(5).is_some_and(|dev_ino| dev_ino.ends_with(&inode))
+    })
 }
 
 #[cfg(test)]
@@ -97,5 +168,52 @@ mod tests {
         let again = TaskLock::acquire(dir.path(), "t1").unwrap();
         assert!(again.path().ends_with("t1.lock"));
         drop(other);
+    }
+
+    #[test]
+    fn proc_locks_lines_are_read_for_holders_only() {
+        let table = "1: FLOCK  ADVISORY  WRITE 4242 fe:00:5324807 0 EOF\n\
+                     1: -> FLOCK  ADVISORY  WRITE 4343 fe:00:777 0 EOF\n\
+                     2: POSIX  ADVISORY  WRITE 99 fe:00:888 0 EOF\n";
+        assert!(flock_listed(table, 5324807));
+        assert!(!flock_listed(table, 777), "a waiter does not hold it");
+        assert!(!flock_listed(table, 888), "a POSIX lock is not a runner's");
+        assert!(!flock_listed(table, 532480), "the whole inode number");
+    }
+
+    #[test]
+    fn a_probe_neither_blocks_a_patient_runner_nor_erases_the_holders_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!TaskLock::is_held(dir.path(), "t1").unwrap(), "no file yet");
+        let runner = TaskLock::acquire(dir.path(), "t1").unwrap();
+        assert!(TaskLock::is_held(dir.path(), "t1").unwrap());
+        let pid = std::fs::read_to_string(runner.path()).unwrap();
+        assert_eq!(
+            pid,
+            std::process::id().to_string(),
+            "the probe wrote nothing"
+        );
+        drop(runner);
+        assert!(!TaskLock::is_held(dir.path(), "t1").unwrap());
+
+        // A probe holding the lock (as `ferry status` does for an instant) while a
+        // runner starts: the runner waits it out instead of failing.
+        let probe = TaskLock::acquire(dir.path(), "t1").unwrap();
+        let d = dir.path().to_path_buf();
+        let starter = std::thread::spawn(move || {
+            TaskLock::acquire_within(&d, "t1", Duration::from_secs(5)).map(|_| ())
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        drop(probe);
+        starter
+            .join()
+            .unwrap()
+            .expect("the runner got the lock once the probe let go");
+        // A holder that stays is still refused, after the patience.
+        let _held = TaskLock::acquire(dir.path(), "t1").unwrap();
+        let t0 = Instant::now();
+        let e = TaskLock::acquire_within(dir.path(), "t1", Duration::from_millis(200)).unwrap_err();
+        assert_eq!(e.name(), "Ferry.Fenced");
+        assert!(t0.elapsed() >= Duration::from_millis(200));
     }
 }
