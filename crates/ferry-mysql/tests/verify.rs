@@ -287,6 +287,19 @@ fn id_of(d: &RowDiff) -> i64 {
     }
 }
 
+/// Plant every difference of [`planted`] on the target, and one that is not
+/// a difference (the same JSON value, formatted otherwise).
+async fn plant(fx: &mut Fixture) {
+    exec(
+        &mut fx.admin_tgt,
+        "UPDATE t SET j = '{\"arr\":[95,\"x\"],   \"k\":95}' WHERE id = 95",
+    )
+    .await;
+    for (_, _, _, sql) in planted() {
+        exec(&mut fx.admin_tgt, sql).await;
+    }
+}
+
 on_both_targets!(
     identical_tables_are_clean_and_every_planted_difference_is_found_and_repaired,
     super::identical_tables_are_clean_and_every_planted_difference_is_found_and_repaired
@@ -301,15 +314,7 @@ async fn identical_tables_are_clean_and_every_planted_difference_is_found_and_re
     );
     assert!(fx.verify(&vt, 5000).await.is_empty());
 
-    // Same JSON value, other formatting: not a difference.
-    exec(
-        &mut fx.admin_tgt,
-        "UPDATE t SET j = '{\"arr\":[95,\"x\"],   \"k\":95}' WHERE id = 95",
-    )
-    .await;
-    for (_, _, _, sql) in planted() {
-        exec(&mut fx.admin_tgt, sql).await;
-    }
+    plant(&mut fx).await;
     // OceanBase has no CRC32C(): only the SHA1-64 digest runs there.
     let hashes = if fx.oceanbase {
         vec![RowHash::Sha1]
@@ -389,15 +394,7 @@ on_both_targets!(
 async fn keyed_compare(e: TestEnv) {
     let mut fx = Fixture::on(e, "vfy_keys").await;
     let vt = fx.table("t").await;
-    // Same JSON value, other formatting: not a difference.
-    exec(
-        &mut fx.admin_tgt,
-        "UPDATE t SET j = '{\"arr\":[95,\"x\"],   \"k\":95}' WHERE id = 95",
-    )
-    .await;
-    for (_, _, _, sql) in planted() {
-        exec(&mut fx.admin_tgt, sql).await;
-    }
+    plant(&mut fx).await;
     let key = |id: i64| vec![KeyValue::Int(id)];
     // Untouched keys (9999 is on neither side): clean, and counted on both sides.
     let clean: Vec<Vec<KeyValue>> = [1, 2, 95, 300, 1150, 9999].map(key).to_vec();
