@@ -134,7 +134,7 @@ pub async fn copy(
         oceanbase: env.is_oceanbase(),
         ..opts.clone()
     };
-    copy_chunk(
+    let copied = copy_chunk(
         &mut src,
         &mut dst,
         table,
@@ -144,7 +144,15 @@ pub async fn copy(
         opts,
         &RateLimiter::default(),
     )
-    .await
+    .await;
+    // Close both connections before the caller goes on: a chunk that failed
+    // mid-read leaves its source snapshot transaction open, and a dropped
+    // connection is only closed in the background, so the test's next DDL
+    // (DROP DATABASE) could wait on that transaction's metadata lock.
+    for conn in [src, dst] {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), conn.disconnect()).await;
+    }
+    copied
 }
 
 /// Every row through the binary protocol (exact FLOAT/DOUBLE), ordered by `order`.
