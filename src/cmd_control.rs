@@ -158,7 +158,8 @@ pub async fn resume(global: &Global, args: ControlArgs) -> Result<u8, Failure> {
             &global.state_dir,
             &task.task_id,
             ferry_local::RUNNER_PATIENCE,
-        )?;
+        )
+        .await?;
         let env = ferry_stages::StageEnv::new(
             global.existing_store()?,
             global.secrets_for(&task.spec)?,
@@ -246,22 +247,14 @@ fn runner_idle(global: &Global, id: &str) -> bool {
 }
 
 async fn wait_for_lock(global: &Global, id: &str, secs: u64) -> Result<TaskLock, FerryError> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        match TaskLock::acquire(&global.state_dir, id) {
-            Ok(lock) => return Ok(lock),
-            Err(FerryError::Fenced(m)) if Instant::now() < deadline => {
-                tracing::debug!(message = %m, "waiting for the running task to stop");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(FerryError::Fenced(m)) => {
-                return Err(FerryError::Fenced(format!(
-                    "{m} It was asked to stop but has not within {secs} s; rerun `ferry release {id}` later (or with --wait)"
-                )))
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    TaskLock::acquire_within(&global.state_dir, id, Duration::from_secs(secs))
+        .await
+        .map_err(|e| match e {
+            FerryError::Fenced(m) => FerryError::Fenced(format!(
+                "{m} It was asked to stop but has not within {secs} s; rerun `ferry release {id}` later (or with --wait)"
+            )),
+            e => e,
+        })
 }
 
 fn report_paths(global: &Global, id: &str) -> (PathBuf, PathBuf) {

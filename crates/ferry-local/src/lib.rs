@@ -39,7 +39,7 @@ pub async fn claim_task<S: ItemStore>(
     repo: &Repo<S>,
     task_id: &str,
 ) -> Result<(TaskLock, u64), FerryError> {
-    let lock = TaskLock::acquire_within(state_dir, task_id, RUNNER_PATIENCE)?;
+    let lock = TaskLock::acquire_within(state_dir, task_id, RUNNER_PATIENCE).await?;
     let running = repo.reset_running_chunks(task_id).await?;
     if running > 0 {
         tracing::info!(

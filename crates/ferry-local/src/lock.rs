@@ -75,8 +75,10 @@ impl TaskLock {
     /// process holds the lock: a liveness probe ([`TaskLock::is_held`], e.g.
     /// `ferry status` polled by a script) holds it for microseconds, and a
     /// runner starting at that instant must not fail for it. A runner that
-    /// really works on the task holds it far longer and is still refused.
-    pub fn acquire_within(
+    /// really works on the task holds it far longer and is still refused
+    /// (`ferry release` waits here, longer, for a runner asked to stop).
+    /// Waits without blocking the async runtime.
+    pub async fn acquire_within(
         state_dir: &Path,
         task_id: &str,
         patience: Duration,
@@ -84,8 +86,9 @@ impl TaskLock {
         let deadline = Instant::now() + patience;
         loop {
             match TaskLock::acquire(state_dir, task_id) {
-                Err(FerryError::Fenced(_)) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
+                Err(FerryError::Fenced(m)) if Instant::now() < deadline => {
+                    tracing::debug!(message = %m, "waiting for the task's lock");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 other => return other,
             }
@@ -200,8 +203,13 @@ mod tests {
         // runner starts: the runner waits it out instead of failing.
         let probe = TaskLock::acquire(dir.path(), "t1").unwrap();
         let d = dir.path().to_path_buf();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
         let starter = std::thread::spawn(move || {
-            TaskLock::acquire_within(&d, "t1", Duration::from_secs(5)).map(|_| ())
+            rt.block_on(TaskLock::acquire_within(&d, "t1", Duration::from_secs(5)))
+                .map(|_| ())
         });
         std::thread::sleep(Duration::from_millis(100));
         drop(probe);
@@ -212,7 +220,17 @@ mod tests {
         // A holder that stays is still refused, after the patience.
         let _held = TaskLock::acquire(dir.path(), "t1").unwrap();
         let t0 = Instant::now();
-        let e = TaskLock::acquire_within(dir.path(), "t1", Duration::from_millis(200)).unwrap_err();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let e = rt
+            .block_on(TaskLock::acquire_within(
+                dir.path(),
+                "t1",
+                Duration::from_millis(200),
+            ))
+            .unwrap_err();
         assert_eq!(e.name(), "Ferry.Fenced");
         assert!(t0.elapsed() >= Duration::from_millis(200));
     }
