@@ -253,13 +253,24 @@ impl VerifyTable {
         }
     }
 
-    /// ` AND (filter)` for the side's row filter, or nothing.
-    fn filter_clause(&self, side: Side) -> String {
-        self.side(side)
+    /// The WHERE conditions (with their parameters) that select the rows of
+    /// `keys` on `side`, within its row filter, one per statement's batch.
+    fn key_batches<'k>(
+        &self,
+        side: Side,
+        keys: &'k [Vec<KeyValue>],
+    ) -> impl Iterator<Item = (String, Vec<Value>)> + use<'_, 'k> {
+        let filter = self
+            .side(side)
             .filter
             .as_ref()
             .map(|f| format!(" AND ({f})"))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        keys.chunks(keys_per_fetch(self.key.len()))
+            .map(move |batch| {
+                let (pred, params) = key_match(&self.key, batch);
+                (format!("({pred}){filter}"), params)
+            })
     }
 
     fn what(&self, side: Side, doing: &str) -> String {
@@ -303,12 +314,10 @@ impl VerifyTable {
         conn: &mut Conn,
         keys: &[Vec<KeyValue>],
     ) -> Result<Digest, FerryError> {
-        let filter = self.filter_clause(side);
         let mut total = Digest::default();
-        for batch in keys.chunks(keys_per_fetch(self.key.len())) {
-            let (pred, params) = key_match(&self.key, batch);
+        for (where_, params) in self.key_batches(side, keys) {
             let d = self
-                .digest_where(side, conn, &format!("({pred}){filter}"), params, false)
+                .digest_where(side, conn, &where_, params, false)
                 .await?;
             total.rows += d.rows;
             total.sum += d.sum;
@@ -499,11 +508,9 @@ impl VerifyTable {
         keys: &[Vec<KeyValue>],
         what: &str,
     ) -> Result<Vec<Row>, FerryError> {
-        let filter = self.filter_clause(side);
         let mut out = Vec::new();
-        for batch in keys.chunks(keys_per_fetch(self.key.len())) {
-            let (pred, params) = key_match(&self.key, batch);
-            let sql = format!("{select} WHERE ({pred}){filter}");
+        for (where_, params) in self.key_batches(side, keys) {
+            let sql = format!("{select} WHERE {where_}");
             let rows: Vec<Row> = conn
                 .exec(sql, params)
                 .await
