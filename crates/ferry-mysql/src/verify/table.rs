@@ -93,6 +93,44 @@ fn sum_part(v: &Value) -> Option<u128> {
     }
 }
 
+/// [`sum_part`] of a text result: the text protocol sends a DOUBLE sum as
+/// its shortest exact decimal, which may have an exponent (`9.007199254740991e15`).
+fn text_sum_part(v: &Value) -> Option<u128> {
+    match v {
+        Value::Bytes(b) => {
+            let text = std::str::from_utf8(b).ok()?.trim();
+            text.parse()
+                .ok()
+                .or_else(|| sum_part(&Value::Double(text.parse().ok()?)))
+        }
+        other => sum_part(other),
+    }
+}
+
+/// The `?, ?, ...` of an `IN` list of `n` values, as [`key_match`] writes it.
+fn in_markers(n: usize) -> String {
+    format!("IN ({})", vec!["?"; n].join(", "))
+}
+
+/// An `IN (...)` of these values written as SQL literals, when every one is
+/// an integer (written by Rust's integer formatting: nothing to escape).
+fn int_literals(params: &[Value]) -> Option<String> {
+    let mut out = String::with_capacity(params.len() * 8 + 5);
+    out.push_str("IN (");
+    for (i, v) in params.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        match v {
+            Value::Int(n) => out.push_str(&n.to_string()),
+            Value::UInt(n) => out.push_str(&n.to_string()),
+            _ => return None,
+        }
+    }
+    out.push(')');
+    (!params.is_empty()).then_some(out)
+}
+
 fn not_a_sum(what: &str, v: &Value) -> FerryError {
     FerryError::Internal(format!(
         "{what}: the hash sum {v:?} is not an exact whole number"
@@ -316,13 +354,53 @@ impl VerifyTable {
     ) -> Result<Digest, FerryError> {
         let mut total = Digest::default();
         for (where_, params) in self.key_batches(side, keys) {
-            let d = self
-                .digest_where(side, conn, &where_, params, false)
-                .await?;
+            // A single-column key's `IN` list (composite keys are ORs of equalities).
+            let literals = (self.key.len() == 1)
+                .then(|| int_literals(&params))
+                .flatten();
+            let d = match literals {
+                Some(list) => {
+                    let where_ = where_.replacen(&in_markers(params.len()), &list, 1);
+                    self.digest_text(side, conn, &where_).await?
+                }
+                None => {
+                    self.digest_where(side, conn, &where_, params, false)
+                        .await?
+                }
+            };
             total.rows += d.rows;
             total.sum += d.sum;
         }
         Ok(total)
+    }
+
+    /// [`VerifyTable::digest_where`] as a text query, for a `WHERE` that holds
+    /// its values as literals: a key list of integers. A prepared `IN` list of
+    /// N markers costs a prepare per distinct N, with N parameter definitions
+    /// sent back and parsed, before the execute; measured on a `--changed`
+    /// verify of 5,759 keys, that was a quarter of Ferry's CPU and a fifth of
+    /// each server's.
+    async fn digest_text(
+        &self,
+        side: Side,
+        conn: &mut Conn,
+        where_: &str,
+    ) -> Result<Digest, FerryError> {
+        let s = self.side(side);
+        let sql = digest_sql(&s.from, &s.text, where_, self.hash, false);
+        let what = self.what(side, "checksumming");
+        let row: Option<(u64, Value, Value)> = conn
+            .query_first(sql)
+            .await
+            .map_err(|e| classify(e, &what))?;
+        let Some((rows, hi, lo)) = row else {
+            return Ok(Digest::default());
+        };
+        let part = |v: Value| text_sum_part(&v).ok_or_else(|| not_a_sum(&what, &v));
+        Ok(Digest {
+            rows,
+            sum: (part(hi)? << 32) + part(lo)?,
+        })
     }
 
     async fn digest_where(
@@ -526,8 +604,10 @@ impl VerifyTable {
 fn key_match(key: &[String], keys: &[Vec<KeyValue>]) -> (String, Vec<Value>) {
     let params = keys.iter().flat_map(|k| k.iter().map(key_param)).collect();
     if let ([col], [_, ..]) = (key, keys) {
-        let marks = vec!["?"; keys.len()].join(", ");
-        return (format!("{} IN ({marks})", quote_ident(col)), params);
+        return (
+            format!("{} {}", quote_ident(col), in_markers(keys.len())),
+            params,
+        );
     }
     let one = key
         .iter()
@@ -582,6 +662,31 @@ mod tests {
         );
         assert_eq!(p, "`a` IN (?, ?)");
         assert_eq!(v.len(), 2);
+    }
+
+    #[test]
+    fn integer_key_lists_are_written_as_literals_and_text_sums_read_exactly() {
+        let (pred, params) = key_match(
+            &["id".into()],
+            &[vec![KeyValue::Int(-3)], vec![KeyValue::Uint(u64::MAX)]],
+        );
+        let list = int_literals(&params).unwrap();
+        assert_eq!(list, "IN (-3, 18446744073709551615)");
+        assert_eq!(
+            pred.replacen(&in_markers(params.len()), &list, 1),
+            "`id` IN (-3, 18446744073709551615)"
+        );
+        assert_eq!(
+            int_literals(&[Value::Int(1), Value::Bytes(b"x".to_vec())]),
+            None
+        );
+        assert_eq!(int_literals(&[]), None);
+        let text = |t: &str| text_sum_part(&Value::Bytes(t.as_bytes().to_vec()));
+        assert_eq!(text("4294967295000"), Some(4294967295000));
+        assert_eq!(text("9.007199254740991e15"), Some(9007199254740991));
+        assert_eq!(text("1.5"), None);
+        assert_eq!(text("9.007199254740992e15"), None, "2^53 may be rounded");
+        assert_eq!(text_sum_part(&Value::NULL), Some(0));
     }
 
     #[test]
