@@ -100,13 +100,34 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        self.with_conn_then(what, f, Ok).await
+    }
+
+    /// [`SqliteStore::with_conn`], then `then` on what `f` read, on the same
+    /// blocking thread but with the connection free again (parsing a record's
+    /// JSON need not hold up the other callers of the one connection).
+    async fn with_conn_then<R, T, F, G>(
+        &self,
+        what: &'static str,
+        f: F,
+        then: G,
+    ) -> Result<T, FerryError>
+    where
+        R: Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+        G: FnOnce(R) -> rusqlite::Result<T> + Send + 'static,
+    {
         let conn = Arc::clone(&self.conn);
         let path = Arc::clone(&self.path);
         let joined = tokio::task::spawn_blocking(move || {
-            // A panic while the lock was held cannot leave a half-done write: SQLite rolls the
-            // transaction back when it is dropped. The connection itself is still usable.
-            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut guard).map_err(|e| store_error(&path, what, e))
+            let read = {
+                // A panic while the lock was held cannot leave a half-done write: SQLite rolls
+                // the transaction back when it is dropped. The connection itself is still usable.
+                let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                f(&mut guard)
+            };
+            read.and_then(then).map_err(|e| store_error(&path, what, e))
         })
         .await;
         joined.map_err(|e| {
@@ -155,11 +176,8 @@ fn put_tx(
 ) -> rusqlite::Result<Option<u64>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let current: Option<i64> = tx
-        .query_row(
-            "SELECT version FROM items WHERE pk = ?1 AND sk = ?2",
-            params![pk, sk],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT version FROM items WHERE pk = ?1 AND sk = ?2")?
+        .query_row(params![pk, sk], |r| r.get(0))
         .optional()?;
     let holds = match (cond, current) {
         (Cond::Any, _) => true,
@@ -171,16 +189,19 @@ fn put_tx(
         return Ok(None);
     }
     let next = current.unwrap_or(0) + 1;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO items (pk, sk, version, data) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (pk, sk) DO UPDATE SET version = excluded.version, data = excluded.data",
-        params![pk, sk, next, data],
-    )?;
+    )?
+    .execute(params![pk, sk, next, data])?;
     tx.commit()?;
     Ok(Some(next as u64))
 }
 
-fn query_prefix(conn: &mut Connection, pk: &str, prefix: &str) -> rusqlite::Result<Vec<Item>> {
+/// The rows of a prefix query, unparsed: `(pk, sk, version, data)`.
+type RawItem = (String, String, i64, String);
+
+fn query_prefix(conn: &mut Connection, pk: &str, prefix: &str) -> rusqlite::Result<Vec<RawItem>> {
     // `sk >= prefix` lets the primary key seek to the first match; the prefix test itself is
     // on bytes (LIKE would treat `_` and `%` as wildcards and ignore case).
     let mut stmt = conn.prepare_cached(
@@ -191,34 +212,42 @@ fn query_prefix(conn: &mut Connection, pk: &str, prefix: &str) -> rusqlite::Resu
     let rows = stmt.query_map(params![pk, prefix], |r| {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
     })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (pk, sk, version, data) = row?;
-        out.push(parse_item(pk, sk, version, data)?);
-    }
-    Ok(out)
+    rows.collect()
 }
 
 impl ItemStore for SqliteStore {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, FerryError> {
         let (pk, sk) = (pk.to_string(), sk.to_string());
-        self.with_conn("read an item from", move |c| {
-            let row = c
-                .prepare_cached("SELECT version, data FROM items WHERE pk = ?1 AND sk = ?2")?
-                .query_row(params![pk, sk], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                })
-                .optional()?;
-            row.map(|(version, data)| parse_item(pk, sk, version, data))
-                .transpose()
-        })
+        let key = (pk.clone(), sk.clone());
+        self.with_conn_then(
+            "read an item from",
+            move |c| {
+                c.prepare_cached("SELECT version, data FROM items WHERE pk = ?1 AND sk = ?2")?
+                    .query_row(params![key.0, key.1], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .optional()
+            },
+            move |row| {
+                row.map(|(version, data)| parse_item(pk, sk, version, data))
+                    .transpose()
+            },
+        )
         .await
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, FerryError> {
         let (pk, prefix) = (pk.to_string(), sk_prefix.to_string());
-        self.with_conn("query", move |c| query_prefix(c, &pk, &prefix))
-            .await
+        self.with_conn_then(
+            "query",
+            move |c| query_prefix(c, &pk, &prefix),
+            |rows| {
+                rows.into_iter()
+                    .map(|(pk, sk, version, data)| parse_item(pk, sk, version, data))
+                    .collect()
+            },
+        )
+        .await
     }
 
     async fn put(
