@@ -273,10 +273,14 @@ pub async fn run<S: ItemStore, K: SecretSource>(
             0 => DEFAULT_SAMPLE,
             n => n as usize,
         });
+    // The key lists of the marks this call read to begin the run (see `Verifier::keys`).
+    let mut listed = HashMap::new();
     let run = match named {
         Some(run) => run,
         None => {
-            let r = begin_run(&env.repo, &task_id, mode, wanted_run, &chunks, sample).await?;
+            let (r, keys) =
+                begin_run(&env.repo, &task_id, mode, wanted_run, &chunks, sample).await?;
+            listed = keys;
             if r.note.is_none() && note.is_some() && r.finished_ms.is_none() && r.mode == mode {
                 let note = note.clone();
                 env.repo
@@ -338,6 +342,7 @@ pub async fn run<S: ItemStore, K: SecretSource>(
             .and_then(Value::as_u64)
             .map(|n| n as usize);
         let mut w = Verifier::start(env, &task.spec, &run, owner, deadline, slots).await?;
+        w.keys = listed;
         // A fan-out worker starts its walk at its own share of the chunks.
         let number = |k: &str| input.get(k).and_then(Value::as_u64).map(|n| n as usize);
         if let (Some(i), Some(n)) = (number("worker"), number("workers")) {
@@ -421,6 +426,8 @@ fn output(task_id: &str, run: &VerifyRun, done: bool, s: Option<&VerifySummary>)
 }
 
 /// Join the unfinished run, or the run `wanted` names; else start a new one.
+/// With the run: when it is the changed run this call started, the key lists
+/// of its exact marks as read to start it (else empty).
 async fn begin_run<S: ItemStore>(
     repo: &Repo<S>,
     task_id: &str,
@@ -428,23 +435,27 @@ async fn begin_run<S: ItemStore>(
     wanted: Option<&str>,
     chunks: &[ChunkRecord],
     sample: usize,
-) -> Result<VerifyRun, FerryError> {
+) -> Result<(VerifyRun, HashMap<String, Vec<Vec<KeyValue>>>), FerryError> {
     let mut from = BTreeMap::new();
     let mut by_keys = BTreeSet::new();
+    let mut listed = HashMap::new();
     let subset = match mode {
         Mode::Full => None,
         Mode::Sample => Some(sample_ids(chunks, sample)),
         Mode::Recheck => Some(recheck_ids(repo, task_id).await?),
         Mode::Changed => {
             let marks = crate::dirty::marks(repo, task_id).await?;
-            for m in &marks {
+            let mut ids = Vec::with_capacity(marks.len());
+            for m in marks {
                 if m.exact().is_some() {
                     by_keys.insert(m.chunk_id.clone());
+                    listed.insert(m.chunk_id.clone(), m.keys.unwrap_or_default());
                 } else if let Some(f) = &m.from {
                     from.insert(m.chunk_id.clone(), f.clone());
                 }
+                ids.push(m.chunk_id);
             }
-            Some(marks.into_iter().map(|m| m.chunk_id).collect())
+            Some(ids)
         }
     };
     let new = VerifyRun {
@@ -457,15 +468,20 @@ async fn begin_run<S: ItemStore>(
         by_keys,
         note: None,
     };
-    repo.swap_record(task_id, RUN_SK, |cur: Option<VerifyRun>| match cur {
-        Some(r) if r.finished_ms.is_none() => None,
-        Some(r) if Some(r.run_id.as_str()) == wanted => None,
-        _ => Some(new.clone()),
-    })
-    .await?;
-    repo.get_record(task_id, RUN_SK)
-        .await?
-        .ok_or_else(|| FerryError::Store(format!("task {task_id}: the verify run record vanished")))
+    let started = repo
+        .swap_record(task_id, RUN_SK, |cur: Option<VerifyRun>| match cur {
+            Some(r) if r.finished_ms.is_none() => None,
+            Some(r) if Some(r.run_id.as_str()) == wanted => None,
+            _ => Some(new.clone()),
+        })
+        .await?;
+    if let Some(run) = started {
+        return Ok((run, listed));
+    }
+    let run = repo.get_record(task_id, RUN_SK).await?.ok_or_else(|| {
+        FerryError::Store(format!("task {task_id}: the verify run record vanished"))
+    })?;
+    Ok((run, HashMap::new()))
 }
 
 fn sample_ids(chunks: &[ChunkRecord], n: usize) -> Vec<String> {
@@ -617,6 +633,11 @@ struct Verifier<'a, S, K> {
     recheck: Duration,
     /// Dirty marks of apply calls up to this epoch may be cleared (read before any comparison).
     clearable: u64,
+    /// Key lists of the run's exact marks as this call read them to start the
+    /// run: compared without reading each mark again. A key the sync added
+    /// since is not in them, so the mark is not cleared (the clear checks
+    /// the mark as it is then) and the next run compares it.
+    keys: HashMap<String, Vec<Vec<KeyValue>>>,
 }
 
 /// What verifying one chunk found.
@@ -661,6 +682,7 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
             online,
             recheck: Duration::from_secs(spec.options.verify_recheck_seconds),
             clearable,
+            keys: HashMap::new(),
         })
     }
 
@@ -852,6 +874,9 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
     ) -> Result<Option<Vec<Vec<KeyValue>>>, FerryError> {
         if !self.run.by_keys.contains(&chunk.chunk_id) {
             return Ok(None);
+        }
+        if let Some(keys) = self.keys.get(&chunk.chunk_id) {
+            return Ok(Some(keys.clone()));
         }
         let mark = crate::dirty::mark(&self.env.repo, &self.task_id, &chunk.chunk_id).await?;
         Ok(match mark {
