@@ -710,6 +710,7 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
     /// Work, then wait for chunks other workers hold (taking over any whose
     /// lease expires) until the run is finished or the stop time comes.
     async fn work_until_done(&self, chunks: &[ChunkRecord]) -> Result<bool, FerryError> {
+        let mut told = BTreeSet::new();
         loop {
             self.work(chunks).await?;
             if finish_if_done(&self.env.repo, &self.task_id, &self.run, chunks).await? {
@@ -718,8 +719,43 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
             if Instant::now() >= self.stop_at {
                 return Ok(false);
             }
+            self.tell_waiting(&mut told).await?;
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// Say (once per holder) which chunks of the run this call waits for: a
+    /// verify that was killed keeps its chunks until its leases end, and
+    /// without a word the wait looked like a hang.
+    async fn tell_waiting(&self, told: &mut BTreeSet<String>) -> Result<(), FerryError> {
+        let now = now_ms();
+        let recs: Vec<(String, VerifyChunk)> =
+            self.env.repo.records(&self.task_id, CHUNK_PREFIX).await?;
+        let mut held: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+        for (_, c) in recs {
+            let Some(owner) = c.owner.as_deref() else {
+                continue;
+            };
+            if c.run_id != self.run.run_id || c.done || c.lease_until_ms <= now {
+                continue;
+            }
+            let e = held.entry(owner.to_string()).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(c.lease_until_ms);
+        }
+        for (owner, (n, until)) in held {
+            if owner != self.owner && told.insert(owner.clone()) {
+                tracing::warn!(
+                    task = %self.task_id,
+                    "verify run {}: waiting for {n} chunk(s) that worker {owner} is verifying; if that \
+                     verify was stopped or killed, they are free again in {} s, when its lease ends \
+                     (options.lease_seconds)",
+                    self.run.run_id,
+                    (until - now).div_ceil(1000)
+                );
+            }
+        }
+        Ok(())
     }
 
     async fn close(self) {
