@@ -54,8 +54,8 @@ pub struct DirtyMark {
     pub unlisted: Vec<u64>,
     /// The keys the listed calls changed, in key order; `None`: not a list
     /// (too many, a whole-chunk change, a difference a verify found, or a mark
-    /// written before keys were listed).
-    #[serde(default)]
+    /// written before keys were listed). Stored packed ([`packed_keys`]).
+    #[serde(default, with = "packed_keys")]
     pub keys: Option<Vec<Vec<KeyValue>>>,
 }
 
@@ -65,6 +65,79 @@ impl DirtyMark {
         match (&self.keys, self.unlisted.is_empty()) {
             (Some(k), true) => Some(k),
             _ => None,
+        }
+    }
+}
+
+/// How a mark's key list is stored: a list of single integer keys (the
+/// common case) as one string, `"i:1,5,-3"` (`"u:"` for unsigned), any other
+/// list as its [`KeyValue`] array (`[[{"int":1}],..]`, as marks were written
+/// before; both are read). A mark holds up to 4,096 keys and every verify
+/// reads every mark: parsed as one JSON object per key, they were a quarter
+/// of a `--changed` verify's CPU.
+mod packed_keys {
+    use std::fmt::Write;
+
+    use ferry_core::model::KeyValue;
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Keys = Option<Vec<Vec<KeyValue>>>;
+
+    pub fn pack(keys: &[Vec<KeyValue>]) -> Option<String> {
+        let tag = match keys.first().map(Vec::as_slice) {
+            Some([KeyValue::Int(_)]) => "i:",
+            Some([KeyValue::Uint(_)]) => "u:",
+            _ => return None,
+        };
+        let mut out = String::with_capacity(keys.len() * 8 + 2);
+        out.push_str(tag);
+        for (i, k) in keys.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let written = match (tag, k.as_slice()) {
+                ("i:", [KeyValue::Int(n)]) => write!(out, "{n}"),
+                ("u:", [KeyValue::Uint(n)]) => write!(out, "{n}"),
+                _ => return None,
+            };
+            written.ok()?;
+        }
+        Some(out)
+    }
+
+    pub fn unpack(text: &str) -> Option<Vec<Vec<KeyValue>>> {
+        let (tag, list) = text.split_at_checked(2)?;
+        let one = |v: &str| -> Option<KeyValue> {
+            match tag {
+                "i:" => v.parse().ok().map(KeyValue::Int),
+                "u:" => v.parse().ok().map(KeyValue::Uint),
+                _ => None,
+            }
+        };
+        list.split(',').map(|v| one(v).map(|k| vec![k])).collect()
+    }
+
+    pub fn serialize<S: Serializer>(keys: &Keys, s: S) -> Result<S::Ok, S::Error> {
+        match keys.as_deref().and_then(pack) {
+            Some(text) => s.serialize_str(&text),
+            None => keys.serialize(s),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Packed(String),
+        Listed(Keys),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Keys, D::Error> {
+        match Stored::deserialize(d)? {
+            Stored::Packed(text) => unpack(&text)
+                .map(Some)
+                .ok_or_else(|| D::Error::custom(format!("not a packed key list: {text:.40}"))),
+            Stored::Listed(keys) => Ok(keys),
         }
     }
 }
@@ -341,6 +414,65 @@ pub async fn clear_if_covered<S: ItemStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_lists_pack_into_one_string_and_read_back_in_either_form() {
+        let mark = |keys: Option<Vec<Vec<KeyValue>>>| DirtyMark {
+            chunk_id: "0000-000001".into(),
+            table: "db.t".into(),
+            from: None,
+            epoch: 3,
+            marked_ms: 1,
+            dirty: true,
+            unlisted: Vec::new(),
+            keys,
+        };
+        let ints = mark(Some(vec![
+            vec![KeyValue::Int(-3)],
+            vec![KeyValue::Int(5)],
+            vec![KeyValue::Int(i64::MAX)],
+        ]));
+        let json = serde_json::to_value(&ints).unwrap();
+        assert_eq!(
+            json["keys"],
+            serde_json::json!("i:-3,5,9223372036854775807")
+        );
+        assert_eq!(serde_json::from_value::<DirtyMark>(json).unwrap(), ints);
+        let uints = mark(Some(vec![vec![KeyValue::Uint(u64::MAX)]]));
+        let json = serde_json::to_value(&uints).unwrap();
+        assert_eq!(json["keys"], serde_json::json!("u:18446744073709551615"));
+        assert_eq!(serde_json::from_value::<DirtyMark>(json).unwrap(), uints);
+        // Anything else keeps the array form; an empty list, none and the
+        // array form written before packing read back as they were.
+        for keys in [
+            Some(vec![vec![KeyValue::Int(1)], vec![KeyValue::Uint(2)]]),
+            Some(vec![vec![KeyValue::Int(1), KeyValue::Int(2)]]),
+            Some(vec![vec![KeyValue::Text("a,b".into())]]),
+            Some(Vec::new()),
+            None,
+        ] {
+            let m = mark(keys);
+            let json = serde_json::to_value(&m).unwrap();
+            assert!(!json["keys"].is_string(), "{json}");
+            assert_eq!(serde_json::from_value::<DirtyMark>(json).unwrap(), m);
+        }
+        let old = serde_json::json!({"chunk_id": "c", "table": "db.t", "epoch": 1, "marked_ms": 1,
+            "dirty": true, "keys": [[{"int": 7}], [{"int": 9}]]});
+        let m: DirtyMark = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            m.keys,
+            Some(vec![vec![KeyValue::Int(7)], vec![KeyValue::Int(9)]])
+        );
+        let missing = serde_json::json!({"chunk_id": "c", "table": "db.t", "epoch": 1,
+            "marked_ms": 1, "dirty": true});
+        assert_eq!(
+            serde_json::from_value::<DirtyMark>(missing).unwrap().keys,
+            None
+        );
+        let bad = serde_json::json!({"chunk_id": "c", "table": "db.t", "epoch": 1,
+            "marked_ms": 1, "dirty": true, "keys": "i:1,x"});
+        assert!(serde_json::from_value::<DirtyMark>(bad).is_err());
+    }
 
     #[test]
     fn tail_ranges_widen_and_a_verify_covers_only_what_it_read() {
