@@ -160,11 +160,8 @@ pub async fn resume(global: &Global, args: ControlArgs) -> Result<u8, Failure> {
             ferry_local::RUNNER_PATIENCE,
         )
         .await?;
-        let env = ferry_stages::StageEnv::new(
-            global.existing_store()?,
-            global.secrets_for(&task.spec)?,
-            crate::context::worker_id(),
-        );
+        let env =
+            crate::context::local_env(global.existing_store()?, global.secrets_for(&task.spec)?);
         println!("{}", ferry_stages::plan::recopy(&env, &task.task_id).await?);
     }
     let input = serde_json::to_value(&task.spec)
@@ -200,11 +197,7 @@ pub async fn release(global: &Global, args: ControlArgs) -> Result<u8, Failure> 
         args.wait.unwrap_or(task.spec.options.slice_seconds + 30),
     )
     .await?;
-    let env = ferry_stages::StageEnv::new(
-        store,
-        global.secrets_for(&task.spec)?,
-        crate::context::worker_id(),
-    );
+    let env = crate::context::local_env(store, global.secrets_for(&task.spec)?);
     let far = Instant::now() + Duration::from_secs(3600);
     let out = ferry_stages::invoke_stage(
         &env,

@@ -15,11 +15,11 @@ use clap::Args;
 use ferry_core::store::Repo;
 use ferry_core::FerryError;
 use ferry_core::Stage;
+use ferry_stages::invoke_stage;
 use ferry_stages::verify::{repair, summary_lines, write_report};
-use ferry_stages::{invoke_stage, StageEnv};
 use serde_json::{json, Value};
 
-use crate::context::{worker_id, Failure, Global};
+use crate::context::{local_env, Failure, Global};
 
 /// Exit code when verify found differences that remain.
 pub const EXIT_DIFFERENCES: u8 = 4;
@@ -54,11 +54,7 @@ pub struct VerifyArgs {
 pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {
     let repo = Repo::new(global.existing_store()?);
     let spec = repo.task(&args.task_id).await?.spec;
-    let env = StageEnv::new(
-        global.existing_store()?,
-        global.secrets_for(&spec)?,
-        worker_id(),
-    );
+    let env = local_env(global.existing_store()?, global.secrets_for(&spec)?);
     let mode = match (args.changed, args.full) {
         (true, _) => "changed",
         (_, true) => "full",

@@ -4,11 +4,12 @@
 //! Invariant: nothing is written (no state directory, no store, no lock file)
 //! until the task file parsed and both of its secrets were found.
 
-use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
+use ferry_core::secret::SecretSource;
+use ferry_core::store::ItemStore;
 use ferry_core::task::TaskSpec;
 use ferry_core::FerryError;
 use ferry_local::{FileSecrets, SqliteStore, DB_FILE};
@@ -123,14 +124,14 @@ impl Global {
     pub fn stage_env(&self, spec: &TaskSpec) -> Result<LocalEnv, FerryError> {
         let secrets = self.secrets_for(spec)?;
         let store = self.open_store()?;
-        Ok(StageEnv::new(store, secrets, worker_id()))
+        Ok(local_env(store, secrets))
     }
 }
 
-/// `local-<pid>-<random>`: unique per process, so chunk leases name their owner.
-pub fn worker_id() -> String {
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    format!("local-{}-{:08x}", std::process::id(), random as u32)
+pub use ferry_local::worker_id;
+
+/// A stage environment over the local task store: a fresh worker id, and a
+/// lease held by a local process that has ended is free at once.
+pub fn local_env<S: ItemStore, K: SecretSource>(store: S, secrets: K) -> StageEnv<S, K> {
+    StageEnv::new(store, secrets, worker_id()).with_holder_check(ferry_local::holder_gone)
 }

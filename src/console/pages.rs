@@ -939,11 +939,7 @@ async fn precheck(State(c): State<Shared>, Path(id): Path<String>) -> Page {
     let (spec, _) = read_task_file(&c, &id).map_err(fail(&c))?;
     let input: Value = serde_json::to_value(&spec)
         .map_err(|e| fail(&c)(FerryError::Internal(format!("cannot encode the task: {e}"))))?;
-    let env = ferry_stages::StageEnv::new(
-        c.store.clone(),
-        c.secrets.clone(),
-        crate::context::worker_id(),
-    );
+    let env = crate::context::local_env(c.store.clone(), c.secrets.clone());
     let deadline = Instant::now() + Duration::from_secs(spec.options.slice_seconds.max(30));
     let out =
         ferry_stages::invoke_stage(&env, ferry_core::Stage::GrantCheck, input, deadline).await;

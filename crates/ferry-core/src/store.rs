@@ -979,14 +979,30 @@ impl<S: ItemStore> Repo<S> {
         ours: impl Fn(&T) -> bool,
         start: impl Fn(Option<T>) -> T,
     ) -> Result<Option<Claimed<T>>, FerryError> {
+        self.claim_lease_or_orphan(task_id, sk, holder, lease_ms, ours, start, |_| false)
+            .await
+    }
+
+    /// [`Repo::claim_lease`], where a lease whose holder `gone` says has
+    /// ended counts as expired (e.g. a local process that was killed).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn claim_lease_or_orphan<T: Leased>(
+        &self,
+        task_id: &str,
+        sk: &str,
+        holder: &str,
+        lease_ms: u64,
+        ours: impl Fn(&T) -> bool,
+        start: impl Fn(Option<T>) -> T,
+        gone: impl Fn(&str) -> bool,
+    ) -> Result<Option<Claimed<T>>, FerryError> {
         let now = now_ms();
+        let live = |c: &T| c.lease_until_ms() >= now && !c.holder().is_some_and(&gone);
         let before = std::sync::Mutex::new(None);
         let written = self
             .swap_record(task_id, sk, |cur: Option<T>| {
                 let mut next = match &cur {
-                    Some(c) if ours(c) && (c.finished() || c.lease_until_ms() >= now) => {
-                        return None
-                    }
+                    Some(c) if ours(c) && (c.finished() || live(c)) => return None,
                     Some(c) if ours(c) => start(Some(c.clone())),
                     _ => start(None),
                 };

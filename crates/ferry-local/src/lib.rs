@@ -10,6 +10,7 @@
 pub mod lock;
 pub mod secrets;
 pub mod store;
+pub mod worker;
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,7 @@ use ferry_core::FerryError;
 pub use lock::TaskLock;
 pub use secrets::{default_secrets_file, secret_env_var, FileSecrets};
 pub use store::{SqliteStore, DB_FILE};
+pub use worker::{holder_gone, worker_id};
 
 /// The state directory when neither `--state-dir` nor `FERRY_STATE_DIR` names one.
 pub const DEFAULT_STATE_DIR: &str = ".ferry";

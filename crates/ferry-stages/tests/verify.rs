@@ -281,6 +281,90 @@ async fn several_workers(te: TestEnv) {
 }
 
 on_both_targets!(
+    a_verify_takes_over_at_once_the_chunks_a_killed_local_verify_held,
+    super::killed_holder
+);
+
+/// A verify run whose chunks a killed local verify still holds: an
+/// environment that knows local holders (the embedded runner's) takes over at
+/// once the chunk whose holder's process has ended, never the one whose holder
+/// runs; one without that check leaves both to their leases (300 s).
+async fn killed_holder(te: TestEnv) {
+    let f = Fixture::new(te).await;
+    f.plant().await;
+    let begun = json!({"task_id": f.task_id, "mode": "full", "begin": true});
+    let begun = invoke(&f.env, "verify", begun, deadline(60)).await.unwrap();
+    let run_id = begun["run_id"].as_str().unwrap().to_string();
+    let mut ended = std::process::Command::new("true").spawn().unwrap();
+    let dead = format!("local-{}-0000abcd#0", ended.id());
+    ended.wait().unwrap();
+    let alive = format!("local-{}-0000abcd#1", std::process::id());
+    let chunks = f.env.repo.chunks(&f.task_id).await.unwrap();
+    let (a, b) = (&chunks[0], &chunks[1]);
+    let sk = |c: &ferry_core::model::ChunkRecord| format!("verifychunk#{}", c.chunk_id);
+    for (chunk, owner) in [(a, &dead), (b, &alive)] {
+        let start = |_: Option<VerifyChunk>| VerifyChunk {
+            run_id: run_id.clone(),
+            chunk_id: chunk.chunk_id.clone(),
+            table: chunk.table_name(),
+            done: false,
+            owner: None,
+            lease_until_ms: 0,
+            attempts: 1,
+            rows: 0,
+            target_rows: 0,
+            differences: 0,
+            unsettled: 0,
+            millis: 0,
+        };
+        let ours = |c: &VerifyChunk| c.run_id == run_id;
+        let claimed = f
+            .env
+            .repo
+            .claim_lease(&f.task_id, &sk(chunk), owner, 300_000, ours, start)
+            .await;
+        assert!(claimed.unwrap().is_some());
+    }
+    let join = json!({"task_id": f.task_id, "run_id": run_id});
+    let state = |c: &ferry_core::model::ChunkRecord| {
+        let repo = f.env.repo.clone();
+        let (task, sk) = (f.task_id.clone(), sk(c));
+        async move {
+            let rec: VerifyChunk = repo.get_record(&task, &sk).await.unwrap().unwrap();
+            (rec.done, rec.attempts)
+        }
+    };
+    let plain = invoke(&f.env, "verify", join.clone(), deadline(6))
+        .await
+        .unwrap();
+    assert_eq!(plain["done"], false, "{plain}");
+    assert_eq!(state(a).await, (false, 1), "a lease is left to its time");
+    let knowing = f.dir.env("w1").with_holder_check(ferry_local::holder_gone);
+    let out = invoke(&knowing, "verify", join.clone(), deadline(6))
+        .await
+        .unwrap();
+    assert_eq!(out["done"], false, "a living holder keeps its chunk: {out}");
+    assert_eq!(
+        state(a).await,
+        (true, 2),
+        "the ended holder's chunk is taken over"
+    );
+    assert_eq!(state(b).await, (false, 1));
+    let ours = |c: &VerifyChunk| c.run_id == run_id;
+    let given = f
+        .env
+        .repo
+        .give_back_lease(&f.task_id, &sk(b), &alive, 0, ours)
+        .await;
+    assert!(given.unwrap());
+    let out = invoke(&knowing, "verify", join, deadline(60))
+        .await
+        .unwrap();
+    assert!(out["done"] == true && out["differences"] == 5, "{out}");
+    f.drop_dbs().await;
+}
+
+on_both_targets!(
     begin_fans_out_to_workers_and_the_join_reports_the_same_run,
     super::begin_fans_out
 );
