@@ -128,10 +128,9 @@ impl Global {
     }
 }
 
-pub use ferry_local::worker_id;
-
 /// A stage environment over the local task store: a fresh worker id, and a
 /// lease held by a local process that has ended is free at once.
 pub fn local_env<S: ItemStore, K: SecretSource>(store: S, secrets: K) -> StageEnv<S, K> {
-    StageEnv::new(store, secrets, worker_id()).with_holder_check(ferry_local::holder_gone)
+    StageEnv::new(store, secrets, ferry_local::worker_id())
+        .with_holder_check(ferry_local::holder_gone)
 }

@@ -158,11 +158,26 @@ const UPDATE_TRIES: usize = 50;
 #[derive(Debug, Clone)]
 pub struct Repo<S> {
     store: S,
+    /// Whether a lease's holder is known to have ended: its lease is then
+    /// free at once ([`Repo::with_holder_check`]); by default none is.
+    holder_gone: fn(&str) -> bool,
 }
 
 impl<S: ItemStore> Repo<S> {
     pub fn new(store: S) -> Self {
-        Repo { store }
+        Repo {
+            store,
+            holder_gone: |_| false,
+        }
+    }
+
+    /// Leases whose holder `gone` says has ended count as expired (the
+    /// embedded runner: a local process that was killed).
+    pub fn with_holder_check(self, gone: fn(&str) -> bool) -> Self {
+        Repo {
+            holder_gone: gone,
+            ..self
+        }
     }
 
     pub fn store(&self) -> &S {
@@ -979,25 +994,8 @@ impl<S: ItemStore> Repo<S> {
         ours: impl Fn(&T) -> bool,
         start: impl Fn(Option<T>) -> T,
     ) -> Result<Option<Claimed<T>>, FerryError> {
-        self.claim_lease_or_orphan(task_id, sk, holder, lease_ms, ours, start, |_| false)
-            .await
-    }
-
-    /// [`Repo::claim_lease`], where a lease whose holder `gone` says has
-    /// ended counts as expired (e.g. a local process that was killed).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn claim_lease_or_orphan<T: Leased>(
-        &self,
-        task_id: &str,
-        sk: &str,
-        holder: &str,
-        lease_ms: u64,
-        ours: impl Fn(&T) -> bool,
-        start: impl Fn(Option<T>) -> T,
-        gone: impl Fn(&str) -> bool,
-    ) -> Result<Option<Claimed<T>>, FerryError> {
         let now = now_ms();
-        let live = |c: &T| c.lease_until_ms() >= now && !c.holder().is_some_and(&gone);
+        let live = |c: &T| c.lease_until_ms() >= now && !c.holder().is_some_and(self.holder_gone);
         let before = std::sync::Mutex::new(None);
         let written = self
             .swap_record(task_id, sk, |cur: Option<T>| {

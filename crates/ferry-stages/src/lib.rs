@@ -53,9 +53,6 @@ pub struct StageEnv<S, K> {
     pub secrets: K,
     /// Unique per process or Lambda instance; owns chunk leases.
     pub worker_id: String,
-    /// Whether a lease's holder is known to have ended (its lease is then
-    /// free at once); by default none is ([`StageEnv::with_holder_check`]).
-    pub holder_gone: fn(&str) -> bool,
 }
 
 impl<S: ItemStore, K: SecretSource> StageEnv<S, K> {
@@ -64,15 +61,14 @@ impl<S: ItemStore, K: SecretSource> StageEnv<S, K> {
             repo: Repo::new(store),
             secrets,
             worker_id: worker_id.into(),
-            holder_gone: |_| false,
         }
     }
 
-    /// Leases whose holder `gone` says has ended are free at once (the
-    /// embedded runner: a local process that was killed).
+    /// Leases whose holder `gone` says has ended are free at once
+    /// ([`Repo::with_holder_check`]).
     pub fn with_holder_check(self, gone: fn(&str) -> bool) -> Self {
         StageEnv {
-            holder_gone: gone,
+            repo: self.repo.with_holder_check(gone),
             ..self
         }
     }

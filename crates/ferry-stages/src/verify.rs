@@ -824,14 +824,13 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
         let claimed = self
             .env
             .repo
-            .claim_lease_or_orphan(
+            .claim_lease(
                 &self.task_id,
                 &chunk_sk(&chunk.chunk_id),
                 &self.owner,
                 lease,
                 |c: &VerifyChunk| c.run_id == self.run.run_id,
                 start,
-                self.env.holder_gone,
             )
             .await?;
         let stale = |b: &VerifyChunk| b.differences > 0 || !b.done;
