@@ -544,27 +544,27 @@ pub async fn record_attention<S: ItemStore>(
         .map(|_| ())
 }
 
-/// When every chunk of the run is done: write the summary and close the run.
+/// When every chunk of the run is done (`recs`: the task's chunk records, as
+/// just read): write the summary and close the run.
 async fn finish_if_done<S: ItemStore>(
     repo: &Repo<S>,
     task_id: &str,
     run: &VerifyRun,
     chunks: &[ChunkRecord],
+    recs: &[VerifyChunk],
 ) -> Result<bool, FerryError> {
-    let recs: HashMap<String, VerifyChunk> = repo
-        .records::<VerifyChunk>(task_id, CHUNK_PREFIX)
-        .await?
-        .into_iter()
-        .map(|(_, c)| (c.chunk_id.clone(), c))
-        .filter(|(_, c)| c.run_id == run.run_id && c.done)
+    let recs: HashMap<&str, &VerifyChunk> = recs
+        .iter()
+        .filter(|c| c.run_id == run.run_id && c.done)
+        .map(|c| (c.chunk_id.as_str(), c))
         .collect();
     let mine = run_chunks(run, chunks);
-    if mine.iter().any(|c| !recs.contains_key(&c.chunk_id)) {
+    if mine.iter().any(|c| !recs.contains_key(c.chunk_id.as_str())) {
         return Ok(false);
     }
     let finished = now_ms();
     let mut tables: Vec<TableSummary> = Vec::new();
-    for c in mine.iter().filter_map(|c| recs.get(&c.chunk_id)) {
+    for c in mine.iter().filter_map(|c| recs.get(c.chunk_id.as_str())) {
         if tables.last().map(|t| t.table != c.table).unwrap_or(true) {
             tables.push(TableSummary {
                 table: c.table.clone(),
@@ -713,13 +713,20 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
         let mut told = BTreeSet::new();
         loop {
             self.work(chunks).await?;
-            if finish_if_done(&self.env.repo, &self.task_id, &self.run, chunks).await? {
+            let recs: Vec<VerifyChunk> = (self.env.repo)
+                .records(&self.task_id, CHUNK_PREFIX)
+                .await?
+                .into_iter()
+                .map(|(_, c)| c)
+                .collect();
+            let repo = &self.env.repo;
+            if finish_if_done(repo, &self.task_id, &self.run, chunks, &recs).await? {
                 return Ok(true);
             }
             if Instant::now() >= self.stop_at {
                 return Ok(false);
             }
-            self.tell_waiting(&mut told).await?;
+            self.tell_waiting(&recs, &mut told);
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
@@ -727,12 +734,10 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
     /// Say (once per holder) which chunks of the run this call waits for: a
     /// verify that was killed keeps its chunks until its leases end, and
     /// without a word the wait looked like a hang.
-    async fn tell_waiting(&self, told: &mut BTreeSet<String>) -> Result<(), FerryError> {
+    fn tell_waiting(&self, recs: &[VerifyChunk], told: &mut BTreeSet<String>) {
         let now = now_ms();
-        let recs: Vec<(String, VerifyChunk)> =
-            self.env.repo.records(&self.task_id, CHUNK_PREFIX).await?;
         let mut held: BTreeMap<String, (usize, u64)> = BTreeMap::new();
-        for (_, c) in recs {
+        for c in recs {
             let Some(owner) = c.owner.as_deref() else {
                 continue;
             };
@@ -755,7 +760,6 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
                 );
             }
         }
-        Ok(())
     }
 
     async fn close(self) {
