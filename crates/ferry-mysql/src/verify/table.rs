@@ -107,28 +107,25 @@ fn text_sum_part(v: &Value) -> Option<u128> {
     }
 }
 
-/// The `?, ?, ...` of an `IN` list of `n` values, as [`key_match`] writes it.
-fn in_markers(n: usize) -> String {
-    format!("IN ({})", vec!["?"; n].join(", "))
-}
-
-/// An `IN (...)` of these values written as SQL literals, when every one is
-/// an integer (written by Rust's integer formatting: nothing to escape).
-fn int_literals(params: &[Value]) -> Option<String> {
-    let mut out = String::with_capacity(params.len() * 8 + 5);
-    out.push_str("IN (");
-    for (i, v) in params.iter().enumerate() {
+/// `k IN (1, 2, ...)` with the values written as SQL literals, for a
+/// single-column key whose values are all integers (written by Rust's integer
+/// formatting: nothing to escape); `None` for any other key list. A statement
+/// without parameters goes as a text query ([`VerifyTable::digest_where`]).
+fn int_key_list(key: &[String], keys: &[Vec<KeyValue>]) -> Option<String> {
+    let [col] = key else { return None };
+    let mut out = format!("{} IN (", quote_ident(col));
+    for (i, k) in keys.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        match v {
-            Value::Int(n) => out.push_str(&n.to_string()),
-            Value::UInt(n) => out.push_str(&n.to_string()),
+        match k.as_slice() {
+            [KeyValue::Int(n)] => out.push_str(&n.to_string()),
+            [KeyValue::Uint(n)] => out.push_str(&n.to_string()),
             _ => return None,
         }
     }
     out.push(')');
-    (!params.is_empty()).then_some(out)
+    (!keys.is_empty()).then_some(out)
 }
 
 fn not_a_sum(what: &str, v: &Value) -> FerryError {
@@ -306,7 +303,10 @@ impl VerifyTable {
             .unwrap_or_default();
         keys.chunks(keys_per_fetch(self.key.len()))
             .map(move |batch| {
-                let (pred, params) = key_match(&self.key, batch);
+                let (pred, params) = match int_key_list(&self.key, batch) {
+                    Some(list) => (list, Vec::new()),
+                    None => key_match(&self.key, batch),
+                };
                 (format!("({pred}){filter}"), params)
             })
     }
@@ -354,53 +354,13 @@ impl VerifyTable {
     ) -> Result<Digest, FerryError> {
         let mut total = Digest::default();
         for (where_, params) in self.key_batches(side, keys) {
-            // A single-column key's `IN` list (composite keys are ORs of equalities).
-            let literals = (self.key.len() == 1)
-                .then(|| int_literals(&params))
-                .flatten();
-            let d = match literals {
-                Some(list) => {
-                    let where_ = where_.replacen(&in_markers(params.len()), &list, 1);
-                    self.digest_text(side, conn, &where_).await?
-                }
-                None => {
-                    self.digest_where(side, conn, &where_, params, false)
-                        .await?
-                }
-            };
+            let d = self
+                .digest_where(side, conn, &where_, params, false)
+                .await?;
             total.rows += d.rows;
             total.sum += d.sum;
         }
         Ok(total)
-    }
-
-    /// [`VerifyTable::digest_where`] as a text query, for a `WHERE` that holds
-    /// its values as literals: a key list of integers. A prepared `IN` list of
-    /// N markers costs a prepare per distinct N, with N parameter definitions
-    /// sent back and parsed, before the execute; measured on a `--changed`
-    /// verify of 5,759 keys, that was a quarter of Ferry's CPU and a fifth of
-    /// each server's.
-    async fn digest_text(
-        &self,
-        side: Side,
-        conn: &mut Conn,
-        where_: &str,
-    ) -> Result<Digest, FerryError> {
-        let s = self.side(side);
-        let sql = digest_sql(&s.from, &s.text, where_, self.hash, false);
-        let what = self.what(side, "checksumming");
-        let row: Option<(u64, Value, Value)> = conn
-            .query_first(sql)
-            .await
-            .map_err(|e| classify(e, &what))?;
-        let Some((rows, hi, lo)) = row else {
-            return Ok(Digest::default());
-        };
-        let part = |v: Value| text_sum_part(&v).ok_or_else(|| not_a_sum(&what, &v));
-        Ok(Digest {
-            rows,
-            sum: (part(hi)? << 32) + part(lo)?,
-        })
     }
 
     async fn digest_where(
@@ -414,18 +374,22 @@ impl VerifyTable {
         let s = self.side(side);
         let sql = digest_sql(&s.from, &s.text, where_, self.hash, exact);
         let what = self.what(side, "checksumming");
-        let row: Option<(u64, Value, Value)> = conn
-            .exec_first(sql, params)
-            .await
-            .map_err(|e| classify(e, &what))?;
+        // Without parameters (e.g. a key list of integer literals) a text query:
+        // a prepared `IN` list of N markers costs a prepare per distinct N, with
+        // N parameter definitions sent back and parsed (measured on a
+        // `--changed` verify of 5,759 keys: a quarter of Ferry's CPU).
+        let row: Option<(u64, Value, Value)> = match params.is_empty() {
+            true => conn.query_first(sql).await,
+            false => conn.exec_first(sql, params).await,
+        }
+        .map_err(|e| classify(e, &what))?;
         let Some((rows, hi, lo)) = row else {
             return Ok(Digest::default());
         };
-        let hi = sum_part(&hi).ok_or_else(|| not_a_sum(&what, &hi))?;
-        let lo = sum_part(&lo).ok_or_else(|| not_a_sum(&what, &lo))?;
+        let part = |v: Value| text_sum_part(&v).ok_or_else(|| not_a_sum(&what, &v));
         Ok(Digest {
             rows,
-            sum: (hi << 32) + lo,
+            sum: (part(hi)? << 32) + part(lo)?,
         })
     }
 
@@ -604,10 +568,8 @@ impl VerifyTable {
 fn key_match(key: &[String], keys: &[Vec<KeyValue>]) -> (String, Vec<Value>) {
     let params = keys.iter().flat_map(|k| k.iter().map(key_param)).collect();
     if let ([col], [_, ..]) = (key, keys) {
-        return (
-            format!("{} {}", quote_ident(col), in_markers(keys.len())),
-            params,
-        );
+        let marks = vec!["?"; keys.len()].join(", ");
+        return (format!("{} IN ({marks})", quote_ident(col)), params);
     }
     let one = key
         .iter()
@@ -666,21 +628,16 @@ mod tests {
 
     #[test]
     fn integer_key_lists_are_written_as_literals_and_text_sums_read_exactly() {
-        let (pred, params) = key_match(
+        let list = int_key_list(
             &["id".into()],
             &[vec![KeyValue::Int(-3)], vec![KeyValue::Uint(u64::MAX)]],
         );
-        let list = int_literals(&params).unwrap();
-        assert_eq!(list, "IN (-3, 18446744073709551615)");
-        assert_eq!(
-            pred.replacen(&in_markers(params.len()), &list, 1),
-            "`id` IN (-3, 18446744073709551615)"
-        );
-        assert_eq!(
-            int_literals(&[Value::Int(1), Value::Bytes(b"x".to_vec())]),
-            None
-        );
-        assert_eq!(int_literals(&[]), None);
+        assert_eq!(list.as_deref(), Some("`id` IN (-3, 18446744073709551615)"));
+        let mixed = [vec![KeyValue::Int(1)], vec![KeyValue::Text("x".into())]];
+        assert_eq!(int_key_list(&["id".into()], &mixed), None);
+        let pair = [vec![KeyValue::Int(1), KeyValue::Int(2)]];
+        assert_eq!(int_key_list(&["a".into(), "b".into()], &pair), None);
+        assert_eq!(int_key_list(&["id".into()], &[]), None);
         let text = |t: &str| text_sum_part(&Value::Bytes(t.as_bytes().to_vec()));
         assert_eq!(text("4294967295000"), Some(4294967295000));
         assert_eq!(text("9.007199254740991e15"), Some(9007199254740991));
