@@ -218,17 +218,18 @@ fn query_prefix(conn: &mut Connection, pk: &str, prefix: &str) -> rusqlite::Resu
 impl ItemStore for SqliteStore {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, FerryError> {
         let (pk, sk) = (pk.to_string(), sk.to_string());
-        let key = (pk.clone(), sk.clone());
         self.with_conn_then(
             "read an item from",
             move |c| {
-                c.prepare_cached("SELECT version, data FROM items WHERE pk = ?1 AND sk = ?2")?
-                    .query_row(params![key.0, key.1], |r| {
+                let row = c
+                    .prepare_cached("SELECT version, data FROM items WHERE pk = ?1 AND sk = ?2")?
+                    .query_row(params![pk, sk], |r| {
                         Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
                     })
-                    .optional()
+                    .optional()?;
+                Ok((row, pk, sk))
             },
-            move |row| {
+            |(row, pk, sk)| {
                 row.map(|(version, data)| parse_item(pk, sk, version, data))
                     .transpose()
             },
