@@ -243,22 +243,44 @@ pub struct IndexInfo {
 }
 
 /// Every index of a table, in name order, `PRIMARY` first.
+///
+/// Read with `SHOW INDEX`, not `information_schema.STATISTICS`: on OceanBase
+/// (seekdb 4.3.5) the STATISTICS query costs 6.7 ms of server time per table
+/// (23 ms with four sessions at once), `SHOW INDEX` 0.7 ms; on MariaDB both
+/// take 0.05 ms. Its first columns are the same on MariaDB, MySQL and
+/// OceanBase: Table, Non_unique, Key_name, Seq_in_index, Column_name
+/// (NULL for an expression part), Collation, Cardinality, Sub_part.
 pub async fn read_indexes(
     conn: &mut Conn,
     db: &str,
     table: &str,
 ) -> Result<Vec<IndexInfo>, FerryError> {
     let what = format!("reading the indexes of {db}.{table}");
-    let rows: Vec<(String, i64, Option<String>, Option<i64>)> = conn
-        .exec(
-            "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
-            (db, table),
-        )
+    let rows: Vec<Row> = conn
+        .query(format!("SHOW INDEX FROM {}", qualified(db, table)))
         .await
         .map_err(|e| classify(e, &what))?;
+    let mut parts = Vec::with_capacity(rows.len());
+    for row in rows {
+        let bad = || FerryError::Internal(format!("{what}: SHOW INDEX returned an unexpected row"));
+        let name: String = row.get_opt(2).and_then(Result::ok).ok_or_else(bad)?;
+        let non_unique: i64 = row.get_opt(1).and_then(Result::ok).ok_or_else(bad)?;
+        let seq: i64 = row.get_opt(3).and_then(Result::ok).ok_or_else(bad)?;
+        let column: Option<String> = row.get_opt(4).and_then(Result::ok).ok_or_else(bad)?;
+        let sub_part: Option<i64> = row.get_opt(7).and_then(Result::ok).ok_or_else(bad)?;
+        parts.push((name, non_unique, seq, column, sub_part));
+    }
+    Ok(group_indexes(parts))
+}
+
+/// Index parts (name, non_unique, seq_in_index, column, sub_part) in any
+/// order, grouped into indexes: `PRIMARY` first, then by name, parts by position.
+fn group_indexes(
+    mut parts: Vec<(String, i64, i64, Option<String>, Option<i64>)>,
+) -> Vec<IndexInfo> {
+    parts.sort_by(|a, b| (a.0 != "PRIMARY", &a.0, a.2).cmp(&(b.0 != "PRIMARY", &b.0, b.2)));
     let mut out: Vec<IndexInfo> = Vec::new();
-    for (name, non_unique, column, sub_part) in rows {
+    for (name, non_unique, _, column, sub_part) in parts {
         if out.last().map(|i| i.name != name).unwrap_or(true) {
             out.push(IndexInfo {
                 name: name.clone(),
@@ -272,7 +294,7 @@ pub async fn read_indexes(
             ix.prefix |= sub_part.is_some();
         }
     }
-    Ok(out)
+    out
 }
 
 /// The key the chunks are ranges of: the primary key, else the unique key with
@@ -437,6 +459,36 @@ mod tests {
             columns: cols.iter().map(|c| Some(c.to_string())).collect(),
             prefix: false,
         }
+    }
+
+    #[test]
+    fn index_parts_group_primary_first_then_by_name_and_position() {
+        let part = |n: &str, nu: i64, seq: i64, c: Option<&str>, sub: Option<i64>| {
+            (n.to_string(), nu, seq, c.map(str::to_string), sub)
+        };
+        // As SHOW INDEX may list them: in definition order, not sorted.
+        let got = group_indexes(vec![
+            part("zu", 0, 1, Some("c"), None),
+            part("kp", 1, 2, Some("c"), None),
+            part("PRIMARY", 0, 2, Some("a"), None),
+            part("kp", 1, 1, Some("b"), Some(10)),
+            part("PRIMARY", 0, 1, Some("b"), None),
+            part("fx", 1, 1, None, None),
+        ]);
+        let names: Vec<&str> = got.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["PRIMARY", "fx", "kp", "zu"]);
+        assert_eq!(
+            got[0].columns,
+            [Some("b".to_string()), Some("a".to_string())]
+        );
+        assert!(got[0].unique && !got[0].prefix);
+        assert_eq!(got[1].columns, [None]);
+        assert_eq!(
+            got[2].columns,
+            [Some("b".to_string()), Some("c".to_string())]
+        );
+        assert!(!got[2].unique && got[2].prefix);
+        assert!(got[3].unique);
     }
 
     #[test]
