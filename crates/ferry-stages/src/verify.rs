@@ -787,21 +787,25 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
             self.record(chunk, outcome, stale, started.elapsed())
                 .await?;
         }
+        // Closed here rather than handed back to the pool, which would reset
+        // them (a reset and the session setup again: 7 ms of an 80 ms
+        // `--changed` run into OceanBase) only for `close` to quit them.
+        if let Some((src, tgt)) = conns {
+            let _ = futures::future::join(src.disconnect(), tgt.disconnect()).await;
+        }
         Ok(())
     }
 
     async fn connect(&self) -> Result<(Conn, Conn), FerryError> {
-        let src = self
-            .src_pool
-            .get_conn()
-            .await
-            .map_err(|e| classify(e, "source: connecting for verify"))?;
-        let tgt = self
-            .tgt_pool
-            .get_conn()
-            .await
-            .map_err(|e| classify(e, "target: connecting for verify"))?;
-        Ok((src, tgt))
+        let src = async {
+            (self.src_pool.get_conn().await)
+                .map_err(|e| classify(e, "source: connecting for verify"))
+        };
+        let tgt = async {
+            (self.tgt_pool.get_conn().await)
+                .map_err(|e| classify(e, "target: connecting for verify"))
+        };
+        futures::future::try_join(src, tgt).await
     }
 
     /// Take the chunk's verify lease for this run, if it is free.
