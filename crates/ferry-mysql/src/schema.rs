@@ -273,11 +273,12 @@ pub async fn read_indexes(
     Ok(group_indexes(parts))
 }
 
-/// Index parts (name, non_unique, seq_in_index, column, sub_part) in any
-/// order, grouped into indexes: `PRIMARY` first, then by name, parts by position.
-fn group_indexes(
-    mut parts: Vec<(String, i64, i64, Option<String>, Option<i64>)>,
-) -> Vec<IndexInfo> {
+/// One row of `SHOW INDEX`: (Key_name, Non_unique, Seq_in_index, Column_name, Sub_part).
+type IndexPart = (String, i64, i64, Option<String>, Option<i64>);
+
+/// Index parts in any order, grouped into indexes: `PRIMARY` first, then by
+/// name, parts by position.
+fn group_indexes(mut parts: Vec<IndexPart>) -> Vec<IndexInfo> {
     parts.sort_by(|a, b| (a.0 != "PRIMARY", &a.0, a.2).cmp(&(b.0 != "PRIMARY", &b.0, b.2)));
     let mut out: Vec<IndexInfo> = Vec::new();
     for (name, non_unique, _, column, sub_part) in parts {
