@@ -6,7 +6,14 @@
 //! even when several processes use the same file (WAL journal, a busy timeout
 //! instead of immediate `SQLITE_BUSY`). `version` starts at 1 and grows by one
 //! on every write; `query` orders by `sk` in byte order, as DynamoDB does.
-//! Calls run on tokio's blocking pool, never on an async worker thread.
+//!
+//! Calls never block an async worker unannounced: on a multi-threaded runtime
+//! they run in place through `tokio::task::block_in_place` (the worker hands
+//! its other tasks to another thread while SQLite runs), elsewhere on tokio's
+//! blocking pool. In place because a call takes tens of microseconds and the
+//! hop to a pool thread and back cost more: a `ferry verify --changed` of 200
+//! chunks (600 store calls) spent a third of its CPU switching threads, and
+//! took 132-140 ms through the pool against 99-104 ms in place.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -94,7 +101,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Run `f` with the connection on tokio's blocking pool.
+    /// Run `f` with the connection (see the module comment for where).
     async fn with_conn<T, F>(&self, what: &'static str, f: F) -> Result<T, FerryError>
     where
         T: Send + 'static,
@@ -120,7 +127,7 @@ impl SqliteStore {
     {
         let conn = Arc::clone(&self.conn);
         let path = Arc::clone(&self.path);
-        let joined = tokio::task::spawn_blocking(move || {
+        let call = move || {
             let read = {
                 // A panic while the lock was held cannot leave a half-done write: SQLite rolls
                 // the transaction back when it is dropped. The connection itself is still usable.
@@ -128,9 +135,12 @@ impl SqliteStore {
                 f(&mut guard)
             };
             read.and_then(then).map_err(|e| store_error(&path, what, e))
-        })
-        .await;
-        joined.map_err(|e| {
+        };
+        let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+        if matches!(flavor, Ok(tokio::runtime::RuntimeFlavor::MultiThread)) {
+            return tokio::task::block_in_place(call);
+        }
+        tokio::task::spawn_blocking(call).await.map_err(|e| {
             FerryError::Internal(format!("task store call ({what}) did not complete: {e}"))
         })?
     }
