@@ -111,14 +111,14 @@ fn text_sum_part(v: &Value) -> Option<u128> {
 /// single-column key whose values are all integers (written by Rust's integer
 /// formatting: nothing to escape); `None` for any other key list. A statement
 /// without parameters goes as a text query ([`VerifyTable::digest_where`]).
-fn int_key_list(key: &[String], keys: &[Vec<KeyValue>]) -> Option<String> {
+fn int_key_list<K: AsRef<[KeyValue]>>(key: &[String], keys: &[K]) -> Option<String> {
     let [col] = key else { return None };
     let mut out = format!("{} IN (", quote_ident(col));
     for (i, k) in keys.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        match k.as_slice() {
+        match k.as_ref() {
             [KeyValue::Int(n)] => out.push_str(&n.to_string()),
             [KeyValue::Uint(n)] => out.push_str(&n.to_string()),
             _ => return None,
@@ -145,17 +145,13 @@ fn listed_len(n: usize, most: usize) -> usize {
     len.min(most.max(n))
 }
 
-/// `batch` with its last key repeated up to [`listed_len`].
-fn padded(batch: &[Vec<KeyValue>], most: usize) -> std::borrow::Cow<'_, [Vec<KeyValue>]> {
-    let len = listed_len(batch.len(), most);
-    match batch.last() {
-        Some(last) if len > batch.len() => {
-            let mut v = batch.to_vec();
-            v.resize(len, last.clone());
-            std::borrow::Cow::Owned(v)
-        }
-        _ => std::borrow::Cow::Borrowed(batch),
+/// `batch` with its last key repeated up to [`listed_len`] (references: no key is copied).
+fn padded(batch: &[Vec<KeyValue>], most: usize) -> Vec<&[KeyValue]> {
+    let mut out: Vec<&[KeyValue]> = batch.iter().map(Vec::as_slice).collect();
+    if let Some(&last) = out.last() {
+        out.resize(listed_len(batch.len(), most), last);
     }
+    out
 }
 
 fn not_a_sum(what: &str, v: &Value) -> FerryError {
@@ -596,8 +592,11 @@ impl VerifyTable {
 
 /// `(k1 = ? AND k2 = ?) OR (...)` for a batch of keys, with its parameters;
 /// `k IN (?, ...)` for a single-column key.
-fn key_match(key: &[String], keys: &[Vec<KeyValue>]) -> (String, Vec<Value>) {
-    let params = keys.iter().flat_map(|k| k.iter().map(key_param)).collect();
+fn key_match<K: AsRef<[KeyValue]>>(key: &[String], keys: &[K]) -> (String, Vec<Value>) {
+    let params = keys
+        .iter()
+        .flat_map(|k| k.as_ref().iter().map(key_param))
+        .collect();
     if let ([col], [_, ..]) = (key, keys) {
         let marks = vec!["?"; keys.len()].join(", ");
         return (format!("{} IN ({marks})", quote_ident(col)), params);
@@ -648,7 +647,7 @@ mod tests {
         );
         assert_eq!(p, "(`a` = ? AND `b` = ?) OR (`a` = ? AND `b` = ?)");
         assert_eq!(v.len(), 4);
-        assert_eq!(key_match(&["a".into()], &[]).0, "1=0");
+        assert_eq!(key_match::<Vec<KeyValue>>(&["a".into()], &[]).0, "1=0");
         let (p, v) = key_match(
             &["a".into()],
             &[vec![KeyValue::Int(1)], vec![KeyValue::Int(3)]],
@@ -676,8 +675,8 @@ mod tests {
         let keys: Vec<Vec<KeyValue>> = (1..=5).map(|i| vec![KeyValue::Int(i)]).collect();
         let p = padded(&keys, 1000);
         assert_eq!(p.len(), 8);
-        assert_eq!(&p[..5], &keys[..]);
-        assert!(p[5..].iter().all(|k| k == &keys[4]));
+        assert!(p[..5].iter().zip(&keys).all(|(a, b)| *a == b.as_slice()));
+        assert!(p[5..].iter().all(|k| *k == keys[4].as_slice()));
         assert!(padded(&[], 1000).is_empty());
         assert_eq!(padded(&keys[..4], 1000).len(), 4);
     }
@@ -693,7 +692,7 @@ mod tests {
         assert_eq!(int_key_list(&["id".into()], &mixed), None);
         let pair = [vec![KeyValue::Int(1), KeyValue::Int(2)]];
         assert_eq!(int_key_list(&["a".into(), "b".into()], &pair), None);
-        assert_eq!(int_key_list(&["id".into()], &[]), None);
+        assert_eq!(int_key_list::<Vec<KeyValue>>(&["id".into()], &[]), None);
         let text = |t: &str| text_sum_part(&Value::Bytes(t.as_bytes().to_vec()));
         assert_eq!(text("4294967295000"), Some(4294967295000));
         assert_eq!(text("9.007199254740991e15"), Some(9007199254740991));
