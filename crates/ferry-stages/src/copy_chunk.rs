@@ -259,9 +259,11 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
         }
     }
 
+    /// Close the connections rather than hand them back to the pool, which
+    /// would reset them and run the session setup again only to quit them
+    /// (as the verify's slots do).
     async fn close(mut self) {
-        self.src.take();
-        self.dst.take();
+        self.discard_connections().await;
         let _ = self.src_pool.disconnect().await;
         let _ = self.dst_pool.disconnect().await;
     }
