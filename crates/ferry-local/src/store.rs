@@ -110,9 +110,9 @@ impl SqliteStore {
         self.with_conn_then(what, f, Ok).await
     }
 
-    /// [`SqliteStore::with_conn`], then `then` on what `f` read, on the same
-    /// blocking thread but with the connection free again (parsing a record's
-    /// JSON need not hold up the other callers of the one connection).
+    /// [`SqliteStore::with_conn`], then `then` on what `f` read, in the same
+    /// call but with the connection free again (parsing a record's JSON need
+    /// not hold up the other callers of the one connection).
     async fn with_conn_then<R, T, F, G>(
         &self,
         what: &'static str,
