@@ -844,7 +844,7 @@ async fn new_objects(State(c): State<Shared>, Query(q): Query<BTreeMap<String, S
                 label { "keys for tables without one (one per line: db.table: col1, col2)" br; textarea name="keys" {} }
                 h2 { "Options" }
                 label { "rows per chunk " input name="chunk_rows" value="50000"; }
-                label { "chunks copied at once " input name="concurrency" value="4"; }
+                label { "chunks copied at once " input name="concurrency" placeholder="auto"; }
                 label { "slice seconds " input name="slice_seconds" value="60"; }
                 label { "switch: source quiet for (s) " input name="switch_quiet_seconds" value="2"; }
                 button type="submit" id="make-task-file" { "Make the task file" }

@@ -177,7 +177,7 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
             owner,
             limiter: {
                 let o = &task.spec.options;
-                let (rows, bytes) = worker_limits(o, o.concurrency);
+                let (rows, bytes) = worker_limits(o, o.copy_workers(None));
                 RateLimiter::new(rows, bytes)
             },
             copy: CopyOptions {
@@ -492,7 +492,7 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
 /// Extend a chunk's lease every third of its length; returns only when the lease is lost.
 /// The rate limits of one worker: the task's limits (`options.max_rows_per_second`,
 /// `max_bytes_per_second`) shared equally among the `workers` copying now
-/// (see [`copying_workers`]; before a worker knows, the `concurrency` configured).
+/// (see [`copying_workers`]; the workers count themselves before their first chunk).
 pub fn worker_limits(o: &TaskOptions, workers: u32) -> (u64, u64) {
     let n = u64::from(workers.max(1));
     let share = |limit: u64| if limit == 0 { 0 } else { limit.div_ceil(n) };

@@ -119,6 +119,10 @@ pub async fn run_typed<S: ItemStore, K: SecretSource>(
     if spec.has(MigrationType::Schema) {
         let mut dst = target.connect().await?;
         create_schema(&env.repo, spec, &mut src, &mut dst, &infos).await?;
+    } else if spec.options.concurrency == 0 {
+        // The number of copy workers follows the target's CPUs (see `output`).
+        let mut dst = target.connect().await?;
+        target_caps(&env.repo, &id, &mut dst).await?;
     }
     let done: Vec<String> = env
         .repo
@@ -143,11 +147,21 @@ pub async fn run_typed<S: ItemStore, K: SecretSource>(
     output(&env.repo, &task).await
 }
 
-/// `{"task_id","tables","chunks","workers":[{"task_id","worker"}..]}` from the records.
+/// `{"task_id","tables","chunks","workers":[{"task_id","worker"}..]}` from the
+/// records: one worker per chunk up to [`TaskOptions::copy_workers`] for the
+/// target's CPUs as probed (none recorded: as if it did not say).
+///
+/// [`TaskOptions::copy_workers`]: ferry_core::task::TaskOptions::copy_workers
 async fn output<S: ItemStore>(repo: &Repo<S>, task: &TaskRecord) -> Result<PlanOutput, FerryError> {
     let tables = repo.tables(&task.task_id).await?.len() as u64;
     let chunks = repo.chunks(&task.task_id).await?.len() as u64;
-    let n = u64::from(task.spec.options.concurrency).min(chunks).max(1);
+    let cpus = repo
+        .get_record::<TargetCaps>(&task.task_id, CAPS_RECORD)
+        .await?
+        .and_then(|c| c.cpus);
+    let n = u64::from(task.spec.options.copy_workers(cpus))
+        .min(chunks)
+        .max(1);
     let workers = (0..n)
         .map(|worker| CopyWorker {
             task_id: task.task_id.clone(),
@@ -430,6 +444,7 @@ pub async fn target_caps<S: ItemStore>(
         crc32c = caps.crc32c,
         local_infile = caps.local_infile,
         binlog = caps.binlog,
+        cpus = ?caps.cpus,
         "target capabilities probed"
     );
     repo.put_record(task_id, CAPS_RECORD, &caps).await?;

@@ -1065,7 +1065,7 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
 /// Chunks verified at once.
 fn concurrency(spec: &TaskSpec) -> usize {
     match spec.options.verify_concurrency {
-        0 => spec.options.concurrency.max(1) as usize,
+        0 => spec.options.copy_workers(None) as usize,
         n => n as usize,
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use ferry_core::model::{ChunkRecord, ChunkState, TablePhase, TaskState};
 use ferry_core::task::TaskSpec;
+use ferry_mysql::dialect::caps::{TargetCaps, CAPS_RECORD};
 use ferry_mysql::planner::range_predicate;
 use ferry_mysql::schema::{binlog_position, read_table};
 use ferry_mysql::{qualified, quote_ident};
@@ -256,6 +257,47 @@ async fn plans_schema(te: TestEnv) {
         .unwrap();
     assert_eq!(kept.as_deref(), Some("kept"));
     assert_eq!(f.env.repo.task(&id).await.unwrap().snapshot, Some(snap));
+    f.cleanup(&te).await;
+}
+
+on_both_targets!(
+    copy_workers_follow_the_target_cpus,
+    super::copy_workers_follow_the_target_cpus
+);
+
+/// `concurrency` 0 (the default): four copy workers, or the OceanBase
+/// target's CPUs when it has fewer (read here from the server itself).
+async fn copy_workers_follow_the_target_cpus(te: TestEnv) {
+    let f = Fixture::new(&te, &shop_ddl()).await;
+    let id = unique_name("plan-auto").replace('_', "-");
+    let spec = f.spec(&id, json!({"concurrency": 0}));
+    f.env.repo.create_task(&spec).await.unwrap();
+    let out = f.plan(&id, MINUTE).await.unwrap();
+    let caps: TargetCaps = f
+        .env
+        .repo
+        .get_record(&id, CAPS_RECORD)
+        .await
+        .unwrap()
+        .expect("the plan probed the target");
+    let expected = if te.is_oceanbase() {
+        let mut tgt = te.endpoint(Side::Target, false).connect().await.unwrap();
+        let cpus: u32 = tgt
+            .query_first("SELECT CAST(CPU_CAPACITY AS SIGNED) FROM oceanbase.V$OB_SERVER_STAT")
+            .await
+            .unwrap()
+            .expect("seekdb reports its CPU capacity");
+        assert_eq!(caps.cpus, Some(cpus));
+        cpus.min(4)
+    } else {
+        assert_eq!(caps.cpus, None, "MariaDB does not say");
+        4
+    };
+    assert_eq!(
+        out["workers"].as_array().unwrap().len(),
+        expected as usize,
+        "{out}"
+    );
     f.cleanup(&te).await;
 }
 

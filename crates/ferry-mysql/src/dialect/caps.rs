@@ -3,8 +3,9 @@
 //! The dialect rules ask these facts instead of a fixed table wherever the
 //! server can tell: its kernel version, the character sets and collations it
 //! has, whether it computes `CRC32C()` (verify's digest), whether it accepts
-//! `LOAD DATA LOCAL` (copy's write path) and whether it exposes a binary log
-//! a reverse link could read. What no server reports (OceanBase's documented
+//! `LOAD DATA LOCAL` (copy's write path), whether it exposes a binary log
+//! a reverse link could read, and how many CPUs an OceanBase tenant has (the
+//! copy's default number of writers). What no server reports (OceanBase's documented
 //! size limits) stays in the per-target rules (`oceanbase.rs`).
 //!
 //! Invariant: a probe that cannot run leaves the fact unknown (`None` or
@@ -46,13 +47,17 @@ pub struct TargetCaps {
     /// `SHOW MASTER STATUS` (or `SHOW BINARY LOG STATUS`) answers with a position.
     #[serde(default)]
     pub binlog: bool,
+    /// CPUs the server gives this tenant: OceanBase's unit `MAX_CPU`
+    /// (`GV$OB_UNITS`, rounded up), or seekdb's `CPU_CAPACITY`
+    /// (`V$OB_SERVER_STAT`); `None` where the server does not say (MySQL, MariaDB).
+    #[serde(default)]
+    pub cpus: Option<u32>,
 }
 
 impl TargetCaps {
     /// Whether the server is an OceanBase kernel.
     pub fn is_oceanbase(&self) -> bool {
-        let has = |s: &str| s.to_ascii_lowercase().contains("oceanbase");
-        has(&self.version) || has(&self.version_comment)
+        is_oceanbase_version(&self.version, &self.version_comment)
     }
 
     /// Whether the server is MariaDB (its `VERSION()` says so).
@@ -137,6 +142,11 @@ pub async fn probe(conn: &mut Conn, role: &str) -> Result<TargetCaps, FerryError
             break;
         }
     }
+    let cpus = if is_oceanbase_version(&version, &version_comment) {
+        oceanbase_cpus(conn).await
+    } else {
+        None
+    };
     Ok(TargetCaps {
         version,
         version_comment,
@@ -151,7 +161,37 @@ pub async fn probe(conn: &mut Conn, role: &str) -> Result<TargetCaps, FerryError
         crc32c,
         local_infile,
         binlog,
+        cpus,
     })
+}
+
+/// Whether `VERSION()` or `@@version_comment` names an OceanBase kernel.
+fn is_oceanbase_version(version: &str, comment: &str) -> bool {
+    let has = |s: &str| s.to_ascii_lowercase().contains("oceanbase");
+    has(version) || has(comment)
+}
+
+/// The tenant's CPUs: a cluster's user tenant sees its own units in
+/// `GV$OB_UNITS` (`MAX_CPU` may be fractional); seekdb has no units and
+/// reports the server's capacity in `V$OB_SERVER_STAT`. Unknown when neither answers.
+async fn oceanbase_cpus(conn: &mut Conn) -> Option<u32> {
+    for sql in [
+        "SELECT CAST(MAX(MAX_CPU) AS CHAR) FROM oceanbase.GV$OB_UNITS",
+        "SELECT CAST(MAX(CPU_CAPACITY) AS CHAR) FROM oceanbase.V$OB_SERVER_STAT",
+    ] {
+        if let Ok(Some(Some(text))) = conn.query_first::<Option<String>, _>(sql).await {
+            if let Some(n) = cpu_count(&text) {
+                return Some(n);
+            }
+        }
+    }
+    None
+}
+
+/// `"2"`, `"1.5"` -> 2, 2; nothing below 1, nothing that is not a number.
+fn cpu_count(text: &str) -> Option<u32> {
+    let v: f64 = text.trim().parse().ok()?;
+    (v.is_finite() && v > 0.0).then(|| v.ceil().min(f64::from(u32::MAX)) as u32)
 }
 
 #[cfg(test)]
@@ -177,6 +217,17 @@ mod tests {
         assert!(caps.is_oceanbase());
         // The kernel, not the product's own version (seekdb 1.4).
         assert_eq!(caps.rules_version(Dialect::Oceanbase), Some((4, 3, 5)));
+    }
+
+    #[test]
+    fn cpu_counts_round_up() {
+        assert_eq!(cpu_count("2"), Some(2));
+        assert_eq!(cpu_count("1.5"), Some(2));
+        assert_eq!(cpu_count(" 16.0 "), Some(16));
+        assert_eq!(cpu_count("0"), None);
+        assert_eq!(cpu_count("-1"), None);
+        assert_eq!(cpu_count("NaN"), None);
+        assert_eq!(cpu_count("many"), None);
     }
 
     #[test]

@@ -324,6 +324,7 @@ mod tests {
                 crc32c: false,
                 local_infile: true,
                 binlog: false,
+                cpus: Some(2),
             }),
         }
     }
