@@ -139,7 +139,7 @@ pub struct TaskOptions {
     pub meta_schema: String,
     /// When the state machine runs verify (with "verify" in types).
     pub verify_when: VerifyWhen,
-    /// Chunks verified at once (0 = `concurrency`, [`DEFAULT_CONCURRENCY`] when that chooses).
+    /// Chunks verified at once (0 = `concurrency`, or what it chooses when 0).
     pub verify_concurrency: u32,
     /// Continuous sampling while incremental sync runs: chunks per sample (0 = off).
     pub verify_sample_chunks: u32,

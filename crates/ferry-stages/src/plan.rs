@@ -155,10 +155,7 @@ pub async fn run_typed<S: ItemStore, K: SecretSource>(
 async fn output<S: ItemStore>(repo: &Repo<S>, task: &TaskRecord) -> Result<PlanOutput, FerryError> {
     let tables = repo.tables(&task.task_id).await?.len() as u64;
     let chunks = repo.chunks(&task.task_id).await?.len() as u64;
-    let cpus = repo
-        .get_record::<TargetCaps>(&task.task_id, CAPS_RECORD)
-        .await?
-        .and_then(|c| c.cpus);
+    let cpus = target_cpus(repo, &task.task_id).await?;
     let n = u64::from(task.spec.options.copy_workers(cpus))
         .min(chunks)
         .max(1);
@@ -449,6 +446,17 @@ pub async fn target_caps<S: ItemStore>(
     );
     repo.put_record(task_id, CAPS_RECORD, &caps).await?;
     Ok(caps)
+}
+
+/// The target's CPUs as the plan probed them (`None`: not probed, or the server does not say).
+pub async fn target_cpus<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+) -> Result<Option<u32>, FerryError> {
+    Ok(repo
+        .get_record::<TargetCaps>(task_id, CAPS_RECORD)
+        .await?
+        .and_then(|c| c.cpus))
 }
 
 /// `CREATE DATABASE IF NOT EXISTS` for each target database, with the source database's charset.

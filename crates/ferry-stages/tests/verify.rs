@@ -365,6 +365,39 @@ async fn killed_holder(te: TestEnv) {
 }
 
 on_both_targets!(
+    verify_slots_follow_the_target_cpus,
+    super::verify_slots_follow_the_target_cpus
+);
+
+/// `verify_concurrency` 0 with `concurrency` 0 (both defaults): as many slots
+/// as the copy's workers for the target's CPUs, as the copy probed them (the
+/// fixture's copy-chunk call): seekdb says, MariaDB does not (four).
+async fn verify_slots_follow_the_target_cpus(te: TestEnv) {
+    let f = Fixture::new(te).await;
+    let task = f
+        .env
+        .repo
+        .update_task(&f.task_id, |t| t.spec.options.verify_concurrency = 0)
+        .await
+        .unwrap();
+    let cpus = ferry_stages::plan::target_cpus(&f.env.repo, &f.task_id)
+        .await
+        .unwrap();
+    assert_eq!(cpus.is_some(), f.te.is_oceanbase(), "{cpus:?}");
+    let chunks = f.env.repo.chunks(&f.task_id).await.unwrap().len();
+    let begin = json!({"task_id": f.task_id, "mode": "full", "begin": true});
+    let begun = invoke(&f.env, "verify", begin, deadline(60)).await.unwrap();
+    let items = begun["workers"].as_array().cloned().unwrap_or_default();
+    let expected = (task.spec.options.copy_workers(cpus) as usize).min(chunks);
+    assert_eq!(
+        items.len(),
+        expected,
+        "{cpus:?} CPUs, {chunks} chunks: {begun}"
+    );
+    f.drop_dbs().await;
+}
+
+on_both_targets!(
     begin_fans_out_to_workers_and_the_join_reports_the_same_run,
     super::begin_fans_out
 );
