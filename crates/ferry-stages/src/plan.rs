@@ -144,7 +144,19 @@ pub async fn run_typed<S: ItemStore, K: SecretSource>(
         plan_table(&env.repo, spec, &mut src, info, index).await?;
     }
     let task = env.repo.update_task(&id, |t| t.planned = true).await?;
-    output(&env.repo, &task).await
+    let out = output(&env.repo, &task).await?;
+    let o = &task.spec.options;
+    tracing::info!(
+        task = %id,
+        workers = out.workers.len(),
+        "copy workers: {}",
+        match (o.concurrency, target_cpus(&env.repo, &id).await?) {
+            (0, Some(cpus)) => format!("options.concurrency 0 chooses {} (the target reports {cpus} CPUs)", o.copy_workers(Some(cpus))),
+            (0, None) => format!("options.concurrency 0 chooses {}", o.copy_workers(None)),
+            (n, _) => format!("options.concurrency {n}"),
+        }
+    );
+    Ok(out)
 }
 
 /// `{"task_id","tables","chunks","workers":[{"task_id","worker"}..]}` from the
