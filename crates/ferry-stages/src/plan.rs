@@ -100,7 +100,8 @@ pub async fn run_typed<S: ItemStore, K: SecretSource>(
     let id = input.task_id;
     let task = env.repo.task(&id).await?;
     if task.planned {
-        return output(&env.repo, &task).await;
+        let cpus = target_cpus(&env.repo, &id).await?;
+        return output(&env.repo, &task, cpus).await;
     }
     let task = env
         .repo
@@ -144,30 +145,30 @@ pub async fn run_typed<S: ItemStore, K: SecretSource>(
         plan_table(&env.repo, spec, &mut src, info, index).await?;
     }
     let task = env.repo.update_task(&id, |t| t.planned = true).await?;
-    let out = output(&env.repo, &task).await?;
-    let o = &task.spec.options;
+    let cpus = target_cpus(&env.repo, &id).await?;
+    let out = output(&env.repo, &task, cpus).await?;
     tracing::info!(
         task = %id,
+        concurrency = task.spec.options.concurrency,
+        target_cpus = ?cpus,
         workers = out.workers.len(),
-        "copy workers: {}",
-        match (o.concurrency, target_cpus(&env.repo, &id).await?) {
-            (0, Some(cpus)) => format!("options.concurrency 0 chooses {} (the target reports {cpus} CPUs)", o.copy_workers(Some(cpus))),
-            (0, None) => format!("options.concurrency 0 chooses {}", o.copy_workers(None)),
-            (n, _) => format!("options.concurrency {n}"),
-        }
+        "copy workers (concurrency 0 chooses 4, or the target's CPUs when fewer; at most one per chunk)"
     );
     Ok(out)
 }
 
 /// `{"task_id","tables","chunks","workers":[{"task_id","worker"}..]}` from the
 /// records: one worker per chunk up to [`TaskOptions::copy_workers`] for the
-/// target's CPUs as probed (none recorded: as if it did not say).
+/// target's CPUs as probed ([`target_cpus`]).
 ///
 /// [`TaskOptions::copy_workers`]: ferry_core::task::TaskOptions::copy_workers
-async fn output<S: ItemStore>(repo: &Repo<S>, task: &TaskRecord) -> Result<PlanOutput, FerryError> {
+async fn output<S: ItemStore>(
+    repo: &Repo<S>,
+    task: &TaskRecord,
+    cpus: Option<u32>,
+) -> Result<PlanOutput, FerryError> {
     let tables = repo.tables(&task.task_id).await?.len() as u64;
     let chunks = repo.chunks(&task.task_id).await?.len() as u64;
-    let cpus = target_cpus(repo, &task.task_id).await?;
     let n = u64::from(task.spec.options.copy_workers(cpus))
         .min(chunks)
         .max(1);
