@@ -5,13 +5,18 @@
 //!
 //! Invariant: the source is never written; the target only with `--repair`.
 //! Safe while `ferry run` works on the task (verify takes its own per-chunk
-//! leases). Exit code 0 when clean, 4 when differences remain, else as every
+//! leases). While it runs, a row that differs is compared again once the sync
+//! has applied the source past it; while no process holds the task's lock
+//! (the sync is stopped) there is nothing to wait for, so such a row is judged
+//! at once against the sync's checkpoint, and one the sync has not reached is
+//! reported unsettled with the way to settle it. Exit code 0 when clean, 4 when differences remain, else as every
 //! command (1 failed, 2 bad input).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use ferry_core::model::Direction;
 use ferry_core::store::Repo;
 use ferry_core::FerryError;
 use ferry_core::Stage;
@@ -61,6 +66,10 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {
         _ => args.mode.as_str(),
     };
     let mut input = json!({"task_id": args.task_id, "mode": mode});
+    let syncing = ferry_local::TaskLock::is_held(&global.state_dir, &args.task_id)?;
+    if !syncing {
+        input["apply_running"] = json!(false);
+    }
     if let Some(n) = args.chunks {
         input["chunks"] = json!(n);
     }
@@ -104,7 +113,20 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {
         let (j, m) = write_report(&env.repo, id, path, limit).await?;
         println!("report: {} and {}", j.display(), m.display());
     }
-    let clean = env.repo.diffs(id).await?.is_empty() && out["unsettled"].as_u64().unwrap_or(0) == 0;
+    let unsettled = out["unsettled"].as_u64().unwrap_or(0);
+    if unsettled > 0 && !syncing {
+        let at = match env.repo.checkpoint(id, Direction::Forward).await? {
+            Some(c) => format!(" (its checkpoint: {})", c.position),
+            None => String::new(),
+        };
+        println!(
+            "{unsettled} row(s) unsettled: they differ, and the sync of {id} is not running while \
+             the source has moved past what it applied{at}, so they may be changes it has not \
+             applied yet. Resume it (`ferry resume {id}`) and verify again while it runs: a row \
+             that still differs once the sync has applied the source past it is a difference."
+        );
+    }
+    let clean = env.repo.diffs(id).await?.is_empty() && unsettled == 0;
     Ok(if clean { 0 } else { EXIT_DIFFERENCES })
 }
 

@@ -7,6 +7,11 @@
 //! a row no change touched is *not* found by `--changed` when it is not read
 //! (proof that it is not read; it is the README's stated limit) and is found
 //! by `--full`. A clean `--changed` run clears the marks it read.
+//!
+//! With the sync stopped, a row changed on the source since is not waited
+//! for (no apply can come: each wait would last `verify_recheck_seconds`):
+//! `ferry verify` answers at once that it is unsettled, not a difference, and
+//! how to settle it; once the sync runs again the same verify is clean.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -27,6 +32,10 @@ enum Interrupt {
 
 on_both_targets!(changed_marks_survive_stop_and_resume, super::after_stop);
 on_both_targets!(changed_marks_survive_kill_and_resume, super::after_kill);
+on_both_targets!(
+    verify_with_the_sync_stopped_answers_at_once,
+    super::sync_stopped
+);
 
 async fn after_stop(env: TestEnv) {
     changed_chunks_only(env, Interrupt::Stop).await
@@ -247,6 +256,112 @@ async fn changed_chunks_only(env: TestEnv, how: Interrupt) {
         "{}",
         nothing.all()
     );
+    ferry
+        .run(&["release", &id])
+        .await
+        .assert_ok("ferry release");
+    drop_everywhere(&env, &db).await;
+}
+
+async fn sync_stopped(env: TestEnv) {
+    let db = unique_name("vstop");
+    admin_exec(
+        &env,
+        Side::Source,
+        &[
+            format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4"),
+            format!(
+                "CREATE TABLE `{db}`.t (id BIGINT NOT NULL PRIMARY KEY, v VARCHAR(100) NOT NULL)"
+            ),
+        ],
+    )
+    .await;
+    let mut c = env.admin(Side::Source).await;
+    fill_numbered(&mut c, &db, "t", 500).await;
+    c.disconnect().await.ok();
+
+    let ferry = Ferry::standard(&env);
+    let id = unique_name("vstop-task").replace('_', "-");
+    // Each wait for the apply may last 10 minutes: a verify that waited on
+    // the stopped sync would outlast the bound below many times over.
+    let mut task = task_for(
+        &env,
+        &id,
+        &[format!("{db}.*")],
+        json!({"chunk_rows": 100, "verify_recheck_seconds": 600}),
+    );
+    task["types"] = json!(["schema", "full", "incremental"]);
+    let file = ferry.task_file("task.json", &task);
+    let mut child = ferry.spawn_run(&file, "run");
+    let count = format!("SELECT COUNT(*) FROM `{db}`.t");
+    wait_until("the copy reaches the target", RUN_TIMEOUT, || async {
+        target_query(&env, &count).await == Some(500)
+    })
+    .await;
+    ferry.run(&["stop", &id]).await.assert_ok("ferry stop");
+    wait_for_exit(&mut child, Duration::from_secs(60)).await;
+
+    // A change the stopped sync has not applied.
+    admin_exec(
+        &env,
+        Side::Source,
+        &[format!(
+            "UPDATE `{db}`.t SET v = 'while stopped' WHERE id = 7"
+        )],
+    )
+    .await;
+    // Spawned, so that a verify which waits is killed at the bound (a
+    // command run to completion would hold the test for its every wait).
+    let bound = Duration::from_secs(120);
+    let mut verify = ferry.spawn(&["verify", &id], "verify");
+    let deadline = std::time::Instant::now() + bound;
+    let status = loop {
+        if let Some(status) = verify.try_wait().expect("poll ferry verify") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = verify.kill();
+            let _ = verify.wait();
+            panic!(
+                "ferry verify waited more than {bound:?} on a stopped sync:\n{}",
+                ferry.spawned_output("verify")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let out = ferry.spawned_output("verify");
+    assert_eq!(status.code(), Some(4), "not clean:\n{out}");
+    assert!(
+        out.contains("1 row(s) unsettled") && out.contains(&format!("`ferry resume {id}`")),
+        "says the row is unsettled and how to settle it:\n{out}"
+    );
+    let repo = ferry.repo().expect("the task store");
+    let summary = repo
+        .get_record::<ferry_stages::verify::VerifySummary>(&id, ferry_stages::verify::SUMMARY_SK)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (summary.differences, summary.unsettled),
+        (0, 1),
+        "an unapplied change is not a difference: {summary:?}"
+    );
+    assert!(repo.diffs(&id).await.unwrap().is_empty());
+
+    // The sync runs again: it applies the change, and the verify (which now
+    // waits for it when a row differs) is clean.
+    let mut resumed = ferry.spawn(&["resume", &id, "--slice-seconds", "10"], "resumed");
+    let applied = format!("SELECT COUNT(*) FROM `{db}`.t WHERE id = 7 AND v = 'while stopped'");
+    wait_until("the change reaches the target", RUN_TIMEOUT, || async {
+        target_query(&env, &applied).await == Some(1)
+    })
+    .await;
+    ferry
+        .run(&["verify", &id])
+        .await
+        .assert_ok("ferry verify while the sync runs");
+    ferry.run(&["stop", &id]).await.assert_ok("ferry stop");
+    wait_for_exit(&mut resumed, Duration::from_secs(60)).await;
     ferry
         .run(&["release", &id])
         .await

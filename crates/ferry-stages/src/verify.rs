@@ -5,7 +5,8 @@
 //! Input `{"task_id","mode":"full"|"sample"|"recheck"|"changed"}` (optional `"run_id"`
 //! to join a run another call started, `"chunks"` for a sample's size,
 //! `"repair": true` to repair what was found and check it again,
-//! `"recheck_seconds"` to bound each wait for the apply, `"when":
+//! `"recheck_seconds"` to bound each wait for the apply, `"apply_running":
+//! false` when the caller knows no apply runs meanwhile, `"when":
 //! "after_copy"|"after_catch_up"` from the state machine: see [`mode_now`];
 //! when nothing is due it answers `{"enabled": false, "done": true}` at once). Output
 //! `{"task_id","run_id","tables","chunks","rows","differences","unsettled","clean","done"}`;
@@ -39,7 +40,11 @@
 //!   row is confirmed with [`ferry_mysql::verify::confirm`]; a chunk whose
 //!   rows are still in flux is given back and verified again (up to
 //!   `SETTLE_ATTEMPTS` times, e.g. after the state machine ran another apply
-//!   slice), and then counted as unsettled, never as a difference.
+//!   slice), and then counted as unsettled, never as a difference. A call
+//!   told that no apply runs (`ferry verify` while no process holds the
+//!   task's lock) does not wait or give chunks back: a row is a difference
+//!   when the checkpoint has passed the source position read after it, else
+//!   unsettled, at once.
 
 mod io;
 mod lease;
@@ -352,6 +357,9 @@ pub async fn run<S: ItemStore, K: SecretSource>(
         if let Some(secs) = input.get("recheck_seconds").and_then(Value::as_u64) {
             w.recheck = Duration::from_secs(secs);
         }
+        if input.get("apply_running").and_then(Value::as_bool) == Some(false) {
+            w.apply_running = false;
+        }
         let result = w.work_until_done(&chunks).await;
         w.close().await;
         done = result?;
@@ -630,6 +638,11 @@ struct Verifier<'a, S, K> {
     stride: (usize, usize),
     tables: tokio::sync::Mutex<HashMap<String, Arc<VerifyTable>>>,
     online: bool,
+    /// False when the caller knows no apply runs during this call (`ferry
+    /// verify` with no process holding the task's lock): a mismatch is then
+    /// judged against the checkpoint as it stands, without waiting for an
+    /// apply that cannot come, and a chunk left unsettled is not given back.
+    apply_running: bool,
     /// Longest wait for the apply to pass a re-check point.
     recheck: Duration,
     /// Dirty marks of apply calls up to this epoch may be cleared (read before any comparison).
@@ -685,6 +698,7 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
             stride: (0, 1),
             tables: tokio::sync::Mutex::new(HashMap::new()),
             online,
+            apply_running: true,
             recheck: Duration::from_secs(spec.options.verify_recheck_seconds),
             clearable,
             keys: HashMap::new(),
@@ -889,7 +903,7 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
     ) -> Result<ChunkOutcome, FerryError> {
         let t = self.table(chunk, src, tgt).await?;
         if let Some(keys) = self.listed_keys(chunk).await? {
-            return self.verify_keys(&t, src, tgt, keys).await;
+            return self.verify_keys(chunk, &t, src, tgt, keys).await;
         }
         let (lo, hi) = (self.lower(chunk), chunk.upper.as_deref());
         let mut r = compare_range(&t, src, tgt, lo, hi).await?;
@@ -897,6 +911,7 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
         if !r.matches() && self.online {
             // Compare again once the apply has passed what the source showed.
             let pos = binlog_position(src, "source").await?;
+            self.tell_recheck(chunk, None);
             if self.wait_applied(pos).await? {
                 r = compare_range(&t, src, tgt, lo, hi).await?;
             }
@@ -939,6 +954,7 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
     /// as the range comparison does.
     async fn verify_keys(
         &self,
+        chunk: &ChunkRecord,
         t: &VerifyTable,
         src: &mut Conn,
         tgt: &mut Conn,
@@ -947,6 +963,7 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
         let mut r = compare_keys(t, src, tgt, &keys).await?;
         let mut unsettled = 0;
         if !r.diffs.is_empty() && self.online {
+            self.tell_recheck(chunk, Some(r.diffs.len()));
             let candidates = r.diffs.iter().map(|d| d.key().to_vec()).collect();
             let deadline = self.recheck_deadline();
             let c = confirm(t, src, tgt, candidates, deadline, |p| self.wait_applied(p)).await?;
@@ -971,13 +988,48 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
         }
     }
 
+    /// Say why a chunk that differs takes longer: the rows are compared again
+    /// once the sync has applied the source past them (a wait of up to
+    /// `verify_recheck_seconds` each), or, with no sync running, judged
+    /// against its checkpoint at once. Without a word, a verify waiting on a
+    /// stopped sync looked like a hang.
+    fn tell_recheck(&self, chunk: &ChunkRecord, rows: Option<usize>) {
+        let what = match rows {
+            Some(n) => format!("{n} row(s) differ"),
+            None => "rows differ".to_string(),
+        };
+        let (id, table) = (&chunk.chunk_id, chunk.table_name());
+        if self.apply_running {
+            tracing::info!(
+                task = %self.task_id,
+                "verify: chunk {id} of {table}: {what} while the sync applies changes; comparing \
+                 them again once it has applied the source past them (each wait at most {} s, \
+                 options.verify_recheck_seconds)",
+                self.recheck.as_secs()
+            );
+        } else {
+            tracing::info!(
+                task = %self.task_id,
+                "verify: chunk {id} of {table}: {what}; no sync runs for the task, so they are \
+                 judged against its checkpoint as it stands: a row the sync has not reached yet \
+                 counts as unsettled (`ferry resume {}`, then verify again)",
+                self.task_id
+            );
+        }
+    }
+
     fn recheck_deadline(&self) -> Instant {
         (Instant::now() + self.recheck).min(self.stop_at)
     }
 
     /// Wait until the forward apply's checkpoint is at or past `pos`; false at the deadline.
+    /// With no apply running, whether the checkpoint has already passed `pos`.
     async fn wait_applied(&self, pos: BinlogPosition) -> Result<bool, FerryError> {
-        wait_for_checkpoint(&self.env.repo, &self.task_id, &pos, self.recheck_deadline()).await
+        let deadline = match self.apply_running {
+            true => self.recheck_deadline(),
+            false => Instant::now(),
+        };
+        wait_for_checkpoint(&self.env.repo, &self.task_id, &pos, deadline).await
     }
 
     /// Give back a chunk whose rows did not settle (the apply had not passed
@@ -1005,7 +1057,8 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
         stale: bool,
         took: Duration,
     ) -> Result<(), FerryError> {
-        if o.unsettled > 0 && self.defer(chunk).await? {
+        // Given back to settle later only while an apply can move them.
+        if o.unsettled > 0 && self.apply_running && self.defer(chunk).await? {
             return Ok(());
         }
         let repo = &self.env.repo;

@@ -43,6 +43,9 @@ pub struct VerifyInput {
     /// Bound on each wait for the apply to pass a position.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recheck_seconds: Option<u64>,
+    /// `Some(false)`: no apply runs during this call (nothing to wait for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_running: Option<bool>,
     /// A fan-out worker: its number, how many there are, and its slots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<u64>,
