@@ -112,15 +112,26 @@ pub struct Attention {
 
 impl Attention {
     /// `attention: N differences, see the report`, with the way out.
+    /// A repair is offered for differences only: an unsettled row (changing,
+    /// or not yet applied by the sync, when compared) is compared again.
     pub fn message(&self, task_id: &str) -> String {
         let mut what = format!("{} difference(s)", self.differences);
+        let mut ways = String::new();
+        if self.differences > 0 {
+            ways.push_str(&format!(
+                "`ferry verify {task_id} --repair` rewrites the differences with the source as truth and verifies again; "
+            ));
+        }
         if self.unsettled > 0 {
-            what.push_str(&format!(" and {} unsettled chunk(s)", self.unsettled));
+            what.push_str(&format!(" and {} unsettled row(s)", self.unsettled));
+            ways.push_str(&format!(
+                "unsettled rows were changing, or not yet applied by the sync, when compared: with the sync \
+                 running, `ferry verify {task_id} --mode recheck` compares them again; "
+            ));
         }
         format!(
             "attention: {what}, see `ferry status {task_id}` and `ferry verify {task_id} --mode recheck --report FILE`; \
-             `ferry verify {task_id} --repair` rewrites them with the source as truth and verifies again; \
-             the switch waits until a verify is clean (`ferry switch {task_id} --force` overrides, recorded)"
+             {ways}the switch waits until a verify is clean (`ferry switch {task_id} --force` overrides, recorded)"
         )
     }
 }
@@ -442,6 +453,44 @@ pub struct ControlFlags {
     /// The operator switched despite unresolved verify differences (`--force`).
     #[serde(default)]
     pub switch_force: bool,
+}
+
+#[cfg(test)]
+mod attention_tests {
+    use super::*;
+
+    fn attention(differences: u64, unsettled: u64) -> String {
+        let a = Attention {
+            differences,
+            unsettled,
+            run_id: "r1".into(),
+            at_ms: 0,
+        };
+        a.message("t")
+    }
+
+    #[test]
+    fn a_repair_is_offered_for_differences_and_a_recheck_for_unsettled_rows() {
+        let d = attention(3, 0);
+        assert!(d.starts_with("attention: 3 difference(s), "), "{d}");
+        assert!(d.contains("`ferry verify t --repair`"), "{d}");
+        assert!(!d.contains("unsettled"), "{d}");
+        let u = attention(0, 2);
+        assert!(
+            u.starts_with("attention: 0 difference(s) and 2 unsettled row(s), "),
+            "{u}"
+        );
+        assert!(!u.contains("--repair"), "nothing to repair: {u}");
+        assert!(
+            u.contains("with the sync running, `ferry verify t --mode recheck`"),
+            "{u}"
+        );
+        let both = attention(1, 1);
+        assert!(
+            both.contains("--repair") && both.contains("unsettled rows were"),
+            "{both}"
+        );
+    }
 }
 
 #[cfg(test)]
