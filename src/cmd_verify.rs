@@ -92,7 +92,7 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {
             Some(f) => f.clone(),
             None => reports_dir(global)?.join(format!("{id}-repair.sql")),
         };
-        let r = repair(&env, id, args.repair, Some(&file)).await?;
+        let r = repair(&env, id, args.repair, Some(&file), syncing).await?;
         println!(
             "{} repair statement(s) written to {}",
             r.statements,

@@ -372,7 +372,8 @@ pub async fn run<S: ItemStore, K: SecretSource>(
         None
     };
     if done && input.get("repair").and_then(Value::as_bool) == Some(true) {
-        repair(env, &task_id, true, None).await?;
+        let running = input.get("apply_running").and_then(Value::as_bool) != Some(false);
+        repair(env, &task_id, true, None, running).await?;
         summary = env
             .repo
             .get_record::<VerifySummary>(&task_id, SUMMARY_SK)

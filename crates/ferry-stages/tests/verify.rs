@@ -214,7 +214,7 @@ async fn finds_reports_and_repairs(te: TestEnv) {
     assert_eq!(doc["not_listed"], 2);
 
     let sql_file = f.dir.join("repair.sql");
-    let r = repair(&f.env, &f.task_id, false, Some(&sql_file))
+    let r = repair(&f.env, &f.task_id, false, Some(&sql_file), true)
         .await
         .unwrap();
     assert_eq!((r.statements, r.applied), (5, 0));
@@ -223,7 +223,7 @@ async fn finds_reports_and_repairs(te: TestEnv) {
         script.contains("REPLACE INTO") && script.contains("DELETE FROM") && script.contains("X'"),
         "{script}"
     );
-    let r = repair(&f.env, &f.task_id, true, None).await.unwrap();
+    let r = repair(&f.env, &f.task_id, true, None, true).await.unwrap();
     assert_eq!((r.applied, r.remaining), (5, 0));
     assert!(f.diff_ids().await.is_empty());
     let lines = summary_lines(&f.env.repo, &f.task_id).await.unwrap();
@@ -730,4 +730,84 @@ async fn online_verify_real_apply(te: TestEnv) {
     );
     assert_eq!(ids, vec![(42, DiffKind::ValuesDiffer)]);
     f.drop_dbs().await;
+}
+
+on_both_targets!(
+    with_no_apply_running_verify_and_repair_answer_at_once,
+    super::no_apply_running
+);
+
+/// The caller says no apply runs (`"apply_running": false`, the CLI after
+/// `ferry stop`): a row that differs is judged against the forward checkpoint
+/// as it stands, at once: a difference when the checkpoint has passed the
+/// source (nothing in flight), unsettled when it is behind; and a repair checks
+/// the rows it rewrote at once. The task's `verify_recheck_seconds` is 30, so a
+/// call that waited for the apply would outlast the bound.
+async fn no_apply_running(te: TestEnv) {
+    let bound = Duration::from_secs(20);
+    let f = Fixture::new(te).await;
+    assert_eq!(f.verify("full").await["clean"], true);
+    let mut src = f.te.admin(Side::Source).await;
+    let now = binlog_position(&mut src, "source").await.unwrap();
+    src.disconnect().await.ok();
+    let (base, _) = now.file.rsplit_once('.').expect("a numbered binlog file");
+    let ahead = format!("{base}.999999");
+    f.plant().await;
+
+    // The checkpoint past the source: nothing in flight, so differences.
+    set_checkpoint(&f, &ahead, 4).await;
+    let (out, took) = verify_stopped(&f).await;
+    assert_eq!(
+        (out["differences"].as_u64(), out["unsettled"].as_u64()),
+        (Some(5), Some(0)),
+        "{out}"
+    );
+    assert!(took < bound, "{took:?}");
+    assert_eq!(f.diff_ids().await, planted_ids());
+
+    // Behind the source: the repair rewrites the rows and checks them at once.
+    set_checkpoint(&f, &now.file, 4).await;
+    let started = Instant::now();
+    let r = repair(&f.env, &f.task_id, true, None, false).await.unwrap();
+    assert_eq!((r.applied, r.remaining), (5, 0));
+    assert!(
+        started.elapsed() < bound,
+        "the repair waited {:?}",
+        started.elapsed()
+    );
+    let (out, _) = verify_stopped(&f).await;
+    assert_eq!(out["clean"], true, "{out}");
+
+    // Behind the source, rows that differ may be changes not applied yet: unsettled, at once.
+    f.plant().await;
+    let (out, took) = verify_stopped(&f).await;
+    assert_eq!(
+        (out["differences"].as_u64(), out["unsettled"].as_u64()),
+        (Some(0), Some(5)),
+        "{out}"
+    );
+    assert!(took < bound, "the verify waited {took:?}");
+    assert!(f.diff_ids().await.is_empty());
+    f.drop_dbs().await;
+}
+
+async fn set_checkpoint(f: &Fixture, file: &str, pos: u64) {
+    let ck = CheckpointRecord {
+        direction: Direction::Forward,
+        position: ferry_core::position::BinlogPosition::new(file, pos),
+        epoch: 1,
+        updated_ms: now_ms(),
+        lag_ms: None,
+        applied_rows: 0,
+    };
+    f.env.repo.put_checkpoint(&f.task_id, &ck).await.unwrap();
+}
+
+async fn verify_stopped(f: &Fixture) -> (Value, Duration) {
+    let started = Instant::now();
+    let input = json!({"task_id": f.task_id, "mode": "full", "apply_running": false});
+    let out = invoke(&f.env, "verify", input, deadline(120))
+        .await
+        .unwrap();
+    (out, started.elapsed())
 }

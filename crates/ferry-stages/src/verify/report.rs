@@ -39,12 +39,17 @@ pub struct RepairOutcome {
 
 /// Write the repair statements for every recorded difference (to `file`, if
 /// given) and, if `apply`, run them on the target at the task's
-/// `repair_rows_per_second`, then check the repaired keys again.
+/// `repair_rows_per_second`, then check the repaired keys again: while the
+/// sync may run (`apply_running`), around the apply as a verify does; when
+/// the caller knows none runs (`ferry verify --repair` after `ferry stop`),
+/// at once, since waiting for its checkpoint would last the whole
+/// `verify_recheck_seconds` for nothing.
 pub async fn repair<S: ItemStore, K: SecretSource>(
     env: &StageEnv<S, K>,
     task_id: &str,
     apply: bool,
     file: Option<&Path>,
+    apply_running: bool,
 ) -> Result<RepairOutcome, FerryError> {
     let task = env.repo.task(task_id).await?;
     let spec = &task.spec;
@@ -90,11 +95,12 @@ pub async fn repair<S: ItemStore, K: SecretSource>(
     }
     let limiter = RateLimiter::new(spec.options.repair_rows_per_second, 0);
     out.applied = apply_repair(&mut tgt, &statements, &limiter, allow_invalid_dates).await?;
-    let online = env
-        .repo
-        .checkpoint(task_id, Direction::Forward)
-        .await?
-        .is_some();
+    let online = apply_running
+        && env
+            .repo
+            .checkpoint(task_id, Direction::Forward)
+            .await?
+            .is_some();
     for (vt, diffs) in &tables {
         let keys: Vec<Vec<KeyValue>> = diffs.iter().map(|(_, d)| d.key.clone()).collect();
         let left = check_keys(
