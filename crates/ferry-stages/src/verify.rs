@@ -304,6 +304,8 @@ pub async fn run<S: ItemStore, K: SecretSource>(
         }
     };
     let mut done = run.finished_ms.is_some();
+    // Only a caller that knows (the CLI: no process holds the task's lock) says false.
+    let apply_running = input.get("apply_running").and_then(Value::as_bool) != Some(false);
     if input.get("begin").and_then(Value::as_bool) == Some(true) {
         let summary = match done {
             true => {
@@ -357,9 +359,7 @@ pub async fn run<S: ItemStore, K: SecretSource>(
         if let Some(secs) = input.get("recheck_seconds").and_then(Value::as_u64) {
             w.recheck = Duration::from_secs(secs);
         }
-        if input.get("apply_running").and_then(Value::as_bool) == Some(false) {
-            w.apply_running = false;
-        }
+        w.apply_running = apply_running;
         let result = w.work_until_done(&chunks).await;
         w.close().await;
         done = result?;
@@ -372,8 +372,7 @@ pub async fn run<S: ItemStore, K: SecretSource>(
         None
     };
     if done && input.get("repair").and_then(Value::as_bool) == Some(true) {
-        let running = input.get("apply_running").and_then(Value::as_bool) != Some(false);
-        repair(env, &task_id, true, None, running).await?;
+        repair(env, &task_id, true, None, apply_running).await?;
         summary = env
             .repo
             .get_record::<VerifySummary>(&task_id, SUMMARY_SK)
