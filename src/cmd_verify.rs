@@ -9,8 +9,8 @@
 //! has applied the source past it; while no process holds the task's lock
 //! (the sync is stopped) there is nothing to wait for, so such a row is judged
 //! at once against the sync's checkpoint, and one the sync has not reached is
-//! reported unsettled with the way to settle it. Exit code 0 when clean, 4 when differences remain, else as every
-//! command (1 failed, 2 bad input).
+//! reported unsettled with the way to settle it. Exit code 0 when clean, 4
+//! when differences remain, else as every command (1 failed, 2 bad input).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -988,34 +988,29 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
         }
     }
 
-    /// Say why a chunk that differs takes longer: the rows are compared again
+    /// Say why a chunk that differs takes longer: its rows are compared again
     /// once the sync has applied the source past them (a wait of up to
-    /// `verify_recheck_seconds` each), or, with no sync running, judged
-    /// against its checkpoint at once. Without a word, a verify waiting on a
-    /// stopped sync looked like a hang.
+    /// `verify_recheck_seconds` each). Without a word such a wait looked like
+    /// a hang. With no apply running nothing waits, and the caller says what
+    /// the unsettled rows need (`ferry verify` prints it once, with the
+    /// checkpoint).
     fn tell_recheck(&self, chunk: &ChunkRecord, rows: Option<usize>) {
+        if !self.apply_running {
+            return;
+        }
         let what = match rows {
             Some(n) => format!("{n} row(s) differ"),
             None => "rows differ".to_string(),
         };
-        let (id, table) = (&chunk.chunk_id, chunk.table_name());
-        if self.apply_running {
-            tracing::info!(
-                task = %self.task_id,
-                "verify: chunk {id} of {table}: {what} while the sync applies changes; comparing \
-                 them again once it has applied the source past them (each wait at most {} s, \
-                 options.verify_recheck_seconds)",
-                self.recheck.as_secs()
-            );
-        } else {
-            tracing::info!(
-                task = %self.task_id,
-                "verify: chunk {id} of {table}: {what}; no sync runs for the task, so they are \
-                 judged against its checkpoint as it stands: a row the sync has not reached yet \
-                 counts as unsettled (`ferry resume {}`, then verify again)",
-                self.task_id
-            );
-        }
+        tracing::info!(
+            task = %self.task_id,
+            "verify: chunk {} of {}: {what} while the sync applies changes; comparing them again \
+             once it has applied the source past them (each wait at most {} s, \
+             options.verify_recheck_seconds)",
+            chunk.chunk_id,
+            chunk.table_name(),
+            self.recheck.as_secs()
+        );
     }
 
     fn recheck_deadline(&self) -> Instant {
