@@ -312,23 +312,8 @@ async fn sync_stopped(env: TestEnv) {
     .await;
     // Spawned, so that a verify which waits is killed at the bound (a
     // command run to completion would hold the test for its every wait).
-    let bound = Duration::from_secs(120);
     let mut verify = ferry.spawn(&["verify", &id], "verify");
-    let deadline = std::time::Instant::now() + bound;
-    let status = loop {
-        if let Some(status) = verify.try_wait().expect("poll ferry verify") {
-            break status;
-        }
-        if std::time::Instant::now() >= deadline {
-            let _ = verify.kill();
-            let _ = verify.wait();
-            panic!(
-                "ferry verify waited more than {bound:?} on a stopped sync:\n{}",
-                ferry.spawned_output("verify")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = wait_for_exit(&mut verify, Duration::from_secs(120)).await;
     let out = ferry.spawned_output("verify");
     assert_eq!(status.code(), Some(4), "not clean:\n{out}");
     assert!(

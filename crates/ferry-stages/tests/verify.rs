@@ -505,17 +505,9 @@ async fn writer_and_applier(
     let mut src = f.te.admin(Side::Source).await;
     let mut tgt = f.te.admin(Side::Target).await;
     let start = binlog_position(&mut src, "source").await.unwrap();
-    let ck = |position| CheckpointRecord {
-        direction: Direction::Forward,
-        position,
-        epoch: 1,
-        updated_ms: now_ms(),
-        lag_ms: None,
-        applied_rows: 0,
-    };
     f.env
         .repo
-        .put_checkpoint(&f.task_id, &ck(start))
+        .put_checkpoint(&f.task_id, &forward_at(start))
         .await
         .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(
@@ -544,7 +536,7 @@ async fn writer_and_applier(
         while let Some((at, sql, pos)) = rx.recv().await {
             tokio::time::sleep_until((at + Duration::from_millis(300)).into()).await;
             exec(&mut tgt, &sql).await;
-            repo.put_checkpoint(&task, &ck(pos)).await.unwrap();
+            repo.put_checkpoint(&task, &forward_at(pos)).await.unwrap();
         }
     });
     (writer, applier)
@@ -791,16 +783,25 @@ async fn no_apply_running(te: TestEnv) {
     f.drop_dbs().await;
 }
 
-async fn set_checkpoint(f: &Fixture, file: &str, pos: u64) {
-    let ck = CheckpointRecord {
+/// The forward link's checkpoint at `position`, as an apply call would write it.
+fn forward_at(position: ferry_core::position::BinlogPosition) -> CheckpointRecord {
+    CheckpointRecord {
         direction: Direction::Forward,
-        position: ferry_core::position::BinlogPosition::new(file, pos),
+        position,
         epoch: 1,
         updated_ms: now_ms(),
         lag_ms: None,
         applied_rows: 0,
-    };
-    f.env.repo.put_checkpoint(&f.task_id, &ck).await.unwrap();
+    }
+}
+
+async fn set_checkpoint(f: &Fixture, file: &str, pos: u64) {
+    let at = ferry_core::position::BinlogPosition::new(file, pos);
+    f.env
+        .repo
+        .put_checkpoint(&f.task_id, &forward_at(at))
+        .await
+        .unwrap();
 }
 
 async fn verify_stopped(f: &Fixture) -> (Value, Duration) {
