@@ -87,6 +87,7 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {
         );
     }
     let differences = out["differences"].as_u64().unwrap_or(0);
+    let mut unsettled_after_repair = 0;
     if differences > 0 {
         let file = match &args.repair_file {
             Some(f) => f.clone(),
@@ -104,6 +105,16 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {
                 r.applied, r.remaining
             );
         }
+        if r.unsettled > 0 {
+            println!(
+                "{} repaired row(s) unsettled: the source changed them again, or the sync had not \
+                 applied past them, while they were checked (each wait at most {} s, \
+                 options.verify_recheck_seconds); with the sync running, `ferry verify {id} --mode \
+                 recheck` compares them again",
+                r.unsettled, spec.options.verify_recheck_seconds
+            );
+        }
+        unsettled_after_repair = r.unsettled;
     }
     for line in summary_lines(&env.repo, id).await? {
         println!("{line}");
@@ -126,7 +137,7 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {
              that still differs once the sync has applied the source past it is a difference."
         );
     }
-    let clean = env.repo.diffs(id).await?.is_empty() && unsettled == 0;
+    let clean = env.repo.diffs(id).await?.is_empty() && unsettled + unsettled_after_repair == 0;
     Ok(if clean { 0 } else { EXIT_DIFFERENCES })
 }
 

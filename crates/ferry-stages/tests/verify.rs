@@ -783,6 +783,56 @@ async fn no_apply_running(te: TestEnv) {
     f.drop_dbs().await;
 }
 
+on_both_targets!(
+    a_repair_that_cannot_settle_its_rows_says_unsettled,
+    super::repair_unsettled
+);
+
+/// A repair whose check of the rewritten rows cannot see the sync pass the
+/// source (its checkpoint stays behind for the whole `verify_recheck_seconds`)
+/// leaves them unsettled: not differences, not repaired, and the summary, its
+/// lines and the task's attention say so instead of "clean".
+async fn repair_unsettled(te: TestEnv) {
+    let f = Fixture::new(te).await;
+    assert_eq!(f.verify("full").await["clean"], true);
+    let mut src = f.te.admin(Side::Source).await;
+    let now = binlog_position(&mut src, "source").await.unwrap();
+    src.disconnect().await.ok();
+    let (base, _) = now.file.rsplit_once('.').expect("a numbered binlog file");
+    f.plant().await;
+    set_checkpoint(&f, &format!("{base}.999999"), 4).await;
+    let (out, _) = verify_stopped(&f).await;
+    assert_eq!(out["differences"].as_u64(), Some(5), "{out}");
+
+    set_checkpoint(&f, &now.file, 4).await;
+    f.env
+        .repo
+        .update_task(&f.task_id, |t| t.spec.options.verify_recheck_seconds = 1)
+        .await
+        .unwrap();
+    let r = repair(&f.env, &f.task_id, true, None, true).await.unwrap();
+    assert_eq!((r.applied, r.remaining, r.unsettled), (5, 0, 5), "{r:?}");
+    assert!(
+        f.diff_ids().await.is_empty(),
+        "unsettled rows are not differences"
+    );
+    let lines = summary_lines(&f.env.repo, &f.task_id).await.unwrap();
+    assert!(
+        lines[0].contains("0 difference(s), 5 unsettled") && lines[0].contains("5 row(s) repaired"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].contains("0 differences (5 unsettled)"),
+        "per table too: {lines:?}"
+    );
+    let task = f.env.repo.task(&f.task_id).await.unwrap();
+    let attention = task
+        .attention
+        .expect("the unsettled rows keep the task's attention");
+    assert_eq!((attention.differences, attention.unsettled), (0, 5));
+    f.drop_dbs().await;
+}
+
 /// The forward link's checkpoint at `position`, as an apply call would write it.
 fn forward_at(position: ferry_core::position::BinlogPosition) -> CheckpointRecord {
     CheckpointRecord {

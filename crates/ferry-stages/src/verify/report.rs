@@ -4,7 +4,8 @@
 //! Invariant: after [`repair`] applies its statements, the differences kept
 //! in the task store are exactly the repaired keys that still differ when
 //! checked again (none, unless the source or target kept changing them), and
-//! `verify#summary` counts them.
+//! `verify#summary` counts them; a repaired key the check could not settle is
+//! counted as unsettled there, never dropped as if repaired.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,8 +17,8 @@ use ferry_core::FerryError;
 use ferry_mysql::copy::{source_allows_invalid_dates, RateLimiter};
 use ferry_mysql::schema::{read_source_table, read_table};
 use ferry_mysql::verify::{
-    apply_repair, compare_rows, confirm, repair_script, repair_statements, same_key, RowDiff, Side,
-    VerifyTable,
+    apply_repair, compare_rows, confirm, repair_script, repair_statements, same_key, Confirmed,
+    Side, VerifyTable,
 };
 use mysql_async::Conn;
 use serde::Serialize;
@@ -35,6 +36,10 @@ pub struct RepairOutcome {
     pub applied: u64,
     /// Differences left after applying and checking again.
     pub remaining: u64,
+    /// Rewritten rows the check could not settle (the source kept changing
+    /// them, or the sync did not apply past them within
+    /// `verify_recheck_seconds`): neither repaired nor a difference.
+    pub unsettled: u64,
 }
 
 /// Write the repair statements for every recorded difference (to `file`, if
@@ -95,6 +100,7 @@ pub async fn repair<S: ItemStore, K: SecretSource>(
     }
     let limiter = RateLimiter::new(spec.options.repair_rows_per_second, 0);
     out.applied = apply_repair(&mut tgt, &statements, &limiter, allow_invalid_dates).await?;
+    let mut unsettled: BTreeMap<String, u64> = BTreeMap::new();
     let online = apply_running
         && env
             .repo
@@ -103,7 +109,7 @@ pub async fn repair<S: ItemStore, K: SecretSource>(
             .is_some();
     for (vt, diffs) in &tables {
         let keys: Vec<Vec<KeyValue>> = diffs.iter().map(|(_, d)| d.key.clone()).collect();
-        let left = check_keys(
+        let checked = check_keys(
             &env.repo,
             task_id,
             vt,
@@ -114,7 +120,13 @@ pub async fn repair<S: ItemStore, K: SecretSource>(
             spec.options.verify_recheck_seconds,
         )
         .await?;
+        let left = checked.diffs;
         out.remaining += left.len() as u64;
+        out.unsettled += checked.unsettled.len() as u64;
+        unsettled.insert(vt.source.full_name(), checked.unsettled.len() as u64);
+        // An unsettled row's record goes too: it is not a known difference any
+        // more, and the summary counts it as unsettled (the chunk's record still
+        // flags it, so `--mode recheck` compares it again).
         for (sk, d) in diffs.iter() {
             match left.iter().find(|r| same_key(r.key(), &d.key)) {
                 Some(r) => {
@@ -140,9 +152,11 @@ pub async fn repair<S: ItemStore, K: SecretSource>(
         for t in &mut s.tables {
             let here = |d: &&DiffRecord| format!("{}.{}", d.source_db, d.source_table) == t.table;
             t.differences = left.iter().filter(here).count() as u64;
+            t.unsettled += unsettled.get(&t.table).copied().unwrap_or(0);
         }
         s.repaired += applied;
         s.differences = remaining;
+        s.unsettled += out.unsettled;
         s.clean = remaining + s.unsettled == 0;
         env.repo.put_record(task_id, SUMMARY_SK, &s).await?;
         super::record_attention(&env.repo, task_id, &s).await?;
@@ -150,7 +164,8 @@ pub async fn repair<S: ItemStore, K: SecretSource>(
     Ok(out)
 }
 
-/// The keys that still differ: compared directly, or (while changes flow) confirmed around the apply.
+/// The keys that still differ, and those that could not be settled: compared
+/// directly, or (while changes flow) confirmed around the apply.
 #[allow(clippy::too_many_arguments)]
 async fn check_keys<S: ItemStore>(
     repo: &Repo<S>,
@@ -161,18 +176,20 @@ async fn check_keys<S: ItemStore>(
     keys: Vec<Vec<KeyValue>>,
     online: bool,
     wait_seconds: u64,
-) -> Result<Vec<RowDiff>, FerryError> {
+) -> Result<Confirmed, FerryError> {
     if online {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_seconds);
-        let c = confirm(vt, src, tgt, keys, deadline, |p| async move {
+        return confirm(vt, src, tgt, keys, deadline, |p| async move {
             wait_for_checkpoint(repo, task_id, &p, deadline).await
         })
-        .await?;
-        return Ok(c.diffs);
+        .await;
     }
     let a = vt.fetch_keys(Side::Source, src, &keys).await?;
     let b = vt.fetch_keys(Side::Target, tgt, &keys).await?;
-    Ok(compare_rows(&vt.layout, &a, &b))
+    Ok(Confirmed {
+        diffs: compare_rows(&vt.layout, &a, &b),
+        unsettled: Vec::new(),
+    })
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), FerryError> {
