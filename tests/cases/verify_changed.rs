@@ -186,6 +186,16 @@ async fn changed_chunks_only(env: TestEnv, how: Interrupt) {
     )
     .await;
     let mut resumed = ferry.spawn(&["resume", &id, "--slice-seconds", "10"], "resumed");
+    // Verified while the sync runs: before the resumed ferry holds the task's
+    // lock, `ferry verify` rightly judges a differing row against a stopped
+    // sync (unsettled, with the checkpoint behind the source), and this case
+    // raced it on a slower machine.
+    wait_until(
+        "the resumed ferry holds the task's lock",
+        RUN_TIMEOUT,
+        || async { ferry_local::TaskLock::is_held(&ferry.state_dir, &id).unwrap_or(false) },
+    )
+    .await;
 
     let found = ferry.run(&["verify", &id, "--changed"]).await;
     assert_eq!(found.code, Some(4), "differences found:\n{}", found.all());
