@@ -54,7 +54,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_core::model::{Attention, CheckpointRecord, ChunkRecord, Direction, KeyValue};
+use ferry_core::model::{Attention, ChunkRecord, Direction, KeyValue};
 use ferry_core::position::BinlogPosition;
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
@@ -679,11 +679,7 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
             None => concurrency(&env.repo, spec).await?,
         }
         .max(1);
-        let online = env
-            .repo
-            .checkpoint(&spec.task_id, Direction::Forward)
-            .await?
-            .is_some();
+        let online = forward_position(&env.repo, &spec.task_id).await?.is_some();
         let clearable = crate::dirty::clearable_epoch(&env.repo, &spec.task_id).await?;
         Ok(Verifier {
             env,
@@ -1135,20 +1131,43 @@ fn gone(side: &str, table: &str) -> FerryError {
     ))
 }
 
-/// Poll the forward checkpoint until it is at or past `pos`, or `deadline`.
+/// How far the forward link has applied the source: its checkpoint, or,
+/// before its first one, the copy's snapshot point it starts from (a change
+/// after it may not be applied yet). `None`: no forward link to wait for (a
+/// task without incremental sync). Without the snapshot fallback, a verify
+/// after a `ferry stop` that came before the sync's first checkpoint took
+/// changes the sync had not applied for differences.
+pub async fn forward_position<S: ItemStore>(
+    repo: &Repo<S>,
+    task_id: &str,
+) -> Result<Option<BinlogPosition>, FerryError> {
+    if let Some(ck) = repo.checkpoint(task_id, Direction::Forward).await? {
+        return Ok(Some(ck.position));
+    }
+    let task = repo.task(task_id).await?;
+    Ok(
+        match (task.spec.has(MigrationType::Incremental), task.snapshot) {
+            (true, Some(s)) => Some(s.position),
+            _ => None,
+        },
+    )
+}
+
+/// Poll the forward link's position ([`forward_position`]) until it is at or
+/// past `pos`, or `deadline`.
 pub async fn wait_for_checkpoint<S: ItemStore>(
     repo: &Repo<S>,
     task_id: &str,
     pos: &BinlogPosition,
     deadline: Instant,
 ) -> Result<bool, FerryError> {
-    let reached = |ck: &Option<CheckpointRecord>| {
-        ck.as_ref()
-            .and_then(|c| c.position.compare(pos))
+    let reached = |at: &Option<BinlogPosition>| {
+        at.as_ref()
+            .and_then(|a| a.compare(pos))
             .is_some_and(|o| o != std::cmp::Ordering::Less)
     };
     loop {
-        if reached(&repo.checkpoint(task_id, Direction::Forward).await?) {
+        if reached(&forward_position(repo, task_id).await?) {
             return Ok(true);
         }
         if Instant::now() >= deadline {

@@ -22,8 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{deadline, StageDir};
-use ferry_core::model::{CheckpointRecord, DiffKind, Direction, KeyValue};
+use ferry_core::model::{CheckpointRecord, DiffKind, Direction, KeyValue, SnapshotPoint};
 use ferry_core::store::now_ms;
+use ferry_core::task::MigrationType;
 use ferry_mysql::qualified;
 use ferry_mysql::schema::binlog_position;
 use ferry_stages::invoke;
@@ -830,6 +831,50 @@ async fn repair_unsettled(te: TestEnv) {
         .attention
         .expect("the unsettled rows keep the task's attention");
     assert_eq!((attention.differences, attention.unsettled), (0, 5));
+    f.drop_dbs().await;
+}
+
+on_both_targets!(
+    before_the_sync_s_first_checkpoint_a_change_is_unsettled,
+    super::before_first_checkpoint
+);
+
+/// A task with incremental sync stopped after its copy but before the sync's
+/// first checkpoint: the link starts at the copy's snapshot point, so a row
+/// that differs while the source has moved past it may be a change not
+/// applied yet: unsettled, not a difference (it was a difference, with a
+/// repair offered, when only a checkpoint record counted).
+async fn before_first_checkpoint(te: TestEnv) {
+    let f = Fixture::new(te).await;
+    assert_eq!(f.verify("full").await["clean"], true);
+    let mut src = f.te.admin(Side::Source).await;
+    let snapshot = binlog_position(&mut src, "source").await.unwrap();
+    f.env
+        .repo
+        .update_task(&f.task_id, |t| {
+            t.spec.types.push(MigrationType::Incremental);
+            t.snapshot = Some(SnapshotPoint {
+                position: snapshot.clone(),
+                at_ms: now_ms(),
+            });
+        })
+        .await
+        .unwrap();
+    f.plant().await;
+    // The source moves past the snapshot point.
+    exec(
+        &mut src,
+        &format!("CREATE TABLE {} (id INT PRIMARY KEY)", f.src("moved")),
+    )
+    .await;
+    src.disconnect().await.ok();
+    let (out, _) = verify_stopped(&f).await;
+    assert_eq!(
+        (out["differences"].as_u64(), out["unsettled"].as_u64()),
+        (Some(0), Some(5)),
+        "{out}"
+    );
+    assert!(f.diff_ids().await.is_empty());
     f.drop_dbs().await;
 }
 

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ferry_core::model::{DiffKind, DiffRecord, Direction, KeyValue};
+use ferry_core::model::{DiffKind, DiffRecord, KeyValue};
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
 use ferry_core::FerryError;
@@ -24,7 +24,7 @@ use mysql_async::Conn;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{wait_for_checkpoint, VerifyRun, VerifySummary, RUN_SK, SUMMARY_SK};
+use super::{forward_position, wait_for_checkpoint, VerifyRun, VerifySummary, RUN_SK, SUMMARY_SK};
 use crate::StageEnv;
 
 /// What [`repair`] did.
@@ -101,12 +101,7 @@ pub async fn repair<S: ItemStore, K: SecretSource>(
     let limiter = RateLimiter::new(spec.options.repair_rows_per_second, 0);
     out.applied = apply_repair(&mut tgt, &statements, &limiter, allow_invalid_dates).await?;
     let mut unsettled: BTreeMap<String, u64> = BTreeMap::new();
-    let online = apply_running
-        && env
-            .repo
-            .checkpoint(task_id, Direction::Forward)
-            .await?
-            .is_some();
+    let online = apply_running && forward_position(&env.repo, task_id).await?.is_some();
     for (vt, diffs) in &tables {
         let keys: Vec<Vec<KeyValue>> = diffs.iter().map(|(_, d)| d.key.clone()).collect();
         let checked = check_keys(
