@@ -1132,11 +1132,13 @@ fn gone(side: &str, table: &str) -> FerryError {
 }
 
 /// How far the forward link has applied the source: its checkpoint, or,
-/// before its first one, the copy's snapshot point it starts from (a change
-/// after it may not be applied yet). `None`: no forward link to wait for (a
-/// task without incremental sync). Without the snapshot fallback, a verify
-/// after a `ferry stop` that came before the sync's first checkpoint took
-/// changes the sync had not applied for differences.
+/// once the copy has finished but before the sync's first checkpoint, the
+/// copy's snapshot point the sync starts from (a change after it may not be
+/// applied yet). `None`: no forward link to wait for (a task without
+/// incremental sync, or one still copying, whose rows a verify finds as they
+/// are). Without the snapshot fallback, a verify after a `ferry stop` that
+/// came before the sync's first checkpoint took changes the sync had not
+/// applied for differences.
 pub async fn forward_position<S: ItemStore>(
     repo: &Repo<S>,
     task_id: &str,
@@ -1145,12 +1147,14 @@ pub async fn forward_position<S: ItemStore>(
         return Ok(Some(ck.position));
     }
     let task = repo.task(task_id).await?;
-    Ok(
-        match (task.spec.has(MigrationType::Incremental), task.snapshot) {
-            (true, Some(s)) => Some(s.position),
-            _ => None,
-        },
-    )
+    let (incremental, copied) = (
+        task.spec.has(MigrationType::Incremental),
+        task.copy_finished.is_some(),
+    );
+    Ok(task
+        .snapshot
+        .filter(|_| incremental && copied)
+        .map(|s| s.position))
 }
 
 /// Poll the forward link's position ([`forward_position`]) until it is at or

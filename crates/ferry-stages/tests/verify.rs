@@ -857,6 +857,7 @@ async fn before_first_checkpoint(te: TestEnv) {
                 position: snapshot.clone(),
                 at_ms: now_ms(),
             });
+            t.copy_finished = t.snapshot.clone();
         })
         .await
         .unwrap();
