@@ -100,6 +100,15 @@ impl Fixture {
         common::put_planned(&self.env, &self.task_id, &planned).await;
     }
 
+    /// A clean full verify, then the source's binlog position.
+    async fn clean_then_position(&self) -> ferry_core::position::BinlogPosition {
+        assert_eq!(self.verify("full").await["clean"], true);
+        let mut src = self.te.admin(Side::Source).await;
+        let now = binlog_position(&mut src, "source").await.unwrap();
+        src.disconnect().await.ok();
+        now
+    }
+
     async fn verify(&self, mode: &str) -> Value {
         let input = json!({"task_id": self.task_id, "mode": mode});
         invoke(&self.env, "verify", input, deadline(120))
@@ -739,16 +748,11 @@ on_both_targets!(
 async fn no_apply_running(te: TestEnv) {
     let bound = Duration::from_secs(20);
     let f = Fixture::new(te).await;
-    assert_eq!(f.verify("full").await["clean"], true);
-    let mut src = f.te.admin(Side::Source).await;
-    let now = binlog_position(&mut src, "source").await.unwrap();
-    src.disconnect().await.ok();
-    let (base, _) = now.file.rsplit_once('.').expect("a numbered binlog file");
-    let ahead = format!("{base}.999999");
+    let now = f.clean_then_position().await;
     f.plant().await;
 
     // The checkpoint past the source: nothing in flight, so differences.
-    set_checkpoint(&f, &ahead, 4).await;
+    set_checkpoint(&f, &ahead_of(&now), 4).await;
     let (out, took) = verify_stopped(&f).await;
     assert_eq!(
         (out["differences"].as_u64(), out["unsettled"].as_u64()),
@@ -795,13 +799,9 @@ on_both_targets!(
 /// lines and the task's attention say so instead of "clean".
 async fn repair_unsettled(te: TestEnv) {
     let f = Fixture::new(te).await;
-    assert_eq!(f.verify("full").await["clean"], true);
-    let mut src = f.te.admin(Side::Source).await;
-    let now = binlog_position(&mut src, "source").await.unwrap();
-    src.disconnect().await.ok();
-    let (base, _) = now.file.rsplit_once('.').expect("a numbered binlog file");
+    let now = f.clean_then_position().await;
     f.plant().await;
-    set_checkpoint(&f, &format!("{base}.999999"), 4).await;
+    set_checkpoint(&f, &ahead_of(&now), 4).await;
     let (out, _) = verify_stopped(&f).await;
     assert_eq!(out["differences"].as_u64(), Some(5), "{out}");
 
@@ -846,9 +846,7 @@ on_both_targets!(
 /// repair offered, when only a checkpoint record counted).
 async fn before_first_checkpoint(te: TestEnv) {
     let f = Fixture::new(te).await;
-    assert_eq!(f.verify("full").await["clean"], true);
-    let mut src = f.te.admin(Side::Source).await;
-    let snapshot = binlog_position(&mut src, "source").await.unwrap();
+    let snapshot = f.clean_then_position().await;
     f.env
         .repo
         .update_task(&f.task_id, |t| {
@@ -863,6 +861,7 @@ async fn before_first_checkpoint(te: TestEnv) {
         .unwrap();
     f.plant().await;
     // The source moves past the snapshot point.
+    let mut src = f.te.admin(Side::Source).await;
     exec(
         &mut src,
         &format!("CREATE TABLE {} (id INT PRIMARY KEY)", f.src("moved")),
@@ -889,6 +888,12 @@ fn forward_at(position: ferry_core::position::BinlogPosition) -> CheckpointRecor
         lag_ms: None,
         applied_rows: 0,
     }
+}
+
+/// A binlog file name past `now`'s (the same base, a number no server reaches here).
+fn ahead_of(now: &ferry_core::position::BinlogPosition) -> String {
+    let (base, _) = now.file.rsplit_once('.').expect("a numbered binlog file");
+    format!("{base}.999999")
 }
 
 async fn set_checkpoint(f: &Fixture, file: &str, pos: u64) {
