@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use ferry_core::model::Direction;
 use ferry_core::store::Repo;
 use ferry_core::FerryError;
 use ferry_core::Stage;
@@ -126,8 +125,10 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {
     }
     let unsettled = out["unsettled"].as_u64().unwrap_or(0);
     if unsettled > 0 && !syncing {
-        let at = match env.repo.checkpoint(id, Direction::Forward).await? {
-            Some(c) => format!(" (its checkpoint: {})", c.position),
+        // The stage judged the rows against this position (before the sync's
+        // first checkpoint, the copy's snapshot point): name the same one.
+        let at = match ferry_stages::verify::forward_position(&env.repo, id).await? {
+            Some(p) => format!(" (it has applied up to {p})"),
             None => String::new(),
         };
         println!(
