@@ -129,6 +129,47 @@ mod tests {
         assert_eq!(s, "'it''s \\'X'ff00''2024-01-02 03:04:05.000006''-26:03:04.000005'-2.25e-300CONVERT(X'e9' USING latin1)");
     }
 
+    /// Workers' checkpoints outlive a release: the streamed key hash must be
+    /// the hash of the key's bytes, as the partition always was.
+    #[test]
+    fn the_streamed_key_hash_is_the_hash_of_the_key_bytes() {
+        let keys: Vec<Vec<Value>> = vec![
+            vec![Value::Int(7)],
+            vec![Value::Int(-7), Value::UInt(u64::MAX)],
+            vec![Value::Bytes(b"k\0ey".to_vec()), Value::NULL],
+            vec![Value::Date(2024, 1, 2, 3, 4, 5, 6), Value::Double(1.5)],
+            vec![],
+        ];
+        for key in keys {
+            let refs: Vec<&Value> = key.iter().collect();
+            let h = 0xcbf2_9ce4_8422_2325;
+            assert_eq!(fnv_key(&key, h), fnv(&key_bytes(&refs), h), "{key:?}");
+        }
+        // And a known value, so a change to both at once shows too.
+        let t = table(true);
+        let target = TargetName {
+            db: "x".into(),
+            table: "y".into(),
+            filter: None,
+        };
+        let put = Prim::Put {
+            row: vec![Value::Int(42), Value::NULL, Value::NULL],
+            fresh: false,
+        };
+        let delete = Prim::Delete {
+            key: vec![Value::Int(42)],
+        };
+        assert_eq!(
+            partition(&t, &target, &put, 1_000_003),
+            partition(&t, &target, &delete, 1_000_003)
+        );
+        assert_eq!(
+            partition(&t, &target, &put, 1_000_003),
+            128_225,
+            "the hash of x.y key 42, as before"
+        );
+    }
+
     #[test]
     fn compaction_keeps_the_net_effect() {
         let t = Arc::new(table(true));

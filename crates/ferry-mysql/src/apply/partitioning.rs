@@ -116,16 +116,32 @@ pub(super) fn fnv(bytes: &[u8], mut h: u64) -> u64 {
     h
 }
 
-/// The worker a change goes to: stable across runs for the same worker count.
+/// [`fnv`] over [`key_bytes`] of `key`, without building the bytes (it runs
+/// for every row the sync routes).
+pub(super) fn fnv_key<'a>(key: impl IntoIterator<Item = &'a Value>, mut h: u64) -> u64 {
+    for v in key {
+        h = match v {
+            Value::NULL => fnv(&[0], h),
+            Value::Int(i) if *i >= 0 => fnv(&(*i as u64).to_be_bytes(), fnv(&[1], h)),
+            Value::Int(i) => fnv(&i.to_be_bytes(), fnv(&[2], h)),
+            Value::UInt(u) => fnv(&u.to_be_bytes(), fnv(&[1], h)),
+            Value::Bytes(b) => fnv(b, fnv(&(b.len() as u32).to_be_bytes(), fnv(&[3], h))),
+            other => fnv(&key_bytes(&[other]), h),
+        };
+    }
+    h
+}
+
+/// The worker a change goes to: stable across runs for the same worker count
+/// (each worker's checkpoint says which changes it applied).
 pub fn partition(t: &TableInfo, target: &TargetName, prim: &Prim, workers: u32) -> u32 {
     let h = fnv(target.db.as_bytes(), 0xcbf2_9ce4_8422_2325);
     let mut h = fnv(target.table.as_bytes(), fnv(b".", h));
     if t.parallel_safe {
-        let key: Vec<&Value> = match prim {
-            Prim::Put { row, .. } => t.key_of(row),
-            Prim::Delete { key } => key.iter().collect(),
+        h = match prim {
+            Prim::Put { row, .. } => fnv_key(t.key.iter().filter_map(|&i| row.get(i)), h),
+            Prim::Delete { key } => fnv_key(key, h),
         };
-        h = fnv(&key_bytes(&key), h);
     }
     (h % u64::from(workers.max(1))) as u32
 }

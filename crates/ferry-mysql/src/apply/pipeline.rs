@@ -226,6 +226,10 @@ pub(super) struct Pipeline {
     pub(super) last_data: Instant,
     /// The chunks this call's changes touched (marked before they commit).
     pub(super) dirty: Option<ChangeTracker>,
+    /// Where each table description's rows land, by the description's address
+    /// (the entry holds it, so the address is not reused): the mapper builds
+    /// new names on every call, and every row of a table shares one answer.
+    pub(super) targets: HashMap<usize, (Arc<TableInfo>, Option<Arc<TargetName>>)>,
 }
 
 /// A heartbeat row read this soon after it was written means the reader is at the end.
@@ -339,6 +343,7 @@ pub async fn run_link(
             .dirty
             .clone()
             .map(|(map, sink)| ChangeTracker::new(map, sink)),
+        targets: HashMap::new(),
         cfg,
     };
     let result = p.run(&mut ev_rx).await;
@@ -444,15 +449,26 @@ impl Pipeline {
                 self.group_end = None;
                 break;
             }
-            let ev = match tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
-                Err(_) => {
-                    if !self.in_txn {
-                        self.commit_group().await?;
+            // An event already queued is taken without arming a timer (most
+            // are, while the sync catches up); only an empty queue waits.
+            let ev = match rx.try_recv() {
+                Ok(ev) => Some(ev),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
+                        Err(_) => {
+                            if !self.in_txn {
+                                self.commit_group().await?;
+                            }
+                            continue;
+                        }
+                        Ok(ev) => ev,
                     }
-                    continue;
                 }
-                Ok(None) => return Err(FerryError::Transient("the binlog reader stopped".into())),
-                Ok(Some(ev)) => ev?,
+            };
+            let ev = match ev {
+                None => return Err(FerryError::Transient("the binlog reader stopped".into())),
+                Some(ev) => ev?,
             };
             match ev {
                 BinlogEvent::Begin { start } => self.begin(&start),
@@ -523,10 +539,9 @@ impl Pipeline {
                 self.heartbeat_row(&r);
                 continue;
             }
-            let Some(target) = (self.cfg.mapper)(&r.table.db, &r.table.table) else {
+            let Some(target) = self.target_of(&r.table) else {
                 continue;
             };
-            let target = Arc::new(target);
             any = true;
             for prim in prims(&r.table, r.op, self.txn_mode) {
                 let w = partition(&r.table, &target, &prim, workers);
@@ -555,6 +570,21 @@ impl Pipeline {
             self.send(w, WorkerMsg::Rows(batch)).await?;
         }
         Ok(any)
+    }
+
+    /// Where `t`'s rows land (`None`: not replicated), asked of the mapper once per description.
+    pub(super) fn target_of(&mut self, t: &Arc<TableInfo>) -> Option<Arc<TargetName>> {
+        let at = Arc::as_ptr(t) as usize;
+        if let Some((_, target)) = self.targets.get(&at) {
+            return target.clone();
+        }
+        if self.targets.len() >= 4_096 {
+            // Descriptions replaced by DDL pile up only in a long run of schema changes.
+            self.targets.clear();
+        }
+        let target = (self.cfg.mapper)(&t.db, &t.table).map(Arc::new);
+        self.targets.insert(at, (t.clone(), target.clone()));
+        target
     }
 
     pub(super) fn heartbeat_row(&mut self, r: &RowChange) {

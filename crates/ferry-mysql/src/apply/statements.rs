@@ -8,12 +8,8 @@ use super::*;
 pub fn push_literal(out: &mut String, v: &Value, col: &ColumnInfo) {
     match v {
         Value::NULL => out.push_str("NULL"),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Value::UInt(u) => {
-            let _ = write!(out, "{u}");
-        }
+        Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
+        Value::UInt(u) => out.push_str(itoa::Buffer::new().format(*u)),
         Value::Float(f) => {
             let _ = write!(out, "{f:?}");
         }
@@ -34,11 +30,11 @@ pub fn push_literal(out: &mut String, v: &Value, col: &ColumnInfo) {
         Value::Bytes(b) => match (&col.literal, std::str::from_utf8(b)) {
             (LiteralKind::Text | LiteralKind::Plain, Ok(s)) => {
                 out.push('\'');
-                for c in s.chars() {
-                    if c == '\'' {
-                        out.push('\'');
+                for (i, part) in s.split('\'').enumerate() {
+                    if i > 0 {
+                        out.push_str("''");
                     }
-                    out.push(c);
+                    out.push_str(part);
                 }
                 out.push('\'');
             }

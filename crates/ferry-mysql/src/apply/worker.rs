@@ -128,23 +128,33 @@ impl TableBuf {
 pub(super) struct Buffer {
     pub(super) tables: Vec<TableBuf>,
     pub(super) by_target: HashMap<Arc<TargetName>, usize>,
+    /// The table the last change went to: the pipeline hands one `Arc` per
+    /// table, so runs of a table's changes skip hashing its names.
+    pub(super) last: Option<(Arc<TargetName>, usize)>,
     pub(super) len: usize,
 }
 
 impl Buffer {
     pub(super) fn push(&mut self, r: Routed) {
-        let i = match self.by_target.get(&r.target) {
-            Some(&i) => i,
-            None => {
-                self.tables.push(TableBuf {
-                    table: r.table.clone(),
-                    target: r.target.clone(),
-                    entries: Vec::new(),
-                    index: HashMap::new(),
-                });
-                self.by_target
-                    .insert(r.target.clone(), self.tables.len() - 1);
-                self.tables.len() - 1
+        let i = match &self.last {
+            Some((t, i)) if Arc::ptr_eq(t, &r.target) => *i,
+            _ => {
+                let i = match self.by_target.get(&r.target) {
+                    Some(&i) => i,
+                    None => {
+                        self.tables.push(TableBuf {
+                            table: r.table.clone(),
+                            target: r.target.clone(),
+                            entries: Vec::new(),
+                            index: HashMap::new(),
+                        });
+                        self.by_target
+                            .insert(r.target.clone(), self.tables.len() - 1);
+                        self.tables.len() - 1
+                    }
+                };
+                self.last = Some((r.target.clone(), i));
+                i
             }
         };
         // A table's description changes after DDL: flush boundaries keep images and columns together.
