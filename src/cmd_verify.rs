@@ -16,7 +16,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use ferry_core::store::Repo;
+use ferry_core::model::TaskRecord;
+use ferry_core::store::{ItemStore, Repo};
+use ferry_core::task::MigrationType;
 use ferry_core::FerryError;
 use ferry_core::Stage;
 use ferry_stages::invoke_stage;
@@ -57,7 +59,9 @@ pub struct VerifyArgs {
 
 pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {
     let repo = Repo::new(global.existing_store()?);
-    let spec = repo.task(&args.task_id).await?.spec;
+    let task = repo.task(&args.task_id).await?;
+    copy_finished(&repo, &task).await?;
+    let spec = task.spec;
     let env = local_env(global.existing_store()?, global.secrets_for(&spec)?);
     let mode = match (args.changed, args.full) {
         (true, _) => "changed",
@@ -140,6 +144,30 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {
     }
     let clean = env.repo.diffs(id).await?.is_empty() && unsettled + unsettled_after_repair == 0;
     Ok(if clean { 0 } else { EXIT_DIFFERENCES })
+}
+
+/// A task that copies must have finished its copy before a verify means
+/// anything: until then every row not yet copied would be reported as a
+/// difference (and a repair would copy it outside the copy's bookkeeping).
+async fn copy_finished<S: ItemStore>(repo: &Repo<S>, task: &TaskRecord) -> Result<(), FerryError> {
+    if !task.spec.has(MigrationType::Full) || task.copy_finished.is_some() {
+        return Ok(());
+    }
+    let id = &task.task_id;
+    let s = repo.chunk_summary(id).await?;
+    let progress = match (s.total, s.failed) {
+        (0, _) => "it has not planned its chunks yet".to_string(),
+        (t, 0) => format!("{} of {t} chunk(s) copied", s.done),
+        (t, f) => format!(
+            "{} of {t} chunk(s) copied, {f} failed (`ferry status {id}` names them; `ferry resume {id}` copies them again)",
+            s.done
+        ),
+    };
+    Err(FerryError::BadTask(format!(
+        "task {id} has not finished its full copy ({progress}): a verify now would report every \
+         row not yet copied as a difference. Let the copy finish (`ferry resume {id}` if the task \
+         is stopped), then verify once `ferry status {id}` shows it done"
+    )))
 }
 
 fn reports_dir(global: &Global) -> Result<PathBuf, FerryError> {

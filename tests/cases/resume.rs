@@ -295,6 +295,18 @@ async fn stop_during_the_copy_then_resume(env: TestEnv) {
         "a stopped task has no running stage: {}",
         text.all()
     );
+    // A verify of a copy half done would call every row not yet copied a
+    // difference: it refuses, says how far the copy got and what to do.
+    let early = ferry.run(&["verify", &task_id]).await;
+    let progress = format!("({} of {} chunk(s) copied)", left.done, left.total);
+    assert!(
+        early.code == Some(2)
+            && early.stderr.contains("has not finished its full copy")
+            && early.stderr.contains(&progress)
+            && early.stderr.contains(&format!("`ferry resume {task_id}`")),
+        "a verify before the copy finished: {}",
+        early.all()
+    );
 
     ferry
         .run(&["resume", &task_id])
@@ -307,6 +319,10 @@ async fn stop_during_the_copy_then_resume(env: TestEnv) {
         (left.total, left.total),
         "{after:?}"
     );
+    ferry
+        .run(&["verify", &task_id])
+        .await
+        .assert_ok("ferry verify once the copy finished");
     drop_everywhere(&env, &db).await;
 }
 
