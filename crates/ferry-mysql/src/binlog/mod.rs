@@ -288,7 +288,14 @@ impl BinlogReader {
             if let Some(e) = self.dec.queue.pop_front() {
                 return Ok(e);
             }
-            let ev = match tokio::time::timeout(self.opts.read_timeout, self.stream.next()).await {
+            // An event already buffered is taken without arming the read
+            // timeout's timer (the stream keeps its read state across polls).
+            let ready = futures::FutureExt::now_or_never(self.stream.next());
+            let ev = match ready {
+                Some(ev) => Ok(ev),
+                None => tokio::time::timeout(self.opts.read_timeout, self.stream.next()).await,
+            };
+            let ev = match ev {
                 Err(_) => {
                     return Err(FerryError::Transient(format!(
                     "{}: no binlog event or heartbeat for {:?}; the connection is presumed dead",
@@ -433,6 +440,15 @@ impl Decoder {
         self.queue.pop_front()
     }
 
+    /// The position `pos` in the current file, with the GTID state as it stands.
+    fn at(&self, pos: u64) -> BinlogPosition {
+        BinlogPosition {
+            file: self.file.clone(),
+            pos,
+            gtid: self.gtid.render(),
+        }
+    }
+
     fn here(&self) -> BinlogPosition {
         self.position()
     }
@@ -492,11 +508,10 @@ impl Decoder {
         let kind = h.event_type_raw();
         let log_pos = u64::from(h.log_pos());
         let artificial = h.flags_raw() & ARTIFICIAL != 0 || log_pos == 0;
-        let start = BinlogPosition {
-            file: self.file.clone(),
-            pos: log_pos.saturating_sub(u64::from(h.event_size())),
-            gtid: self.gtid.render(),
-        };
+        // Where this event starts, built only where it is used: it carries the
+        // GTID state rendered as text, and most events (table maps, rows inside
+        // a transaction, commits) never need it.
+        let start_pos = log_pos.saturating_sub(u64::from(h.event_size()));
         if kind == ROTATE_EVENT {
             return Ok(());
         }
@@ -508,6 +523,7 @@ impl Decoder {
                 self.queue.push_back(BinlogEvent::Heartbeat { position: self.here() });
             }
             MARIADB_GTID_EVENT => {
+                let start = self.at(start_pos);
                 let g = MariadbGtid::parse(ev.data()).ok_or_else(|| {
                     FerryError::Internal(format!("{}: a MariaDB GTID event at {start} is too short", self.source))
                 })?;
@@ -515,17 +531,18 @@ impl Decoder {
                 self.begin(start, g.flags & MariadbGtid::FL_STANDALONE != 0);
             }
             MYSQL_GTID_EVENT | MYSQL_GTID_TAGGED_EVENT => {
+                let start = self.at(start_pos);
                 if let Ok(Some(EventData::GtidEvent(g))) = ev.read_data() {
                     self.gtid.mysql_last = Some(format!("{}:{}", uuid_text(&g.sid()), g.gno()));
                 }
                 // Standalone until a BEGIN says otherwise (MySQL logs DDL right after its GTID).
                 self.begin(start, true);
             }
-            MYSQL_ANONYMOUS_GTID_EVENT => self.begin(start, true),
-            QUERY_EVENT => self.on_query(ev, start)?,
+            MYSQL_ANONYMOUS_GTID_EVENT => self.begin(self.at(start_pos), true),
+            QUERY_EVENT => self.on_query(ev, self.at(start_pos))?,
             XID_EVENT => self.commit(h.timestamp()),
             TABLE_MAP_EVENT => self.on_table_map(ev)?,
-            k if ROWS_EVENTS.contains(&k) => self.on_rows(ev, start, tme_of)?,
+            k if ROWS_EVENTS.contains(&k) => self.on_rows(ev, start_pos, tme_of)?,
             PARTIAL_UPDATE_ROWS_EVENT => {
                 return Err(FerryError::SchemaIncompatible(format!(
                     "{}: partial JSON updates in the binlog are not supported; set binlog_row_value_options='' on the source",
@@ -535,9 +552,10 @@ impl Decoder {
             TRANSACTION_PAYLOAD_EVENT => {
                 // Skipping it would lose the transaction's row changes without a word.
                 return Err(FerryError::SchemaIncompatible(format!(
-                    "{}: a compressed transaction (binlog_transaction_compression=ON) at {start}, which Ferry cannot \
+                    "{}: a compressed transaction (binlog_transaction_compression=ON) at {}, which Ferry cannot \
                      read; set binlog_transaction_compression=OFF on the source and re-copy the tables changed since",
-                    self.source
+                    self.source,
+                    self.at(start_pos)
                 )))
             }
             k if (MARIADB_QUERY_COMPRESSED..=171).contains(&k) => {
@@ -674,25 +692,27 @@ impl Decoder {
     fn on_rows<'t>(
         &mut self,
         ev: &Event,
-        start: BinlogPosition,
+        start_pos: u64,
         tme_of: impl Fn(u64) -> Option<&'t TableMapEvent<'static>>,
     ) -> Result<(), FerryError> {
         let Ok(Some(EventData::RowsEvent(rows))) = ev.read_data() else {
             return Err(FerryError::Internal(format!(
-                "{}: unreadable rows event at {start}",
-                self.source
+                "{}: unreadable rows event at {}",
+                self.source,
+                self.at(start_pos)
             )));
         };
         let Some(Some(table)) = self.tables.get(&rows.table_id()).cloned() else {
             return Ok(());
         };
         if !self.in_txn {
-            self.begin(start.clone(), false);
+            self.begin(self.at(start_pos), false);
         }
         let Some(tme) = tme_of(rows.table_id()) else {
             return Err(FerryError::Internal(format!(
-                "{}: rows event at {start} without its table map",
-                self.source
+                "{}: rows event at {} without its table map",
+                self.source,
+                self.at(start_pos)
             )));
         };
         let mut out = Vec::new();
@@ -704,9 +724,10 @@ impl Decoder {
         };
         let images = images.map_err(|e| {
             FerryError::SchemaIncompatible(format!(
-                "{}: rows of {} at {start} cannot be decoded: {e}",
+                "{}: rows of {} at {} cannot be decoded: {e}",
                 self.source,
-                table.name()
+                table.name(),
+                self.at(start_pos)
             ))
         })?;
         for (before, after) in images {
