@@ -60,7 +60,7 @@ pub struct VerifyArgs {
 pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {
     let repo = Repo::new(global.existing_store()?);
     let task = repo.task(&args.task_id).await?;
-    copy_finished(&repo, &task).await?;
+    require_copy_finished(&repo, &task).await?;
     let spec = task.spec;
     let env = local_env(global.existing_store()?, global.secrets_for(&spec)?);
     let mode = match (args.changed, args.full) {
@@ -149,7 +149,10 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {
 /// A task that copies must have finished its copy before a verify means
 /// anything: until then every row not yet copied would be reported as a
 /// difference (and a repair would copy it outside the copy's bookkeeping).
-async fn copy_finished<S: ItemStore>(repo: &Repo<S>, task: &TaskRecord) -> Result<(), FerryError> {
+async fn require_copy_finished<S: ItemStore>(
+    repo: &Repo<S>,
+    task: &TaskRecord,
+) -> Result<(), FerryError> {
     if !task.spec.has(MigrationType::Full) || task.copy_finished.is_some() {
         return Ok(());
     }
