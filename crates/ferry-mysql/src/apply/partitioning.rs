@@ -76,35 +76,41 @@ pub fn prims(t: &TableInfo, op: RowOp, mode: ApplyMode) -> Vec<Prim> {
     }
 }
 
-/// Canonical bytes of key values: equal keys, equal bytes.
-pub(super) fn key_bytes(key: &[&Value]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 * key.len());
+/// Feed the canonical bytes of key values to `sink`, piece by piece: equal
+/// keys, equal bytes. The one encoding behind [`key_bytes`] and [`fnv_key`].
+fn write_key<'a>(key: impl IntoIterator<Item = &'a Value>, sink: &mut impl FnMut(&[u8])) {
     for v in key {
         match v {
-            Value::NULL => out.push(0),
+            Value::NULL => sink(&[0]),
             Value::Int(i) if *i >= 0 => {
-                out.push(1);
-                out.extend((*i as u64).to_be_bytes());
+                sink(&[1]);
+                sink(&(*i as u64).to_be_bytes());
             }
             Value::Int(i) => {
-                out.push(2);
-                out.extend(i.to_be_bytes());
+                sink(&[2]);
+                sink(&i.to_be_bytes());
             }
             Value::UInt(u) => {
-                out.push(1);
-                out.extend(u.to_be_bytes());
+                sink(&[1]);
+                sink(&u.to_be_bytes());
             }
             Value::Bytes(b) => {
-                out.push(3);
-                out.extend((b.len() as u32).to_be_bytes());
-                out.extend(b);
+                sink(&[3]);
+                sink(&(b.len() as u32).to_be_bytes());
+                sink(b);
             }
             other => {
-                out.push(4);
-                out.extend(format!("{other:?}").into_bytes());
+                sink(&[4]);
+                sink(format!("{other:?}").as_bytes());
             }
         }
     }
+}
+
+/// Canonical bytes of key values: equal keys, equal bytes.
+pub(super) fn key_bytes<'a>(key: impl IntoIterator<Item = &'a Value>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    write_key(key, &mut |b| out.extend_from_slice(b));
     out
 }
 
@@ -118,17 +124,9 @@ pub(super) fn fnv(bytes: &[u8], mut h: u64) -> u64 {
 
 /// [`fnv`] over [`key_bytes`] of `key`, without building the bytes (it runs
 /// for every row the sync routes).
-pub(super) fn fnv_key<'a>(key: impl IntoIterator<Item = &'a Value>, mut h: u64) -> u64 {
-    for v in key {
-        h = match v {
-            Value::NULL => fnv(&[0], h),
-            Value::Int(i) if *i >= 0 => fnv(&(*i as u64).to_be_bytes(), fnv(&[1], h)),
-            Value::Int(i) => fnv(&i.to_be_bytes(), fnv(&[2], h)),
-            Value::UInt(u) => fnv(&u.to_be_bytes(), fnv(&[1], h)),
-            Value::Bytes(b) => fnv(b, fnv(&(b.len() as u32).to_be_bytes(), fnv(&[3], h))),
-            other => fnv(&key_bytes(&[other]), h),
-        };
-    }
+pub(super) fn fnv_key<'a>(key: impl IntoIterator<Item = &'a Value>, h: u64) -> u64 {
+    let mut h = h;
+    write_key(key, &mut |b| h = fnv(b, h));
     h
 }
 
@@ -139,7 +137,7 @@ pub fn partition(t: &TableInfo, target: &TargetName, prim: &Prim, workers: u32) 
     let mut h = fnv(target.table.as_bytes(), fnv(b".", h));
     if t.parallel_safe {
         h = match prim {
-            Prim::Put { row, .. } => fnv_key(t.key.iter().filter_map(|&i| row.get(i)), h),
+            Prim::Put { row, .. } => fnv_key(t.key_iter(row), h),
             Prim::Delete { key } => fnv_key(key, h),
         };
     }

@@ -26,8 +26,8 @@ impl TableBuf {
         let existed = !matches!(prim, Prim::Put { fresh: true, .. });
         if self.table.parallel_safe {
             let kb = match &prim {
-                Prim::Put { row, .. } => key_bytes(&self.table.key_of(row)),
-                Prim::Delete { key } => key_bytes(&key.iter().collect::<Vec<_>>()),
+                Prim::Put { row, .. } => key_bytes(self.table.key_iter(row)),
+                Prim::Delete { key } => key_bytes(key),
             };
             if let Some(&i) = self.index.get(&kb) {
                 self.entries[i].last = prim;

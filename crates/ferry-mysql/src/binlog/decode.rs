@@ -80,7 +80,15 @@ impl TableInfo {
 
     /// The key values of a row image.
     pub fn key_of<'a>(&self, row: &'a [Value]) -> Vec<&'a Value> {
-        self.key.iter().filter_map(|&i| row.get(i)).collect()
+        self.key_iter(row).collect()
+    }
+
+    /// The key's values in `row`, in key order, without collecting them.
+    pub fn key_iter<'s, 'a: 's>(
+        &'s self,
+        row: &'a [Value],
+    ) -> impl Iterator<Item = &'a Value> + 's {
+        self.key.iter().filter_map(|&i| row.get(i))
     }
 }
 
