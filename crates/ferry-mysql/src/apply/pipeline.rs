@@ -451,24 +451,19 @@ impl Pipeline {
             }
             // An event already queued is taken without arming a timer (most
             // are, while the sync catches up); only an empty queue waits.
-            let ev = match rx.try_recv() {
-                Ok(ev) => Some(ev),
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
-                        Err(_) => {
-                            if !self.in_txn {
-                                self.commit_group().await?;
-                            }
-                            continue;
-                        }
-                        Ok(ev) => ev,
-                    }
-                }
+            let ev = match futures::FutureExt::now_or_never(rx.recv()) {
+                Some(ev) => Ok(ev),
+                None => tokio::time::timeout(Duration::from_millis(50), rx.recv()).await,
             };
             let ev = match ev {
-                None => return Err(FerryError::Transient("the binlog reader stopped".into())),
-                Some(ev) => ev?,
+                Err(_) => {
+                    if !self.in_txn {
+                        self.commit_group().await?;
+                    }
+                    continue;
+                }
+                Ok(None) => return Err(FerryError::Transient("the binlog reader stopped".into())),
+                Ok(Some(ev)) => ev?,
             };
             match ev {
                 BinlogEvent::Begin { start } => self.begin(&start),

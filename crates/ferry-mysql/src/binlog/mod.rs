@@ -428,11 +428,7 @@ impl Decoder {
 
     /// Where the decoder is: after the last event taken.
     pub fn position(&self) -> BinlogPosition {
-        BinlogPosition {
-            file: self.file.clone(),
-            pos: self.pos,
-            gtid: self.gtid.render(),
-        }
+        self.at(self.pos)
     }
 
     /// The next event handed out, if any.
