@@ -29,13 +29,15 @@ pub fn push_literal(out: &mut String, v: &Value, col: &ColumnInfo) {
         }
         Value::Bytes(b) => match (&col.literal, std::str::from_utf8(b)) {
             (LiteralKind::Text | LiteralKind::Plain, Ok(s)) => {
+                // Each quote doubled; the text between quotes copied whole.
                 out.push('\'');
-                for (i, part) in s.split('\'').enumerate() {
-                    if i > 0 {
-                        out.push_str("''");
-                    }
-                    out.push_str(part);
+                let mut from = 0;
+                for i in memchr::memchr_iter(b'\'', s.as_bytes()) {
+                    out.push_str(&s[from..=i]);
+                    out.push('\'');
+                    from = i + 1;
                 }
+                out.push_str(&s[from..]);
                 out.push('\'');
             }
             (LiteralKind::Charset(cs), _) => {
@@ -106,14 +108,22 @@ pub fn insert_sql(
     let mut out = Vec::new();
     let mut sql = String::new();
     let mut n = 0;
-    for row in rows {
+    for (i, row) in rows.iter().enumerate() {
         if n == 0 {
             sql.push_str(&head);
         } else {
             sql.push(',');
         }
+        let start = sql.len();
         push_row(&mut sql, t, row);
         n += 1;
+        if n == 1 {
+            // Room for the statement's other rows at this one's size, instead
+            // of growing the text a doubling at a time.
+            let more = (rows.len() - i - 1).min(MAX_ROWS_PER_STATEMENT - 1);
+            let want = (sql.len() - start + 1) * more + tail.len();
+            sql.reserve(want.min(MAX_STATEMENT));
+        }
         if sql.len() >= MAX_STATEMENT || n >= MAX_ROWS_PER_STATEMENT {
             sql.push_str(&tail);
             out.push(std::mem::take(&mut sql));
