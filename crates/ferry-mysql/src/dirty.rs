@@ -137,20 +137,23 @@ struct TableChunks {
 
 impl TableChunks {
     /// The chunk index of a key, or `None` when it cannot be placed exactly.
-    fn locate(&self, key: &[&Value]) -> Option<usize> {
+    fn locate<'v>(&self, mut key: impl Iterator<Item = &'v Value>) -> Option<usize> {
         let lowers = self.lowers.as_ref()?;
         if lowers.is_empty() {
             return Some(0);
         }
-        if key.len() != self.arity {
-            return None;
-        }
-        if let [one] = key {
+        if self.arity == 1 {
             // The common case, without allocating.
+            let (Some(one), None) = (key.next(), key.next()) else {
+                return None;
+            };
             let k = int_of_value(one)?;
             return Some(lowers.partition_point(|lo| lo[0] <= k));
         }
-        let k: IntKey = key.iter().map(|v| int_of_value(v)).collect::<Option<_>>()?;
+        let k: IntKey = key.map(int_of_value).collect::<Option<_>>()?;
+        if k.len() != self.arity {
+            return None;
+        }
         Some(lowers.partition_point(|lo| *lo <= k))
     }
 }
@@ -261,22 +264,29 @@ impl ChangeTracker {
     }
 
     /// Note a change to the row with this key of source table `db.table`.
-    pub fn touch(&mut self, db: &str, table: &str, key: &[&Value]) {
+    /// The key's values are read in place (a row's key columns, or a
+    /// delete's key), so the common case allocates nothing.
+    pub fn touch<'v, K>(&mut self, db: &str, table: &str, key: K)
+    where
+        K: IntoIterator<Item = &'v Value>,
+        K::IntoIter: Clone,
+    {
         // The common case (a chunk already written) allocates nothing.
+        let key = key.into_iter();
         let Some(n) = self.map.find(db, table) else {
             return;
         };
         let t = &self.map.tables[n];
-        let Some(i) = t.locate(key) else {
+        let Some(i) = t.locate(key.clone()) else {
             self.touch_all(db, table);
             return;
         };
         if self.noted <= MAX_KEYS_PER_CALL {
-            self.noted += Self::note_key(&mut self.keys[n], &mut self.scratch, i, key);
+            self.noted += Self::note_key(&mut self.keys[n], &mut self.scratch, i, key.clone());
         }
         let last = i + 1 == t.ids.len();
         let tail: Option<IntKey> = match last && t.lowers.as_ref().is_some_and(|l| !l.is_empty()) {
-            true => key.iter().map(|v| int_of_value(v)).collect(),
+            true => key.clone().map(int_of_value).collect(),
             false => None,
         };
         let seen = &mut self.written[n];
@@ -287,7 +297,7 @@ impl ChangeTracker {
             (None, _) => Written::Whole,
         };
         let from = match &want {
-            Written::From(_) => key.iter().map(|v| key_value(v)).collect(),
+            Written::From(_) => key.map(key_value).collect(),
             Written::Whole => None,
         };
         seen.insert(i, want);
@@ -300,11 +310,11 @@ impl ChangeTracker {
 
     /// Add `key` to chunk `i`'s listed keys, or give the list up past the cap.
     /// Returns how many keys were added (0 or 1).
-    fn note_key(
+    fn note_key<'v>(
         keys: &mut HashMap<usize, Option<std::collections::HashSet<IntKey>>>,
         scratch: &mut IntKey,
         i: usize,
-        key: &[&Value],
+        key: impl Iterator<Item = &'v Value>,
     ) -> usize {
         let entry = keys
             .entry(i)
@@ -458,16 +468,16 @@ mod tests {
         let mem = Memory::default();
         let mut t = ChangeTracker::new(Arc::new(ChunkMap::new(&plan())), Arc::new(mem.clone()));
         for k in [5i64, 99, 100, 150, 199] {
-            t.touch("d", "t", &[&Value::Int(k)]);
+            t.touch("d", "t", [&Value::Int(k)]);
         }
-        t.touch("d", "other", &[&Value::Int(1)]);
+        t.touch("d", "other", [&Value::Int(1)]);
         assert_eq!(t.pending(), 2);
         t.flush().await.unwrap();
-        t.touch("d", "t", &[&Value::Int(7)]);
+        t.touch("d", "t", [&Value::Int(7)]);
         assert_eq!(t.pending(), 0, "a chunk is written once per call");
-        t.touch("d", "t", &[&Value::UInt(300)]);
-        t.touch("d", "t", &[&Value::Int(400)]);
-        t.touch("d", "t", &[&Value::Int(250)]);
+        t.touch("d", "t", [&Value::UInt(300)]);
+        t.touch("d", "t", [&Value::Int(400)]);
+        t.touch("d", "t", [&Value::Int(250)]);
         t.flush().await.unwrap();
         let got = ids(&mem.0.lock().unwrap());
         assert_eq!(
@@ -488,9 +498,9 @@ mod tests {
             Arc::new(Memory::default()),
         );
         for k in [150i64, 5, 150, 120] {
-            t.touch("d", "t", &[&Value::Int(k)]);
+            t.touch("d", "t", [&Value::Int(k)]);
         }
-        t.touch("d", "t", &[&Value::UInt(300)]);
+        t.touch("d", "t", [&Value::UInt(300)]);
         let ints = |v: &[i64]| Some(v.iter().map(|i| vec![KeyValue::Int(*i)]).collect());
         let listed: Vec<(String, Option<Vec<Vec<KeyValue>>>)> = t
             .listed()
@@ -507,9 +517,9 @@ mod tests {
             "each key once, in order, unsigned as signed when it fits"
         );
         for k in 0..=MAX_KEYS_PER_CHUNK as i64 {
-            t.touch("d", "t", &[&Value::Int(1_000 + k)]);
+            t.touch("d", "t", [&Value::Int(1_000 + k)]);
         }
-        t.touch("d", "t", &[&Value::Int(6)]);
+        t.touch("d", "t", [&Value::Int(6)]);
         let keys: Vec<Option<usize>> = t
             .listed()
             .into_iter()
@@ -531,8 +541,8 @@ mod tests {
     async fn a_key_that_cannot_be_placed_marks_the_whole_table() {
         let mem = Memory::default();
         let mut t = ChangeTracker::new(Arc::new(ChunkMap::new(&plan())), Arc::new(mem.clone()));
-        t.touch("d", "t", &[&Value::Bytes(b"x".to_vec())]);
-        t.touch("d", "t", &[&Value::Int(1), &Value::Int(2)]);
+        t.touch("d", "t", [&Value::Bytes(b"x".to_vec())]);
+        t.touch("d", "t", [&Value::Int(1), &Value::Int(2)]);
         t.flush().await.unwrap();
         let got = ids(&mem.0.lock().unwrap());
         assert_eq!(got.len(), 3, "{got:?}");
@@ -542,7 +552,7 @@ mod tests {
         text[0].lower = Some(vec![KeyValue::Text("m".into())]);
         let mem = Memory::default();
         let mut t = ChangeTracker::new(Arc::new(ChunkMap::new(&text)), Arc::new(mem.clone()));
-        t.touch("d", "t", &[&Value::Int(1)]);
+        t.touch("d", "t", [&Value::Int(1)]);
         t.flush().await.unwrap();
         assert_eq!(mem.0.lock().unwrap().len(), 3);
     }
@@ -565,7 +575,7 @@ mod tests {
         let started = std::time::Instant::now();
         for i in 0..n {
             let k = Value::Int(((i * 7919) % 998_000) as i64);
-            t.touch("d", "t", &[&k]);
+            t.touch("d", "t", [&k]);
         }
         let per_row = started.elapsed().as_nanos() as f64 / n as f64;
         eprintln!("dirty mark: {per_row:.0} ns per row");

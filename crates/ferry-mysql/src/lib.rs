@@ -19,4 +19,8 @@ pub mod schema;
 pub mod value;
 pub mod verify;
 
+/// A map on a hot path of the sync (a lookup per change): foldhash, randomly
+/// seeded per map, instead of SipHash.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 pub use conn::{classify, qualified, quote_ident, quote_str, Endpoint};

@@ -61,6 +61,7 @@ use crate::binlog::{
 use crate::conn::{classify, qualified, quote_ident, Endpoint};
 use crate::dialect::TargetContext;
 use crate::dirty::{ChangeTracker, ChunkKeys, ChunkMap, MarkSink};
+use crate::FastMap;
 
 mod checkpoint;
 mod failpoints;

@@ -34,6 +34,18 @@ pub enum Prim {
     Delete { key: Vec<Value> },
 }
 
+impl Prim {
+    /// The change's kind, as a worker groups its statements and counts its
+    /// changes: 0 a delete, 1 an insert of a row that did not exist, 2 an upsert.
+    pub(super) fn kind(&self) -> usize {
+        match self {
+            Prim::Delete { .. } => 0,
+            Prim::Put { fresh: true, .. } => 1,
+            Prim::Put { fresh: false, .. } => 2,
+        }
+    }
+}
+
 /// A change for one target table.
 #[derive(Debug, Clone)]
 pub struct Routed {
@@ -43,37 +55,42 @@ pub struct Routed {
 }
 
 pub(super) fn key_values(t: &TableInfo, row: &[Value]) -> Vec<Value> {
-    t.key_of(row).into_iter().cloned().collect()
+    t.key_iter(row).cloned().collect()
 }
 
-/// Split one row change into the primitive changes a worker applies.
-pub fn prims(t: &TableInfo, op: RowOp, mode: ApplyMode) -> Vec<Prim> {
-    match op {
-        RowOp::Insert(row) => vec![Prim::Put {
-            row,
-            fresh: mode == ApplyMode::Strict,
-        }],
+/// Split one row change into the primitive changes a worker applies: one, or
+/// a delete and a put for an update that moves its key. The keys are compared
+/// in place, so an update that keeps its key copies no key values.
+pub fn prims(t: &TableInfo, op: RowOp, mode: ApplyMode) -> impl Iterator<Item = Prim> {
+    let (delete, last) = match op {
+        RowOp::Insert(row) => (
+            None,
+            Prim::Put {
+                row,
+                fresh: mode == ApplyMode::Strict,
+            },
+        ),
         RowOp::Update(before, after) => {
-            let old = key_values(t, &before);
-            if old == key_values(t, &after) {
-                vec![Prim::Put {
+            let moved = !t.key_iter(&before).eq(t.key_iter(&after));
+            let delete = moved.then(|| Prim::Delete {
+                key: key_values(t, &before),
+            });
+            (
+                delete,
+                Prim::Put {
                     row: after,
                     fresh: false,
-                }]
-            } else {
-                vec![
-                    Prim::Delete { key: old },
-                    Prim::Put {
-                        row: after,
-                        fresh: false,
-                    },
-                ]
-            }
+                },
+            )
         }
-        RowOp::Delete(before) => vec![Prim::Delete {
-            key: key_values(t, &before),
-        }],
-    }
+        RowOp::Delete(before) => (
+            None,
+            Prim::Delete {
+                key: key_values(t, &before),
+            },
+        ),
+    };
+    delete.into_iter().chain(Some(last))
 }
 
 /// Feed the canonical bytes of key values to `sink`, piece by piece: equal

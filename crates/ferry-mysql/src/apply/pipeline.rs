@@ -229,7 +229,7 @@ pub(super) struct Pipeline {
     /// Where each table description's rows land, by the description's address
     /// (the entry holds it, so the address is not reused): the mapper builds
     /// new names on every call, and every row of a table shares one answer.
-    pub(super) targets: HashMap<usize, (Arc<TableInfo>, Option<Arc<TargetName>>)>,
+    pub(super) targets: FastMap<usize, (Arc<TableInfo>, Option<Arc<TargetName>>)>,
 }
 
 /// A heartbeat row read this soon after it was written means the reader is at the end.
@@ -294,6 +294,7 @@ pub async fn run_link(
             in_txn: false,
             pending: 0,
             counts: OpCounts::new(),
+            tally: Tally::default(),
         };
         handles.push(tokio::spawn(w.run(rx, ack_tx.clone())));
         senders.push(tx);
@@ -343,7 +344,7 @@ pub async fn run_link(
             .dirty
             .clone()
             .map(|(map, sink)| ChangeTracker::new(map, sink)),
-        targets: HashMap::new(),
+        targets: FastMap::default(),
         cfg,
     };
     let result = p.run(&mut ev_rx).await;
@@ -542,11 +543,11 @@ impl Pipeline {
                 let w = partition(&r.table, &target, &prim, workers);
                 if !self.txn_skip[w as usize] {
                     if let Some(d) = self.dirty.as_mut() {
-                        let key: Vec<&Value> = match &prim {
-                            Prim::Put { row, .. } => r.table.key_of(row),
-                            Prim::Delete { key } => key.iter().collect(),
-                        };
-                        d.touch(&r.table.db, &r.table.table, &key);
+                        let (db, table) = (&r.table.db, &r.table.table);
+                        match &prim {
+                            Prim::Put { row, .. } => d.touch(db, table, r.table.key_iter(row)),
+                            Prim::Delete { key } => d.touch(db, table, key),
+                        }
                     }
                     per[w as usize].push(Routed {
                         table: r.table.clone(),

@@ -18,7 +18,7 @@ pub(super) struct TableBuf {
     pub(super) target: Arc<TargetName>,
     /// Parallel-safe tables: one entry per key, merged. Others: every change in order.
     pub(super) entries: Vec<Net>,
-    pub(super) index: HashMap<Vec<u8>, usize>,
+    pub(super) index: FastMap<Vec<u8>, usize>,
 }
 
 impl TableBuf {
@@ -96,11 +96,7 @@ impl TableBuf {
         // In binlog order, consecutive changes of one kind in one statement.
         let mut i = 0;
         while i < self.entries.len() {
-            let kind = |n: &Net| match n.last {
-                Prim::Delete { .. } => 0,
-                Prim::Put { fresh: true, .. } => 1,
-                Prim::Put { fresh: false, .. } => 2,
-            };
+            let kind = |n: &Net| n.last.kind();
             let k = kind(&self.entries[i]);
             let run: Vec<&Net> = self.entries[i..]
                 .iter()
@@ -146,7 +142,7 @@ impl Buffer {
                             table: r.table.clone(),
                             target: r.target.clone(),
                             entries: Vec::new(),
-                            index: HashMap::new(),
+                            index: FastMap::default(),
                         });
                         self.by_target
                             .insert(r.target.clone(), self.tables.len() - 1);
@@ -175,6 +171,48 @@ impl Buffer {
 /// Changes applied, by (target table, op).
 pub type OpCounts = BTreeMap<(String, String), u64>;
 
+/// The names of the kinds of change a worker counts, by [`Prim::kind`].
+const OPS: [&str; 3] = ["delete", "insert", "upsert"];
+
+/// A worker's count of the changes it queued, per target table and op. The
+/// pipeline hands one `Arc` per table description, so counting a change is a
+/// pointer compare (a map by address when tables alternate), where an
+/// [`OpCounts`] entry per change built two `String`s and compared names. The
+/// tally holds each `Arc`, so an address is not reused while it counts.
+#[derive(Default)]
+pub(super) struct Tally {
+    tables: Vec<(Arc<TargetName>, [u64; 3])>,
+    by_address: FastMap<usize, usize>,
+    last: usize,
+}
+
+impl Tally {
+    fn add(&mut self, target: &Arc<TargetName>, prim: &Prim) {
+        let hit = matches!(self.tables.get(self.last), Some((t, _)) if Arc::ptr_eq(t, target));
+        if !hit {
+            let n = self.tables.len();
+            self.last = *self
+                .by_address
+                .entry(Arc::as_ptr(target) as usize)
+                .or_insert(n);
+            if self.last == n {
+                self.tables.push((target.clone(), [0; 3]));
+            }
+        }
+        self.tables[self.last].1[prim.kind()] += 1;
+    }
+
+    /// Add the tally to `counts`, by `db.table` and op name.
+    fn add_to(self, counts: &mut OpCounts) {
+        for (t, ops) in self.tables {
+            let table = format!("{}.{}", t.db, t.table);
+            for (op, n) in OPS.iter().zip(ops).filter(|(_, n)| *n > 0) {
+                *counts.entry((table.clone(), op.to_string())).or_default() += n;
+            }
+        }
+    }
+}
+
 pub(super) enum WorkerMsg {
     Rows(Vec<Routed>),
     /// Commit everything so far with the checkpoint at `position`.
@@ -199,7 +237,9 @@ pub(super) struct Worker {
     pub(super) buf: Buffer,
     pub(super) in_txn: bool,
     pub(super) pending: u64,
+    /// Changes outside a row filter, by table (rare: built per change).
     pub(super) counts: OpCounts,
+    pub(super) tally: Tally,
 }
 
 pub(super) const FLUSH_ROWS: usize = 5_000;
@@ -230,7 +270,9 @@ impl Worker {
         if self.in_txn {
             let _ = self.conn.query_drop("ROLLBACK").await;
         }
-        (self.counts, self.conn)
+        let mut counts = self.counts;
+        self.tally.add_to(&mut counts);
+        (counts, self.conn)
     }
 
     pub(super) async fn exec(&mut self, sql: &str) -> Result<(), FerryError> {
@@ -253,18 +295,7 @@ impl Worker {
 
     pub(super) async fn rows(&mut self, rows: Vec<Routed>) -> Result<(), FerryError> {
         for r in rows {
-            let op = match &r.prim {
-                Prim::Delete { .. } => "delete",
-                Prim::Put { fresh: true, .. } => "insert",
-                Prim::Put { fresh: false, .. } => "upsert",
-            };
-            *self
-                .counts
-                .entry((
-                    format!("{}.{}", r.target.db, r.target.table),
-                    op.to_string(),
-                ))
-                .or_default() += 1;
+            self.tally.add(&r.target, &r.prim);
             self.pending += 1;
             self.buf.push(r);
         }

@@ -78,16 +78,11 @@ impl TableInfo {
         format!("{}.{}", self.db, self.table)
     }
 
-    /// The key values of a row image.
-    pub fn key_of<'a>(&self, row: &'a [Value]) -> Vec<&'a Value> {
-        self.key_iter(row).collect()
-    }
-
-    /// The key's values in `row`, in key order, without collecting them.
+    /// The key's values in `row`, in key order.
     pub fn key_iter<'s, 'a: 's>(
         &'s self,
         row: &'a [Value],
-    ) -> impl Iterator<Item = &'a Value> + 's {
+    ) -> impl Iterator<Item = &'a Value> + Clone + 's {
         self.key.iter().filter_map(|&i| row.get(i))
     }
 }

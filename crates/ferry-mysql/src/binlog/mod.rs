@@ -19,7 +19,7 @@ pub mod decode;
 #[cfg(test)]
 mod v2_tests;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +32,7 @@ use mysql_async::prelude::*;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Sid, Value};
 
 use crate::conn::{classify, quote_str, server_info, Endpoint};
+use crate::FastMap;
 use decode::{convert, table_info, SchemaCache};
 pub use decode::{ColumnInfo, LiteralKind, NamesFrom, TableInfo};
 
@@ -136,14 +137,22 @@ impl GtidState {
         g
     }
 
+    /// `domain-server-seq` per domain, comma-separated. (Rendered for every
+    /// transaction's start and end: into one string, without formatting.)
     fn render(&self) -> Option<String> {
         if !self.mariadb.is_empty() {
-            let parts: Vec<String> = self
-                .mariadb
-                .iter()
-                .map(|(d, (s, n))| format!("{d}-{s}-{n}"))
-                .collect();
-            return Some(parts.join(","));
+            let mut out = String::with_capacity(32 * self.mariadb.len());
+            for (i, (d, (s, n))) in self.mariadb.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(itoa::Buffer::new().format(*d));
+                out.push('-');
+                out.push_str(itoa::Buffer::new().format(*s));
+                out.push('-');
+                out.push_str(itoa::Buffer::new().format(*n));
+            }
+            return Some(out);
         }
         self.mysql_last.clone()
     }
@@ -392,7 +401,7 @@ pub struct Decoder {
     in_txn: bool,
     standalone: bool,
     txn_start: Option<BinlogPosition>,
-    tables: HashMap<u64, Option<Arc<TableInfo>>>,
+    tables: FastMap<u64, Option<Arc<TableInfo>>>,
     schemas: SchemaCache,
     filter: TableFilter,
     declared_keys: Arc<BTreeMap<(String, String), Vec<String>>>,
@@ -417,7 +426,7 @@ impl Decoder {
             in_txn: false,
             standalone: false,
             txn_start: None,
-            tables: HashMap::new(),
+            tables: FastMap::default(),
             schemas,
             filter: opts.filter.clone(),
             declared_keys: opts.declared_keys.clone(),
@@ -637,11 +646,14 @@ impl Decoder {
     }
 
     /// The table map describes a table already described the same way.
+    /// (Asked for every rows event's table map: the names are compared as
+    /// bytes, without converting them to text; a name that is not UTF-8 is
+    /// never known, and is described again, the slow but correct path.)
     fn known(&self, tme: &TableMapEvent<'_>) -> bool {
         match self.tables.get(&tme.table_id()) {
             Some(Some(t)) => {
-                t.db == tme.database_name()
-                    && t.table == tme.table_name()
+                t.db.as_bytes() == tme.database_name_raw()
+                    && t.table.as_bytes() == tme.table_name_raw()
                     && t.columns.len() as u64 == tme.columns_count()
             }
             _ => false,
