@@ -264,8 +264,7 @@ impl ChangeTracker {
     }
 
     /// Note a change to the row with this key of source table `db.table`.
-    /// The key's values are read in place (a row's key columns, or a
-    /// delete's key), so the common case allocates nothing.
+    /// The key's values are read in place: a row's key columns, or a delete's key.
     pub fn touch<'v, K>(&mut self, db: &str, table: &str, key: K)
     where
         K: IntoIterator<Item = &'v Value>,
