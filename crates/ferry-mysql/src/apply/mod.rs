@@ -340,7 +340,7 @@ mod tests {
                     },
                 });
             }
-            let tb = &mut b.tables[0];
+            let tb = &mut b.tables.items[0];
             assert_eq!(
                 tb.puts().iter().map(|(i, _)| *i).collect::<Vec<_>>(),
                 vec![0, 1, 2]

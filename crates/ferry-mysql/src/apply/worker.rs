@@ -120,47 +120,75 @@ impl TableBuf {
     }
 }
 
+/// One slot per target table, found by the table's name, with a shortcut for
+/// runs of one table: the pipeline hands one `Arc` per table description, so
+/// a run of a table's changes finds its slot by pointer, without hashing names.
+pub(super) struct Slots<T> {
+    pub(super) items: Vec<T>,
+    by_target: FastMap<Arc<TargetName>, usize>,
+    /// The table the last change went to.
+    last: Option<(Arc<TargetName>, usize)>,
+}
+
+impl<T> Default for Slots<T> {
+    fn default() -> Self {
+        Slots {
+            items: Vec::new(),
+            by_target: FastMap::default(),
+            last: None,
+        }
+    }
+}
+
+impl<T> Slots<T> {
+    /// The index of `target`'s slot in `items`, made by `new` when it has none.
+    pub(super) fn index(&mut self, target: &Arc<TargetName>, new: impl FnOnce() -> T) -> usize {
+        if let Some((t, i)) = &self.last {
+            if Arc::ptr_eq(t, target) {
+                return *i;
+            }
+        }
+        let i = match self.by_target.get(target) {
+            Some(&i) => i,
+            None => {
+                self.items.push(new());
+                self.by_target.insert(target.clone(), self.items.len() - 1);
+                self.items.len() - 1
+            }
+        };
+        self.last = Some((target.clone(), i));
+        i
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Buffer {
-    pub(super) tables: Vec<TableBuf>,
-    pub(super) by_target: HashMap<Arc<TargetName>, usize>,
-    /// The table the last change went to: the pipeline hands one `Arc` per
-    /// table, so runs of a table's changes skip hashing its names.
-    pub(super) last: Option<(Arc<TargetName>, usize)>,
+    pub(super) tables: Slots<TableBuf>,
     pub(super) len: usize,
 }
 
 impl Buffer {
     pub(super) fn push(&mut self, r: Routed) {
-        let i = match &self.last {
-            Some((t, i)) if Arc::ptr_eq(t, &r.target) => *i,
-            _ => {
-                let i = match self.by_target.get(&r.target) {
-                    Some(&i) => i,
-                    None => {
-                        self.tables.push(TableBuf {
-                            table: r.table.clone(),
-                            target: r.target.clone(),
-                            entries: Vec::new(),
-                            index: FastMap::default(),
-                        });
-                        self.by_target
-                            .insert(r.target.clone(), self.tables.len() - 1);
-                        self.tables.len() - 1
-                    }
-                };
-                self.last = Some((r.target.clone(), i));
-                i
-            }
-        };
+        let i = self.tables.index(&r.target, || TableBuf {
+            table: r.table.clone(),
+            target: r.target.clone(),
+            entries: Vec::new(),
+            index: FastMap::default(),
+        });
+        let tb = &mut self.tables.items[i];
         // A table's description changes after DDL: flush boundaries keep images and columns together.
-        self.tables[i].table = r.table;
-        self.tables[i].push(r.prim);
+        tb.table = r.table;
+        tb.push(r.prim);
         self.len += 1;
     }
 
     pub(super) fn take_statements(&mut self) -> Vec<String> {
-        let out = self.tables.iter().flat_map(TableBuf::statements).collect();
+        let out = self
+            .tables
+            .items
+            .iter()
+            .flat_map(TableBuf::statements)
+            .collect();
         *self = Buffer::default();
         out
     }
@@ -174,37 +202,21 @@ pub type OpCounts = BTreeMap<(String, String), u64>;
 /// The names of the kinds of change a worker counts, by [`Prim::kind`].
 const OPS: [&str; 3] = ["delete", "insert", "upsert"];
 
-/// A worker's count of the changes it queued, per target table and op. The
-/// pipeline hands one `Arc` per table description, so counting a change is a
-/// pointer compare (a map by address when tables alternate), where an
-/// [`OpCounts`] entry per change built two `String`s and compared names. The
-/// tally holds each `Arc`, so an address is not reused while it counts.
+/// A worker's count of the changes it queued, per target table and kind, in
+/// the same [`Slots`] as its buffer (an [`OpCounts`] entry per change built
+/// two `String`s and compared names); named once, when the worker ends.
 #[derive(Default)]
-pub(super) struct Tally {
-    tables: Vec<(Arc<TargetName>, [u64; 3])>,
-    by_address: FastMap<usize, usize>,
-    last: usize,
-}
+pub(super) struct Tally(Slots<(Arc<TargetName>, [u64; 3])>);
 
 impl Tally {
     fn add(&mut self, target: &Arc<TargetName>, prim: &Prim) {
-        let hit = matches!(self.tables.get(self.last), Some((t, _)) if Arc::ptr_eq(t, target));
-        if !hit {
-            let n = self.tables.len();
-            self.last = *self
-                .by_address
-                .entry(Arc::as_ptr(target) as usize)
-                .or_insert(n);
-            if self.last == n {
-                self.tables.push((target.clone(), [0; 3]));
-            }
-        }
-        self.tables[self.last].1[prim.kind()] += 1;
+        let i = self.0.index(target, || (target.clone(), [0; 3]));
+        self.0.items[i].1[prim.kind()] += 1;
     }
 
     /// Add the tally to `counts`, by `db.table` and op name.
     fn add_to(self, counts: &mut OpCounts) {
-        for (t, ops) in self.tables {
+        for (t, ops) in self.0.items {
             let table = format!("{}.{}", t.db, t.table);
             for (op, n) in OPS.iter().zip(ops).filter(|(_, n)| *n > 0) {
                 *counts.entry((table.clone(), op.to_string())).or_default() += n;
@@ -237,7 +249,7 @@ pub(super) struct Worker {
     pub(super) buf: Buffer,
     pub(super) in_txn: bool,
     pub(super) pending: u64,
-    /// Changes outside a row filter, by table (rare: built per change).
+    /// Changes a row filter turned into deletes, by table (counted per flush).
     pub(super) counts: OpCounts,
     pub(super) tally: Tally,
 }
@@ -326,7 +338,7 @@ impl Worker {
         let Worker {
             conn, buf, counts, ..
         } = self;
-        for tb in &mut buf.tables {
+        for tb in &mut buf.tables.items {
             let Some(filter) = tb.target.filter.clone() else {
                 continue;
             };
