@@ -51,7 +51,7 @@ use ferry_core::FerryError;
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, OptsBuilder, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::binlog::ddl::{self, DdlKind};
 use crate::binlog::{
@@ -367,5 +367,67 @@ mod tests {
         assert!(failpoint("unit.fp").is_ok());
         assert!(failpoint("unit.fp").is_err());
         assert!(failpoint("unit.fp").is_ok());
+    }
+
+    /// The reader may run ahead of a worker by the queue's room, no further,
+    /// and learns at once when the worker is gone.
+    #[tokio::test]
+    async fn a_worker_queue_is_bounded_by_size_and_closes_with_its_worker() {
+        let t = Arc::new(table(true));
+        let target = Arc::new(TargetName {
+            db: "x".into(),
+            table: "y".into(),
+            filter: None,
+        });
+        let rows = |bytes: usize| {
+            WorkerMsg::Rows(vec![Routed {
+                table: t.clone(),
+                target: target.clone(),
+                prim: Prim::Put {
+                    row: vec![Value::Int(1), Value::Bytes(vec![b'x'; bytes]), Value::NULL],
+                    fresh: false,
+                },
+            }])
+        };
+        let (tx, mut rx) = queue();
+        // Small messages queue without waiting for the worker.
+        for _ in 0..1_000 {
+            tx.send(rows(100)).await.expect("room for small rows");
+        }
+        for _ in 0..1_000 {
+            assert!(matches!(rx.recv().await, Some((WorkerMsg::Rows(_), _))));
+        }
+        // One message larger than the room takes all of it, and the next waits for it.
+        tx.send(rows(QUEUE_BYTES * 2))
+            .await
+            .expect("an oversized message still goes");
+        let tx = Arc::new(tx);
+        let next = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(WorkerMsg::Rollback).await.is_ok() }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!next.is_finished(), "a full queue makes the reader wait");
+        let (big, room) = rx.recv().await.expect("the big message");
+        drop((big, room));
+        let sent = tokio::time::timeout(Duration::from_secs(10), next).await;
+        assert!(
+            matches!(sent, Ok(Ok(true))),
+            "room given back lets the reader on"
+        );
+        assert!(matches!(rx.recv().await, Some((WorkerMsg::Rollback, _))));
+        // Fill it again; a worker that stops wakes the waiting reader with an error.
+        tx.send(rows(QUEUE_BYTES)).await.expect("room again");
+        let waiting = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(WorkerMsg::Rollback).await.is_err() }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(rx);
+        let closed = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+        assert!(
+            matches!(closed, Ok(Ok(true))),
+            "a gone worker closes its queue"
+        );
     }
 }

@@ -202,7 +202,7 @@ pub(super) struct Pipeline {
     pub(super) cfg: LinkConfig,
     pub(super) link: Arc<Link>,
     pub(super) checkpoints: Vec<BinlogPosition>,
-    pub(super) senders: Vec<mpsc::Sender<WorkerMsg>>,
+    pub(super) senders: Vec<QueueTx>,
     pub(super) acks: mpsc::UnboundedReceiver<Ack>,
     /// Groups sent and not yet acknowledged by every worker.
     pub(super) open: Vec<(Group, u32)>,
@@ -284,7 +284,7 @@ pub async fn run_link(
     let mut senders = Vec::new();
     let mut handles = Vec::new();
     for ((i, cp), conn) in checkpoints.iter().enumerate().zip(worker_conns) {
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, rx) = queue();
         let w = Worker {
             id: i as u32,
             conn,
