@@ -2,7 +2,7 @@
 //! and killable as a child process): reads the source's binlog from a position
 //! and applies every table of one database to the same database on the target,
 //! until caught up and idle (or `--seconds`). Prints one JSON line: applied
-//! rows, elapsed ms, rows/s, lag percentiles.
+//! rows, elapsed ms, ms until its last changes committed, rows/s, lag percentiles.
 //!
 //! ```text
 //! cdc_apply SRC_HOST SRC_PORT TGT_HOST TGT_PORT USER PASSWORD DB FILE POS WORKERS [SECONDS] [IDLE_MS]
@@ -84,9 +84,10 @@ async fn main() {
             lags.sort_unstable();
             let secs = t0.elapsed().as_secs_f64();
             println!(
-                "{{\"applied\":{},\"elapsed_ms\":{},\"rows_per_s\":{:.0},\"caught_up\":{},\"lag_p50_ms\":{},\"lag_p99_ms\":{},\"lag_max_ms\":{},\"lag_samples\":{}}}",
+                "{{\"applied\":{},\"elapsed_ms\":{},\"applied_ms\":{},\"rows_per_s\":{:.0},\"caught_up\":{},\"lag_p50_ms\":{},\"lag_p99_ms\":{},\"lag_max_ms\":{},\"lag_samples\":{}}}",
                 r.applied,
                 (secs * 1000.0) as u64,
+                r.applied_ms,
                 r.applied as f64 / secs,
                 r.caught_up,
                 percentile(&lags, 0.5),

@@ -108,6 +108,9 @@ pub struct LinkReport {
     /// The reader reached the end of the binlog and everything read is committed.
     pub caught_up: bool,
     pub elapsed_ms: u64,
+    /// From the start of the run to the commit of its last changes (0: none):
+    /// the reader may finish reading well before the workers finish applying.
+    pub applied_ms: u64,
     /// The keys this run changed per chunk it marked dirty (empty without dirty tracking).
     pub touched: Vec<ChunkKeys>,
 }
@@ -195,6 +198,8 @@ pub(super) fn parse_datetime_text(b: &[u8]) -> Option<i64> {
 
 pub(super) struct Group {
     pub(super) id: u64,
+    /// Row changes in the group.
+    pub(super) rows: usize,
     pub(super) heartbeat: Option<(i64, Instant)>,
 }
 
@@ -209,6 +214,8 @@ pub(super) struct Pipeline {
     pub(super) next_group: u64,
     pub(super) group_rows: usize,
     pub(super) group_started: Option<Instant>,
+    /// When the run started.
+    pub(super) started: Instant,
     pub(super) group_heartbeat: Option<(i64, Instant)>,
     /// Position up to which the current group runs (the last complete transaction's end).
     pub(super) group_end: Option<BinlogPosition>,
@@ -317,6 +324,7 @@ pub async fn run_link(
         next_group: 0,
         group_rows: 0,
         group_started: None,
+        started,
         group_heartbeat: None,
         group_end: None,
         in_txn: false,
@@ -333,6 +341,7 @@ pub async fn run_link(
             lag_samples: Vec::new(),
             caught_up: false,
             elapsed_ms: 0,
+            applied_ms: 0,
             touched: Vec::new(),
         },
         target: target.clone(),
@@ -644,6 +653,7 @@ impl Pipeline {
         self.open.push((
             Group {
                 id,
+                rows: self.group_rows,
                 heartbeat: self.group_heartbeat.take(),
             },
             0,
@@ -672,6 +682,9 @@ impl Pipeline {
                     self.open[i].1 += 1;
                     if self.open[i].1 >= workers {
                         let (g, _) = self.open.remove(i);
+                        if g.rows > 0 {
+                            self.report.applied_ms = self.started.elapsed().as_millis() as u64;
+                        }
                         if let Some((ts, read_at)) = g.heartbeat {
                             let now_src = now_ms() as i64 - self.offset_ms;
                             let lag = (now_src - ts).max(0) as u64;
