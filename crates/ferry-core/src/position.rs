@@ -32,17 +32,18 @@ impl BinlogPosition {
     /// Order by file then offset. Files of one server share a base name whose
     /// suffix grows; positions of different base names do not compare.
     /// (The apply compares a transaction's start with every worker's
-    /// checkpoint, so this allocates nothing and reads one file name's number
-    /// when both are in the same file.)
+    /// checkpoint, so this allocates nothing, and when both are in the same
+    /// file it reads that file name's number once and splits no other name.)
     pub fn compare(&self, other: &BinlogPosition) -> Option<Ordering> {
         fn base(f: &str) -> Option<&str> {
             f.rsplit_once('.').map(|(b, _)| b)
         }
-        if base(&self.file) != base(&other.file) {
+        let same_file = self.file == other.file;
+        if !same_file && base(&self.file) != base(&other.file) {
             return None;
         }
         let index = self.file_index()?;
-        let other_index = match self.file == other.file {
+        let other_index = match same_file {
             true => index,
             false => other.file_index()?,
         };
