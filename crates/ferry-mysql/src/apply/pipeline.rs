@@ -208,6 +208,8 @@ pub(super) struct Pipeline {
     pub(super) link: Arc<Link>,
     pub(super) checkpoints: Vec<BinlogPosition>,
     pub(super) senders: Vec<QueueTx>,
+    /// Per worker: changes routed and not yet sent (see [`SEND_ROWS`]).
+    pub(super) unsent: Vec<Vec<Routed>>,
     pub(super) acks: mpsc::UnboundedReceiver<Ack>,
     /// Groups sent and not yet acknowledged by every worker.
     pub(super) open: Vec<(Group, u32)>,
@@ -318,6 +320,7 @@ pub async fn run_link(
     let mut p = Pipeline {
         link,
         checkpoints: checkpoints.clone(),
+        unsent: senders.iter().map(|_| Vec::new()).collect(),
         senders,
         acks: ack_rx,
         open: Vec::new(),
@@ -452,6 +455,8 @@ impl Pipeline {
             }
             if now >= hard_stop {
                 // Deep inside one huge transaction: give it back, it is applied next time.
+                // (Changes not sent yet are all in it: the last commit sent every one before it.)
+                self.unsent.iter_mut().for_each(Vec::clear);
                 for s in &self.senders {
                     let _ = s.send(WorkerMsg::Rollback).await;
                 }
@@ -463,7 +468,11 @@ impl Pipeline {
             // are, while the sync catches up); only an empty queue waits.
             let ev = match futures::FutureExt::now_or_never(rx.recv()) {
                 Some(ev) => Ok(ev),
-                None => tokio::time::timeout(Duration::from_millis(50), rx.recv()).await,
+                None => {
+                    // The workers get what was read before the pipeline waits.
+                    self.send_unsent().await?;
+                    tokio::time::timeout(Duration::from_millis(50), rx.recv()).await
+                }
             };
             let ev = match ev {
                 Err(_) => {
@@ -537,8 +546,8 @@ impl Pipeline {
     /// Route row changes to workers; true when some were for replicated tables.
     pub(super) async fn rows(&mut self, rows: Vec<RowChange>) -> Result<bool, FerryError> {
         let workers = self.senders.len() as u32;
-        let mut per: Vec<Vec<Routed>> = (0..workers).map(|_| Vec::new()).collect();
         let mut any = false;
+        let mut routed = 0;
         for r in rows {
             if r.table.db == self.link.meta_schema && r.table.table == "heartbeat" {
                 self.heartbeat_row(&r);
@@ -558,23 +567,38 @@ impl Pipeline {
                             Prim::Delete { key } => d.touch(db, table, key),
                         }
                     }
-                    per[w as usize].push(Routed {
+                    self.unsent[w as usize].push(Routed {
                         table: r.table.clone(),
                         target: target.clone(),
                         prim,
                     });
+                    routed += 1;
                 }
             }
         }
-        for (w, batch) in per.into_iter().enumerate() {
-            if batch.is_empty() {
-                continue;
-            }
-            self.group_rows += batch.len();
+        if routed > 0 {
+            self.group_rows += routed;
             self.group_started.get_or_insert_with(Instant::now);
-            self.send(w, WorkerMsg::Rows(batch)).await?;
+        }
+        for w in 0..self.unsent.len() {
+            if self.unsent[w].len() >= SEND_ROWS {
+                let batch = std::mem::take(&mut self.unsent[w]);
+                self.send(w, WorkerMsg::Rows(batch)).await?;
+            }
         }
         Ok(any)
+    }
+
+    /// Send every worker the changes routed to it and not yet sent: before a
+    /// commit, and before the pipeline waits for the reader.
+    pub(super) async fn send_unsent(&mut self) -> Result<(), FerryError> {
+        for w in 0..self.unsent.len() {
+            if !self.unsent[w].is_empty() {
+                let batch = std::mem::take(&mut self.unsent[w]);
+                self.send(w, WorkerMsg::Rows(batch)).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Where `t`'s rows land (`None`: not replicated), asked of the mapper once per description.
@@ -621,6 +645,7 @@ impl Pipeline {
 
     /// Commit every worker up to the end of the last complete transaction.
     pub(super) async fn commit_group(&mut self) -> Result<(), FerryError> {
+        self.send_unsent().await?;
         let Some(end) = self.group_end.take() else {
             return Ok(());
         };

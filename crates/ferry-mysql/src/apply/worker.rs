@@ -340,6 +340,11 @@ pub(super) struct Worker {
 
 pub(super) const FLUSH_ROWS: usize = 5_000;
 
+/// The pipeline sends a worker its changes this many at a time (and all it
+/// has before a commit or a wait): a message per rows event woke the worker
+/// for each change, and the thread switches cost more than the work.
+pub(super) const SEND_ROWS: usize = 256;
+
 impl Worker {
     pub(super) async fn run(
         mut self,
