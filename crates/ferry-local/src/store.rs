@@ -71,9 +71,7 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(|e| store_error(path, "open", e))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| store_error(path, "configure", e))?;
-        // journal_mode returns a row, so it is read rather than executed.
-        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-            .map_err(|e| store_error(path, "switch to WAL", e))?;
+        wal(&conn).map_err(|e| store_error(path, "switch to WAL", e))?;
         conn.execute_batch("PRAGMA synchronous = NORMAL;")
             .and_then(|_| conn.execute_batch(SCHEMA))
             .map_err(|e| store_error(path, "create the items table in", e))?;
@@ -147,11 +145,41 @@ impl SqliteStore {
 }
 
 /// A SQLite error as a Ferry error naming the file. Lock contention is transient.
-fn store_error(path: &Path, what: &str, e: rusqlite::Error) -> FerryError {
-    let busy = matches!(
+/// Put the file in WAL mode (it stays so): once, when the file is new.
+///
+/// SQLite may answer this as busy at once, without waiting out the busy
+/// timeout, while another process opens the same file: in a test, a `ferry
+/// run` restarted after a kill failed so while the test opened the store every
+/// 20 ms to count chunks. A file already in WAL mode is not switched again
+/// (switching takes the write lock), and a busy answer is tried again until
+/// the busy timeout.
+fn wal(conn: &Connection) -> rusqlite::Result<()> {
+    // journal_mode returns a row, so it is read rather than executed.
+    let mode = |sql| conn.query_row(sql, [], |r| r.get::<_, String>(0));
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        let tried = mode("PRAGMA journal_mode").and_then(|m| match m.eq_ignore_ascii_case("wal") {
+            true => Ok(m),
+            false => mode("PRAGMA journal_mode = WAL"),
+        });
+        match tried {
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r.map(|_| ()),
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
         e.sqlite_error_code(),
         Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked)
-    );
+    )
+}
+
+fn store_error(path: &Path, what: &str, e: rusqlite::Error) -> FerryError {
+    let busy = is_busy(&e);
     let msg = format!("task store {}: cannot {what}: {e}", path.display());
     if busy {
         FerryError::Transient(format!(
