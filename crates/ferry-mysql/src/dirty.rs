@@ -41,6 +41,8 @@
 //! meaning "the whole chunk".
 
 use std::collections::HashMap;
+
+use crate::{FastMap, FastSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -163,7 +165,7 @@ impl TableChunks {
 pub struct ChunkMap {
     tables: Vec<TableChunks>,
     /// db -> table -> index in `tables` (looked up by `&str`, no allocation per row).
-    index: HashMap<String, HashMap<String, usize>>,
+    index: FastMap<String, FastMap<String, usize>>,
 }
 
 impl ChunkMap {
@@ -175,7 +177,7 @@ impl ChunkMap {
                 .or_default()
                 .push(c);
         }
-        let mut index: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        let mut index: FastMap<String, FastMap<String, usize>> = FastMap::default();
         let tables = by
             .into_iter()
             .enumerate()
@@ -231,9 +233,9 @@ pub struct ChangeTracker {
     map: Arc<ChunkMap>,
     sink: Arc<dyn MarkSink>,
     /// Per table (as in the map), chunk index -> what is durable (or pending) in this call.
-    written: Vec<HashMap<usize, Written>>,
+    written: Vec<FastMap<usize, Written>>,
     /// Per table, chunk index -> the keys changed in it (`None`: too many, or the whole chunk).
-    keys: Vec<HashMap<usize, Option<std::collections::HashSet<IntKey>>>>,
+    keys: Vec<FastMap<usize, Option<FastSet<IntKey>>>>,
     /// Keys noted in all; past [`MAX_KEYS_PER_CALL`] the call lists none.
     noted: usize,
     /// Reused to build each key for [`ChangeTracker::note_key`].
@@ -253,8 +255,8 @@ impl std::fmt::Debug for ChangeTracker {
 impl ChangeTracker {
     pub fn new(map: Arc<ChunkMap>, sink: Arc<dyn MarkSink>) -> ChangeTracker {
         ChangeTracker {
-            written: map.tables.iter().map(|_| HashMap::new()).collect(),
-            keys: map.tables.iter().map(|_| HashMap::new()).collect(),
+            written: map.tables.iter().map(|_| FastMap::default()).collect(),
+            keys: map.tables.iter().map(|_| FastMap::default()).collect(),
             noted: 0,
             scratch: Vec::new(),
             map,
@@ -310,14 +312,12 @@ impl ChangeTracker {
     /// Add `key` to chunk `i`'s listed keys, or give the list up past the cap.
     /// Returns how many keys were added (0 or 1).
     fn note_key<'v>(
-        keys: &mut HashMap<usize, Option<std::collections::HashSet<IntKey>>>,
+        keys: &mut FastMap<usize, Option<FastSet<IntKey>>>,
         scratch: &mut IntKey,
         i: usize,
         key: impl Iterator<Item = &'v Value>,
     ) -> usize {
-        let entry = keys
-            .entry(i)
-            .or_insert_with(|| Some(std::collections::HashSet::new()));
+        let entry = keys.entry(i).or_insert_with(|| Some(FastSet::default()));
         let Some(set) = entry else {
             return 0;
         };

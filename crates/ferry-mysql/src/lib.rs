@@ -22,5 +22,7 @@ pub mod verify;
 /// A map on a hot path of the sync (a lookup per change): foldhash, randomly
 /// seeded per map, instead of SipHash.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// The set of [`FastMap`].
+pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 pub use conn::{classify, qualified, quote_ident, quote_str, Endpoint};
