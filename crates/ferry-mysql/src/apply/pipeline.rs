@@ -470,7 +470,7 @@ impl Pipeline {
                 Some(ev) => Ok(ev),
                 None => {
                     // The workers get what was read before the pipeline waits.
-                    self.send_unsent().await?;
+                    self.send_unsent(1).await?;
                     tokio::time::timeout(Duration::from_millis(50), rx.recv()).await
                 }
             };
@@ -580,20 +580,16 @@ impl Pipeline {
             self.group_rows += routed;
             self.group_started.get_or_insert_with(Instant::now);
         }
-        for w in 0..self.unsent.len() {
-            if self.unsent[w].len() >= SEND_ROWS {
-                let batch = std::mem::take(&mut self.unsent[w]);
-                self.send(w, WorkerMsg::Rows(batch)).await?;
-            }
-        }
+        self.send_unsent(SEND_ROWS).await?;
         Ok(any)
     }
 
-    /// Send every worker the changes routed to it and not yet sent: before a
-    /// commit, and before the pipeline waits for the reader.
-    pub(super) async fn send_unsent(&mut self) -> Result<(), FerryError> {
+    /// Send each worker that has at least `at_least` changes routed to it and
+    /// not yet sent: [`SEND_ROWS`] as they are routed; 1 (all of them) before
+    /// a commit and before the pipeline waits for the reader.
+    pub(super) async fn send_unsent(&mut self, at_least: usize) -> Result<(), FerryError> {
         for w in 0..self.unsent.len() {
-            if !self.unsent[w].is_empty() {
+            if self.unsent[w].len() >= at_least.max(1) {
                 let batch = std::mem::take(&mut self.unsent[w]);
                 self.send(w, WorkerMsg::Rows(batch)).await?;
             }
@@ -645,7 +641,7 @@ impl Pipeline {
 
     /// Commit every worker up to the end of the last complete transaction.
     pub(super) async fn commit_group(&mut self) -> Result<(), FerryError> {
-        self.send_unsent().await?;
+        self.send_unsent(1).await?;
         let Some(end) = self.group_end.take() else {
             return Ok(());
         };
