@@ -21,14 +21,14 @@ pub enum FailAction {
 }
 
 #[cfg(feature = "failpoints")]
-pub(super) type FailTable = HashMap<String, (FailAction, u64)>;
+pub(super) type FailTable = std::collections::HashMap<String, (FailAction, u64)>;
 
 #[cfg(feature = "failpoints")]
 pub(super) fn failpoints() -> &'static Mutex<FailTable> {
     static FP: OnceLock<Mutex<FailTable>> = OnceLock::new();
     FP.get_or_init(|| {
         // FERRY_FAILPOINTS="apply.after_commit=abort@3;ddl.after_exec=error"
-        let mut t = HashMap::new();
+        let mut t = FailTable::new();
         for part in std::env::var("FERRY_FAILPOINTS")
             .unwrap_or_default()
             .split(';')

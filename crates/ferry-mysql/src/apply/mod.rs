@@ -35,7 +35,7 @@
 //! `Worker::commit`: a batch committed with its checkpoint), `pipeline.rs`
 //! (`run_link`, `Pipeline::commit_group`, DDL barriers), `failpoints.rs`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
