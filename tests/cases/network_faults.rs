@@ -75,18 +75,6 @@ async fn wait_while_running<F, Fut>(
     }
 }
 
-async fn copy_finished(ferry: &Ferry, task_id: &str) -> bool {
-    match ferry.repo() {
-        Some(repo) => repo
-            .get_task(task_id)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|t| t.copy_finished.is_some()),
-        None => false,
-    }
-}
-
 on_both_targets!(
     connections_cut_mid_chunk_and_mid_batch_lose_nothing,
     super::cut_connections
@@ -126,7 +114,7 @@ async fn cut_connections(env: TestEnv) {
         eprintln!("cut {cut} connection(s) after {done} chunks");
     }
     wait_while_running(&ferry, &mut child, "run", "the copy finished", || {
-        copy_finished(&ferry, &task_id)
+        ferry.copy_finished(&task_id)
     })
     .await;
     let mut writer = env.admin(Side::Source).await;
@@ -201,7 +189,7 @@ async fn unreachable_target(env: TestEnv) {
     let file = ferry.task_file("task.json", &task);
     let mut child = ferry.spawn_run(&file, "run");
     wait_while_running(&ferry, &mut child, "run", "the copy finished", || {
-        copy_finished(&ferry, &task_id)
+        ferry.copy_finished(&task_id)
     })
     .await;
     tgt.down();

@@ -84,8 +84,9 @@ pub(crate) async fn tables_equal(env: &TestEnv, db: &str, tables: &[&str]) -> bo
 }
 
 /// `ferry run` with incremental sync; `changes` run on the source once a chunk
-/// is copied; wait until the target holds exactly the source's rows; `ferry
-/// verify` must say clean. The run is left going for the caller.
+/// is copied; wait until the copy is recorded finished and the target holds
+/// exactly the source's rows; `ferry verify` must say clean. The run is left
+/// going for the caller.
 async fn sync_until_equal(
     ferry: &Ferry,
     env: &TestEnv,
@@ -100,7 +101,8 @@ async fn sync_until_equal(
     wait_for_done_chunks(ferry, &mut child, &task_id, 1).await;
     admin_exec(env, Side::Source, changes).await;
     let deadline = Instant::now() + RUN_TIMEOUT;
-    while !tables_equal(env, db, tables).await {
+    // Equal tables can come before the copy's end is recorded, and a verify refuses until then.
+    while !(ferry.copy_finished(&task_id).await && tables_equal(env, db, tables).await) {
         if let Some(status) = child.try_wait().expect("poll ferry") {
             panic!(
                 "ferry run ended ({status}):\n{}",

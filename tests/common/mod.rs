@@ -221,6 +221,19 @@ impl Ferry {
         self.repo()?.chunk_summary(task_id).await.ok()
     }
 
+    /// Whether the task has recorded the end of its full copy (a verify refuses before it).
+    pub async fn copy_finished(&self, task_id: &str) -> bool {
+        match self.repo() {
+            Some(repo) => repo
+                .get_task(task_id)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|t| t.copy_finished.is_some()),
+            None => false,
+        }
+    }
+
     /// `ferry status TASK_ID --json`, parsed.
     pub async fn status_json(&self, task_id: &str) -> Value {
         let out = self.run(&["status", task_id, "--json"]).await;
