@@ -23,9 +23,8 @@ const TABLE: &str = "CREATE TABLE {db}.all_types (
     lat VARCHAR(10) CHARACTER SET latin1
 ) ENGINE=InnoDB";
 
-// `lat` as its raw latin1 bytes: the decoder keeps bytes and marks the charset, and the applier
-// writes them back with CONVERT(X'..' USING latin1).
-const COLUMNS: &str = "id, tiny, utiny, med, ubig, big, dec1, f, d, dt, ts, dte, tm, yr, e, s, b+0, bl, txt, vc, ch, bin, js, CAST(lat AS BINARY)";
+// `lat` as this utf8mb4 session reads it: the decoder turns latin1's bytes into UTF-8 itself.
+const COLUMNS: &str = "id, tiny, utiny, med, ubig, big, dec1, f, d, dt, ts, dte, tm, yr, e, s, b+0, bl, txt, vc, ch, bin, js, lat";
 
 fn as_int(v: &Value) -> Option<i128> {
     match v {

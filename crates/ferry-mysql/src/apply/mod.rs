@@ -91,6 +91,7 @@ mod tests {
             members: vec![],
             generated: false,
             pad_to: None,
+            decode_from: None,
         }
     }
 

@@ -49,6 +49,10 @@ pub struct ColumnInfo {
     pub generated: bool,
     /// BINARY(n): the binlog drops trailing zero bytes, a SELECT has all n.
     pub pad_to: Option<usize>,
+    /// Text in a character set Ferry decodes itself (latin1): the binlog's
+    /// bytes become UTF-8, as a SELECT over a utf8mb4 session returns them,
+    /// and the column is [`LiteralKind::Text`].
+    pub decode_from: Option<&'static encoding_rs::Encoding>,
 }
 
 /// Where the column names of a table came from.
@@ -409,7 +413,16 @@ fn read_columns(
             sets += 1;
         }
         // MariaDB logs JSON as LONGTEXT: a text column.
-        let literal = literal_for(ctype, charset.as_deref());
+        let mut literal = literal_for(ctype, charset.as_deref());
+        let decode_from = match &literal {
+            // MySQL's and MariaDB's latin1 is windows-1252, the five bytes it leaves
+            // undefined mapped to the C1 controls, as WHATWG's windows-1252 does.
+            LiteralKind::Charset(cs) if cs == "latin1" => Some(encoding_rs::WINDOWS_1252),
+            _ => None,
+        };
+        if decode_from.is_some() {
+            literal = LiteralKind::Text;
+        }
         let pad_to = match (ctype, &literal) {
             (ColumnType::MYSQL_TYPE_STRING, LiteralKind::Binary) => {
                 tme.get_column_metadata(i).and_then(string_length)
@@ -424,6 +437,7 @@ fn read_columns(
             members,
             generated: fact.is_some_and(|f| f.generated),
             pad_to,
+            decode_from,
         });
     }
     Ok(columns)
@@ -521,6 +535,10 @@ pub fn convert(t: &TableInfo, col: &ColumnInfo, v: BinlogValue<'_>) -> Result<Va
     if v == Value::NULL {
         return Ok(v);
     }
+    if let (Some(enc), Value::Bytes(b)) = (col.decode_from, &v) {
+        let text = enc.decode_without_bom_handling(b).0;
+        return Ok(Value::Bytes(text.into_owned().into_bytes()));
+    }
     Ok(match (col.ctype, v) {
         (
             MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
@@ -540,6 +558,11 @@ pub fn convert(t: &TableInfo, col: &ColumnInfo, v: BinlogValue<'_>) -> Result<Va
                 (1u64 << bits) - 1
             };
             Value::UInt(i as u64 & mask)
+        }
+        // mysql_common 0.37 reads a signed MEDIUMINT's 3 bytes without their
+        // sign: -1 arrives as 16777215, which the target refuses as out of range.
+        (MYSQL_TYPE_INT24, Value::Int(i)) if !col.unsigned && i >= 0x80_0000 => {
+            Value::Int(i - 0x100_0000)
         }
         (MYSQL_TYPE_TIMESTAMP2, Value::Bytes(b)) => {
             timestamp_text(&b).ok_or_else(|| decode_err(t, col, "bad TIMESTAMP"))?
