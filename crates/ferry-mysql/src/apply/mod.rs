@@ -110,6 +110,33 @@ mod tests {
         }
     }
 
+    /// A FLOAT goes as a double that rounds back to it: its shortest decimal
+    /// when that stays in range, else its exact widening.
+    #[test]
+    fn floats_are_written_as_doubles_that_round_back_to_them() {
+        let c = col("f", LiteralKind::Plain);
+        let text = |f: f32| {
+            let mut s = String::new();
+            push_literal(&mut s, &Value::Float(f), &c);
+            s
+        };
+        assert_eq!(text(-9999.999), "-9.999999e3");
+        assert_eq!(text(0.1), "1e-1");
+        assert_eq!(text(f32::MAX), "3.4028234663852886e38");
+        assert_eq!(text(f32::MIN_POSITIVE), "1.1754944e-38");
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..100_000 {
+            let f = f32::from_bits(rng.random::<u32>());
+            if !f.is_finite() {
+                continue;
+            }
+            let d: f64 = text(f).parse().expect("a number");
+            assert_eq!((d as f32).to_bits(), f.to_bits(), "{f:e} as {}", text(f));
+            assert!(d.abs() <= f64::from(f32::MAX), "{f:e}");
+        }
+    }
+
     #[test]
     fn literals_are_exact() {
         let c = col("x", LiteralKind::Text);

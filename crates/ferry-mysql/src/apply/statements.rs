@@ -10,11 +10,12 @@ pub fn push_literal(out: &mut String, v: &Value, col: &ColumnInfo) {
         Value::NULL => out.push_str("NULL"),
         Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
         Value::UInt(u) => out.push_str(itoa::Buffer::new().format(*u)),
+        // With an exponent: the server reads a double, never a DECIMAL.
         Value::Float(f) => {
-            let _ = write!(out, "{f:?}");
+            let _ = write!(out, "{:e}", float_as_double(*f));
         }
         Value::Double(d) => {
-            let _ = write!(out, "{d:?}");
+            let _ = write!(out, "{d:e}");
         }
         Value::Date(y, m, d, h, mi, s, us) => {
             let _ = write!(out, "'{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}'");
@@ -47,6 +48,22 @@ pub fn push_literal(out: &mut String, v: &Value, col: &ColumnInfo) {
                 let _ = write!(out, "X'{}'", hex::encode(b));
             }
         },
+    }
+}
+
+/// The double a FLOAT value is written as: the float's shortest decimal when
+/// the server's double-to-float rounding gives this float back and it is
+/// within FLOAT's range, else the float's exact widening. Either stores the
+/// same float. OceanBase (strict) refuses FLOAT(7,3)'s largest value as its
+/// exact widening, 9999.9990234375; MariaDB refuses the largest FLOAT as its
+/// shortest decimal, 3.4028235e38, which rounds past the range.
+pub(super) fn float_as_double(f: f32) -> f64 {
+    let exact = f64::from(f);
+    let short: f64 = format!("{f:e}").parse().unwrap_or(exact);
+    if short.abs() <= f64::from(f32::MAX) && short as f32 == f {
+        short
+    } else {
+        exact
     }
 }
 
