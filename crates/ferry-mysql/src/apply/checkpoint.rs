@@ -394,7 +394,9 @@ pub fn pos_lt(a: &BinlogPosition, b: &BinlogPosition) -> bool {
 
 /// Connection settings for applying: UTC, no value rewriting, found rows counted.
 pub async fn apply_connection(target: &Endpoint) -> Result<Conn, FerryError> {
-    let opts = OptsBuilder::from_opts(target.opts()).client_found_rows(true);
+    let opts = OptsBuilder::from_opts(target.opts())
+        .client_found_rows(true)
+        .stmt_cache_size(STATEMENT_CACHE);
     let who = target.describe();
     let mut conn = target.connect_with(opts.into()).await?;
     for sql in [

@@ -110,6 +110,111 @@ mod tests {
         }
     }
 
+    /// The statements' texts; each must be a text statement.
+    fn texts(s: Vec<Stmt>) -> Vec<String> {
+        s.into_iter()
+            .map(|s| match s {
+                Stmt::Text(t) => t,
+                p => panic!("a prepared statement where text was due: {p:?}"),
+            })
+            .collect()
+    }
+
+    /// Many rows go as prepared blocks of a statement's sizes, largest first,
+    /// in their order, the tail of fewer than `PREPARED_MIN_ROWS` as text;
+    /// a few rows, text in another character set, or large values stay text.
+    #[test]
+    fn rows_go_in_prepared_blocks_and_the_tail_as_text() {
+        let mut t = table(true);
+        t.columns.push(ColumnInfo {
+            generated: true,
+            ..col("g", LiteralKind::Plain)
+        });
+        let target = TargetName {
+            db: "x".into(),
+            table: "y".into(),
+            filter: None,
+        };
+        let rows: Vec<Vec<Value>> = (0..300)
+            .map(|i| {
+                vec![
+                    Value::Int(i),
+                    Value::Bytes(b"v".to_vec()),
+                    Value::NULL,
+                    Value::Int(0),
+                ]
+            })
+            .collect();
+        let refs: Vec<&[Value]> = rows.iter().map(Vec::as_slice).collect();
+        let s = insert_statements(&t, &target, &refs, true);
+        let shape: Vec<(bool, usize)> = s
+            .iter()
+            .map(|s| match s {
+                Stmt::Prepared { sql, params } => {
+                    assert_eq!(params.len() % 3, 0, "3 written columns a row: {sql}");
+                    assert_eq!(sql.matches('?').count(), params.len());
+                    assert!(sql.starts_with("INSERT INTO `x`.`y` (`id`,`v`,`b`) VALUES (?,?,?),"));
+                    assert!(sql.ends_with(
+                        "ON DUPLICATE KEY UPDATE `id`=VALUES(`id`),`v`=VALUES(`v`),`b`=VALUES(`b`)"
+                    ));
+                    (true, params.len() / 3)
+                }
+                Stmt::Text(sql) => (false, sql.matches("),(").count() + 1),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![(true, 128), (true, 128), (true, 32), (true, 8), (false, 4)]
+        );
+        // The rows in order: the first block starts at row 0, the text holds the last four.
+        let Stmt::Prepared { params, .. } = &s[0] else {
+            unreachable!()
+        };
+        assert_eq!(
+            params[..3],
+            [Value::Int(0), Value::Bytes(b"v".to_vec()), Value::NULL]
+        );
+        assert!(s[4]
+            .sql()
+            .starts_with("INSERT INTO `x`.`y` (`id`,`v`,`b`) VALUES (296,'v',NULL)"));
+        // A plain insert has no update clause.
+        let plain = insert_statements(&t, &target, &refs[..8], false);
+        assert!(matches!(&plain[..], [Stmt::Prepared { sql, .. }] if !sql.contains("DUPLICATE")));
+
+        let few = insert_statements(&t, &target, &refs[..PREPARED_MIN_ROWS - 1], true);
+        assert!(matches!(&few[..], [Stmt::Text(_)]), "{few:?}");
+        let mut latin = t.clone();
+        latin.columns[1].literal = LiteralKind::Charset("latin1".into());
+        let other = insert_statements(&latin, &target, &refs, true);
+        assert!(
+            other.iter().all(|s| matches!(s, Stmt::Text(_))),
+            "{other:?}"
+        );
+        let big: Vec<Vec<Value>> = (0..16)
+            .map(|i| {
+                vec![
+                    Value::Int(i),
+                    Value::Bytes(vec![b'x'; MAX_STATEMENT / 8]),
+                    Value::NULL,
+                    Value::NULL,
+                ]
+            })
+            .collect();
+        let big_refs: Vec<&[Value]> = big.iter().map(Vec::as_slice).collect();
+        let large = insert_statements(&t, &target, &big_refs, true);
+        assert!(
+            large.iter().all(|s| matches!(s, Stmt::Text(_))),
+            "large values stay text"
+        );
+        assert_eq!(
+            large
+                .iter()
+                .map(|s| s.sql().matches("),(").count() + 1)
+                .sum::<usize>(),
+            16
+        );
+    }
+
     /// A FLOAT goes as a double that rounds back to it: its shortest decimal
     /// when that stays in range, else its exact widening.
     #[test]
@@ -237,7 +342,7 @@ mod tests {
             row: row(4, "d"),
             fresh: false,
         });
-        let s = b.take_statements();
+        let s = texts(b.take_statements());
         assert_eq!(
             s,
             vec![
@@ -279,7 +384,7 @@ mod tests {
                 fresh: true,
             },
         });
-        let s = b.take_statements();
+        let s = texts(b.take_statements());
         assert_eq!(s.len(), 2);
         assert!(
             s[0].starts_with("DELETE") && s[0].ends_with("IN (1,2)"),
@@ -375,7 +480,7 @@ mod tests {
             );
             tb.put_outside_filter(1);
             tb.put_outside_filter(2);
-            let s = b.take_statements();
+            let s = texts(b.take_statements());
             // Row 2 may be on the target from before: deleted. Row 3 was a fresh
             // insert: nothing to delete where the net effect is known.
             let deletes: Vec<&String> = s.iter().filter(|q| q.starts_with("DELETE")).collect();

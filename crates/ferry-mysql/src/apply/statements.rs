@@ -99,7 +99,172 @@ pub(super) fn push_row(out: &mut String, t: &TableInfo, row: &[Value]) {
     out.push(')');
 }
 
-/// `INSERT` (or upsert) statements for rows of one table.
+/// A statement a worker runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stmt {
+    /// SQL text with the values as literals.
+    Text(String),
+    /// SQL with a placeholder per value, run as a prepared statement: the
+    /// connection prepares a text once and then sends only the values.
+    Prepared { sql: String, params: Vec<Value> },
+}
+
+impl Stmt {
+    /// The SQL, without values (a prepared statement's placeholders).
+    pub fn sql(&self) -> &str {
+        match self {
+            Stmt::Text(s) => s,
+            Stmt::Prepared { sql, .. } => sql,
+        }
+    }
+}
+
+/// Most rows in one prepared insert or upsert. Parsing a multi-row upsert's
+/// text (its string literals most) is about a fifth of the server's work for
+/// it, and a prepared statement is parsed once per connection. Measured on
+/// MariaDB 10.11: 60,000 sysbench upserts in 6 alternating runs, 2,098 ms of
+/// server CPU as text against 1,702 ms prepared (2,000 rows a statement;
+/// 1,957 against 1,628 ms at 256); the CDC bench's 77,888 changes replayed
+/// 6 times, 1,018 against 815 ms of target CPU. The sizes are powers of two
+/// from [`PREPARED_MIN_ROWS`] up to this, so a table needs at most five
+/// statements per kind in a connection's statement cache ([`STATEMENT_CACHE`]).
+pub(super) const PREPARED_ROWS: usize = 128;
+/// Fewer rows than this go as text: a statement prepared for them would be
+/// parsed as often as it is used.
+pub(super) const PREPARED_MIN_ROWS: usize = 8;
+/// Placeholders a statement may hold (the protocol counts them in 16 bits).
+const MAX_PLACEHOLDERS: usize = 65_535;
+/// Prepared statements a worker's connection keeps (see [`PREPARED_ROWS`]).
+pub(super) const STATEMENT_CACHE: usize = 256;
+
+/// Whether `t`'s rows may go as prepared statement parameters: every written
+/// column is a number, a date or time, UTF-8 text or binary data. Text in
+/// another character set keeps its `CONVERT(X'..' USING cs)` literal.
+fn preparable(t: &TableInfo) -> bool {
+    t.columns.iter().filter(|c| !c.generated).all(|c| {
+        matches!(
+            c.literal,
+            LiteralKind::Plain | LiteralKind::Text | LiteralKind::Binary
+        )
+    })
+}
+
+/// The bytes a row's values carry (a size bound for a prepared block).
+fn row_bytes(row: &[Value]) -> usize {
+    row.iter()
+        .map(|v| match v {
+            Value::Bytes(b) => b.len() + 4,
+            _ => 12,
+        })
+        .sum()
+}
+
+/// `INSERT` (or upsert) statements for rows of one table: blocks of a prepared
+/// statement's sizes (see [`PREPARED_ROWS`]), the rest as text, in the rows'
+/// order (a table applied in binlog order may change one row twice).
+pub fn insert_statements(
+    t: &TableInfo,
+    target: &TargetName,
+    rows: &[&[Value]],
+    upsert: bool,
+) -> Vec<Stmt> {
+    let written = t.columns.iter().filter(|c| !c.generated).count().max(1);
+    let widest = (MAX_PLACEHOLDERS / written).min(PREPARED_ROWS);
+    let mut most = PREPARED_MIN_ROWS;
+    while most * 2 <= widest {
+        most *= 2;
+    }
+    if rows.len() < PREPARED_MIN_ROWS || widest < PREPARED_MIN_ROWS || !preparable(t) {
+        return insert_sql(t, target, rows, upsert)
+            .into_iter()
+            .map(Stmt::Text)
+            .collect();
+    }
+    let mut out = Vec::new();
+    let mut text: Vec<&[Value]> = Vec::new();
+    let mut rest = rows;
+    let mut size = most;
+    while size >= PREPARED_MIN_ROWS && !rest.is_empty() {
+        if rest.len() < size {
+            size /= 2;
+            continue;
+        }
+        let (block, tail) = rest.split_at(size);
+        rest = tail;
+        if block.iter().map(|r| row_bytes(r)).sum::<usize>() > MAX_STATEMENT {
+            // Large values: the text statements split by size.
+            text.extend_from_slice(block);
+            continue;
+        }
+        if !text.is_empty() {
+            out.extend(
+                insert_sql(t, target, &text, upsert)
+                    .into_iter()
+                    .map(Stmt::Text),
+            );
+            text.clear();
+        }
+        out.push(prepared_insert(t, target, block, upsert));
+    }
+    text.extend_from_slice(rest);
+    if !text.is_empty() {
+        out.extend(
+            insert_sql(t, target, &text, upsert)
+                .into_iter()
+                .map(Stmt::Text),
+        );
+    }
+    out
+}
+
+/// One prepared `INSERT` (or upsert) of `rows`.
+fn prepared_insert(t: &TableInfo, target: &TargetName, rows: &[&[Value]], upsert: bool) -> Stmt {
+    let written = t.columns.iter().filter(|c| !c.generated).count();
+    let mut one = String::with_capacity(written * 2 + 1);
+    one.push('(');
+    for i in 0..written {
+        one.push_str(if i == 0 { "?" } else { ",?" });
+    }
+    one.push(')');
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        qualified(&target.db, &target.table),
+        columns_list(t)
+    );
+    sql.reserve((one.len() + 1) * rows.len());
+    let mut params = Vec::with_capacity(written * rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&one);
+        for (c, v) in t.columns.iter().zip(row.iter()) {
+            if !c.generated {
+                params.push(match v {
+                    Value::Float(f) => Value::Double(float_as_double(*f)),
+                    v => v.clone(),
+                });
+            }
+        }
+    }
+    if upsert {
+        sql.push_str(&upsert_tail(t));
+    }
+    Stmt::Prepared { sql, params }
+}
+
+/// ` ON DUPLICATE KEY UPDATE` with every written column from the new row.
+fn upsert_tail(t: &TableInfo) -> String {
+    let sets: Vec<String> = t
+        .columns
+        .iter()
+        .filter(|c| !c.generated)
+        .map(|c| format!("{0}=VALUES({0})", quote_ident(&c.name)))
+        .collect();
+    format!(" ON DUPLICATE KEY UPDATE {}", sets.join(","))
+}
+
+/// `INSERT` (or upsert) statements for rows of one table, values as literals.
 pub fn insert_sql(
     t: &TableInfo,
     target: &TargetName,
@@ -112,13 +277,7 @@ pub fn insert_sql(
         columns_list(t)
     );
     let tail = if upsert {
-        let sets: Vec<String> = t
-            .columns
-            .iter()
-            .filter(|c| !c.generated)
-            .map(|c| format!("{0}=VALUES({0})", quote_ident(&c.name)))
-            .collect();
-        format!(" ON DUPLICATE KEY UPDATE {}", sets.join(","))
+        upsert_tail(t)
     } else {
         String::new()
     };

@@ -64,7 +64,7 @@ impl TableBuf {
     }
 
     /// The statements for the pending changes, in an order that keeps their effect.
-    pub(super) fn statements(&self) -> Vec<String> {
+    pub(super) fn statements(&self) -> Vec<Stmt> {
         let (t, target) = (&self.table, &self.target);
         let mut out = Vec::new();
         if t.parallel_safe {
@@ -78,7 +78,7 @@ impl TableBuf {
                     _ => None,
                 })
                 .collect();
-            out.extend(delete_sql(t, target, &keys));
+            out.extend(delete_sql(t, target, &keys).into_iter().map(Stmt::Text));
             for fresh in [true, false] {
                 let rows: Vec<&[Value]> = self
                     .entries
@@ -89,7 +89,7 @@ impl TableBuf {
                         _ => None,
                     })
                     .collect();
-                out.extend(insert_sql(t, target, &rows, !fresh));
+                out.extend(insert_statements(t, target, &rows, !fresh));
             }
             return out;
         }
@@ -112,8 +112,11 @@ impl TableBuf {
                 .collect();
             out.extend(if k == 0 {
                 delete_sql(t, target, &images)
+                    .into_iter()
+                    .map(Stmt::Text)
+                    .collect()
             } else {
-                insert_sql(t, target, &images, k == 2)
+                insert_statements(t, target, &images, k == 2)
             });
         }
         out
@@ -182,7 +185,7 @@ impl Buffer {
         self.len += 1;
     }
 
-    pub(super) fn take_statements(&mut self) -> Vec<String> {
+    pub(super) fn take_statements(&mut self) -> Vec<Stmt> {
         let out = self
             .tables
             .items
@@ -344,6 +347,16 @@ pub(super) struct Worker {
 
 pub(super) const FLUSH_ROWS: usize = 5_000;
 
+/// A statement's failure, with the start of its text (a prepared statement's
+/// placeholders, not its values).
+fn applying(e: mysql_async::Error, sql: &str) -> FerryError {
+    let mut short: String = sql.chars().take(300).collect();
+    if short.len() < sql.len() {
+        short.push_str("...");
+    }
+    classify(e, &format!("target: applying changes ({short})"))
+}
+
 /// The pipeline sends a worker its changes this many at a time (and all it
 /// has before a commit or a wait): a message per rows event woke the worker
 /// for each change, and the thread switches cost more than the work.
@@ -381,13 +394,10 @@ impl Worker {
     }
 
     pub(super) async fn exec(&mut self, sql: &str) -> Result<(), FerryError> {
-        self.conn.query_drop(sql).await.map_err(|e| {
-            let mut short: String = sql.chars().take(300).collect();
-            if short.len() < sql.len() {
-                short.push_str("...");
-            }
-            classify(e, &format!("target: applying changes ({short})"))
-        })
+        self.conn
+            .query_drop(sql)
+            .await
+            .map_err(|e| applying(e, sql))
     }
 
     pub(super) async fn begin(&mut self) -> Result<(), FerryError> {
@@ -416,11 +426,17 @@ impl Worker {
         }
         self.begin().await?;
         self.apply_filters().await?;
-        for (i, sql) in self.buf.take_statements().into_iter().enumerate() {
+        for (i, stmt) in self.buf.take_statements().into_iter().enumerate() {
             if i == 1 {
                 failpoint_for(&self.link.task_id, "apply.mid_batch")?;
             }
-            self.exec(&sql).await?;
+            match stmt {
+                Stmt::Text(sql) => self.exec(&sql).await?,
+                Stmt::Prepared { sql, params } => {
+                    let done = self.conn.exec_drop(sql.as_str(), params).await;
+                    done.map_err(|e| applying(e, &sql))?
+                }
+            }
         }
         Ok(())
     }
