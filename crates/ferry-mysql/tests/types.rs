@@ -182,12 +182,12 @@ async fn assert_same_values(
     exec(src, "SET SESSION time_zone = '+00:00'").await;
     let a = binary_rows(src, src_db, "alltypes", "id").await;
     let b = binary_rows(tgt, tgt_db, "alltypes", "id").await;
-    assert_rows_match(&env, "binary protocol", &a, &b, &names);
+    assert_rows_match(env, "binary protocol", &a, &b, &names);
 
     let text = |db: &str| format!("SELECT * FROM {} ORDER BY id", qualified(db, "alltypes"));
     let a = text_rows(src, &text(src_db)).await;
     let b = text_rows(tgt, &text(tgt_db)).await;
-    assert_rows_match(&env, "text protocol", &a, &b, &names);
+    assert_rows_match(env, "text protocol", &a, &b, &names);
 
     let hex_cols = [
         "f", "f73", "d", "b1", "b13", "b64", "lat", "latc", "cbin", "bn", "vb", "bl", "mbl", "lbl",
