@@ -34,7 +34,7 @@ use ferry_core::position::BinlogPosition;
 use ferry_core::samples::{Sample, Series};
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{now_ms, ItemStore, Repo};
-use ferry_core::task::{MigrationType, TaskSpec};
+use ferry_core::task::{Dialect, MigrationType, TaskSpec};
 use ferry_core::FerryError;
 use ferry_mysql::apply::{
     run_link, Link, LinkConfig, LinkReport, LiveLink, TableMapper, TargetName,
@@ -262,6 +262,11 @@ pub async fn run_typed<S: ItemStore, K: SecretSource>(
         stop_time(deadline.min(slice_end)),
     );
     cfg.workers = opts.apply_workers;
+    let written = match dir {
+        Direction::Forward => task.spec.target.dialect,
+        Direction::Reverse => task.spec.source.dialect,
+    };
+    cfg.prepared = written != Dialect::Oceanbase;
     if dir == Direction::Forward {
         // DDL from the source's binlog is translated for the target like the schema stage's tables.
         // Recorded by the plan; a connection only for a task planned before capabilities were.

@@ -342,7 +342,7 @@ mod tests {
             row: row(4, "d"),
             fresh: false,
         });
-        let s = texts(b.take_statements());
+        let s = texts(b.take_statements(true));
         assert_eq!(
             s,
             vec![
@@ -384,7 +384,7 @@ mod tests {
                 fresh: true,
             },
         });
-        let s = texts(b.take_statements());
+        let s = texts(b.take_statements(true));
         assert_eq!(s.len(), 2);
         assert!(
             s[0].starts_with("DELETE") && s[0].ends_with("IN (1,2)"),
@@ -480,7 +480,7 @@ mod tests {
             );
             tb.put_outside_filter(1);
             tb.put_outside_filter(2);
-            let s = texts(b.take_statements());
+            let s = texts(b.take_statements(true));
             // Row 2 may be on the target from before: deleted. Row 3 was a fresh
             // insert: nothing to delete where the net effect is known.
             let deletes: Vec<&String> = s.iter().filter(|q| q.starts_with("DELETE")).collect();

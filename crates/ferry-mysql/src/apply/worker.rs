@@ -64,8 +64,15 @@ impl TableBuf {
     }
 
     /// The statements for the pending changes, in an order that keeps their effect.
-    pub(super) fn statements(&self) -> Vec<Stmt> {
+    pub(super) fn statements(&self, prepared: bool) -> Vec<Stmt> {
         let (t, target) = (&self.table, &self.target);
+        let inserts = |rows: &[&[Value]], upsert: bool| match prepared {
+            true => insert_statements(t, target, rows, upsert),
+            false => insert_sql(t, target, rows, upsert)
+                .into_iter()
+                .map(Stmt::Text)
+                .collect(),
+        };
         let mut out = Vec::new();
         if t.parallel_safe {
             // One net change per key: deletes, then inserts, then upserts.
@@ -89,7 +96,7 @@ impl TableBuf {
                         _ => None,
                     })
                     .collect();
-                out.extend(insert_statements(t, target, &rows, !fresh));
+                out.extend(inserts(&rows, !fresh));
             }
             return out;
         }
@@ -116,7 +123,7 @@ impl TableBuf {
                     .map(Stmt::Text)
                     .collect()
             } else {
-                insert_statements(t, target, &images, k == 2)
+                inserts(&images, k == 2)
             });
         }
         out
@@ -185,12 +192,13 @@ impl Buffer {
         self.len += 1;
     }
 
-    pub(super) fn take_statements(&mut self) -> Vec<Stmt> {
+    /// Every table's statements (`prepared`: see [`LinkConfig::prepared`]).
+    pub(super) fn take_statements(&mut self, prepared: bool) -> Vec<Stmt> {
         let out = self
             .tables
             .items
             .iter()
-            .flat_map(TableBuf::statements)
+            .flat_map(|tb| tb.statements(prepared))
             .collect();
         *self = Buffer::default();
         out
@@ -343,6 +351,8 @@ pub(super) struct Worker {
     /// Changes a row filter turned into deletes, by table (counted per flush).
     pub(super) counts: OpCounts,
     pub(super) tally: Tally,
+    /// See [`LinkConfig::prepared`].
+    pub(super) prepared: bool,
 }
 
 pub(super) const FLUSH_ROWS: usize = 5_000;
@@ -426,7 +436,12 @@ impl Worker {
         }
         self.begin().await?;
         self.apply_filters().await?;
-        for (i, stmt) in self.buf.take_statements().into_iter().enumerate() {
+        for (i, stmt) in self
+            .buf
+            .take_statements(self.prepared)
+            .into_iter()
+            .enumerate()
+        {
             if i == 1 {
                 failpoint_for(&self.link.task_id, "apply.mid_batch")?;
             }
