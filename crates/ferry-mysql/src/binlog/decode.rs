@@ -4,8 +4,9 @@
 //! order, the value a `SELECT` on the source returns for it, in a form that
 //! binds back exactly: TIMESTAMP as a UTC date-time (sessions run in UTC),
 //! ENUM and SET as their text, BIT as an unsigned integer, DECIMAL as exact
-//! text, JSON as text, YEAR as an integer, unsigned integers never negative.
-//! Column names come from the table map's optional metadata
+//! text, JSON as text, YEAR as an integer, unsigned integers never negative,
+//! signed ones with their sign, latin1 text as UTF-8 (as a utf8mb4 session
+//! reads it; other character sets keep their bytes). Column names come from the table map's optional metadata
 //! (`binlog_row_metadata=FULL`) when the server logs it, otherwise from
 //! `information_schema` (then a warning says so, because a later ALTER can
 //! make those names wrong for older events).
