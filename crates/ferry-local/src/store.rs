@@ -144,7 +144,6 @@ impl SqliteStore {
     }
 }
 
-/// A SQLite error as a Ferry error naming the file. Lock contention is transient.
 /// Put the file in WAL mode (it stays so): once, when the file is new.
 ///
 /// SQLite may answer this as busy at once, without waiting out the busy
@@ -178,6 +177,7 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// A SQLite error as a Ferry error naming the file. Lock contention is transient.
 fn store_error(path: &Path, what: &str, e: rusqlite::Error) -> FerryError {
     let busy = is_busy(&e);
     let msg = format!("task store {}: cannot {what}: {e}", path.display());

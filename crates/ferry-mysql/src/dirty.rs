@@ -41,8 +41,6 @@
 //! meaning "the whole chunk".
 
 use std::collections::HashMap;
-
-use crate::{FastMap, FastSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -50,6 +48,8 @@ use std::sync::Arc;
 use ferry_core::model::{ChunkRecord, KeyValue};
 use ferry_core::FerryError;
 use mysql_async::Value;
+
+use crate::{FastMap, FastSet};
 
 /// One chunk to mark dirty.
 #[derive(Debug, Clone, PartialEq)]
