@@ -149,12 +149,14 @@ fn preparable(t: &TableInfo) -> bool {
     })
 }
 
-/// The bytes a row's values carry (a size bound for a prepared block).
-fn row_bytes(row: &[Value]) -> usize {
+/// About how much memory a row image holds: its bytes plus a fixed cost per
+/// value. A worker's queue is bounded by it, and a prepared block's values.
+pub(super) fn row_bytes(row: &[Value]) -> usize {
+    const PER_VALUE: usize = std::mem::size_of::<Value>();
     row.iter()
         .map(|v| match v {
-            Value::Bytes(b) => b.len() + 4,
-            _ => 12,
+            Value::Bytes(b) => b.len() + PER_VALUE,
+            _ => PER_VALUE,
         })
         .sum()
 }
@@ -180,6 +182,23 @@ pub fn insert_statements(
             .map(Stmt::Text)
             .collect();
     }
+    // The statement's text but for its rows, once for all its blocks.
+    let head = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        qualified(&target.db, &target.table),
+        columns_list(t)
+    );
+    let end = if upsert {
+        upsert_tail(t)
+    } else {
+        String::new()
+    };
+    let mut one = String::with_capacity(written * 2 + 1);
+    one.push('(');
+    for i in 0..written {
+        one.push_str(if i == 0 { "?" } else { ",?" });
+    }
+    one.push(')');
     let mut out = Vec::new();
     let mut text: Vec<&[Value]> = Vec::new();
     let mut rest = rows;
@@ -204,7 +223,7 @@ pub fn insert_statements(
             );
             text.clear();
         }
-        out.push(prepared_insert(t, target, block, upsert));
+        out.push(prepared_insert(t, (&head, &one, &end), block));
     }
     text.extend_from_slice(rest);
     if !text.is_empty() {
@@ -217,27 +236,21 @@ pub fn insert_statements(
     out
 }
 
-/// One prepared `INSERT` (or upsert) of `rows`.
-fn prepared_insert(t: &TableInfo, target: &TargetName, rows: &[&[Value]], upsert: bool) -> Stmt {
-    let written = t.columns.iter().filter(|c| !c.generated).count();
-    let mut one = String::with_capacity(written * 2 + 1);
-    one.push('(');
-    for i in 0..written {
-        one.push_str(if i == 0 { "?" } else { ",?" });
-    }
-    one.push(')');
-    let mut sql = format!(
-        "INSERT INTO {} ({}) VALUES ",
-        qualified(&target.db, &target.table),
-        columns_list(t)
-    );
-    sql.reserve((one.len() + 1) * rows.len());
-    let mut params = Vec::with_capacity(written * rows.len());
+/// One prepared `INSERT` (or upsert) of `rows`: the statement's start, one
+/// row's placeholders, and its end (the update clause or nothing).
+fn prepared_insert(
+    t: &TableInfo,
+    (head, one, tail): (&str, &str, &str),
+    rows: &[&[Value]],
+) -> Stmt {
+    let mut sql = String::with_capacity(head.len() + (one.len() + 1) * rows.len() + tail.len());
+    sql.push_str(head);
+    let mut params = Vec::with_capacity(one.len() / 2 * rows.len());
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str(&one);
+        sql.push_str(one);
         for (c, v) in t.columns.iter().zip(row.iter()) {
             if !c.generated {
                 params.push(match v {
@@ -247,9 +260,7 @@ fn prepared_insert(t: &TableInfo, target: &TargetName, rows: &[&[Value]], upsert
             }
         }
     }
-    if upsert {
-        sql.push_str(&upsert_tail(t));
-    }
+    sql.push_str(tail);
     Stmt::Prepared { sql, params }
 }
 

@@ -251,18 +251,11 @@ impl WorkerMsg {
     /// About how much memory the message holds while it waits in a queue:
     /// the row images' bytes plus a fixed cost per value and per message.
     fn weight(&self) -> usize {
-        const PER_VALUE: usize = std::mem::size_of::<Value>();
         match self {
             WorkerMsg::Rows(rows) => rows
                 .iter()
                 .map(|r| match &r.prim {
-                    Prim::Put { row: v, .. } | Prim::Delete { key: v } => v
-                        .iter()
-                        .map(|x| match x {
-                            Value::Bytes(b) => b.len() + PER_VALUE,
-                            _ => PER_VALUE,
-                        })
-                        .sum::<usize>(),
+                    Prim::Put { row: v, .. } | Prim::Delete { key: v } => row_bytes(v),
                 })
                 .sum::<usize>()
                 .saturating_add(64),
@@ -356,16 +349,6 @@ pub(super) struct Worker {
 }
 
 pub(super) const FLUSH_ROWS: usize = 5_000;
-
-/// A statement's failure, with the start of its text (a prepared statement's
-/// placeholders, not its values).
-fn applying(e: mysql_async::Error, sql: &str) -> FerryError {
-    let mut short: String = sql.chars().take(300).collect();
-    if short.len() < sql.len() {
-        short.push_str("...");
-    }
-    classify(e, &format!("target: applying changes ({short})"))
-}
 
 /// The pipeline sends a worker its changes this many at a time (and all it
 /// has before a commit or a wait): a message per rows event woke the worker
@@ -526,4 +509,14 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+/// A statement's failure, with the start of its text (a prepared statement's
+/// placeholders, not its values).
+fn applying(e: mysql_async::Error, sql: &str) -> FerryError {
+    let mut short: String = sql.chars().take(300).collect();
+    if short.len() < sql.len() {
+        short.push_str("...");
+    }
+    classify(e, &format!("target: applying changes ({short})"))
 }
