@@ -537,6 +537,10 @@ pub fn convert(t: &TableInfo, col: &ColumnInfo, v: BinlogValue<'_>) -> Result<Va
         return Ok(v);
     }
     if let (Some(enc), Value::Bytes(b)) = (col.decode_from, &v) {
+        // ASCII is already UTF-8: the bytes stay, without a copy.
+        if b.is_ascii() {
+            return Ok(v);
+        }
         let text = enc.decode_without_bom_handling(b).0;
         return Ok(Value::Bytes(text.into_owned().into_bytes()));
     }
