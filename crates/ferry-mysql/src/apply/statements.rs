@@ -255,6 +255,13 @@ fn prepared_insert(
             if !c.generated {
                 params.push(match v {
                     Value::Float(f) => Value::Double(float_as_double(*f)),
+                    // A zero month or day goes as the text literal's string:
+                    // OceanBase refuses it as a binary DATETIME ("month=0 must
+                    // between 1 and 12") but converts the string as the text
+                    // path's literal is converted.
+                    Value::Date(y, m, d, h, mi, s, us) if *m == 0 || *d == 0 => Value::Bytes(
+                        format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}").into_bytes(),
+                    ),
                     v => v.clone(),
                 });
             }
