@@ -41,9 +41,6 @@ pub fn push_literal(out: &mut String, v: &Value, col: &ColumnInfo) {
                 out.push_str(&s[from..]);
                 out.push('\'');
             }
-            (LiteralKind::Charset(cs), _) => {
-                let _ = write!(out, "CONVERT(X'{}' USING {cs})", hex::encode(b));
-            }
             _ => {
                 let _ = write!(out, "X'{}'", hex::encode(b));
             }
@@ -137,18 +134,6 @@ const MAX_PLACEHOLDERS: usize = 65_535;
 /// Prepared statements a worker's connection keeps (see [`PREPARED_ROWS`]).
 pub(super) const STATEMENT_CACHE: usize = 256;
 
-/// Whether `t`'s rows may go as prepared statement parameters: every written
-/// column is a number, a date or time, UTF-8 text or binary data. Text in
-/// another character set keeps its `CONVERT(X'..' USING cs)` literal.
-fn preparable(t: &TableInfo) -> bool {
-    t.columns.iter().filter(|c| !c.generated).all(|c| {
-        matches!(
-            c.literal,
-            LiteralKind::Plain | LiteralKind::Text | LiteralKind::Binary
-        )
-    })
-}
-
 /// About how much memory a row image holds: its bytes plus a fixed cost per
 /// value. A worker's queue is bounded by it, and a prepared block's values.
 pub(super) fn row_bytes(row: &[Value]) -> usize {
@@ -176,7 +161,7 @@ pub fn insert_statements(
     while most * 2 <= widest {
         most *= 2;
     }
-    if rows.len() < PREPARED_MIN_ROWS || widest < PREPARED_MIN_ROWS || !preparable(t) {
+    if rows.len() < PREPARED_MIN_ROWS || widest < PREPARED_MIN_ROWS {
         return insert_sql(t, target, rows, upsert)
             .into_iter()
             .map(Stmt::Text)

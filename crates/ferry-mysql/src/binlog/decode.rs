@@ -5,8 +5,9 @@
 //! binds back exactly: TIMESTAMP as a UTC date-time (sessions run in UTC),
 //! ENUM and SET as their text, BIT as an unsigned integer, DECIMAL as exact
 //! text, JSON as text, YEAR as an integer, unsigned integers never negative,
-//! signed ones with their sign, latin1 text as UTF-8 (as a utf8mb4 session
-//! reads it; other character sets keep their bytes). Column names come from the table map's optional metadata
+//! signed ones with their sign, text in any character set as UTF-8 (as a
+//! utf8mb4 session reads it: latin1 decoded here, the others by the source
+//! server, see [`Decode`]). Column names come from the table map's optional metadata
 //! (`binlog_row_metadata=FULL`) when the server logs it, otherwise from
 //! `information_schema` (then a warning says so, because a later ALTER can
 //! make those names wrong for older events).
@@ -33,8 +34,6 @@ pub enum LiteralKind {
     Text,
     /// Binary data (BLOB, BINARY, GEOMETRY): a hex literal.
     Binary,
-    /// Text in another character set: `CONVERT(X'..' USING cs)`.
-    Charset(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -50,10 +49,30 @@ pub struct ColumnInfo {
     pub generated: bool,
     /// BINARY(n): the binlog drops trailing zero bytes, a SELECT has all n.
     pub pad_to: Option<usize>,
-    /// Text in a character set Ferry decodes itself (latin1): the binlog's
+    /// Text in a character set other than UTF-8 and ASCII: the binlog's
     /// bytes become UTF-8, as a SELECT over a utf8mb4 session returns them,
     /// and the column is [`LiteralKind::Text`].
-    pub decode_from: Option<&'static encoding_rs::Encoding>,
+    pub decode_from: Option<Decode>,
+}
+
+/// How a text column's binlog bytes become UTF-8.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decode {
+    /// By Ferry, as the bytes are decoded: latin1, which is windows-1252.
+    Encoding(&'static encoding_rs::Encoding),
+    /// By the source server, `CONVERT(X'..' USING cs)` over a utf8mb4
+    /// session, asked by the reader before it hands the rows out (see
+    /// [`super::BinlogReader::next`]): exact for every character set the
+    /// source has (the copy's SELECT converts the same way), at one round
+    /// trip per rows event. `convert` leaves these values as the binlog's
+    /// bytes. A target may lack the character set (OceanBase seekdb has only
+    /// utf8mb4 and binary), so its literal cannot be written there.
+    Source {
+        charset: String,
+        /// ASCII bytes read as ASCII (all but the UTF-16/32, UCS-2 and swe7
+        /// character sets): such values need no conversion.
+        ascii_safe: bool,
+    },
 }
 
 /// Where the column names of a table came from.
@@ -113,10 +132,13 @@ pub struct SchemaColumn {
 pub struct SchemaCache {
     facts: HashMap<(String, String), Arc<SchemaFacts>>,
     charsets: HashMap<u16, String>,
+    /// The server's table maps list a character set for GEOMETRY columns
+    /// (MariaDB; see [`has_charset_entry`]).
+    geometry_charsets: bool,
 }
 
 impl SchemaCache {
-    pub async fn new(conn: &mut Conn) -> Result<SchemaCache, FerryError> {
+    pub async fn new(conn: &mut Conn, is_mariadb: bool) -> Result<SchemaCache, FerryError> {
         let rows: Vec<(u16, String)> = conn
             .query("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL")
             .await
@@ -124,11 +146,12 @@ impl SchemaCache {
         Ok(SchemaCache {
             facts: HashMap::new(),
             charsets: rows.into_iter().collect(),
+            geometry_charsets: is_mariadb,
         })
     }
 
     /// A cache that knows these character sets (collation id -> name) and
-    /// tables, for decoding without a source.
+    /// tables, for decoding a MySQL-format binlog without a source.
     pub fn with(
         charsets: HashMap<u16, String>,
         facts: impl IntoIterator<Item = ((String, String), SchemaFacts)>,
@@ -136,6 +159,7 @@ impl SchemaCache {
         SchemaCache {
             facts: facts.into_iter().map(|(k, f)| (k, Arc::new(f))).collect(),
             charsets,
+            geometry_charsets: false,
         }
     }
 
@@ -232,7 +256,7 @@ struct BinlogMeta {
     primary_key: Vec<usize>,
 }
 
-fn read_meta(tme: &TableMapEvent<'_>) -> Result<BinlogMeta, std::io::Error> {
+fn read_meta(tme: &TableMapEvent<'_>, geometry: bool) -> Result<BinlogMeta, std::io::Error> {
     let mut m = BinlogMeta::default();
     for field in tme.iter_optional_meta() {
         match field? {
@@ -257,7 +281,9 @@ fn read_meta(tme: &TableMapEvent<'_>) -> Result<BinlogMeta, std::io::Error> {
         m.names.push(name?.name().into_owned());
     }
     let n_char = (0..tme.columns_count() as usize)
-        .filter(|&i| matches!(tme.get_column_type(i), Ok(Some(t)) if t.is_character_type()))
+        .filter(
+            |&i| matches!(tme.get_column_type(i), Ok(Some(t)) if has_charset_entry(t, geometry)),
+        )
         .count();
     for cs in ex.iter_charset().take(n_char) {
         m.charsets.push(cs?);
@@ -266,6 +292,16 @@ fn read_meta(tme: &TableMapEvent<'_>) -> Result<BinlogMeta, std::io::Error> {
         m.primary_key.push(pk? as usize);
     }
     Ok(m)
+}
+
+/// Whether the table map's character set metadata has an entry for a column of
+/// this type. MariaDB counts GEOMETRY (`is_character_type` in its
+/// log_event.cc: "base class is blob for geom type"); MySQL does not, nor does
+/// mysql_common's `is_character_type`. Counted MySQL's way on MariaDB, every
+/// text column after a GEOMETRY took the character set of the one before it
+/// (UTF-8 would be decoded as latin1).
+fn has_charset_entry(t: ColumnType, geometry: bool) -> bool {
+    t.is_character_type() || (geometry && t == ColumnType::MYSQL_TYPE_GEOMETRY)
 }
 
 fn literal_for(ctype: ColumnType, charset: Option<&str>) -> LiteralKind {
@@ -278,9 +314,9 @@ fn literal_for(ctype: ColumnType, charset: Option<&str>) -> LiteralKind {
         | MYSQL_TYPE_TINY_BLOB
         | MYSQL_TYPE_MEDIUM_BLOB
         | MYSQL_TYPE_LONG_BLOB => match charset {
-            Some("utf8mb4" | "utf8mb3" | "utf8" | "ascii") => LiteralKind::Text,
             Some("binary") | None => LiteralKind::Binary,
-            Some(other) => LiteralKind::Charset(other.to_string()),
+            // Text in another character set is decoded to UTF-8 (see `Decode`).
+            Some(_) => LiteralKind::Text,
         },
         MYSQL_TYPE_GEOMETRY | MYSQL_TYPE_VECTOR => LiteralKind::Binary,
         MYSQL_TYPE_ENUM | MYSQL_TYPE_SET | MYSQL_TYPE_JSON => LiteralKind::Text,
@@ -303,7 +339,7 @@ pub fn table_info(
     let db = tme.database_name().into_owned();
     let table = tme.table_name().into_owned();
     let n = tme.columns_count() as usize;
-    let meta = read_meta(tme)
+    let meta = read_meta(tme, cache.geometry_charsets)
         .map_err(|e| bad_table(&db, &table, &format!("unreadable table map metadata: {e}")))?;
     let names_from = if meta.names.len() == n {
         NamesFrom::Binlog
@@ -341,12 +377,7 @@ pub fn table_info(
         .unique_keys
         .iter()
         .any(|(index, _, _)| Some(index.as_str()) != key_index);
-    let text_key = key.iter().any(|&i| {
-        matches!(
-            columns[i].literal,
-            LiteralKind::Text | LiteralKind::Charset(_)
-        )
-    });
+    let text_key = key.iter().any(|&i| columns[i].literal == LiteralKind::Text);
     Ok(TableInfo {
         db,
         table,
@@ -392,7 +423,7 @@ fn read_columns(
             numeric += 1;
         }
         let mut charset: Option<String> = None;
-        if ctype.is_character_type() {
+        if has_charset_entry(ctype, cache.geometry_charsets) {
             charset = match meta.charsets.get(character) {
                 Some(id) => cache.charset(*id).map(str::to_string),
                 None => fact.and_then(|f| f.charset.clone()),
@@ -414,16 +445,23 @@ fn read_columns(
             sets += 1;
         }
         // MariaDB logs JSON as LONGTEXT: a text column.
-        let mut literal = literal_for(ctype, charset.as_deref());
-        let decode_from = match &literal {
-            // MySQL's and MariaDB's latin1 is windows-1252, the five bytes it leaves
-            // undefined mapped to the C1 controls, as WHATWG's windows-1252 does.
-            LiteralKind::Charset(cs) if cs == "latin1" => Some(encoding_rs::WINDOWS_1252),
+        let literal = literal_for(ctype, charset.as_deref());
+        let decode_from = match (&literal, charset) {
+            (LiteralKind::Text, Some(cs)) => match cs.as_str() {
+                "utf8mb4" | "utf8mb3" | "utf8" | "ascii" => None,
+                // MySQL's and MariaDB's latin1 is windows-1252, the five bytes it leaves
+                // undefined mapped to the C1 controls, as WHATWG's windows-1252 does.
+                "latin1" => Some(Decode::Encoding(encoding_rs::WINDOWS_1252)),
+                _ => Some(Decode::Source {
+                    ascii_safe: !matches!(
+                        cs.as_str(),
+                        "ucs2" | "utf16" | "utf16le" | "utf32" | "swe7"
+                    ),
+                    charset: cs,
+                }),
+            },
             _ => None,
         };
-        if decode_from.is_some() {
-            literal = LiteralKind::Text;
-        }
         let pad_to = match (ctype, &literal) {
             (ColumnType::MYSQL_TYPE_STRING, LiteralKind::Binary) => {
                 tme.get_column_metadata(i).and_then(string_length)
@@ -536,13 +574,18 @@ pub fn convert(t: &TableInfo, col: &ColumnInfo, v: BinlogValue<'_>) -> Result<Va
     if v == Value::NULL {
         return Ok(v);
     }
-    if let (Some(enc), Value::Bytes(b)) = (col.decode_from, &v) {
-        // ASCII is already UTF-8: the bytes stay, without a copy.
-        if b.is_ascii() {
-            return Ok(v);
+    match (&col.decode_from, &v) {
+        (Some(Decode::Encoding(enc)), Value::Bytes(b)) => {
+            // ASCII is already UTF-8: the bytes stay, without a copy.
+            if b.is_ascii() {
+                return Ok(v);
+            }
+            let text = enc.decode_without_bom_handling(b).0;
+            return Ok(Value::Bytes(text.into_owned().into_bytes()));
         }
-        let text = enc.decode_without_bom_handling(b).0;
-        return Ok(Value::Bytes(text.into_owned().into_bytes()));
+        // The reader has the source convert them.
+        (Some(Decode::Source { .. }), Value::Bytes(_)) => return Ok(v),
+        _ => {}
     }
     Ok(match (col.ctype, v) {
         (

@@ -34,7 +34,7 @@ use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Sid, Value};
 use crate::conn::{classify, quote_str, server_info, Endpoint};
 use crate::FastMap;
 use decode::{convert, table_info, SchemaCache};
-pub use decode::{ColumnInfo, LiteralKind, NamesFrom, TableInfo};
+pub use decode::{ColumnInfo, Decode, LiteralKind, NamesFrom, TableInfo};
 
 /// One row change, full images in column order.
 #[derive(Debug, Clone, PartialEq)]
@@ -220,7 +220,7 @@ impl BinlogReader {
         let who = source.describe();
         let mut meta = source.connect().await?;
         let info = server_info(&mut meta, &who).await?;
-        let schemas = SchemaCache::new(&mut meta).await?;
+        let schemas = SchemaCache::new(&mut meta, info.is_mariadb).await?;
         let by_gtid = start.file.is_empty();
         if !by_gtid {
             check_not_purged(&mut meta, &who, start).await?;
@@ -294,7 +294,10 @@ impl BinlogReader {
     /// not even a heartbeat arrived within the read timeout.
     pub async fn next(&mut self) -> Result<BinlogEvent, FerryError> {
         loop {
-            if let Some(e) = self.dec.queue.pop_front() {
+            if let Some(mut e) = self.dec.queue.pop_front() {
+                if let BinlogEvent::Rows(changes) = &mut e {
+                    decode_by_source(&mut self.meta, &self.dec.source, changes).await?;
+                }
                 return Ok(e);
             }
             // An event already buffered is taken without arming the read
@@ -384,6 +387,100 @@ impl BinlogReader {
             .max_by_key(String::len)
             .unwrap_or_else(|| raw.to_string()))
     }
+}
+
+/// Most values (or hex digits) in one conversion query of [`decode_by_source`].
+const CONVERT_VALUES: usize = 1_000;
+const CONVERT_HEX: usize = 4 << 20;
+
+/// Text values of [`Decode::Source`] columns (character sets Ferry does not
+/// decode itself) turned into UTF-8 by the source server, on the reader's
+/// metadata connection (a utf8mb4 session): the conversion the copy's SELECT
+/// makes. One query per rows event that has such values.
+async fn decode_by_source(
+    meta: &mut Conn,
+    who: &str,
+    changes: &mut [RowChange],
+) -> Result<(), FerryError> {
+    // A rows event changes one table.
+    let Some(first) = changes.first() else {
+        return Ok(());
+    };
+    if !first
+        .table
+        .columns
+        .iter()
+        .any(|c| matches!(c.decode_from, Some(Decode::Source { .. })))
+    {
+        return Ok(());
+    }
+    let table = first.table.name();
+    let mut pending: Vec<(&mut Value, &str, &str)> = Vec::new();
+    for RowChange { table: t, op } in changes.iter_mut() {
+        let (a, b) = match op {
+            RowOp::Insert(r) | RowOp::Delete(r) => (r, None),
+            RowOp::Update(x, y) => (x, Some(y)),
+        };
+        for image in std::iter::once(a).chain(b) {
+            for (v, c) in image.iter_mut().zip(&t.columns) {
+                let Some(Decode::Source {
+                    charset,
+                    ascii_safe,
+                }) = &c.decode_from
+                else {
+                    continue;
+                };
+                if matches!(v, Value::Bytes(b) if !(*ascii_safe && b.is_ascii())) {
+                    pending.push((v, charset.as_str(), c.name.as_str()));
+                }
+            }
+        }
+    }
+    let mut rest = pending.as_mut_slice();
+    while !rest.is_empty() {
+        let mut sql = String::from("SELECT ");
+        let mut n = 0;
+        while n < rest.len().min(CONVERT_VALUES) && (n == 0 || sql.len() < CONVERT_HEX) {
+            let (Value::Bytes(b), cs, _) = &rest[n] else {
+                unreachable!("only byte values are pending")
+            };
+            if !cs.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+                return Err(FerryError::SchemaIncompatible(format!(
+                    "{who}: {table}: character set name {cs:?} cannot be written in SQL"
+                )));
+            }
+            if n > 0 {
+                sql.push(',');
+            }
+            sql.push_str("CONVERT(X'");
+            sql.push_str(&hex::encode(b));
+            sql.push_str("' USING ");
+            sql.push_str(cs);
+            sql.push(')');
+            n += 1;
+        }
+        let (now, later) = rest.split_at_mut(n);
+        let ctx = || format!("{who}: converting {n} text value(s) of {table} to UTF-8");
+        let row: mysql_async::Row = meta
+            .query_first(&sql)
+            .await
+            .map_err(|e| classify(e, &ctx()))?
+            .ok_or_else(|| FerryError::Transient(format!("{}: no row", ctx())))?;
+        for (i, (v, cs, col)) in now.iter_mut().enumerate() {
+            match row.get_opt::<Option<Vec<u8>>, _>(i) {
+                Some(Ok(Some(text))) => **v = Value::Bytes(text),
+                _ => {
+                    return Err(FerryError::SchemaIncompatible(format!(
+                        "binlog rows of {table}: column {col}: the source could not read a \
+                         value as {cs} (CONVERT returned no text); find the row with \
+                         SELECT ... WHERE CONVERT({col} USING utf8mb4) IS NULL and correct it"
+                    )))
+                }
+            }
+        }
+        rest = later;
+    }
+    Ok(())
 }
 
 /// The part of the reader that needs no connection: binlog events in
