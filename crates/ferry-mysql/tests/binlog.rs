@@ -22,13 +22,15 @@ const TABLE: &str = "CREATE TABLE {db}.all_types (
     bl BLOB, txt TEXT, vc VARCHAR(50), ch CHAR(4), bin BINARY(4), js JSON,
     lat VARCHAR(10) CHARACTER SET latin1,
     cyr VARCHAR(10) CHARACTER SET cp1251, gb VARCHAR(10) CHARACTER SET gbk,
-    sj VARCHAR(10) CHARACTER SET sjis, u16 VARCHAR(10) CHARACTER SET utf16
+    sj VARCHAR(10) CHARACTER SET sjis, u16 VARCHAR(10) CHARACTER SET utf16,
+    le ENUM('é', 'x') CHARACTER SET latin1, ls SET('ü', 'ä') CHARACTER SET latin1,
+    ge ENUM('中', '文') CHARACTER SET gbk
 ) ENGINE=InnoDB";
 
 // The text columns as this utf8mb4 session reads them: the decoder turns latin1's
 // bytes into UTF-8 itself, the reader has the source convert the other character sets.
 const COLUMNS: &str = "id, tiny, utiny, med, ubig, big, dec1, f, d, dt, ts, dte, tm, yr, e, s, b+0, bl, txt, vc, ch, bin, js, lat, \
-    cyr, gb, sj, u16";
+    cyr, gb, sj, u16, le, ls, ge";
 
 fn as_int(v: &Value) -> Option<i128> {
     match v {
@@ -117,11 +119,11 @@ async fn decodes_every_type_like_select() {
         (1, -128, 255, 16777215, 18446744073709551615, -9223372036854775808, -12345678901234567890.12345678,
          1.5, -2.25e-300, '2024-02-29 23:59:59.999999', '2038-01-19 03:14:07.5', '1000-01-01', '-838:59:59.000', 1901,
          'c', 'x,z', b'1010101010', x'00ff10', 'hé ✓ 😀', 'vc''q\\\\', 'ab', x'0102', '{{\"k\": [1, 2.5, null]}}', 'caf\u{e9}',
-         'Привет', '中文字', 'ｶﾀｶﾅ漢字', 'ab€'),
+         'Привет', '中文字', 'ｶﾀｶﾅ漢字', 'ab€', 'é', 'ü,ä', '文'),
         (2, 0, 0, 0, 0, 0, 0, 0, 0, '1970-01-01 00:00:00', '1970-01-01 00:00:01', '9999-12-31', '00:00:00', 2155,
-         'a', '', b'0', '', '', '', '', x'00000000', '[]', '', 'ascii', 'ascii', 'ascii', 'ab'),
+         'a', '', b'0', '', '', '', '', x'00000000', '[]', '', 'ascii', 'ascii', 'ascii', 'ab', 'x', '', '中'),
         (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"
+         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"
     );
     exec(&mut admin, &ins).await;
     let mut src = e.endpoint(Side::Source, false).connect().await.unwrap();

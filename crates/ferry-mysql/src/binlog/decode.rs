@@ -250,9 +250,12 @@ async fn read_facts(conn: &mut Conn, db: &str, table: &str) -> Result<SchemaFact
 struct BinlogMeta {
     names: Vec<String>,
     unsigned: Vec<bool>,
-    enums: Vec<Vec<String>>,
-    sets: Vec<Vec<String>>,
+    /// ENUM and SET members as logged, in the column's character set.
+    enums: Vec<Vec<Vec<u8>>>,
+    sets: Vec<Vec<Vec<u8>>>,
     charsets: Vec<u16>,
+    /// Collation ids of the ENUM and SET columns, in order.
+    enum_set_charsets: Vec<u16>,
     primary_key: Vec<usize>,
 }
 
@@ -263,13 +266,13 @@ fn read_meta(tme: &TableMapEvent<'_>, geometry: bool) -> Result<BinlogMeta, std:
             OptionalMetadataField::EnumStrValue(v) => {
                 for e in v.iter_values() {
                     m.enums
-                        .push(e?.values().iter().map(|s| s.value().into_owned()).collect());
+                        .push(e?.values().iter().map(|s| s.value_raw().to_vec()).collect());
                 }
             }
             OptionalMetadataField::SetStrValue(v) => {
                 for e in v.iter_values() {
                     m.sets
-                        .push(e?.values().iter().map(|s| s.value().into_owned()).collect());
+                        .push(e?.values().iter().map(|s| s.value_raw().to_vec()).collect());
                 }
             }
             _ => {}
@@ -288,10 +291,60 @@ fn read_meta(tme: &TableMapEvent<'_>, geometry: bool) -> Result<BinlogMeta, std:
     for cs in ex.iter_charset().take(n_char) {
         m.charsets.push(cs?);
     }
+    let n_enum_set = (0..tme.columns_count() as usize)
+        .filter(|&i| matches!(tme.get_column_type(i), Ok(Some(t)) if t.is_enum_or_set_type()))
+        .count();
+    // Infinite when the metadata gives one default: taken per column.
+    for cs in ex.iter_enum_and_set_charset().take(n_enum_set) {
+        m.enum_set_charsets.push(cs?);
+    }
     for pk in ex.iter_primary_key() {
         m.primary_key.push(pk? as usize);
     }
     Ok(m)
+}
+
+/// Whether ASCII bytes read as ASCII in character set `cs` (all but the
+/// UTF-16/32, UCS-2 and swe7 ones).
+fn ascii_compatible(cs: &str) -> bool {
+    !matches!(cs, "ucs2" | "utf16" | "utf16le" | "utf32" | "swe7")
+}
+
+/// An ENUM's or SET's members as UTF-8 (the text a SELECT returns): as the
+/// table map logged them, in the column's character set, when Ferry can
+/// decode them (UTF-8, latin1, ASCII text in any character set that keeps
+/// ASCII); else as `information_schema` has them now, which a utf8mb4
+/// session reads as UTF-8. (Read as UTF-8 whatever their character set, a
+/// latin1 ENUM('é') gave U+FFFD for its member.)
+fn enum_members(
+    logged: Option<&Vec<Vec<u8>>>,
+    charset: Option<&str>,
+    fact: Option<&SchemaColumn>,
+) -> Vec<String> {
+    let from_facts = || {
+        fact.map(|f| parse_members(&f.column_type))
+            .unwrap_or_default()
+    };
+    let Some(raw) = logged else {
+        return from_facts();
+    };
+    let utf8 = |b: &Vec<u8>| String::from_utf8_lossy(b).into_owned();
+    match charset {
+        None | Some("utf8mb4" | "utf8mb3" | "utf8" | "ascii") => raw.iter().map(utf8).collect(),
+        Some("latin1") => raw
+            .iter()
+            .map(|b| {
+                encoding_rs::WINDOWS_1252
+                    .decode_without_bom_handling(b)
+                    .0
+                    .into_owned()
+            })
+            .collect(),
+        Some(cs) if ascii_compatible(cs) && raw.iter().all(|b| b.is_ascii()) => {
+            raw.iter().map(utf8).collect()
+        }
+        Some(_) => from_facts(),
+    }
 }
 
 /// Whether the table map's character set metadata has an entry for a column of
@@ -401,6 +454,7 @@ fn read_columns(
 ) -> Result<Vec<ColumnInfo>, usize> {
     // The metadata lists hold one entry per column of their kind, in order.
     let (mut numeric, mut character, mut enums, mut sets) = (0, 0, 0, 0);
+    let mut enum_set = 0;
     let n = tme.columns_count() as usize;
     let mut columns = Vec::with_capacity(n);
     for i in 0..n {
@@ -430,19 +484,21 @@ fn read_columns(
             };
             character += 1;
         }
-        let members_of = |logged: Option<&Vec<String>>| {
-            logged.cloned().unwrap_or_else(|| {
-                fact.map(|f| parse_members(&f.column_type))
-                    .unwrap_or_default()
-            })
-        };
         let mut members = Vec::new();
-        if ctype == ColumnType::MYSQL_TYPE_ENUM {
-            members = members_of(meta.enums.get(enums));
-            enums += 1;
-        } else if ctype == ColumnType::MYSQL_TYPE_SET {
-            members = members_of(meta.sets.get(sets));
-            sets += 1;
+        if ctype.is_enum_or_set_type() {
+            let cs = match meta.enum_set_charsets.get(enum_set) {
+                Some(id) => cache.charset(*id).map(str::to_string),
+                None => fact.and_then(|f| f.charset.clone()),
+            };
+            enum_set += 1;
+            let logged = if ctype == ColumnType::MYSQL_TYPE_ENUM {
+                enums += 1;
+                meta.enums.get(enums - 1)
+            } else {
+                sets += 1;
+                meta.sets.get(sets - 1)
+            };
+            members = enum_members(logged, cs.as_deref(), fact);
         }
         // MariaDB logs JSON as LONGTEXT: a text column.
         let literal = literal_for(ctype, charset.as_deref());
@@ -453,10 +509,7 @@ fn read_columns(
                 // undefined mapped to the C1 controls, as WHATWG's windows-1252 does.
                 "latin1" => Some(Decode::Encoding(encoding_rs::WINDOWS_1252)),
                 _ => Some(Decode::Source {
-                    ascii_safe: !matches!(
-                        cs.as_str(),
-                        "ucs2" | "utf16" | "utf16le" | "utf32" | "swe7"
-                    ),
+                    ascii_safe: ascii_compatible(&cs),
                     charset: cs,
                 }),
             },
