@@ -206,7 +206,20 @@ pub struct BinlogReader {
     is_mariadb: bool,
     asked_file: Option<String>,
     dec: Decoder,
+    /// Events at the front of the decoder's queue whose values the source has
+    /// already converted (see [`BinlogReader::convert_ahead`]).
+    converted: usize,
+    /// While those are handed out: the position before the read-ahead.
+    held: Option<BinlogPosition>,
+    /// What the stream gave during a read-ahead after its last event (an
+    /// error or its end), kept for the next read.
+    stashed: Option<Option<Result<Event, mysql_async::Error>>>,
 }
+
+/// Most binlog events, and bytes of them, read ahead to convert their values
+/// in one query (see [`BinlogReader::convert_ahead`]).
+const CONVERT_AHEAD_EVENTS: usize = 1024;
+const CONVERT_AHEAD_BYTES: usize = 8 << 20;
 
 impl BinlogReader {
     /// Connect to `source` and start reading at `start` (a transaction
@@ -278,12 +291,20 @@ impl BinlogReader {
             is_mariadb: info.is_mariadb,
             asked_file: Some(start.file.clone()).filter(|f| !f.is_empty()),
             dec,
+            converted: 0,
+            held: None,
+            stashed: None,
         })
     }
 
-    /// Where the reader is: after the last event read.
+    /// Where the reader is: after the last event read; while events read
+    /// ahead are handed out, before the read-ahead (never past an event not
+    /// yet handed out).
     pub fn position(&self) -> BinlogPosition {
-        self.dec.position()
+        match &self.held {
+            Some(p) => p.clone(),
+            None => self.dec.position(),
+        }
     }
 
     pub fn is_mariadb(&self) -> bool {
@@ -294,15 +315,22 @@ impl BinlogReader {
     /// not even a heartbeat arrived within the read timeout.
     pub async fn next(&mut self) -> Result<BinlogEvent, FerryError> {
         loop {
-            if let Some(mut e) = self.dec.queue.pop_front() {
-                if let BinlogEvent::Rows(changes) = &mut e {
-                    decode_by_source(&mut self.meta, &self.dec.source, changes).await?;
+            if self.converted == 0 && self.dec.queue.front().is_some_and(by_source) {
+                self.convert_ahead().await?;
+            }
+            if let Some(e) = self.dec.queue.pop_front() {
+                self.converted = self.converted.saturating_sub(1);
+                if self.converted == 0 {
+                    self.held = None;
                 }
                 return Ok(e);
             }
             // An event already buffered is taken without arming the read
             // timeout's timer (the stream keeps its read state across polls).
-            let ready = futures::FutureExt::now_or_never(self.stream.next());
+            let ready = match self.stashed.take() {
+                Some(ev) => Some(ev),
+                None => futures::FutureExt::now_or_never(self.stream.next()),
+            };
             let ev = match ready {
                 Some(ev) => Ok(ev),
                 None => tokio::time::timeout(self.opts.read_timeout, self.stream.next()).await,
@@ -325,6 +353,38 @@ impl BinlogReader {
             };
             self.handle(ev).await?;
         }
+    }
+
+    /// The front event has values the source converts ([`Decode::Source`]):
+    /// decode the events the stream already holds too (without waiting, up
+    /// to [`CONVERT_AHEAD_EVENTS`]), then convert all of them in one query
+    /// rather than one per rows event. Measured with the engine (`cdc_apply`,
+    /// 4 workers) on 20,000 single-row updates of a 10,000-row table with two
+    /// Chinese text columns, 3 rounds each: utf8mb4 0.38-0.61 s until applied;
+    /// gbk with a query per rows event 1.43-2.11 s, read ahead 1.02-1.11 s, and
+    /// each distinct value converted once 0.84-0.85 s.
+    async fn convert_ahead(&mut self) -> Result<(), FerryError> {
+        self.held = Some(self.dec.position());
+        let mut bytes = 0;
+        for _ in 0..CONVERT_AHEAD_EVENTS {
+            if bytes >= CONVERT_AHEAD_BYTES {
+                break;
+            }
+            match futures::FutureExt::now_or_never(self.stream.next()) {
+                Some(Some(Ok(ev))) => {
+                    bytes += ev.header().event_size() as usize;
+                    self.handle(ev).await?;
+                }
+                Some(other) => {
+                    self.stashed = Some(other);
+                    break;
+                }
+                None => break,
+            }
+        }
+        decode_by_source(&mut self.meta, &self.dec.source, self.dec.queue.iter_mut()).await?;
+        self.converted = self.dec.queue.len();
+        Ok(())
     }
 
     /// Close the stream (the source forgets this replica).
@@ -389,6 +449,19 @@ impl BinlogReader {
     }
 }
 
+/// Whether `e` changes a table with [`Decode::Source`] columns.
+fn by_source(e: &BinlogEvent) -> bool {
+    match e {
+        BinlogEvent::Rows(changes) => changes.first().is_some_and(|c| {
+            c.table
+                .columns
+                .iter()
+                .any(|c| matches!(c.decode_from, Some(Decode::Source { .. })))
+        }),
+        _ => false,
+    }
+}
+
 /// Most values (or hex digits) in one conversion query of [`decode_by_source`].
 const CONVERT_VALUES: usize = 1_000;
 const CONVERT_HEX: usize = 4 << 20;
@@ -396,27 +469,18 @@ const CONVERT_HEX: usize = 4 << 20;
 /// Text values of [`Decode::Source`] columns (character sets Ferry does not
 /// decode itself) turned into UTF-8 by the source server, on the reader's
 /// metadata connection (a utf8mb4 session): the conversion the copy's SELECT
-/// makes. One query per rows event that has such values.
-async fn decode_by_source(
+/// makes, in as few queries as the values allow.
+async fn decode_by_source<'e>(
     meta: &mut Conn,
     who: &str,
-    changes: &mut [RowChange],
+    events: impl Iterator<Item = &'e mut BinlogEvent>,
 ) -> Result<(), FerryError> {
-    // A rows event changes one table.
-    let Some(first) = changes.first() else {
-        return Ok(());
-    };
-    if !first
-        .table
-        .columns
-        .iter()
-        .any(|c| matches!(c.decode_from, Some(Decode::Source { .. })))
-    {
-        return Ok(());
-    }
-    let table = first.table.name();
-    let mut pending: Vec<(&mut Value, &str, &str)> = Vec::new();
-    for RowChange { table: t, op } in changes.iter_mut() {
+    let mut pending: Vec<(&mut Value, &str, &str, &TableInfo)> = Vec::new();
+    let changes = events.filter(|e| by_source(e)).flat_map(|e| match e {
+        BinlogEvent::Rows(changes) => changes.iter_mut(),
+        _ => [].iter_mut(),
+    });
+    for RowChange { table: t, op } in changes {
         let (a, b) = match op {
             RowOp::Insert(r) | RowOp::Delete(r) => (r, None),
             RowOp::Update(x, y) => (x, Some(y)),
@@ -431,22 +495,36 @@ async fn decode_by_source(
                     continue;
                 };
                 if matches!(v, Value::Bytes(b) if !(*ascii_safe && b.is_ascii())) {
-                    pending.push((v, charset.as_str(), c.name.as_str()));
+                    pending.push((v, charset.as_str(), c.name.as_str(), t));
                 }
             }
         }
     }
-    let mut rest = pending.as_mut_slice();
+    // Each distinct value once: an update's images repeat every unchanged column.
+    let mut distinct: FastMap<(&str, Vec<u8>), usize> = FastMap::default();
+    let mut slots = Vec::with_capacity(pending.len());
+    for (v, cs, col, t) in pending {
+        let Value::Bytes(b) = std::mem::replace(v, Value::NULL) else {
+            unreachable!("only byte values are pending")
+        };
+        let next = distinct.len();
+        let i = *distinct.entry((cs, b)).or_insert(next);
+        slots.push((v, i, cs, col, t));
+    }
+    let mut order: Vec<(&str, &[u8])> = vec![("", &[]); distinct.len()];
+    for ((cs, b), &i) in &distinct {
+        order[i] = (cs, b);
+    }
+    let mut text: Vec<Option<Vec<u8>>> = Vec::with_capacity(order.len());
+    let mut rest = order.as_slice();
     while !rest.is_empty() {
         let mut sql = String::from("SELECT ");
         let mut n = 0;
         while n < rest.len().min(CONVERT_VALUES) && (n == 0 || sql.len() < CONVERT_HEX) {
-            let (Value::Bytes(b), cs, _) = &rest[n] else {
-                unreachable!("only byte values are pending")
-            };
+            let (cs, b) = rest[n];
             if !cs.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
                 return Err(FerryError::SchemaIncompatible(format!(
-                    "{who}: {table}: character set name {cs:?} cannot be written in SQL"
+                    "{who}: character set name {cs:?} cannot be written in SQL"
                 )));
             }
             if n > 0 {
@@ -459,26 +537,28 @@ async fn decode_by_source(
             sql.push(')');
             n += 1;
         }
-        let (now, later) = rest.split_at_mut(n);
-        let ctx = || format!("{who}: converting {n} text value(s) of {table} to UTF-8");
+        let ctx = || format!("{who}: converting {n} text value(s) to UTF-8");
         let row: mysql_async::Row = meta
             .query_first(&sql)
             .await
             .map_err(|e| classify(e, &ctx()))?
             .ok_or_else(|| FerryError::Transient(format!("{}: no row", ctx())))?;
-        for (i, (v, cs, col)) in now.iter_mut().enumerate() {
-            match row.get_opt::<Option<Vec<u8>>, _>(i) {
-                Some(Ok(Some(text))) => **v = Value::Bytes(text),
-                _ => {
-                    return Err(FerryError::SchemaIncompatible(format!(
-                        "binlog rows of {table}: column {col}: the source could not read a \
-                         value as {cs} (CONVERT returned no text); find the row with \
-                         SELECT ... WHERE CONVERT({col} USING utf8mb4) IS NULL and correct it"
-                    )))
-                }
-            }
-        }
-        rest = later;
+        text.extend((0..n).map(|i| match row.get_opt::<Option<Vec<u8>>, _>(i) {
+            Some(Ok(t)) => t,
+            _ => None,
+        }));
+        rest = &rest[n..];
+    }
+    for (v, i, cs, col, t) in slots {
+        let Some(Some(utf8)) = text.get(i) else {
+            return Err(FerryError::SchemaIncompatible(format!(
+                "binlog rows of {}: column {col}: the source could not read a \
+                 value as {cs} (CONVERT returned no text); find the row with \
+                 SELECT ... WHERE CONVERT({col} USING utf8mb4) IS NULL and correct it",
+                t.name()
+            )));
+        };
+        *v = Value::Bytes(utf8.clone());
     }
     Ok(())
 }
