@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use ferry_core::position::BinlogPosition;
 use ferry_mysql::binlog::{
-    current_position, server_id_for, BinlogEvent, BinlogReader, ReaderOptions, RowOp,
+    current_position, server_id_for, BinlogEvent, BinlogReader, Decode, ReaderOptions, RowOp,
+    TableInfo,
 };
 use ferry_testkit::{drop_db, env, exec, recreate_db, unique_name, Side};
 use mysql_async::prelude::*;
@@ -88,10 +89,12 @@ async fn reader_for(db: &str, start: &BinlogPosition) -> BinlogReader {
         .unwrap()
 }
 
-/// Read until `n` row changes arrived and their transaction committed.
-async fn read_changes(reader: &mut BinlogReader, n: usize) -> Vec<RowOp> {
+/// Read until `n` row changes arrived and their transaction committed; the
+/// changes and the table description of the last.
+async fn read_changes(reader: &mut BinlogReader, n: usize) -> (Vec<RowOp>, Arc<TableInfo>) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut out = Vec::new();
+    let mut table = None;
     loop {
         assert!(
             Instant::now() < deadline,
@@ -99,8 +102,13 @@ async fn read_changes(reader: &mut BinlogReader, n: usize) -> Vec<RowOp> {
             out.len()
         );
         match reader.next().await.unwrap() {
-            BinlogEvent::Rows(rows) => out.extend(rows.into_iter().map(|r| r.op)),
-            BinlogEvent::Commit { .. } if out.len() >= n => return out,
+            BinlogEvent::Rows(rows) => {
+                table = rows.last().map(|r| r.table.clone());
+                out.extend(rows.into_iter().map(|r| r.op));
+            }
+            BinlogEvent::Commit { .. } if out.len() >= n => {
+                return (out, table.expect("a rows event"))
+            }
             _ => {}
         }
     }
@@ -137,8 +145,24 @@ async fn decodes_every_type_like_select() {
     .await;
 
     let mut reader = reader_for(&db, &start).await;
-    let ops = read_changes(&mut reader, 6).await;
+    let (ops, table) = read_changes(&mut reader, 6).await;
     assert_eq!(ops.len(), 6, "{ops:?}");
+    // Each text column's bytes decoded the way its character set is: by Ferry
+    // (latin1; cp1251 from the source's byte table), or by the source (the rest).
+    let decode = |name: &str| {
+        let c = table.columns.iter().find(|c| c.name == name).expect(name);
+        match &c.decode_from {
+            None => "none",
+            Some(Decode::Encoding(_)) => "encoding",
+            Some(Decode::Table(_)) => "table",
+            Some(Decode::Source { .. }) => "source",
+        }
+    };
+    let kinds: Vec<&str> = ["vc", "lat", "cyr", "gb", "sj", "u16"].map(decode).to_vec();
+    assert_eq!(
+        kinds,
+        ["none", "encoding", "table", "source", "source", "source"]
+    );
     // The BIT column is compared as a number (`b+0`); decoded it is UInt already.
     for (i, op) in ops.iter().enumerate() {
         match (i, op) {
