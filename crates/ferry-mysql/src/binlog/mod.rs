@@ -551,11 +551,16 @@ async fn decode_by_source<'e>(
     }
     for (v, i, cs, col, t) in slots {
         let Some(Some(utf8)) = text.get(i) else {
+            // The server gives NULL for bytes it cannot read in `cs`, and for a
+            // result past its max_allowed_packet.
             return Err(FerryError::SchemaIncompatible(format!(
-                "binlog rows of {}: column {col}: the source could not read a \
-                 value as {cs} (CONVERT returned no text); find the row with \
-                 SELECT ... WHERE CONVERT({col} USING utf8mb4) IS NULL and correct it",
-                t.name()
+                "binlog rows of {}: column {col}: the source could not convert a value of {} \
+                 bytes from {cs} to utf8mb4 (CONVERT returned NULL). Either the value is not \
+                 valid {cs} (find the row with SELECT ... WHERE CONVERT({col} USING utf8mb4) \
+                 IS NULL and correct it) or its text exceeds the source's max_allowed_packet \
+                 (raise it: SET GLOBAL max_allowed_packet = ...)",
+                t.name(),
+                order[i].1.len()
             )));
         };
         *v = Value::Bytes(utf8.clone());
