@@ -186,6 +186,66 @@ async fn decodes_every_type_like_select() {
     drop_db(&mut admin, &db).await;
 }
 
+/// Text the source converts (gbk) is converted for every event the stream
+/// already holds at once; while those events are handed out, the reader's
+/// position never passes the end of the last transaction handed out (the
+/// switch's write probe reads it after each event).
+#[tokio::test]
+async fn events_read_ahead_for_a_conversion_keep_the_position_behind() {
+    let e = env();
+    let db = unique_name("cdc_ahead");
+    let mut admin = e.admin(Side::Source).await;
+    recreate_db(&mut admin, &db).await;
+    exec(
+        &mut admin,
+        &format!(
+            "CREATE TABLE `{db}`.t (id INT PRIMARY KEY, g VARCHAR(20) CHARACTER SET gbk) ENGINE=InnoDB"
+        ),
+    )
+    .await;
+    let start = current_position(&mut admin, "source").await.unwrap();
+    let n = 50;
+    let inserts: Vec<String> = (1..=n)
+        .map(|i| format!("INSERT INTO `{db}`.t VALUES ({i}, '中文{i}')"))
+        .collect();
+    exec(&mut admin, &inserts.join("; ")).await;
+
+    let mut reader = reader_for(&db, &start).await;
+    let key = |p: &BinlogPosition| (p.file.clone(), p.pos);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut rows, mut commits) = (0, 0);
+    while commits < n {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {commits} commits"
+        );
+        match reader.next().await.unwrap() {
+            BinlogEvent::Rows(changes) => {
+                for c in changes {
+                    rows += 1;
+                    let RowOp::Insert(r) = c.op else {
+                        panic!("an insert: {:?}", c.op)
+                    };
+                    let want = format!("中文{}", as_int(&r[0]).unwrap());
+                    assert_eq!(r[1], Value::Bytes(want.into_bytes()));
+                }
+            }
+            BinlogEvent::Commit { end, .. } => {
+                commits += 1;
+                let at = reader.position();
+                assert!(
+                    key(&at) <= key(&end),
+                    "after the commit ending at {end} the reader says {at}"
+                );
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(rows, n);
+    reader.close().await;
+    drop_db(&mut admin, &db).await;
+}
+
 #[tokio::test]
 async fn names_come_from_the_binlog_and_ddl_is_a_statement() {
     let e = env();
