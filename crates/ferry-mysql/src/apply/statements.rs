@@ -17,8 +17,10 @@ pub fn push_literal(out: &mut String, v: &Value, col: &ColumnInfo) {
         Value::Double(d) => {
             let _ = write!(out, "{d:e}");
         }
-        Value::Date(y, m, d, h, mi, s, us) => {
-            let _ = write!(out, "'{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}'");
+        Value::Date(..) => {
+            out.push('\'');
+            push_datetime(out, v);
+            out.push('\'');
         }
         Value::Time(neg, days, h, mi, s, us) => {
             let hours = u32::from(*h) + days * 24;
@@ -45,6 +47,14 @@ pub fn push_literal(out: &mut String, v: &Value, col: &ColumnInfo) {
                 let _ = write!(out, "X'{}'", hex::encode(b));
             }
         },
+    }
+}
+
+/// A DATE or DATETIME value as the server reads it from text:
+/// `YYYY-MM-DD hh:mm:ss.ffffff` (a DATE column drops the time).
+fn push_datetime(out: &mut String, v: &Value) {
+    if let Value::Date(y, m, d, h, mi, s, us) = *v {
+        let _ = write!(out, "{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}");
     }
 }
 
@@ -244,9 +254,11 @@ fn prepared_insert(
                     // OceanBase refuses it as a binary DATETIME ("month=0 must
                     // between 1 and 12") but converts the string as the text
                     // path's literal is converted.
-                    Value::Date(y, m, d, h, mi, s, us) if *m == 0 || *d == 0 => Value::Bytes(
-                        format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}").into_bytes(),
-                    ),
+                    Value::Date(_, m, d, ..) if *m == 0 || *d == 0 => {
+                        let mut text = String::with_capacity(26);
+                        push_datetime(&mut text, v);
+                        Value::Bytes(text.into_bytes())
+                    }
                     v => v.clone(),
                 });
             }
