@@ -25,4 +25,10 @@ pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 /// The set of [`FastMap`].
 pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
+/// Whether text in character set `cs` is UTF-8 already (ASCII is): read and
+/// written as it is, by verify's canonical text and the binlog decoder alike.
+pub(crate) fn is_utf8_charset(cs: &str) -> bool {
+    matches!(cs, "utf8mb4" | "utf8mb3" | "utf8" | "ascii")
+}
+
 pub use conn::{classify, qualified, quote_ident, quote_str, Endpoint};

@@ -223,6 +223,21 @@ impl SchemaCache {
     }
 }
 
+/// Whether `cs` is a character set name that can be written into SQL as it is.
+pub(super) fn sql_charset(cs: &str) -> bool {
+    !cs.is_empty() && cs.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// Append `CONVERT(X'..' USING cs)`: the server's reading of `bytes` in `cs`
+/// (which [`sql_charset`] has accepted), as text of the session's character set.
+pub(super) fn push_convert(sql: &mut String, bytes: &[u8], cs: &str) {
+    sql.push_str("CONVERT(X'");
+    sql.push_str(&hex::encode(bytes));
+    sql.push_str("' USING ");
+    sql.push_str(cs);
+    sql.push(')');
+}
+
 /// A character set of one byte per character, as the source converts each
 /// of its 256 bytes to UTF-8 (`CONVERT(X'..' USING cs)` over a utf8mb4
 /// session; a byte the set leaves undefined reads as the server makes it, as
@@ -248,14 +263,18 @@ impl std::fmt::Debug for ByteTable {
 impl ByteTable {
     /// The table of `cs`; `None` when the source gives no text for a byte.
     async fn read(conn: &mut Conn, cs: &str) -> Result<Option<ByteTable>, FerryError> {
-        if !cs.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+        if !sql_charset(cs) {
             return Ok(None);
         }
-        let list: Vec<String> = (0..=255u8)
-            .map(|b| format!("CONVERT(X'{b:02X}' USING {cs})"))
-            .collect();
+        let mut sql = String::from("SELECT ");
+        for b in 0..=255u8 {
+            if b > 0 {
+                sql.push(',');
+            }
+            push_convert(&mut sql, &[b], cs);
+        }
         let row: Option<mysql_async::Row> = conn
-            .query_first(format!("SELECT {}", list.join(",")))
+            .query_first(sql)
             .await
             .map_err(|e| classify(e, &format!("source: reading character set {cs}")))?;
         let Some(row) = row else { return Ok(None) };
@@ -392,6 +411,10 @@ fn read_meta(tme: &TableMapEvent<'_>, geometry: bool) -> Result<BinlogMeta, std:
     Ok(m)
 }
 
+/// MySQL's and MariaDB's latin1 is windows-1252, the five bytes it leaves
+/// undefined mapped to the C1 controls, as WHATWG's windows-1252 does.
+const LATIN1: &encoding_rs::Encoding = encoding_rs::WINDOWS_1252;
+
 /// Whether ASCII bytes read as ASCII in character set `cs` (all but the
 /// UTF-16/32, UCS-2 and swe7 ones).
 fn ascii_compatible(cs: &str) -> bool {
@@ -418,15 +441,11 @@ fn enum_members(
     };
     let utf8 = |b: &Vec<u8>| String::from_utf8_lossy(b).into_owned();
     match charset {
-        None | Some("utf8mb4" | "utf8mb3" | "utf8" | "ascii") => raw.iter().map(utf8).collect(),
+        None => raw.iter().map(utf8).collect(),
+        Some(cs) if crate::is_utf8_charset(cs) => raw.iter().map(utf8).collect(),
         Some("latin1") => raw
             .iter()
-            .map(|b| {
-                encoding_rs::WINDOWS_1252
-                    .decode_without_bom_handling(b)
-                    .0
-                    .into_owned()
-            })
+            .map(|b| LATIN1.decode_without_bom_handling(b).0.into_owned())
             .collect(),
         Some(cs) if ascii_compatible(cs) && raw.iter().all(|b| b.is_ascii()) => {
             raw.iter().map(utf8).collect()
@@ -592,10 +611,8 @@ fn read_columns(
         let literal = literal_for(ctype, charset.as_deref());
         let decode_from = match (&literal, charset) {
             (LiteralKind::Text, Some(cs)) => match cs.as_str() {
-                "utf8mb4" | "utf8mb3" | "utf8" | "ascii" => None,
-                // MySQL's and MariaDB's latin1 is windows-1252, the five bytes it leaves
-                // undefined mapped to the C1 controls, as WHATWG's windows-1252 does.
-                "latin1" => Some(Decode::Encoding(encoding_rs::WINDOWS_1252)),
+                cs if crate::is_utf8_charset(cs) => None,
+                "latin1" => Some(Decode::Encoding(LATIN1)),
                 _ => match cache.byte_tables.get(&cs) {
                     Some(t) => Some(Decode::Table(t.clone())),
                     None => Some(Decode::Source {

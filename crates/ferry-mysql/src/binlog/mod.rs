@@ -522,7 +522,7 @@ async fn decode_by_source<'e>(
         let mut n = 0;
         while n < rest.len().min(CONVERT_VALUES) && (n == 0 || sql.len() < CONVERT_HEX) {
             let (cs, b) = rest[n];
-            if !cs.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+            if !decode::sql_charset(cs) {
                 return Err(FerryError::SchemaIncompatible(format!(
                     "{who}: character set name {cs:?} cannot be written in SQL"
                 )));
@@ -530,11 +530,7 @@ async fn decode_by_source<'e>(
             if n > 0 {
                 sql.push(',');
             }
-            sql.push_str("CONVERT(X'");
-            sql.push_str(&hex::encode(b));
-            sql.push_str("' USING ");
-            sql.push_str(cs);
-            sql.push(')');
+            decode::push_convert(&mut sql, b, cs);
             n += 1;
         }
         let ctx = || format!("{who}: converting {n} text value(s) to UTF-8");

@@ -36,8 +36,6 @@ pub enum Canon {
     Text { convert: bool },
 }
 
-const UTF8_CHARSETS: &[&str] = &["utf8mb4", "utf8mb3", "utf8", "ascii"];
-
 pub fn canon_of(col: &Column) -> Canon {
     let charset = col.charset.as_deref().map(str::to_ascii_lowercase);
     match ColumnKind::of(&col.data_type) {
@@ -53,7 +51,7 @@ pub fn canon_of(col: &Column) -> Canon {
         ColumnKind::Binary | ColumnKind::Blob | ColumnKind::Spatial => Canon::Hex,
         _ if charset.as_deref() == Some("binary") => Canon::Hex,
         _ => Canon::Text {
-            convert: charset.is_some_and(|c| !UTF8_CHARSETS.contains(&c.as_str())),
+            convert: charset.is_some_and(|c| !crate::is_utf8_charset(&c)),
         },
     }
 }
