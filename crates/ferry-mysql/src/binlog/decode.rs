@@ -139,9 +139,10 @@ pub struct SchemaCache {
     /// The server's table maps list a character set for GEOMETRY columns
     /// (MariaDB; see [`has_charset_entry`]).
     geometry_charsets: bool,
-    /// The source's character sets of one byte per character.
-    single_byte: HashSet<String>,
-    /// Their bytes as the source converts them (see [`ByteTable`]).
+    /// Character sets already looked at for a [`ByteTable`] (read when a
+    /// table first uses one, not at start-up: most sources have none).
+    examined: HashSet<String>,
+    /// The one-byte ones' bytes as the source converts them.
     byte_tables: HashMap<String, Arc<ByteTable>>,
 }
 
@@ -151,17 +152,11 @@ impl SchemaCache {
             .query("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL")
             .await
             .map_err(|e| classify(e, "source: reading collations"))?;
-        let single_byte: Vec<String> = conn
-            .query(
-                "SELECT CHARACTER_SET_NAME FROM information_schema.CHARACTER_SETS WHERE MAXLEN = 1",
-            )
-            .await
-            .map_err(|e| classify(e, "source: reading character sets"))?;
         Ok(SchemaCache {
             facts: HashMap::new(),
             charsets: rows.into_iter().collect(),
             geometry_charsets: is_mariadb,
-            single_byte: single_byte.into_iter().collect(),
+            examined: HashSet::new(),
             byte_tables: HashMap::new(),
         })
     }
@@ -176,7 +171,7 @@ impl SchemaCache {
             facts: facts.into_iter().map(|(k, f)| (k, Arc::new(f))).collect(),
             charsets,
             geometry_charsets: false,
-            single_byte: HashSet::new(),
+            examined: HashSet::new(),
             byte_tables: HashMap::new(),
         }
     }
@@ -205,13 +200,14 @@ impl SchemaCache {
         }
         let f = Arc::new(read_facts(conn, db, table).await?);
         for cs in f.columns.iter().filter_map(|c| c.charset.as_deref()) {
-            if self.single_byte.contains(cs)
-                && !matches!(cs, "latin1" | "ascii" | "binary")
-                && !self.byte_tables.contains_key(cs)
+            if crate::is_utf8_charset(cs)
+                || matches!(cs, "latin1" | "binary")
+                || !self.examined.insert(cs.to_string())
             {
-                if let Some(t) = ByteTable::read(conn, cs).await? {
-                    self.byte_tables.insert(cs.to_string(), Arc::new(t));
-                }
+                continue;
+            }
+            if let Some(t) = ByteTable::read(conn, cs).await? {
+                self.byte_tables.insert(cs.to_string(), Arc::new(t));
             }
         }
         self.facts.insert(k, f.clone());
@@ -261,9 +257,18 @@ impl std::fmt::Debug for ByteTable {
 }
 
 impl ByteTable {
-    /// The table of `cs`; `None` when the source gives no text for a byte.
+    /// The table of `cs`; `None` when it has characters of more than one
+    /// byte, or the source gives no text for a byte.
     async fn read(conn: &mut Conn, cs: &str) -> Result<Option<ByteTable>, FerryError> {
-        if !sql_charset(cs) {
+        let what = || format!("source: reading character set {cs}");
+        let maxlen: Option<u32> = conn
+            .exec_first(
+                "SELECT MAXLEN FROM information_schema.CHARACTER_SETS WHERE CHARACTER_SET_NAME = ?",
+                (cs,),
+            )
+            .await
+            .map_err(|e| classify(e, &what()))?;
+        if maxlen != Some(1) || !sql_charset(cs) {
             return Ok(None);
         }
         let mut sql = String::from("SELECT ");
@@ -276,7 +281,7 @@ impl ByteTable {
         let row: Option<mysql_async::Row> = conn
             .query_first(sql)
             .await
-            .map_err(|e| classify(e, &format!("source: reading character set {cs}")))?;
+            .map_err(|e| classify(e, &what()))?;
         let Some(row) = row else { return Ok(None) };
         let mut utf8 = Vec::with_capacity(256);
         for i in 0..256 {
