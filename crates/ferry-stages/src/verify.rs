@@ -878,13 +878,13 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
             tables.entry(chunk.table_name()).or_default().clone()
         };
         let t = cell
-            .get_or_try_init(|| self.read_table(chunk, src, tgt))
+            .get_or_try_init(|| self.read_definitions(chunk, src, tgt))
             .await?;
         Ok(t.clone())
     }
 
     /// Both sides' definitions of a chunk's table, read at once.
-    async fn read_table(
+    async fn read_definitions(
         &self,
         chunk: &ChunkRecord,
         src: &mut Conn,
