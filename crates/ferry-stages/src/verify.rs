@@ -899,17 +899,14 @@ impl<'a, S: ItemStore, K: SecretSource> Verifier<'a, S, K> {
         )?;
         let s = s.ok_or_else(|| gone("source", &name))?;
         let t = t.ok_or_else(|| gone("target", &format!("{tdb}.{ttable}")))?;
-        let hash = match self.hash.get() {
-            Some(h) => *h,
-            None => {
+        let hash = *self
+            .hash
+            .get_or_try_init(|| async move {
                 let (s, t) =
                     tokio::try_join!(server_info(src, "source"), server_info(tgt, "target"))?;
-                *self
-                    .hash
-                    .get_or_init(|| async { RowHash::for_servers(&s, &t) })
-                    .await
-            }
-        };
+                Ok::<_, FerryError>(RowHash::for_servers(&s, &t))
+            })
+            .await?;
         tracing::info!(table = %name, hash = hash.as_str(), "verify: row hash");
         let filter = self.spec.filter(db, table).map(str::to_string);
         Ok(Arc::new(VerifyTable::new(s, t, filter)?.with_hash(hash)))
