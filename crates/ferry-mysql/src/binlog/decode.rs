@@ -260,6 +260,9 @@ impl ByteTable {
     /// The table of `cs`; `None` when it has characters of more than one
     /// byte, or the source gives no text for a byte.
     async fn read(conn: &mut Conn, cs: &str) -> Result<Option<ByteTable>, FerryError> {
+        if !sql_charset(cs) {
+            return Ok(None);
+        }
         let what = || format!("source: reading character set {cs}");
         let maxlen: Option<u32> = conn
             .exec_first(
@@ -268,7 +271,7 @@ impl ByteTable {
             )
             .await
             .map_err(|e| classify(e, &what()))?;
-        if maxlen != Some(1) || !sql_charset(cs) {
+        if maxlen != Some(1) {
             return Ok(None);
         }
         let mut sql = String::from("SELECT ");
