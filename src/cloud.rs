@@ -26,7 +26,6 @@ use ferry_core::model::{ChunkSummary, ControlFlags, ErrorInfo, LivenessView, Tas
 use ferry_core::store::{now_ms, Repo};
 use ferry_core::task::MigrationType;
 use ferry_core::{FerryError, Stage};
-use ferry_stages::cleanup::{render_markdown, FinalReport};
 use ferry_stages::switch::SwitchPhase;
 use ferry_stages::StageEnv;
 use serde::{Deserialize, Serialize};
@@ -449,14 +448,14 @@ async fn release(config: &SdkConfig, args: ReleaseArgs) -> Result<u8, Failure> {
         far,
     )
     .await?;
-    write_report(&args.report_dir, id, &report["report"])?;
+    crate::cmd_control::write_report_in(&args.report_dir, id, &report["report"])?;
     let input = json!({"task_id": id, "action": "release", "force": args.force});
     let out = ferry_stages::invoke_stage(&env, Stage::Cleanup, input, far).await?;
     if let Some(reason) = out.get("refused").and_then(serde_json::Value::as_str) {
         return Err(FerryError::Fenced(reason.to_string()).into());
     }
     if out.get("report").is_some() {
-        write_report(&args.report_dir, id, &out["report"])?;
+        crate::cmd_control::write_report_in(&args.report_dir, id, &out["report"])?;
     }
     println!(
         "task {id} released: Ferry's objects removed from both databases and its records from table {}; final \
@@ -469,28 +468,6 @@ async fn release(config: &SdkConfig, args: ReleaseArgs) -> Result<u8, Failure> {
 
 fn release_worker() -> String {
     format!("cli-release-{}-{}", std::process::id(), now_ms())
-}
-
-/// `<dir>/<task>.json` and `<dir>/<task>.md`.
-fn write_report(
-    dir: &std::path::Path,
-    id: &str,
-    report: &serde_json::Value,
-) -> Result<(), FerryError> {
-    let parsed: FinalReport = serde_json::from_value(report.clone()).map_err(|e| {
-        FerryError::Internal(format!("the cleanup stage's report cannot be read: {e}"))
-    })?;
-    let io = |e: std::io::Error, p: &std::path::Path| {
-        FerryError::Store(format!("cannot write the report {}: {e}", p.display()))
-    };
-    std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
-    let json_path = dir.join(format!("{id}.json"));
-    let text = serde_json::to_string_pretty(report)
-        .map_err(|e| FerryError::Internal(format!("cannot encode the report: {e}")))?;
-    std::fs::write(&json_path, text).map_err(|e| io(e, &json_path))?;
-    let md_path = dir.join(format!("{id}.md"));
-    std::fs::write(&md_path, render_markdown(&parsed)).map_err(|e| io(e, &md_path))?;
-    Ok(())
 }
 
 async fn set_flag(

@@ -7,7 +7,8 @@
 //! switch is in progress, and writes the final report to the state directory
 //! before the task's records are deleted.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -251,25 +252,39 @@ async fn wait_for_lock(global: &Global, id: &str, secs: u64) -> Result<TaskLock,
 }
 
 fn report_paths(global: &Global, id: &str) -> (PathBuf, PathBuf) {
-    let dir = global.state_dir.join("reports");
+    report_files(&global.state_dir.join("reports"), id)
+}
+
+/// `<dir>/<task>.json` and `<dir>/<task>.md`.
+fn report_files(dir: &Path, id: &str) -> (PathBuf, PathBuf) {
     (dir.join(format!("{id}.json")), dir.join(format!("{id}.md")))
 }
 
 fn write_report(global: &Global, id: &str, report: &Value) -> Result<(), FerryError> {
+    write_report_in(&global.state_dir.join("reports"), id, report)
+}
+
+/// The final report as `<dir>/<task>.json` and `<dir>/<task>.md`. Each file is
+/// written whole under a temporary name in `dir` and then renamed over the old
+/// one: release writes the report twice (before and after the task's records go),
+/// and the console, which shows the `.md` once the task has left the store, must
+/// never read a file cut short between a truncate and its write.
+pub(crate) fn write_report_in(dir: &Path, id: &str, report: &Value) -> Result<(), FerryError> {
     let parsed: FinalReport = serde_json::from_value(report.clone()).map_err(|e| {
         FerryError::Internal(format!("the cleanup stage's report cannot be read: {e}"))
     })?;
-    let (json_path, md_path) = report_paths(global, id);
-    let io = |e: std::io::Error, p: &PathBuf| {
+    let (json_path, md_path) = report_files(dir, id);
+    let io = |e: std::io::Error, p: &Path| {
         FerryError::Store(format!("cannot write the report {}: {e}", p.display()))
     };
-    if let Some(dir) = json_path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| io(e, &json_path))?;
-    }
+    std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
     let text = serde_json::to_string_pretty(report)
         .map_err(|e| FerryError::Internal(format!("cannot encode the report: {e}")))?;
-    std::fs::write(&json_path, text).map_err(|e| io(e, &json_path))?;
-    std::fs::write(&md_path, render_markdown(&parsed)).map_err(|e| io(e, &md_path))?;
+    for (path, text) in [(&json_path, text), (&md_path, render_markdown(&parsed))] {
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(e, path))?;
+        tmp.write_all(text.as_bytes()).map_err(|e| io(e, path))?;
+        tmp.persist(path).map_err(|e| io(e.error, path))?;
+    }
     Ok(())
 }
 
@@ -373,4 +388,57 @@ pub fn render_links(s: &LinkStatus) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(n: usize) -> Value {
+        let tables: Vec<Value> = Vec::new();
+        json!({
+            "task_id": "t1", "state": format!("released {n}"), "types": [],
+            "source_secret": "src", "target_secret": "tgt", "target_dialect": "mariadb",
+            "created_ms": 0, "reported_ms": n, "tables": tables,
+            "totals": {"total": 0, "pending": 0, "running": 0, "done": 0, "failed": 0, "rows": 0, "bytes": 0},
+            "checkpoints": [],
+        })
+    }
+
+    /// The console reads `<task>.md` while release rewrites it: a reader sees the
+    /// old report or the new one, whole, never an empty or cut file.
+    #[test]
+    fn a_report_rewritten_is_never_read_cut_short() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        write_report_in(dir.path(), "t1", &report(0)).expect("first report");
+        let md = dir.path().join("t1.md");
+        let whole = std::fs::read_to_string(&md).expect("report");
+        assert!(whole.contains("t1"), "{whole}");
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut reads = 0u32;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let text = std::fs::read_to_string(&md).expect("the report is always there");
+                    assert!(text.len() >= whole.len(), "a cut report: {text:?}");
+                    reads += 1;
+                }
+                reads
+            });
+            for n in 1..300 {
+                write_report_in(dir.path(), "t1", &report(n)).expect("rewrite");
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert!(reader.join().expect("reader") > 0);
+        });
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(
+            left.len(),
+            2,
+            "only the two report files are left: {left:?}"
+        );
+    }
 }
