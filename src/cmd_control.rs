@@ -8,6 +8,7 @@
 //! before the task's records are deleted.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -281,7 +282,11 @@ pub(crate) fn write_report_in(dir: &Path, id: &str, report: &Value) -> Result<()
     let text = serde_json::to_string_pretty(report)
         .map_err(|e| FerryError::Internal(format!("cannot encode the report: {e}")))?;
     for (path, text) in [(&json_path, text), (&md_path, render_markdown(&parsed))] {
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(e, path))?;
+        // 0666 less the umask, as `fs::write` creates a file (tempfile's default is 0600)
+        let mut tmp = tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o666))
+            .tempfile_in(dir)
+            .map_err(|e| io(e, path))?;
         tmp.write_all(text.as_bytes()).map_err(|e| io(e, path))?;
         tmp.persist(path).map_err(|e| io(e.error, path))?;
     }
@@ -439,6 +444,14 @@ mod tests {
             left.len(),
             2,
             "only the two report files are left: {left:?}"
+        );
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "x").expect("a file as fs::write makes it");
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode();
+        assert_eq!(
+            mode(&md),
+            mode(&plain),
+            "the report keeps fs::write's permissions"
         );
     }
 }
