@@ -7,8 +7,6 @@
 //! switch is in progress, and writes the final report to the state directory
 //! before the task's records are deleted.
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -22,7 +20,7 @@ use ferry_stages::switch::{self, SwitchPhase, SwitchRecord};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::context::{Failure, Global};
+use crate::context::{replace_file, Failure, Global};
 
 #[derive(Debug, Args)]
 pub struct ControlArgs {
@@ -282,13 +280,8 @@ pub(crate) fn write_report_in(dir: &Path, id: &str, report: &Value) -> Result<()
     let text = serde_json::to_string_pretty(report)
         .map_err(|e| FerryError::Internal(format!("cannot encode the report: {e}")))?;
     for (path, text) in [(&json_path, text), (&md_path, render_markdown(&parsed))] {
-        // 0666 less the umask, as `fs::write` creates a file (tempfile's default is 0600)
-        let mut tmp = tempfile::Builder::new()
-            .permissions(std::fs::Permissions::from_mode(0o666))
-            .tempfile_in(dir)
-            .map_err(|e| io(e, path))?;
-        tmp.write_all(text.as_bytes()).map_err(|e| io(e, path))?;
-        tmp.persist(path).map_err(|e| io(e.error, path))?;
+        // 0666 less the umask, as `fs::write` creates a file
+        replace_file(path, &text, 0o666).map_err(|e| io(e, path))?;
     }
     Ok(())
 }
@@ -397,6 +390,8 @@ pub fn render_links(s: &LinkStatus) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn report(n: usize) -> Value {

@@ -5,8 +5,7 @@
 //! Invariant: a password read from the form goes into the secrets file and
 //! nowhere else: not into a page, a log line or an error message.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use ferry_core::model::CheckItem;
@@ -176,20 +175,9 @@ pub fn add(secrets: &FileSecrets, new: &NewSource) -> Result<(), FerryError> {
         std::fs::create_dir_all(dir).map_err(|e| io("create the directory of", e))?;
     }
     // Written beside the file, mode 0600 from its creation, then renamed over it.
-    let tmp = file.with_extension("json.tmp");
     let text = serde_json::to_string_pretty(&Value::Object(object))
         .map_err(|e| FerryError::Internal(format!("cannot encode the secrets: {e}")))?;
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io("write", e))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| io("write", e))?;
-    std::fs::rename(&tmp, file).map_err(|e| io("replace", e))?;
+    crate::context::replace_file(file, &text, 0o600).map_err(|e| io("write", e))?;
     Ok(())
 }
 
