@@ -395,11 +395,10 @@ mod tests {
     use super::*;
 
     fn report(n: usize) -> Value {
-        let tables: Vec<Value> = Vec::new();
         json!({
             "task_id": "t1", "state": format!("released {n}"), "types": [],
             "source_secret": "src", "target_secret": "tgt", "target_dialect": "mariadb",
-            "created_ms": 0, "reported_ms": n, "tables": tables,
+            "created_ms": 0, "reported_ms": n, "tables": [],
             "totals": {"total": 0, "pending": 0, "running": 0, "done": 0, "failed": 0, "rows": 0, "bytes": 0},
             "checkpoints": [],
         })
