@@ -30,6 +30,12 @@ use ferry_aws::{emf, load_config, DynamoStore, SecretsManagerSource, TABLE_ENV};
 
 pub use lambda_runtime::Error;
 
+/// Every function's allocator, the one the `ferry` binary runs the same stages
+/// with: mimalloc without transparent huge pages (why: the root package's
+/// manifest). Declared here, so each `functions/<stage>` binary links it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Time kept back from the Lambda deadline for the stage to write its
 /// checkpoint and answer (at most a fifth of the time left).
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
