@@ -31,8 +31,8 @@ use ferry_core::task::{CopyWrite, TaskOptions, TaskSpec};
 use ferry_core::FerryError;
 use ferry_mysql::conn::classify;
 use ferry_mysql::copy::{
-    copy_chunk, describe_range, load_data_refusal, source_allows_invalid_dates, CopyOptions,
-    CopyStats, RateLimiter, WriteMethod,
+    copy_chunk, describe_range, load_data_refusal, source_allows_invalid_dates, utf8_text_only,
+    CopyOptions, CopyStats, RateLimiter, WriteMethod,
 };
 use ferry_mysql::schema::{binlog_position, read_source_table, TableInfo};
 use mysql_async::prelude::*;
@@ -159,6 +159,10 @@ struct Worker<'a, S, K> {
     limiter: RateLimiter,
     copy: CopyOptions,
     tables: HashMap<String, TableInfo>,
+    /// Tables (`db.table`, source names) whose target text columns are all
+    /// UTF-8: loaded from a binary stream where `raw_binary` holds
+    /// (see `CopyOptions::binary_stream`).
+    utf8_targets: HashSet<String>,
     marked_copying: HashSet<String>,
 }
 
@@ -192,6 +196,7 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
             src: None,
             dst: None,
             tables: HashMap::new(),
+            utf8_targets: HashSet::new(),
             marked_copying: HashSet::new(),
         };
         let src = w.source().await?;
@@ -331,6 +336,9 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
         let (tdb, ttable) = spec.target_name(db, name);
         let dst = self.target().await?;
         if let Some(target) = ferry_mysql::schema::read_table(dst, &tdb, &ttable).await? {
+            if utf8_text_only(&target.columns) {
+                self.utf8_targets.insert(key.clone());
+            }
             let before = info.columns.len();
             info.columns.retain(|c| {
                 target
@@ -360,6 +368,10 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
         self.mark_copying(&chunk.table_name()).await?;
         let (tdb, ttable) = self.spec.target_name(&table.db, &table.name);
         let filter = self.spec.filter(&table.db, &table.name).map(str::to_string);
+        let opts = CopyOptions {
+            binary_stream: self.copy.raw_binary && self.utf8_targets.contains(&table.full_name()),
+            ..self.copy.clone()
+        };
         self.source().await?;
         self.target().await?;
         let (Some(src), Some(dst)) = (self.src.as_mut(), self.dst.as_mut()) else {
@@ -372,7 +384,7 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
             (&tdb, &ttable),
             chunk,
             filter.as_deref(),
-            &self.copy,
+            &opts,
             &self.limiter,
         );
         let renew = renew_lease(
