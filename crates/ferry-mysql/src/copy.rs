@@ -126,15 +126,16 @@ pub struct CopyOptions {
 }
 
 /// Whether every text column among `columns` (a target table's) holds UTF-8
-/// (`utf8mb4`, `utf8mb3`): then its values can be loaded from Ferry's UTF-8
-/// stream unconverted (see [`CopyOptions::binary_stream`]). A column in any
-/// other character set (`latin1`, `gbk`, ...) needs the server's conversion
-/// from UTF-8: loaded unconverted, latin1 would keep UTF-8's bytes as other
-/// characters, with no warning.
+/// ([`crate::is_utf8_charset`]: `utf8mb4`, `utf8mb3`, or ASCII, its subset):
+/// then its values can be loaded from Ferry's UTF-8 stream unconverted (see
+/// [`CopyOptions::binary_stream`]). A column in any other character set
+/// (`latin1`, `gbk`, ...) needs the server's conversion from UTF-8: loaded
+/// unconverted, latin1 would keep UTF-8's bytes as other characters, with no
+/// warning.
 pub fn utf8_text_only(columns: &[Column]) -> bool {
     columns.iter().all(|c| match c.charset.as_deref() {
         None | Some("binary") => true,
-        Some(cs) => matches!(cs, "utf8mb4" | "utf8mb3" | "utf8"),
+        Some(cs) => crate::is_utf8_charset(cs),
     })
 }
 
@@ -881,6 +882,7 @@ mod tests {
             None,
             Some("utf8mb4"),
             Some("utf8mb3"),
+            Some("ascii"),
             Some("binary")
         ])));
         assert!(!utf8_text_only(&table(&[Some("utf8mb4"), Some("latin1")])));

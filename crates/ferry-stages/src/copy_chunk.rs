@@ -158,12 +158,19 @@ struct Worker<'a, S, K> {
     dst: Option<Conn>,
     limiter: RateLimiter,
     copy: CopyOptions,
-    tables: HashMap<String, TableInfo>,
-    /// Tables (`db.table`, source names) whose target text columns are all
-    /// UTF-8: loaded from a binary stream where `raw_binary` holds
-    /// (see `CopyOptions::binary_stream`).
-    utf8_targets: HashSet<String>,
+    /// By `db.table` (source names), read once per worker.
+    tables: HashMap<String, CopyTable>,
     marked_copying: HashSet<String>,
+}
+
+/// A source table as this worker copies it.
+#[derive(Clone)]
+struct CopyTable {
+    /// The columns both sides have.
+    info: TableInfo,
+    /// The target table's text columns are all UTF-8: loaded from a binary
+    /// stream where `raw_binary` holds (see `CopyOptions::binary_stream`).
+    utf8_target: bool,
 }
 
 impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
@@ -196,7 +203,6 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
             src: None,
             dst: None,
             tables: HashMap::new(),
-            utf8_targets: HashSet::new(),
             marked_copying: HashSet::new(),
         };
         let src = w.source().await?;
@@ -316,7 +322,7 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
         self.spec.options = o.clone();
     }
 
-    async fn table(&mut self, db: &str, name: &str) -> Result<TableInfo, FerryError> {
+    async fn table(&mut self, db: &str, name: &str) -> Result<CopyTable, FerryError> {
         let key = format!("{db}.{name}");
         if let Some(t) = self.tables.get(&key) {
             return Ok(t.clone());
@@ -335,10 +341,9 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
         // sides have; the rest arrive by the binlog.
         let (tdb, ttable) = spec.target_name(db, name);
         let dst = self.target().await?;
+        let mut utf8_target = false;
         if let Some(target) = ferry_mysql::schema::read_table(dst, &tdb, &ttable).await? {
-            if utf8_text_only(&target.columns) {
-                self.utf8_targets.insert(key.clone());
-            }
+            utf8_target = utf8_text_only(&target.columns);
             let before = info.columns.len();
             info.columns.retain(|c| {
                 target
@@ -354,8 +359,9 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
                 );
             }
         }
-        self.tables.insert(key, info.clone());
-        Ok(info)
+        let table = CopyTable { info, utf8_target };
+        self.tables.insert(key, table.clone());
+        Ok(table)
     }
 
     /// Copy a claimed chunk, renewing its lease while the copy runs.
@@ -364,12 +370,15 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
         chunk: &ChunkRecord,
         lease_ms: u64,
     ) -> Result<CopyStats, FerryError> {
-        let table = self.table(&chunk.source_db, &chunk.source_table).await?;
+        let CopyTable {
+            info: table,
+            utf8_target,
+        } = self.table(&chunk.source_db, &chunk.source_table).await?;
         self.mark_copying(&chunk.table_name()).await?;
         let (tdb, ttable) = self.spec.target_name(&table.db, &table.name);
         let filter = self.spec.filter(&table.db, &table.name).map(str::to_string);
         let opts = CopyOptions {
-            binary_stream: self.copy.raw_binary && self.utf8_targets.contains(&table.full_name()),
+            binary_stream: self.copy.raw_binary && utf8_target,
             ..self.copy.clone()
         };
         self.source().await?;
