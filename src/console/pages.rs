@@ -162,7 +162,7 @@ fn repo(c: &Shared) -> Repo<SqliteStore> {
 }
 
 /// Whether a `ferry run` (or resume, release) holds the task's lock now
-/// ([`ferry_local::TaskLock::is_held`]: read without taking the lock).
+/// ([`ferry_local::TaskLock::is_held`]: a probe that holds it for an instant).
 /// TODO(liveness): use the store's heartbeat once the liveness work lands; the lock
 /// only says something on this machine.
 fn runner_active(c: &Shared, id: &str) -> bool {
