@@ -20,7 +20,8 @@ use ferry_stages::switch::{self, SwitchPhase, SwitchRecord};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::context::{replace_file, Failure, Global};
+use crate::context::{Failure, Global};
+use ferry_core::file::replace_file;
 
 #[derive(Debug, Args)]
 pub struct ControlArgs {

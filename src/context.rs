@@ -134,23 +134,3 @@ pub fn local_env<S: ItemStore, K: SecretSource>(store: S, secrets: K) -> StageEn
     StageEnv::new(store, secrets, ferry_local::worker_id())
         .with_holder_check(ferry_local::holder_gone)
 }
-
-/// Replace `path` with `text` as one step: written under a temporary name in
-/// its directory with `mode` (less the umask) from its creation, synced, then
-/// renamed over it, so a reader sees the old file or the new one, never a
-/// partial one, and a crash leaves the old file.
-pub fn replace_file(path: &Path, text: &str, mode: u32) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .permissions(std::fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}

@@ -177,7 +177,7 @@ pub fn add(secrets: &FileSecrets, new: &NewSource) -> Result<(), FerryError> {
     // Written beside the file, mode 0600 from its creation, then renamed over it.
     let text = serde_json::to_string_pretty(&Value::Object(object))
         .map_err(|e| FerryError::Internal(format!("cannot encode the secrets: {e}")))?;
-    crate::context::replace_file(file, &text, 0o600).map_err(|e| io("write", e))?;
+    ferry_core::file::replace_file(file, &text, 0o600).map_err(|e| io("write", e))?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! SDK and no database driver here.
 
 pub mod error;
+pub mod file;
 pub mod model;
 pub mod position;
 pub mod samples;

@@ -187,8 +187,10 @@ async fn check_keys<S: ItemStore>(
     })
 }
 
+/// Written whole (0666 less the umask, as `fs::write` creates a file): a
+/// script reading the report or the repair file never reads one cut short.
 fn write_file(path: &Path, text: &str) -> Result<(), FerryError> {
-    std::fs::write(path, text).map_err(|e| {
+    ferry_core::file::replace_file(path, text, 0o666).map_err(|e| {
         FerryError::BadTask(format!(
             "cannot write {}: {e}; choose a writable path",
             path.display()
