@@ -58,11 +58,13 @@ pub struct VerifyArgs {
 }
 
 pub async fn run(global: &Global, args: VerifyArgs) -> Result<u8, Failure> {
-    let repo = Repo::new(global.existing_store()?);
+    // One connection to the store for the whole command (clones share it).
+    let store = global.existing_store()?;
+    let repo = Repo::new(store.clone());
     let task = repo.task(&args.task_id).await?;
     require_copy_finished(&repo, &task).await?;
     let spec = task.spec;
-    let env = local_env(global.existing_store()?, global.secrets_for(&spec)?);
+    let env = local_env(store, global.secrets_for(&spec)?);
     let mode = match (args.changed, args.full) {
         (true, _) => "changed",
         (_, true) => "full",
