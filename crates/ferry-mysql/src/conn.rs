@@ -45,11 +45,10 @@ impl Endpoint {
             .wait_timeout(Some(28_800))
             // `setup`, not `init`: a pool resets a returned connection (COM_RESET_CONNECTION),
             // which clears session settings; setup commands run again after each reset.
-            .setup(vec![
-                "SET NAMES utf8mb4".to_string(),
-                // TIMESTAMP values are read and written in UTC, so no value shifts between servers.
-                "SET time_zone = '+00:00'".to_string(),
-            ]);
+            // TIMESTAMP values are read and written in UTC, so no value shifts between servers.
+            // One statement, one round trip per connection (MariaDB, MySQL and OceanBase take
+            // NAMES in a SET list, as the copy's own session setup does).
+            .setup(vec!["SET NAMES utf8mb4, time_zone = '+00:00'".to_string()]);
         if let Some(tls) = &s.tls {
             match tls.mode {
                 TlsMode::Disabled => {}
