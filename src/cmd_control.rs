@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::context::{Failure, Global};
-use ferry_core::file::replace_file;
+use ferry_core::file::write_whole;
 
 #[derive(Debug, Args)]
 pub struct ControlArgs {
@@ -281,8 +281,7 @@ pub(crate) fn write_report_in(dir: &Path, id: &str, report: &Value) -> Result<()
     let text = serde_json::to_string_pretty(report)
         .map_err(|e| FerryError::Internal(format!("cannot encode the report: {e}")))?;
     for (path, text) in [(&json_path, text), (&md_path, render_markdown(&parsed))] {
-        // 0666 less the umask, as `fs::write` creates a file
-        replace_file(path, &text, 0o666).map_err(|e| io(e, path))?;
+        write_whole(path, &text).map_err(|e| io(e, path))?;
     }
     Ok(())
 }

@@ -868,8 +868,8 @@ async fn new_file(State(c): State<Shared>, body: Bytes) -> Page {
             )))
         })?;
     }
-    // 0666 less the umask, as `fs::write` creates a file; whole, for `ferry run` reading it.
-    ferry_core::file::replace_file(&path, &text, 0o666).map_err(|e| {
+    // Whole: `ferry run` may be reading it.
+    ferry_core::file::write_whole(&path, &text).map_err(|e| {
         fail(&c)(FerryError::Store(format!(
             "cannot write {}: {e}",
             path.display()

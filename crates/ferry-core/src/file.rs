@@ -23,6 +23,13 @@ pub fn replace_file(path: &Path, text: &str, mode: u32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// [`replace_file`] with the mode `fs::write` creates a file with (0666 less
+/// the umask): for reports, repair scripts and task files, which anyone who
+/// may read the directory may read. Secrets take `replace_file` with 0600.
+pub fn write_whole(path: &Path, text: &str) -> std::io::Result<()> {
+    replace_file(path, text, 0o666)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -187,10 +187,10 @@ async fn check_keys<S: ItemStore>(
     })
 }
 
-/// Written whole (0666 less the umask, as `fs::write` creates a file): a
-/// script reading the report or the repair file never reads one cut short.
+/// Written whole: a script reading the report or the repair file never
+/// reads one cut short.
 fn write_file(path: &Path, text: &str) -> Result<(), FerryError> {
-    ferry_core::file::replace_file(path, text, 0o666).map_err(|e| {
+    ferry_core::file::write_whole(path, text).map_err(|e| {
         FerryError::BadTask(format!(
             "cannot write {}: {e}; choose a writable path",
             path.display()
