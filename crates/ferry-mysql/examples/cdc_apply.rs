@@ -5,7 +5,7 @@
 //! rows, elapsed ms, ms until its last changes committed, rows/s, lag percentiles.
 //!
 //! ```text
-//! cdc_apply SRC_HOST SRC_PORT TGT_HOST TGT_PORT USER PASSWORD DB FILE POS WORKERS [SECONDS] [IDLE_MS]
+//! [CDC_APPLY_TARGET_ENGINE=oceanbase] [CDC_APPLY_REPLAY=1] cdc_apply SRC_HOST SRC_PORT TGT_HOST TGT_PORT USER PASSWORD DB FILE POS WORKERS [SECONDS] [IDLE_MS]
 //! ```
 
 use std::sync::Arc;
@@ -18,8 +18,12 @@ use ferry_mysql::apply::{run_link, Link, LinkConfig, TargetName};
 use ferry_mysql::Endpoint;
 
 fn endpoint(role: &str, host: &str, port: &str, user: &str, password: &str) -> Endpoint {
+    let engine = match role {
+        "target" => std::env::var("CDC_APPLY_TARGET_ENGINE").unwrap_or_else(|_| "mariadb".into()),
+        _ => "mariadb".into(),
+    };
     let secret = DbSecret {
-        engine: "mariadb".into(),
+        engine,
         host: host.into(),
         port: port.parse().unwrap_or(3306),
         username: user.into(),
@@ -77,7 +81,14 @@ async fn main() {
         Instant::now() + Duration::from_secs(seconds),
     );
     cfg.workers = workers;
-    cfg.idempotent_until = Some(start);
+    // CDC_APPLY_REPLAY=1: every change idempotent, so the same binlog range can be
+    // applied again and again to one target (alternating builds in a lab).
+    cfg.idempotent_until = match std::env::var("CDC_APPLY_REPLAY").as_deref() {
+        Ok("1") => None,
+        _ => Some(start),
+    };
+    // Text statements into OceanBase, as the incremental-apply stage sends them there.
+    cfg.prepared = std::env::var("CDC_APPLY_TARGET_ENGINE").as_deref() != Ok("oceanbase");
     cfg.idle = Duration::from_millis(idle_ms);
     cfg.heartbeat_every = Some(Duration::from_millis(200));
     let t0 = Instant::now();
