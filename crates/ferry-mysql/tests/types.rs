@@ -327,8 +327,10 @@ fn small_rows() -> Vec<String> {
 }
 
 /// The sync's apply writes a statement's rows as literals (a few rows) or as
-/// the values of a prepared statement (blocks of 8 or more): every type goes
-/// both ways, as strict inserts and then as upserts, and arrives exactly.
+/// the values of a prepared statement (blocks of 8 or more) into MariaDB, and
+/// as literals in blocks of few row counts into OceanBase (as the incremental
+/// stage does): every type goes both ways, as strict inserts and then as
+/// upserts, and arrives exactly.
 async fn through_the_sync(env: TestEnv) {
     let src_db = unique_name("ferry_types_sync_src");
     let tgt_db = unique_name("ferry_types_sync_tgt");
@@ -362,8 +364,9 @@ async fn through_the_sync(env: TestEnv) {
         .await
         .expect("source position");
 
-    // 5 fixture rows x 4 in one transaction: one worker writes a prepared block of 16 and 4 rows of text.
-    let copies: Vec<String> = (0..4)
+    // 5 fixture rows x 5 in one transaction: one worker writes prepared blocks of 16 and 8 and
+    // a row of text into MariaDB, text blocks of 24 rows and 1 into OceanBase.
+    let copies: Vec<String> = (0..5)
         .map(|k| {
             let cols = COLS.replacen("id", &format!("id + {}", k * 100), 1);
             format!("INSERT INTO alltypes ({COLS}) SELECT {cols} FROM stage")
@@ -379,8 +382,7 @@ async fn through_the_sync(env: TestEnv) {
     sync_alltypes(&env, &mut src, dbs, &task, &start, 1, false).await;
     assert_same_values(&env, &mut src, &mut tgt, (&src_db, &tgt_db), &table).await;
 
-    // Every row changed: upserts of every column, again 16 prepared and 4 as
-    // text; a row of each has latin1 text with the bytes windows-1252 maps apart
+    // Every row changed: upserts of every column, in the same blocks; a row of each has latin1 text with the bytes windows-1252 maps apart
     // (0x80-0x9F, five of them to C1 controls).
     exec(
         &mut src,
@@ -431,6 +433,7 @@ async fn sync_alltypes(
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut cfg = LinkConfig::new(link, start.clone(), mapper, deadline);
     cfg.workers = 1;
+    cfg.prepared = !env.is_oceanbase();
     let end = current_position(src, "source")
         .await
         .expect("source position");

@@ -208,6 +208,91 @@ mod tests {
         );
     }
 
+    /// Text statements (into OceanBase) carry rows in blocks whose counts have
+    /// at most four significant bits: every row once, in order, largest block
+    /// first, few shapes in all.
+    #[test]
+    fn text_blocks_have_few_shapes_and_keep_every_row_in_order() {
+        let sizes = |n: usize| -> Vec<usize> {
+            let rows: Vec<usize> = (0..n).collect();
+            let blocks: Vec<&[usize]> = text_blocks(&rows).collect();
+            let flat: Vec<usize> = blocks.concat();
+            assert_eq!(flat, rows, "every row once, in order ({n})");
+            blocks.iter().map(|b| b.len()).collect()
+        };
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(16), [16]);
+        assert_eq!(sizes(17), [16, 1]);
+        assert_eq!(sizes(450), [448, 2]);
+        assert_eq!(sizes(511), [480, 30, 1]);
+        assert_eq!(sizes(5000), [1920, 1920, 1152, 8]);
+        let mut shapes = std::collections::BTreeSet::new();
+        for n in 1..=MAX_ROWS_PER_STATEMENT {
+            let s = sizes(n);
+            assert!(s.windows(2).all(|w| w[0] >= w[1]), "{n}: {s:?}");
+            assert!(s.len() <= 4, "{n}: {s:?}");
+            for b in s {
+                assert!(b >> b.trailing_zeros() < 16, "{n}: block {b}");
+                shapes.insert(b);
+            }
+        }
+        assert!(shapes.len() <= 80, "{} shapes", shapes.len());
+    }
+
+    /// Without prepared statements each kind of statement goes in those blocks.
+    #[test]
+    fn text_statements_of_a_buffer_go_in_blocks() {
+        let t = Arc::new(table(true));
+        let target = Arc::new(TargetName {
+            db: "x".into(),
+            table: "y".into(),
+            filter: None,
+        });
+        let mut b = Buffer::default();
+        for id in 0..19 {
+            b.push(Routed {
+                table: t.clone(),
+                target: target.clone(),
+                prim: Prim::Put {
+                    row: vec![Value::Int(id), Value::NULL, Value::NULL],
+                    fresh: false,
+                },
+            });
+        }
+        for id in 100..117 {
+            b.push(Routed {
+                table: t.clone(),
+                target: target.clone(),
+                prim: Prim::Delete {
+                    key: vec![Value::Int(id)],
+                },
+            });
+        }
+        let s = texts(b.take_statements(false));
+        let rows = |s: &str| s.matches("),(").count() + 1;
+        assert_eq!(s.len(), 4, "{s:?}");
+        assert!(
+            s[0].starts_with("DELETE")
+                && s[0].ends_with(
+                    "IN (100,101,102,103,104,105,106,107,108,109,110,111,112,113,114,115)"
+                ),
+            "{}",
+            s[0]
+        );
+        assert!(s[1].ends_with("IN (116)"), "{}", s[1]);
+        assert!(
+            s[2].contains("VALUES (0,NULL,NULL),") && rows(&s[2]) == 18,
+            "{}",
+            s[2]
+        );
+        assert!(
+            s[3].contains("VALUES (18,NULL,NULL) ON") && rows(&s[3]) == 1,
+            "{}",
+            s[3]
+        );
+        assert!(s[2..].iter().all(|s| s.contains("ON DUPLICATE KEY UPDATE")));
+    }
+
     /// A FLOAT goes as a double that rounds back to it: its shortest decimal
     /// when that stays in range, else its exact widening.
     #[test]

@@ -63,15 +63,24 @@ impl TableBuf {
         }
     }
 
-    /// The statements for the pending changes, in an order that keeps their effect.
+    /// The statements for the pending changes, in an order that keeps their
+    /// effect: with `prepared`, rows in prepared blocks ([`insert_statements`]);
+    /// without, text statements of power-of-two row blocks ([`text_blocks`]).
     pub(super) fn statements(&self, prepared: bool) -> Vec<Stmt> {
         let (t, target) = (&self.table, &self.target);
         let inserts = |rows: &[&[Value]], upsert: bool| match prepared {
             true => insert_statements(t, target, rows, upsert),
-            false => insert_sql(t, target, rows, upsert)
-                .into_iter()
+            false => text_blocks(rows)
+                .flat_map(|block| insert_sql(t, target, block, upsert))
                 .map(Stmt::Text)
                 .collect(),
+        };
+        let deletes = |keys: &[&[Value]]| -> Vec<Stmt> {
+            let text = |keys| delete_sql(t, target, keys).into_iter().map(Stmt::Text);
+            match prepared {
+                true => text(keys).collect(),
+                false => text_blocks(keys).flat_map(text).collect(),
+            }
         };
         let mut out = Vec::new();
         if t.parallel_safe {
@@ -85,7 +94,7 @@ impl TableBuf {
                     _ => None,
                 })
                 .collect();
-            out.extend(delete_sql(t, target, &keys).into_iter().map(Stmt::Text));
+            out.extend(deletes(&keys));
             for fresh in [true, false] {
                 let rows: Vec<&[Value]> = self
                     .entries
@@ -118,10 +127,7 @@ impl TableBuf {
                 })
                 .collect();
             out.extend(if k == 0 {
-                delete_sql(t, target, &images)
-                    .into_iter()
-                    .map(Stmt::Text)
-                    .collect()
+                deletes(&images)
             } else {
                 inserts(&images, k == 2)
             });
