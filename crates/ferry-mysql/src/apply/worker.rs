@@ -65,7 +65,7 @@ impl TableBuf {
 
     /// The statements for the pending changes, in an order that keeps their
     /// effect: with `prepared`, rows in prepared blocks ([`insert_statements`]);
-    /// without, text statements of power-of-two row blocks ([`text_blocks`]).
+    /// without, text statements in blocks of few row counts ([`text_blocks`]).
     pub(super) fn statements(&self, prepared: bool) -> Vec<Stmt> {
         let (t, target) = (&self.table, &self.target);
         let inserts = |rows: &[&[Value]], upsert: bool| match prepared {
