@@ -17,13 +17,16 @@ use ferry_core::secret::{DbSecret, Redacted};
 use ferry_mysql::apply::{run_link, Link, LinkConfig, TargetName};
 use ferry_mysql::Endpoint;
 
-fn endpoint(role: &str, host: &str, port: &str, user: &str, password: &str) -> Endpoint {
-    let engine = match role {
-        "target" => std::env::var("CDC_APPLY_TARGET_ENGINE").unwrap_or_else(|_| "mariadb".into()),
-        _ => "mariadb".into(),
-    };
+fn endpoint(
+    role: &str,
+    engine: &str,
+    host: &str,
+    port: &str,
+    user: &str,
+    password: &str,
+) -> Endpoint {
     let secret = DbSecret {
-        engine,
+        engine: engine.into(),
         host: host.into(),
         port: port.parse().unwrap_or(3306),
         username: user.into(),
@@ -52,8 +55,10 @@ async fn main() {
         eprintln!("usage: cdc_apply SRC_HOST SRC_PORT TGT_HOST TGT_PORT USER PASSWORD DB FILE POS WORKERS [SECONDS] [IDLE_MS]");
         std::process::exit(2);
     }
-    let source = endpoint("source", &a[1], &a[2], &a[5], &a[6]);
-    let target = endpoint("target", &a[3], &a[4], &a[5], &a[6]);
+    let target_engine =
+        std::env::var("CDC_APPLY_TARGET_ENGINE").unwrap_or_else(|_| "mariadb".into());
+    let source = endpoint("source", "mariadb", &a[1], &a[2], &a[5], &a[6]);
+    let target = endpoint("target", &target_engine, &a[3], &a[4], &a[5], &a[6]);
     let db = a[7].clone();
     let start = BinlogPosition::new(a[8].clone(), a[9].parse().unwrap_or(4));
     let workers: u32 = a[10].parse().unwrap_or(4);
@@ -88,7 +93,7 @@ async fn main() {
         _ => Some(start),
     };
     // Text statements into OceanBase, as the incremental-apply stage sends them there.
-    cfg.prepared = std::env::var("CDC_APPLY_TARGET_ENGINE").as_deref() != Ok("oceanbase");
+    cfg.prepared = target_engine != "oceanbase";
     cfg.idle = Duration::from_millis(idle_ms);
     cfg.heartbeat_every = Some(Duration::from_millis(200));
     let t0 = Instant::now();
