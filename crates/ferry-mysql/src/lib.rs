@@ -16,6 +16,7 @@ pub mod dirty;
 pub mod planner;
 pub mod precheck;
 pub mod schema;
+pub(crate) mod shapes;
 pub mod value;
 pub mod verify;
 

@@ -1,6 +1,7 @@
 //! SQL literals and the statements the workers run: inserts, upserts, deletes, row filters.
 
 use super::*;
+use crate::shapes;
 
 // ------------------------------------------------------------------ SQL literals
 
@@ -82,32 +83,18 @@ pub(super) const MAX_ROWS_PER_STATEMENT: usize = 2_000;
 
 /// `rows` cut into blocks whose row counts have at most four significant
 /// bits (1 to 16, then 8 sizes per power of two: 16, 18, ..., 30, 32, 36, ...),
-/// largest first, in their order, at most [`MAX_ROWS_PER_STATEMENT`] a block.
-/// OceanBase caches a plan per statement shape (its text with the literals
-/// taken out), and the shape of a multi-row insert or `IN` list is its row
-/// count. Unblocked, a count was planned once and rarely found again (the CDC
-/// bench: 126 plans for 160 upserts of 400-520 rows, 600 KB of plan cache
-/// each, against a cache of 2% of the tenant's memory). In blocks a table has
-/// a few shapes per kind of statement, which the cache finds again, at the
-/// cost of a statement or two more per count. Measured on seekdb (4.3.5),
-/// replaying a burst of 99,404 changes (`cdc_apply`, plan cache flushed
-/// first): 310-329 against 386-418 ticks of server CPU; with the plan cache
-/// warm from the same replay before, 291-301 against 277-283. The CDC bench
-/// into OceanBase, three alternating pairs: 7.42-10.11 against 8.35-10.99
-/// CPU-s of the server, 8-11% less in each pair. Blocks of powers of two up
-/// to 256 or 1,024 rows cost more than they saved: about 0.5 ms a statement.
+/// largest first, in their order, at most [`MAX_ROWS_PER_STATEMENT`] a block
+/// ([`shapes::blocks`]: why OceanBase wants few counts). Unblocked, the sync's
+/// counts were planned once and rarely found again (the CDC bench: 126 plans
+/// for 160 upserts of 400-520 rows). Measured on seekdb (4.3.5), replaying a
+/// burst of 99,404 changes (`cdc_apply`, plan cache flushed first): 310-329
+/// against 386-418 ticks of server CPU; with the plan cache warm from the
+/// same replay before, 291-301 against 277-283. The CDC bench into
+/// OceanBase, three alternating pairs: 7.42-10.11 against 8.35-10.99 CPU-s of
+/// the server, 8-11% less in each pair. Blocks of powers of two up to 256 or
+/// 1,024 rows cost more than they saved: about 0.5 ms a statement.
 pub(super) fn text_blocks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
-    let mut rest = rows;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let n = rest.len().min(MAX_ROWS_PER_STATEMENT);
-        let shift = n.ilog2().saturating_sub(3);
-        let (block, tail) = rest.split_at((n >> shift) << shift);
-        rest = tail;
-        Some(block)
-    })
+    shapes::blocks(rows, 4, MAX_ROWS_PER_STATEMENT)
 }
 
 pub(super) fn columns_list(t: &TableInfo) -> String {
