@@ -149,7 +149,8 @@ pub async fn stop(global: &Global, args: ControlArgs) -> Result<u8, Failure> {
 
 /// `ferry resume`: clear the stop flag and run the task's state machine again from its checkpoints.
 pub async fn resume(global: &Global, args: ControlArgs) -> Result<u8, Failure> {
-    let repo = Repo::new(global.existing_store()?);
+    let store = global.existing_store()?;
+    let repo = Repo::new(store.clone());
     let task = repo.task(&args.task_id).await?;
     repo.update_flags(&task.task_id, |f| f.stop_requested = false)
         .await?;
@@ -161,8 +162,7 @@ pub async fn resume(global: &Global, args: ControlArgs) -> Result<u8, Failure> {
             ferry_local::RUNNER_PATIENCE,
         )
         .await?;
-        let env =
-            crate::context::local_env(global.existing_store()?, global.secrets_for(&task.spec)?);
+        let env = crate::context::local_env(store, global.secrets_for(&task.spec)?);
         println!("{}", ferry_stages::plan::recopy(&env, &task.task_id).await?);
     }
     let input = serde_json::to_value(&task.spec)
