@@ -17,7 +17,19 @@ pub struct Endpoint {
     /// The secret's name, so a message can say which secret to fix.
     pub secret_name: String,
     pub secret: DbSecret,
+    /// The server is an OceanBase kernel (the task's `dialect` says so): its
+    /// sessions lift OceanBase's statement limit ([`OCEANBASE_QUERY_TIMEOUT_US`]).
+    pub oceanbase: bool,
 }
+
+/// `ob_query_timeout` of Ferry's sessions on OceanBase, in microseconds: one
+/// day. OceanBase ends any statement after 10 s by default (error 4012,
+/// `Timeout`), where MySQL and MariaDB set no limit. A copy's `LOAD DATA` of
+/// a chunk, or a verify's digest of a large chunk, can take longer on a busy
+/// or slow server: measured on seekdb 4.3.5 on a 2-core machine, a
+/// 250,000-row `LOAD DATA` ran into it, and a checksum of 4M rows took 5 s.
+/// Ferry bounds its work by its own leases and deadlines instead.
+pub const OCEANBASE_QUERY_TIMEOUT_US: u64 = 86_400_000_000;
 
 impl Endpoint {
     pub fn new(role: &str, secret_name: &str, secret: DbSecret) -> Endpoint {
@@ -25,6 +37,15 @@ impl Endpoint {
             role: role.to_string(),
             secret_name: secret_name.to_string(),
             secret,
+            oceanbase: false,
+        }
+    }
+
+    /// This endpoint with [`Endpoint::oceanbase`] set to `yes`.
+    pub fn oceanbase(self, yes: bool) -> Endpoint {
+        Endpoint {
+            oceanbase: yes,
+            ..self
         }
     }
 
@@ -48,7 +69,12 @@ impl Endpoint {
             // TIMESTAMP values are read and written in UTC, so no value shifts between servers.
             // One statement, one round trip per connection (MariaDB, MySQL and OceanBase take
             // NAMES in a SET list, as the copy's own session setup does).
-            .setup(vec!["SET NAMES utf8mb4, time_zone = '+00:00'".to_string()]);
+            .setup(vec![match self.oceanbase {
+                false => "SET NAMES utf8mb4, time_zone = '+00:00'".to_string(),
+                true => format!(
+                    "SET NAMES utf8mb4, time_zone = '+00:00', ob_query_timeout = {OCEANBASE_QUERY_TIMEOUT_US}"
+                ),
+            }]);
         if let Some(tls) = &s.tls {
             match tls.mode {
                 TlsMode::Disabled => {}

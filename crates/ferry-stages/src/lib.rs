@@ -42,7 +42,7 @@ use std::time::Instant;
 use ferry_core::model::Liveness;
 use ferry_core::secret::SecretSource;
 use ferry_core::store::{ItemStore, Repo};
-use ferry_core::task::TaskSpec;
+use ferry_core::task::{Dialect, TaskSpec};
 use ferry_core::{FerryError, Stage};
 use ferry_mysql::Endpoint;
 use serde_json::Value;
@@ -79,7 +79,8 @@ impl<S: ItemStore, K: SecretSource> StageEnv<S, K> {
         let t = self.secrets.get(&spec.target.secret).await?;
         Ok((
             Endpoint::new("source", &spec.source.secret, s),
-            Endpoint::new("target", &spec.target.secret, t),
+            Endpoint::new("target", &spec.target.secret, t)
+                .oceanbase(spec.target.dialect == Dialect::Oceanbase),
         ))
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use ferry_core::model::{ChunkRecord, ChunkState, TablePhase, TaskState};
 use ferry_core::task::TaskSpec;
+use ferry_mysql::conn::OCEANBASE_QUERY_TIMEOUT_US;
 use ferry_mysql::dialect::caps::{TargetCaps, CAPS_RECORD};
 use ferry_mysql::planner::range_predicate;
 use ferry_mysql::schema::{binlog_position, read_table};
@@ -127,6 +128,40 @@ fn shop_ddl() -> Vec<&'static str> {
 }
 
 on_both_targets!(plans_schema_snapshot_and_chunks, super::plans_schema);
+
+on_both_targets!(
+    target_sessions_lift_oceanbases_statement_limit,
+    super::target_sessions_lift_the_statement_limit
+);
+
+/// The stages' target sessions on OceanBase lift its 10-second statement
+/// limit (`ob_query_timeout`; past it a statement fails with 4012, as a
+/// 250,000-row `LOAD DATA` did), also after the pool resets a connection; on
+/// MariaDB, which has no such limit, the endpoint is as before.
+async fn target_sessions_lift_the_statement_limit(te: TestEnv) {
+    let f = Fixture::new(&te, &[]).await;
+    let spec = f.spec("obtimeout", json!({}));
+    let (_, target) = f.env.endpoints(&spec).await.expect("endpoints");
+    assert_eq!(target.oceanbase, te.is_oceanbase());
+    let pool = target.pool(1);
+    for round in 0..2 {
+        // The second round gets the first's connection back, reset by the pool.
+        let mut c = pool.get_conn().await.expect("connect");
+        let tz: Option<String> = c
+            .query_first("SELECT @@time_zone")
+            .await
+            .expect("time_zone");
+        assert_eq!(tz.as_deref(), Some("+00:00"), "round {round}");
+        if te.is_oceanbase() {
+            let limit: Option<u64> =
+                (c.query_first("SELECT @@ob_query_timeout").await).expect("ob_query_timeout");
+            assert_eq!(limit, Some(OCEANBASE_QUERY_TIMEOUT_US), "round {round}");
+        }
+        drop(c);
+    }
+    pool.disconnect().await.ok();
+    f.cleanup(&te).await;
+}
 
 async fn plans_schema(te: TestEnv) {
     let f = Fixture::new(&te, &shop_ddl()).await;

@@ -194,6 +194,7 @@ impl TestEnv {
             Side::Target => "target",
         };
         Endpoint::new(role, &format!("test-{role}"), self.secret(side, admin))
+            .oceanbase(side == Side::Target && self.is_oceanbase())
     }
 
     /// An admin connection to one side, for test setup and assertions.
