@@ -5,9 +5,10 @@
 //! or key count, so a statement of a count planned before is cheap and one of
 //! a new count is planned from scratch (on seekdb 4.3.5, planning an upsert
 //! of a few hundred rows costs about as much as running it, and its plan
-//! holds about 600 KB of a cache that is 2% of the tenant's memory). Ferry therefore sends few counts: a count rounded to a
-//! few significant bits, which keeps the counts within an eighth or a
-//! sixteenth of each other and their number logarithmic.
+//! holds about 600 KB of a cache that is 2% of the tenant's memory). Ferry
+//! therefore sends few counts: a count rounded to a few significant bits,
+//! which keeps the counts within an eighth or a sixteenth of each other and
+//! their number logarithmic.
 //!
 //! Two ways to reach such a count, each where it costs least:
 //! - [`round_up`] and pad: the verify repeats the last key of an `IN` list (a
