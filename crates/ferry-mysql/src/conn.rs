@@ -126,9 +126,31 @@ impl Endpoint {
         Pool::new(opts)
     }
 
+    /// Why an endpoint marked [`Endpoint::oceanbase`] was refused its
+    /// OceanBase session setting (1193, unknown variable): the server is not
+    /// OceanBase, and the task's `dialect` says it is. `None` otherwise.
+    pub fn not_oceanbase(&self, e: &mysql_async::Error) -> Option<String> {
+        match e {
+            mysql_async::Error::Server(se) if self.oceanbase && se.code == 1193 => Some(format!(
+                "{} is not an OceanBase server (it does not know ob_query_timeout, MySQL error 1193), but the \
+                 task's {} says \"dialect\": \"oceanbase\"",
+                self.describe(),
+                self.role
+            )),
+            _ => None,
+        }
+    }
+
     fn connect_error(&self, e: mysql_async::Error) -> FerryError {
         let who = self.describe();
         let secret = &self.secret_name;
+        if let Some(why) = self.not_oceanbase(&e) {
+            return FerryError::BadTask(format!(
+                "{why}. Set \"dialect\" of the task's {} to \"mysql\" or \"mariadb\" (the task file, then \
+                 `ferry run TASK.json` again).",
+                self.role
+            ));
+        }
         match &e {
             mysql_async::Error::Server(se) if se.code == 1045 => FerryError::ConnectFailed(format!(
                 "{who}: access denied (MySQL error 1045: {}). The username or password in secret \"{secret}\" \

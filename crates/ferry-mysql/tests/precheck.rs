@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use ferry_core::model::{CheckItem, CheckStatus};
 use ferry_core::secret::Redacted;
 use ferry_core::task::TaskSpec;
+use ferry_core::FerryError;
 use ferry_mysql::precheck::{
     check_source, check_tables, check_tables_planned, check_target, merge,
 };
@@ -231,6 +232,29 @@ async fn wrong_password_names_user_host_and_secret_but_not_the_password() {
         1,
         "nothing else is checked without a connection: {items:#?}"
     );
+}
+
+/// A task that says `"dialect": "oceanbase"` for a server that is not
+/// OceanBase: the server refuses the OceanBase session setting (1193), and
+/// the precheck and a stage's connection both name the field to fix.
+#[tokio::test]
+async fn an_oceanbase_dialect_for_another_server_names_the_field() {
+    let te = env();
+    let ep = te.endpoint(Side::Target, false).oceanbase(true);
+    let items = check_target(&ep, &spec(&["shop.*"], r#"["full"]"#, None)).await;
+    let i = assert_status(&items, "target.connect", "target", CheckStatus::Fail);
+    assert!(i.message.contains("is not an OceanBase server"), "{i:#?}");
+    assert!(
+        i.fix
+            .as_deref()
+            .unwrap_or_default()
+            .contains("\"dialect\" of the task's target"),
+        "{i:#?}"
+    );
+    match ep.connect().await.err() {
+        Some(FerryError::BadTask(m)) => assert!(m.contains("\"dialect\": \"oceanbase\""), "{m}"),
+        other => panic!("expected a BadTask refusal, got {other:?}"),
+    }
 }
 
 #[tokio::test]
