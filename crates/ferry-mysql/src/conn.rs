@@ -69,12 +69,7 @@ impl Endpoint {
             // TIMESTAMP values are read and written in UTC, so no value shifts between servers.
             // One statement, one round trip per connection (MariaDB, MySQL and OceanBase take
             // NAMES in a SET list, as the copy's own session setup does).
-            .setup(vec![match self.oceanbase {
-                false => "SET NAMES utf8mb4, time_zone = '+00:00'".to_string(),
-                true => format!(
-                    "SET NAMES utf8mb4, time_zone = '+00:00', ob_query_timeout = {OCEANBASE_QUERY_TIMEOUT_US}"
-                ),
-            }]);
+            .setup(vec![self.session_setup()]);
         if let Some(tls) = &s.tls {
             match tls.mode {
                 TlsMode::Disabled => {}
@@ -126,16 +121,34 @@ impl Endpoint {
         Pool::new(opts)
     }
 
+    /// The statement every new (or reset) session runs first.
+    fn session_setup(&self) -> String {
+        let mut sql = String::from("SET NAMES utf8mb4, time_zone = '+00:00'");
+        if self.oceanbase {
+            sql.push_str(&format!(
+                ", ob_query_timeout = {OCEANBASE_QUERY_TIMEOUT_US}"
+            ));
+        }
+        sql
+    }
+
     /// Why an endpoint marked [`Endpoint::oceanbase`] was refused its
-    /// OceanBase session setting (1193, unknown variable): the server is not
-    /// OceanBase, and the task's `dialect` says it is. `None` otherwise.
-    pub fn not_oceanbase(&self, e: &mysql_async::Error) -> Option<String> {
+    /// OceanBase session setting (1193, unknown variable), and the fix: the
+    /// server is not OceanBase, and the task's `dialect` says it is. `None`
+    /// otherwise.
+    pub fn not_oceanbase(&self, e: &mysql_async::Error) -> Option<(String, String)> {
         match e {
-            mysql_async::Error::Server(se) if self.oceanbase && se.code == 1193 => Some(format!(
-                "{} is not an OceanBase server (it does not know ob_query_timeout, MySQL error 1193), but the \
-                 task's {} says \"dialect\": \"oceanbase\"",
-                self.describe(),
-                self.role
+            mysql_async::Error::Server(se) if self.oceanbase && se.code == 1193 => Some((
+                format!(
+                    "{} is not an OceanBase server (it does not know ob_query_timeout, MySQL error 1193), but \
+                     the task's {} says \"dialect\": \"oceanbase\"",
+                    self.describe(),
+                    self.role
+                ),
+                format!(
+                    "set \"dialect\" of the task's {} to \"mysql\" or \"mariadb\"",
+                    self.role
+                ),
             )),
             _ => None,
         }
@@ -144,11 +157,9 @@ impl Endpoint {
     fn connect_error(&self, e: mysql_async::Error) -> FerryError {
         let who = self.describe();
         let secret = &self.secret_name;
-        if let Some(why) = self.not_oceanbase(&e) {
+        if let Some((why, fix)) = self.not_oceanbase(&e) {
             return FerryError::BadTask(format!(
-                "{why}. Set \"dialect\" of the task's {} to \"mysql\" or \"mariadb\" (the task file, then \
-                 `ferry run TASK.json` again).",
-                self.role
+                "{why}. Fix: {fix} in the task file, then `ferry run TASK.json` again."
             ));
         }
         match &e {

@@ -71,13 +71,8 @@ pub(super) fn connect_failure(ep: &Endpoint, check: &str, e: mysql_async::Error)
     let s = &ep.secret;
     let (role, secret) = (&ep.role, &ep.secret_name);
     let at = format!("{}@{}:{}", s.username, s.host, s.port);
-    if let Some(why) = ep.not_oceanbase(&e) {
-        return fail(
-            check,
-            role,
-            why,
-            format!("set \"dialect\" of the task's {role} to \"mysql\" or \"mariadb\""),
-        );
+    if let Some((why, fix)) = ep.not_oceanbase(&e) {
+        return fail(check, role, why, fix);
     }
     match &e {
         Error::Server(se) if se.code == 1045 => fail(
