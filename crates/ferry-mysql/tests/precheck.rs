@@ -931,3 +931,45 @@ async fn a_unique_key_whose_values_collide_under_the_target_collation_fails() {
     assert!(distinct.message.contains("unique key ut"), "{distinct:#?}");
     drop_db(&mut te.admin(Side::Source).await, &src).await;
 }
+
+/// A task that says `"dialect": "mariadb"` for an OceanBase server would
+/// translate its schema and write its sync by MariaDB's rules while the copy
+/// follows the server: the precheck names the field and its value. The same
+/// task against the MariaDB target has no such item.
+#[tokio::test]
+async fn another_dialect_for_an_oceanbase_server_names_the_field() {
+    let ob = env().oceanbase();
+    let src = source_db(&ob, &[ORDERS]).await;
+    let s = spec(&[&format!("{src}.*")], r#"["schema","full"]"#, None);
+    let items = check_tables(
+        &ob.endpoint(Side::Source, false),
+        &ob.endpoint(Side::Target, false),
+        &s,
+    )
+    .await;
+    let wrong = assert_status(&items, "target.dialect", "target", CheckStatus::Fail);
+    assert!(
+        wrong.message.contains("OceanBase") && wrong.message.contains("\"dialect\" is \"mariadb\""),
+        "{wrong:#?}"
+    );
+    assert!(
+        wrong
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.contains("\"dialect\": \"oceanbase\"")),
+        "{wrong:#?}"
+    );
+
+    let maria = env();
+    let items = check_tables(
+        &maria.endpoint(Side::Source, false),
+        &maria.endpoint(Side::Target, false),
+        &s,
+    )
+    .await;
+    assert!(
+        items.iter().all(|i| i.check != "target.dialect"),
+        "{items:#?}"
+    );
+    drop_db(&mut ob.admin(Side::Source).await, &src).await;
+}

@@ -45,7 +45,7 @@ use probes::replication_items;
 use server::{binlog_items, close, connect_side, open, Server};
 pub use server::{evaluate_binlog, evaluate_version, BinlogNeed};
 use tables::{check_table, selection};
-use target::{load_data_item, oceanbase_reverse_item, target_databases, TargetSide};
+use target::{dialect_item, load_data_item, oceanbase_reverse_item, target_databases, TargetSide};
 
 fn item(
     status: CheckStatus,
@@ -172,8 +172,8 @@ pub async fn check_tables(src: &Endpoint, tgt: &Endpoint, spec: &TaskSpec) -> Ve
     check_tables_planned(src, tgt, spec, &BTreeSet::new()).await
 }
 
-/// Every include pattern matches a table; each selected table is readable,
-/// has a usable key, and fits the target (empty or planned by this task, same
+/// Every include pattern matches a table, the target's `dialect` fits its
+/// server; each selected table is readable, has a usable key, and fits the target (empty or planned by this task, same
 /// columns, known character sets, translatable DDL). `planned` holds the
 /// source `db.table` names this task planned in an earlier run: their target
 /// tables may hold rows (a rerun resumes).
@@ -196,7 +196,10 @@ pub async fn check_tables_planned(
         Err(i) => return vec![i],
     };
     let mut target = match TargetSide::open(tgt).await {
-        Ok(t) => Some(t),
+        Ok(t) => {
+            items.extend(dialect_item(&t.caps, spec));
+            Some(t)
+        }
         Err(i) => {
             items.push(i);
             None

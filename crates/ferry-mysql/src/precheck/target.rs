@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_core::model::CheckItem;
-use ferry_core::task::{MigrationType, TaskSpec};
+use ferry_core::task::{Dialect, MigrationType, TaskSpec};
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 
@@ -82,12 +82,45 @@ pub(super) fn oceanbase_reverse_item(srv: &Server, caps: &TargetCaps) -> CheckIt
         format!(
             "\"reverse\" is in types, but this OceanBase server ({}) has no binary log a reverse link can read \
              (SHOW MASTER STATUS is not supported): OceanBase offers a MySQL binlog only through its Binlog Service",
-            caps.version_comment.split(" (").next().unwrap_or(&caps.version)
+            oceanbase_name(caps)
         ),
         "deploy OceanBase's Binlog Service (obbinlog) for this tenant and point the target secret at its ODP \
          endpoint, or remove \"reverse\" from types: the switch then completes without a reverse link and the \
          rollback plan is yours",
     )
+}
+
+/// The OceanBase server as its operator knows it: `OceanBase 4.3.5.3 seekdb`.
+fn oceanbase_name(caps: &TargetCaps) -> &str {
+    caps.version_comment
+        .split(" (")
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&caps.version)
+}
+
+/// An OceanBase server in a task whose target `dialect` says otherwise. The
+/// copy follows the probed server, but the schema's translation, the sync's
+/// statements and the session's statement limit follow the declared dialect,
+/// so such a task would run with a mix of both. `None` when they agree; the
+/// other way round (`oceanbase` for another server) is refused at connect.
+pub(super) fn dialect_item(caps: &TargetCaps, spec: &TaskSpec) -> Option<CheckItem> {
+    let declared = spec.target.dialect;
+    if !caps.is_oceanbase() || declared == Dialect::Oceanbase {
+        return None;
+    }
+    Some(fail(
+        "target.dialect",
+        "target",
+        format!(
+            "the target is OceanBase ({}), but the task's target \"dialect\" is \"{}\": the schema and the \
+             sync would follow {}'s rules, and OceanBase's 10-second statement limit would stay",
+            oceanbase_name(caps),
+            declared.as_str(),
+            declared.as_str()
+        ),
+        "set \"dialect\": \"oceanbase\" in the task's target (the task file), then `ferry run TASK.json` again",
+    ))
 }
 
 /// What the table checks know about the target server.
