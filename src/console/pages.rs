@@ -599,7 +599,11 @@ async fn sources_page(State(c): State<Shared>, Query(q): Query<BTreeMap<String, 
                         td {
                             form.inline method="post" action={"/sources/" (s.name) "/test"} {
                                 (csrf(&c))
-                                select name="role" { option value="source" { "as source" } option value="target" { "as target" } }
+                                // OceanBase is a target (Ferry reads no OceanBase binlog but a reverse link's).
+                                select name="role" id={"role-" (s.name)} {
+                                    option value="source" { "as source" }
+                                    option value="target" selected[s.engine == "oceanbase"] { "as target" }
+                                }
                                 button type="submit" id={"test-" (s.name)} { "Test" }
                             }
                         }

@@ -1,10 +1,11 @@
 //! The web console in a real browser: headless Chromium (Debian's `chromium`
 //! and `chromium-driver`) driven over WebDriver (fantoccini). A person's path
-//! through it: add the two data sources, create a task from the form against
-//! the real MariaDB servers, start it, watch it copy and catch up while a
+//! through it: add the two data sources and test them, create a task from the
+//! form against the real servers, start it, watch it copy and catch up while a
 //! writer changes the source, see the lag chart drawn with points, press
-//! switch and release, and find the target equal to the source. Screenshots of
-//! each page go to `target/console-screenshots/` for a person to look at.
+//! switch and release, and find the target equal to the source; once into the
+//! MariaDB target and once into OceanBase. Screenshots of each page go to
+//! `target/console-screenshots/<target>-*.png` for a person to look at.
 //!
 //! Also: a POST without the console's CSRF token is refused.
 
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use ferry_testkit::{env, unique_name, Side, TestEnv};
+use ferry_testkit::{on_both_targets, unique_name, Side, TestEnv};
 use mysql_async::prelude::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -193,11 +194,15 @@ async fn text(c: &Client, css: &str) -> String {
 
 async fn add_source(c: &Client, base: &str, env: &TestEnv, name: &str, side: Side) {
     let s = env.secret(side, false);
+    let engine = match side {
+        Side::Source => "mariadb",
+        Side::Target => env.target_dialect,
+    };
     c.goto(&format!("{base}/sources"))
         .await
         .expect("sources page");
     fill(c, "name", name).await;
-    select(c, "engine", "mariadb").await;
+    select(c, "engine", engine).await;
     fill(c, "host", &s.host).await;
     fill(c, "port", &s.port.to_string()).await;
     fill(c, "user", &s.username).await;
@@ -271,9 +276,13 @@ where
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_migration_from_the_console_in_a_real_browser() {
-    let env = env();
+on_both_targets!(
+    a_migration_from_the_console_in_a_real_browser,
+    super::a_migration_from_the_console_in_a_real_browser
+);
+async fn a_migration_from_the_console_in_a_real_browser(env: TestEnv) {
+    // The two targets' runs go side by side: their screenshots are told apart by the target.
+    let t = env.target_dialect;
     let db = unique_name("console");
     admin_exec(
         &env,
@@ -308,17 +317,39 @@ async fn a_migration_from_the_console_in_a_real_browser() {
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600, "the secrets file is not 0600");
-    shot(&b, "1-data-sources").await;
+    shot(&b, &format!("{t}-1-data-sources")).await;
 
-    // Test: the connectivity and privilege items of the precheck.
-    click(&b, "test-src").await;
-    let result = text_with(&b, "#test-result", "every check passed").await;
-    assert!(
-        result.contains("every check passed"),
-        "{result}\n{}",
-        b.source().await.unwrap()
-    );
-    shot(&b, "2-source-test").await;
+    // Test: the connectivity and privilege items of the precheck, for each side.
+    for (name, what) in [("src", "source"), ("dst", "target")] {
+        b.goto(&format!("{base}/sources")).await.unwrap();
+        let role = b
+            .find(Locator::Css(&format!("#role-{name}")))
+            .await
+            .unwrap_or_else(|e| panic!("role of {name}: {e}"));
+        let chosen = role
+            .find(Locator::Css("option:checked"))
+            .await
+            .expect("a chosen role")
+            .attr("value")
+            .await
+            .expect("its value");
+        // An OceanBase data source is offered as a target first.
+        let offered = if env.is_oceanbase() && what == "target" {
+            "target"
+        } else {
+            "source"
+        };
+        assert_eq!(chosen.as_deref(), Some(offered), "role offered for {name}");
+        role.select_by_value(what).await.expect("choose the role");
+        click(&b, &format!("test-{name}")).await;
+        let result = text_with(&b, "#test-result", "every check passed").await;
+        assert!(
+            result.contains("every check passed"),
+            "the {what}'s test: {result}\n{}",
+            b.source().await.unwrap()
+        );
+        shot(&b, &format!("{t}-2-{what}-test")).await;
+    }
 
     // New task: choose the sides, browse the source live, pick the database.
     let task_id = unique_name("console").replace('_', "-");
@@ -326,20 +357,20 @@ async fn a_migration_from_the_console_in_a_real_browser() {
     fill(&b, "task_id", &task_id).await;
     select(&b, "source", "src").await;
     select(&b, "target", "dst").await;
-    select(&b, "dialect", "mariadb").await;
+    select(&b, "dialect", t).await;
     select(&b, "source_dialect", "mariadb").await;
     fill(&b, "types", "schema,full,incremental").await;
-    shot(&b, "3-new-task").await;
+    shot(&b, &format!("{t}-3-new-task")).await;
     click(&b, "choose-objects").await;
     click(&b, &format!("db-{db}")).await;
     fill(&b, "chunk_rows", "200").await;
     fill(&b, "concurrency", "2").await;
     fill(&b, "slice_seconds", "10").await;
-    shot(&b, "4-objects").await;
+    shot(&b, &format!("{t}-4-objects")).await;
     click(&b, "make-task-file").await;
     let json_text = text_with(&b, "#task-json", &db).await;
     assert!(json_text.contains(&format!("{db}.*")), "{json_text}");
-    shot(&b, "5-task-file").await;
+    shot(&b, &format!("{t}-5-task-file")).await;
     click(&b, "run-precheck").await;
     let pre = text_with(&b, "#precheck-result", "passed").await;
     assert!(
@@ -347,7 +378,7 @@ async fn a_migration_from_the_console_in_a_real_browser() {
         "{pre}\n{}",
         b.source().await.unwrap()
     );
-    shot(&b, "6-precheck").await;
+    shot(&b, &format!("{t}-6-precheck")).await;
 
     // Start, with a writer changing the source.
     let stop = Arc::new(AtomicBool::new(false));
@@ -374,9 +405,10 @@ async fn a_migration_from_the_console_in_a_real_browser() {
     .await;
     let steps = text(&b, "#steps .current").await;
     assert_eq!(steps, "incremental", "the steps bar marks the current step");
-    let shot_path = shot(&b, "7-task-page").await;
-    // The README's picture: refreshed on request only, so a test run leaves the tree as it was.
-    if std::env::var_os("FERRY_UPDATE_SCREENSHOT").is_some() {
+    let shot_path = shot(&b, &format!("{t}-7-task-page")).await;
+    // The README's picture (into OceanBase, as the demo): refreshed on request only, so a
+    // test run leaves the tree as it was.
+    if env.is_oceanbase() && std::env::var_os("FERRY_UPDATE_SCREENSHOT").is_some() {
         std::fs::copy(
             &shot_path,
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/console-task.png"),
@@ -389,7 +421,7 @@ async fn a_migration_from_the_console_in_a_real_browser() {
         list.contains(&task_id) && list.contains("synchronizing"),
         "{list}"
     );
-    shot(&b, "8-tasks").await;
+    shot(&b, &format!("{t}-8-tasks")).await;
 
     // Quiet source, then switch.
     stop.store(true, Ordering::Relaxed);
@@ -402,7 +434,7 @@ async fn a_migration_from_the_console_in_a_real_browser() {
         text(&b, "#switch-phase").await.contains("done")
     })
     .await;
-    shot(&b, "9-switched").await;
+    shot(&b, &format!("{t}-9-switched")).await;
     assert_tables_equal(&env, &db, &["t"]).await;
 
     // Release: the final report replaces the task page.
@@ -414,7 +446,7 @@ async fn a_migration_from_the_console_in_a_real_browser() {
     .await;
     let report = text_with(&b, "#final-report", &task_id).await;
     assert!(report.contains(&task_id), "{report}");
-    shot(&b, "10-released").await;
+    shot(&b, &format!("{t}-10-released")).await;
     b.close().await.ok();
     drop_everywhere(&env, &db).await;
 }
