@@ -599,7 +599,7 @@ async fn sources_page(State(c): State<Shared>, Query(q): Query<BTreeMap<String, 
                         td {
                             form.inline method="post" action={"/sources/" (s.name) "/test"} {
                                 (csrf(&c))
-                                // OceanBase is a target (Ferry reads no OceanBase binlog but a reverse link's).
+                                // An OceanBase server is a task's target (only a reverse link would read it).
                                 select name="role" id={"role-" (s.name)} {
                                     option value="source" { "as source" }
                                     option value="target" selected[s.engine == "oceanbase"] { "as target" }

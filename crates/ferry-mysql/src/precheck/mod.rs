@@ -172,11 +172,12 @@ pub async fn check_tables(src: &Endpoint, tgt: &Endpoint, spec: &TaskSpec) -> Ve
     check_tables_planned(src, tgt, spec, &BTreeSet::new()).await
 }
 
-/// Every include pattern matches a table, the target's `dialect` fits its
-/// server; each selected table is readable, has a usable key, and fits the target (empty or planned by this task, same
-/// columns, known character sets, translatable DDL). `planned` holds the
-/// source `db.table` names this task planned in an earlier run: their target
-/// tables may hold rows (a rerun resumes).
+/// Every include pattern matches a table and the target's `dialect` fits its
+/// server; each selected table is readable, has a usable key, and fits the
+/// target (empty or planned by this task, same columns, known character sets,
+/// translatable DDL). `planned` holds the source `db.table` names this task
+/// planned in an earlier run: their target tables may hold rows (a rerun
+/// resumes).
 pub async fn check_tables_planned(
     src: &Endpoint,
     tgt: &Endpoint,
