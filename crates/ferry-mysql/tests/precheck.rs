@@ -12,7 +12,7 @@ use ferry_mysql::precheck::{
     check_source, check_tables, check_tables_planned, check_target, merge,
 };
 use ferry_mysql::{qualified, quote_ident, Endpoint};
-use ferry_testkit::{drop_db, env, exec, recreate_db, unique_name, Side, TestEnv};
+use ferry_testkit::{drop_db, env, exec, on_both_targets, recreate_db, unique_name, Side, TestEnv};
 use mysql_async::prelude::*;
 
 fn spec(include: &[&str], types: &str, rename: Option<(&str, &str)>) -> TaskSpec {
@@ -232,6 +232,42 @@ async fn wrong_password_names_user_host_and_secret_but_not_the_password() {
         1,
         "nothing else is checked without a connection: {items:#?}"
     );
+}
+
+on_both_targets!(
+    a_wrong_target_password_names_user_host_and_secret_but_not_the_password,
+    super::a_wrong_target_password_names_user_host_and_secret_but_not_the_password
+);
+async fn a_wrong_target_password_names_user_host_and_secret_but_not_the_password(te: TestEnv) {
+    let wrong = unique_name("not-the-password");
+    let ep = endpoint_as(&te, Side::Target, &te.target_user, &wrong);
+    let items = check_target(&ep, &spec(&["shop.*"], r#"["full"]"#, None)).await;
+    let i = assert_status(&items, "target.connect", "target", CheckStatus::Fail);
+    let at = format!(
+        "access denied for {}@{}:{}",
+        te.target_user, te.host, te.target_port
+    );
+    assert!(i.message.contains(&at), "{i:#?}");
+    assert_eq!(
+        i.fix.as_deref(),
+        Some("update secret \"test-target\" with the user's password")
+    );
+    assert_no_secret(&items, &[&wrong, &te.target_password]);
+    // A stage's connection says the same, without the password.
+    match ep.connect().await.err() {
+        Some(e @ FerryError::ConnectFailed(_)) => {
+            let m = e.to_string();
+            assert!(
+                m.contains("access denied") && m.contains("\"test-target\""),
+                "{m}"
+            );
+            assert!(
+                !m.contains(&wrong) && !m.contains(&te.target_password),
+                "{m}"
+            );
+        }
+        other => panic!("expected a ConnectFailed error, got {other:?}"),
+    }
 }
 
 /// A task that says `"dialect": "oceanbase"` for a server that is not
@@ -649,9 +685,11 @@ async fn a_table_without_a_key_fails_and_its_fix_works() {
     drop_db(&mut te.admin(Side::Source).await, &src).await;
 }
 
-#[tokio::test]
-async fn target_tables_must_be_empty_unless_planned_and_have_the_same_columns() {
-    let te = env();
+on_both_targets!(
+    target_tables_must_be_empty_unless_planned_and_have_the_same_columns,
+    super::target_tables_must_be_empty_unless_planned_and_have_the_same_columns
+);
+async fn target_tables_must_be_empty_unless_planned_and_have_the_same_columns(te: TestEnv) {
     let src = source_db(&te, &[ORDERS, ITEMS]).await;
     let tgt = unique_name("pc_tgt");
     let mut t = te.admin(Side::Target).await;
@@ -764,9 +802,11 @@ async fn missing_replication_grants_are_named_and_fixed() {
     drop_user(&te, Side::Source, &user).await;
 }
 
-#[tokio::test]
-async fn target_write_probe_finds_a_missing_grant_and_leaves_nothing_behind() {
-    let te = env();
+on_both_targets!(
+    target_write_probe_finds_a_missing_grant_and_leaves_nothing_behind,
+    super::target_write_probe_finds_a_missing_grant_and_leaves_nothing_behind
+);
+async fn target_write_probe_finds_a_missing_grant_and_leaves_nothing_behind(te: TestEnv) {
     let tgt = unique_name("pc_tgt");
     recreate_db(&mut te.admin(Side::Target).await, &tgt).await;
     let (user, ep) = temp_user(
