@@ -2,7 +2,9 @@
 //! machine on moto's Step Functions loops the incremental slices (Lambda
 //! invocations through the harness), the operator's switch flag in DynamoDB
 //! turns the link around (target changes flow back to the source), and the
-//! stop flag ends the execution through MarkStopped.
+//! stop flag ends the execution through MarkStopped. Into OceanBase, which
+//! has no binlog a reverse link can read, the task has no `reverse`: the
+//! switch completes the task and ends the execution.
 //!
 //! `ferry_src` needs write privileges on the source for the reverse link: the
 //! test grants them on its own databases and revokes them at the end.
@@ -15,7 +17,7 @@ use ferry_core::store::Repo;
 use ferry_mysql::{qualified, quote_ident};
 use ferry_stages::StageEnv;
 use ferry_testkit::{
-    drop_db, env, exec, recreate_db, rows, unique_name, wait_until, Side, TestEnv,
+    drop_db, exec, on_both_targets, recreate_db, rows, unique_name, wait_until, Side, TestEnv,
 };
 use mysql_async::prelude::*;
 use serde_json::json;
@@ -35,9 +37,12 @@ async fn state(repo: &Repo<ferry_aws::DynamoStore>, id: &str) -> Option<TaskStat
     repo.get_task(id).await.ok().flatten().map(|t| t.state)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sync_switch_reverse_and_stop_on_step_functions() {
-    let t = env();
+on_both_targets!(
+    sync_switch_reverse_and_stop_on_step_functions,
+    super::sync_switch_reverse_and_stop_on_step_functions
+);
+async fn sync_switch_reverse_and_stop_on_step_functions(t: TestEnv) {
+    let reverse = !t.is_oceanbase();
     let (src_db, tgt_db, meta) = (
         unique_name("cloud_lc"),
         unique_name("cloud_lc_t"),
@@ -78,8 +83,9 @@ async fn sync_switch_reverse_and_stop_on_step_functions() {
     let task = json!({
         "task_id": id,
         "source": {"secret": secrets.0, "dialect": "mariadb"},
-        "target": {"secret": secrets.1, "dialect": "mariadb"},
-        "types": ["schema", "full", "incremental", "reverse"],
+        "target": {"secret": secrets.1, "dialect": t.target_dialect},
+        "types": if reverse { json!(["schema", "full", "incremental", "reverse"]) }
+                 else { json!(["schema", "full", "incremental"]) },
         "objects": {"include": [format!("{src_db}.*")], "rename": {src_db.clone(): tgt_db.clone()}},
         "options": {"chunk_rows": 100, "concurrency": 2, "apply_workers": 2, "meta_schema": meta,
                     "switch_quiet_seconds": 2}
@@ -117,60 +123,85 @@ async fn sync_switch_reverse_and_stop_on_step_functions() {
     )
     .await;
 
-    // Switch: the operator's flag in DynamoDB; then target changes flow back.
+    // Switch: the operator's flag in DynamoDB; then, with a reverse link, target changes flow back.
     repo.update_flags(&id, |f| f.switch_requested = true)
         .await
         .unwrap();
-    wait_until(
-        "the switch is done and the reverse link runs",
-        Duration::from_secs(180),
-        || async { state(&repo, &id).await == Some(TaskState::ReverseSynchronizing) },
-    )
-    .await;
     let mut tgt = t.admin(Side::Target).await;
-    let tgt_orders = qualified(&tgt_db, "orders");
-    exec(
-        &mut tgt,
-        &format!("INSERT INTO {tgt_orders} VALUES (2001, 7, 'on the new primary')"),
-    )
-    .await;
-    exec(
-        &mut tgt,
-        &format!("UPDATE {tgt_orders} SET note = 'changed on target' WHERE id = 1"),
-    )
-    .await;
-    wait_until(
-        "target changes applied back to the source",
-        Duration::from_secs(90),
-        || same_rows(&t, &src_db, &tgt_db),
-    )
-    .await;
+    let states = if reverse {
+        wait_until(
+            "the switch is done and the reverse link runs",
+            Duration::from_secs(180),
+            || async { state(&repo, &id).await == Some(TaskState::ReverseSynchronizing) },
+        )
+        .await;
+        let tgt_orders = qualified(&tgt_db, "orders");
+        exec(
+            &mut tgt,
+            &format!("INSERT INTO {tgt_orders} VALUES (2001, 7, 'on the new primary')"),
+        )
+        .await;
+        exec(
+            &mut tgt,
+            &format!("UPDATE {tgt_orders} SET note = 'changed on target' WHERE id = 1"),
+        )
+        .await;
+        wait_until(
+            "target changes applied back to the source",
+            Duration::from_secs(90),
+            || same_rows(&t, &src_db, &tgt_db),
+        )
+        .await;
 
-    // Stop: the execution ends through MarkStopped.
-    repo.update_flags(&id, |f| f.stop_requested = true)
-        .await
-        .unwrap();
-    let info = wait_for_end(&sfn, &execution, Duration::from_secs(120)).await;
-    assert_eq!(
-        info.status,
-        "SUCCEEDED",
-        "{info:?}; invocations {:?}",
-        lab.invocations.lock().unwrap()
-    );
-    assert_eq!(state(&repo, &id).await, Some(TaskState::Stopped));
-    let states = sfn.entered_states(&execution).await.unwrap();
-    for s in [
-        "Incremental",
-        "Switch",
-        "ReverseApply",
-        "MarkStopped",
-        "Stopped",
-    ] {
-        assert!(
-            states.iter().any(|x| x == s),
-            "state {s} not entered: {states:?}"
+        // Stop: the execution ends through MarkStopped.
+        repo.update_flags(&id, |f| f.stop_requested = true)
+            .await
+            .unwrap();
+        let info = wait_for_end(&sfn, &execution, Duration::from_secs(120)).await;
+        assert_eq!(
+            info.status,
+            "SUCCEEDED",
+            "{info:?}; invocations {:?}",
+            lab.invocations.lock().unwrap()
         );
-    }
+        assert_eq!(state(&repo, &id).await, Some(TaskState::Stopped));
+        let states = sfn.entered_states(&execution).await.unwrap();
+        for s in [
+            "Incremental",
+            "Switch",
+            "ReverseApply",
+            "MarkStopped",
+            "Stopped",
+        ] {
+            assert!(
+                states.iter().any(|x| x == s),
+                "state {s} not entered: {states:?}"
+            );
+        }
+        states
+    } else {
+        // No reverse link: the switch completes the task and ends the execution.
+        let info = wait_for_end(&sfn, &execution, Duration::from_secs(180)).await;
+        assert_eq!(
+            info.status,
+            "SUCCEEDED",
+            "{info:?}; invocations {:?}",
+            lab.invocations.lock().unwrap()
+        );
+        assert_eq!(state(&repo, &id).await, Some(TaskState::Completed));
+        assert!(
+            same_rows(&t, &src_db, &tgt_db).await,
+            "the target equals the source after the switch"
+        );
+        let states = sfn.entered_states(&execution).await.unwrap();
+        for s in ["Incremental", "Switch"] {
+            assert!(
+                states.iter().any(|x| x == s),
+                "state {s} not entered: {states:?}"
+            );
+        }
+        states
+    };
     eprintln!(
         "cloud lifecycle: {} states entered, {} Lambda invocations",
         states.len(),

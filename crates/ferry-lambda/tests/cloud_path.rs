@@ -2,8 +2,8 @@
 //! statemachine/migration.asl.json `ferry run` interprets) executed by moto's
 //! Step Functions, each Task a Lambda invocation served by the real stage
 //! handlers on DynamoDB and Secrets Manager (moto), migrating real MariaDB
-//! tables. The same task run embedded must enter the same states and give the
-//! same results.
+//! tables into the MariaDB target and into OceanBase. The same task run
+//! embedded must enter the same states and give the same results.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,7 @@ use ferry_core::model::ChunkSummary;
 use ferry_core::store::Repo;
 use ferry_stages::StageEnv;
 use ferry_testkit::{
-    assert_same_rows, drop_db, env, exec, recreate_db, unique_name, Side, TestEnv,
+    assert_same_rows, drop_db, exec, on_both_targets, recreate_db, unique_name, Side, TestEnv,
 };
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -61,7 +61,13 @@ async fn seed_source(t: &TestEnv, db: &str) {
     .await;
 }
 
-fn task_file(task_id: &str, db: &str, secrets: (&str, &str), target_db: &str) -> Value {
+fn task_file(
+    t: &TestEnv,
+    task_id: &str,
+    db: &str,
+    secrets: (&str, &str),
+    target_db: &str,
+) -> Value {
     let mut rename = serde_json::Map::new();
     if target_db != db {
         rename.insert(db.to_string(), json!(target_db));
@@ -69,7 +75,7 @@ fn task_file(task_id: &str, db: &str, secrets: (&str, &str), target_db: &str) ->
     json!({
         "task_id": task_id,
         "source": {"secret": secrets.0, "dialect": "mariadb"},
-        "target": {"secret": secrets.1, "dialect": "mariadb"},
+        "target": {"secret": secrets.1, "dialect": t.target_dialect},
         "types": ["schema", "full", "verify"],
         "objects": {"include": [format!("{db}.*")], "rename": rename},
         "options": {"chunk_rows": 200, "concurrency": 3, "verify_when": "after_copy", "verify_concurrency": 2}
@@ -194,9 +200,11 @@ fn comparable(s: &ChunkSummary) -> (u64, u64, u64, u64) {
     (s.total, s.done, s.failed, s.rows)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn migration_runs_on_step_functions_like_embedded() {
-    let t = env();
+on_both_targets!(
+    migration_runs_on_step_functions_like_embedded,
+    super::migration_runs_on_step_functions_like_embedded
+);
+async fn migration_runs_on_step_functions_like_embedded(t: TestEnv) {
     let db = unique_name("cloud");
     seed_source(&t, &db).await;
     let lab = Lab::start().await;
@@ -212,7 +220,7 @@ async fn migration_runs_on_step_functions_like_embedded() {
         .start(
             &machine,
             &task_id,
-            &task_file(&task_id, &db, (&secrets.0, &secrets.1), &db),
+            &task_file(&t, &task_id, &db, (&secrets.0, &secrets.1), &db),
         )
         .await
         .expect("start");
@@ -290,7 +298,13 @@ async fn migration_runs_on_step_functions_like_embedded() {
     let started = Instant::now();
     let outcome = run_embedded(
         &lab,
-        task_file(&embedded_id, &db, (&secrets.0, &secrets.1), &embedded_db),
+        task_file(
+            &t,
+            &embedded_id,
+            &db,
+            (&secrets.0, &secrets.1),
+            &embedded_db,
+        ),
     )
     .await;
     let embedded_secs = started.elapsed().as_secs_f64();
@@ -334,7 +348,13 @@ async fn stage_error_fails_the_execution_by_name() {
         .start(
             &machine,
             &task_id,
-            &task_file(&task_id, "nodb", (&missing, &missing), "nodb"),
+            &task_file(
+                &ferry_testkit::env(),
+                &task_id,
+                "nodb",
+                (&missing, &missing),
+                "nodb",
+            ),
         )
         .await
         .unwrap();
