@@ -1,11 +1,12 @@
 //! Secrets never appear: not on stdout or stderr (even at trace level), not in
-//! the task store's files, not in `ferry status --json`, not in an error.
+//! the task store's files, not in `ferry status --json`, not in an error;
+//! into the MariaDB target and into OceanBase.
 
-use ferry_testkit::{env, exec, unique_name, Side, TestEnv};
+use ferry_testkit::{exec, on_both_targets, unique_name, Side, TestEnv};
 use mysql_async::prelude::*;
 use serde_json::json;
 
-use crate::common::{admin_exec, drop_everywhere, task, Ferry, SOURCE_SECRET, TARGET_SECRET};
+use crate::common::{admin_exec, drop_everywhere, task_for, Ferry, SOURCE_SECRET, TARGET_SECRET};
 
 /// Create `user` on `side` with `password` and the grants of the test's migration user.
 async fn clone_user(env: &TestEnv, side: Side, template: &str, user: &str, password: &str) {
@@ -33,9 +34,11 @@ fn assert_absent(haystack: &[u8], needle: &str, place: &str) {
     assert!(!found, "the password appears in {place}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn passwords_never_appear_in_output_store_or_status() {
-    let env = env();
+on_both_targets!(
+    passwords_never_appear_in_output_store_or_status,
+    super::passwords_never_appear_in_output_store_or_status
+);
+async fn passwords_never_appear_in_output_store_or_status(env: TestEnv) {
     let db = unique_name("secret");
     let password = format!("Zq7-{}-Distinctive", unique_name("pw"));
     let (su, tu) = (unique_name("ferry_s"), unique_name("ferry_t"));
@@ -62,7 +65,12 @@ async fn passwords_never_appear_in_output_store_or_status() {
     let task_id = unique_name("secret-task").replace('_', "-");
     let file = ferry.task_file(
         "task.json",
-        &task(&task_id, &[format!("{db}.*")], json!({"chunk_rows": 1})),
+        &task_for(
+            &env,
+            &task_id,
+            &[format!("{db}.*")],
+            json!({"chunk_rows": 1}),
+        ),
     );
 
     let run = ferry.migrate(&file).await;
@@ -85,7 +93,12 @@ async fn passwords_never_appear_in_output_store_or_status() {
     failing.extra_env.push(("RUST_LOG".into(), "trace".into()));
     let file2 = failing.task_file(
         "task.json",
-        &task(&format!("{task_id}-bad"), &[format!("{db}.*")], json!({})),
+        &task_for(
+            &env,
+            &format!("{task_id}-bad"),
+            &[format!("{db}.*")],
+            json!({}),
+        ),
     );
     let out = failing.migrate(&file2).await;
     assert!(!out.success(), "a wrong password must fail");
