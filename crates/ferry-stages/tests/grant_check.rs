@@ -1,14 +1,15 @@
 //! The `grant-check` stage end to end: the task file in, the report in the
 //! task store, the task failed with `Ferry.PrecheckFailed` when an item
 //! fails, nothing written to the target but the dropped probe, and a rerun
-//! of a task that already planned its tables passes.
+//! of a task that already planned its tables passes; into the MariaDB target
+//! and into OceanBase.
 
 mod common;
 
 use ferry_core::model::{CheckStatus, TablePhase, TableRecord, TaskState};
 use ferry_mysql::quote_ident;
 use ferry_stages::invoke;
-use ferry_testkit::{drop_db, env, unique_name, Side, TestEnv};
+use ferry_testkit::{drop_db, env, on_both_targets, unique_name, Side, TestEnv};
 use mysql_async::prelude::*;
 use serde_json::{json, Value};
 
@@ -67,9 +68,11 @@ async fn target_contents(te: &TestEnv, db: &str) -> Vec<(String, u64)> {
     out
 }
 
-#[tokio::test]
-async fn a_passing_task_is_recorded_and_nothing_but_the_probe_touches_the_target() {
-    let te = env();
+on_both_targets!(
+    a_passing_task_is_recorded_and_nothing_but_the_probe_touches_the_target,
+    super::a_passing_task_is_recorded_and_nothing_but_the_probe_touches_the_target
+);
+async fn a_passing_task_is_recorded_and_nothing_but_the_probe_touches_the_target(te: TestEnv) {
     let src = source_db(
         &te,
         &["CREATE TABLE {db}.orders (id INT PRIMARY KEY, v INT)"],
@@ -132,9 +135,11 @@ async fn a_passing_task_is_recorded_and_nothing_but_the_probe_touches_the_target
     drop_db(&mut t, &tgt).await;
 }
 
-#[tokio::test]
-async fn a_failed_item_fails_the_task_and_a_planned_rerun_passes() {
-    let te = env();
+on_both_targets!(
+    a_failed_item_fails_the_task_and_a_planned_rerun_passes,
+    super::a_failed_item_fails_the_task_and_a_planned_rerun_passes
+);
+async fn a_failed_item_fails_the_task_and_a_planned_rerun_passes(te: TestEnv) {
     let src = source_db(
         &te,
         &["CREATE TABLE {db}.orders (id INT PRIMARY KEY, v INT)"],
