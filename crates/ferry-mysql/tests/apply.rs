@@ -7,7 +7,9 @@
 //! insert (AFTER INSERT) and update (BEFORE UPDATE, which an upsert fires even
 //! when it changes nothing) logs `(table, id, counter)` into an audit table;
 //! the source bumps `counter` on every update and never reuses an id, so a
-//! repeated application shows up as a duplicate audit row.
+//! repeated application shows up as a duplicate audit row. The crashes and
+//! the fencing run into the MariaDB target and into OceanBase (seekdb fires
+//! the same triggers: an upsert that changes nothing fires BEFORE UPDATE).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use ferry_mysql::apply::{
 };
 use ferry_mysql::binlog::current_position;
 use ferry_testkit::{
-    assert_same_rows, drop_db, env, exec, recreate_db, unique_name, Side, TestEnv,
+    assert_same_rows, drop_db, env, exec, on_both_targets, recreate_db, unique_name, Side, TestEnv,
 };
 use mysql_async::prelude::*;
 use mysql_async::Conn;
@@ -53,8 +55,7 @@ struct Fixture {
 }
 
 impl Fixture {
-    async fn new(prefix: &str) -> Fixture {
-        let e = env();
+    async fn new(e: TestEnv, prefix: &str) -> Fixture {
         let db = unique_name(prefix);
         let mut src = e.admin(Side::Source).await;
         let mut tgt = e.admin(Side::Target).await;
@@ -64,6 +65,8 @@ impl Fixture {
                 exec(conn, &t.replace("{db}", &format!("`{db}`"))).await;
             }
             if audit {
+                // OceanBase creates a trigger only with a current database (1046 without).
+                exec(conn, &format!("USE `{db}`")).await;
                 exec(
                     conn,
                     &format!(
@@ -122,6 +125,8 @@ impl Fixture {
         cfg.heartbeat_every = Some(Duration::from_millis(200));
         cfg.group_delay = Duration::from_millis(50);
         cfg.group_rows = 300;
+        // As the incremental stage sets it: text statements into OceanBase.
+        cfg.prepared = !self.e.is_oceanbase();
         cfg
     }
 
@@ -305,12 +310,15 @@ impl Writer {
     }
 }
 
+on_both_targets!(
+    exactly_once_through_crashes,
+    super::exactly_once_through_crashes
+);
 /// Crashes after the target commit, before it, mid batch, and at 20 random
 /// moments, while a writer runs: every resumed run ends with equal tables and
 /// no change applied twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn exactly_once_through_crashes() {
-    let mut f = Fixture::new("cdc_crash").await;
+async fn exactly_once_through_crashes(e: TestEnv) {
+    let mut f = Fixture::new(e, "cdc_crash").await;
     let e = f.e.clone();
     let db = f.db.clone();
     let writer = tokio::spawn(async move {
@@ -364,7 +372,7 @@ async fn exactly_once_through_crashes() {
 /// target ran it (before the checkpoint moved) does not break the resume.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ddl_in_order_and_through_a_crash() {
-    let mut f = Fixture::new("cdc_ddl_apply").await;
+    let mut f = Fixture::new(env(), "cdc_ddl_apply").await;
     let db = f.db.clone();
     let mut w = Writer::new();
     w.transactions(&mut f.src, &db, 30).await;
@@ -432,7 +440,7 @@ async fn ddl_in_order_and_through_a_crash() {
 /// A DDL the target refuses stops the link with the statement and the reason.
 #[tokio::test]
 async fn failing_ddl_stops_the_link() {
-    let mut f = Fixture::new("cdc_ddl_fail").await;
+    let mut f = Fixture::new(env(), "cdc_ddl_fail").await;
     let db = f.db.clone();
     // The target already has t7 with other columns: CREATE TABLE t7 fails there.
     exec(&mut f.tgt, &format!("CREATE TABLE `{db}`.t7 (x INT)")).await;
@@ -453,11 +461,14 @@ async fn failing_ddl_stops_the_link() {
     f.drop().await;
 }
 
+on_both_targets!(
+    two_appliers_one_is_fenced,
+    super::two_appliers_one_is_fenced
+);
 /// Two appliers on one link: the older is fenced, the data stays right, and
 /// an applier with a superseded epoch is refused at once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_appliers_one_is_fenced() {
-    let mut f = Fixture::new("cdc_fence").await;
+async fn two_appliers_one_is_fenced(e: TestEnv) {
+    let mut f = Fixture::new(e, "cdc_fence").await;
     let e = f.e.clone();
     let db = f.db.clone();
     let writer = tokio::spawn(async move {
@@ -571,7 +582,7 @@ mod model {
     }
 
     async fn case(ops: Vec<Op>, workers: u32) {
-        let mut f = Fixture::new("cdc_model").await;
+        let mut f = Fixture::new(env(), "cdc_model").await;
         let db = f.db.clone();
         // Created on the source only: the link replicates the CREATE TABLE.
         exec(
