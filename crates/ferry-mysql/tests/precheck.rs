@@ -209,24 +209,49 @@ async fn all_pass_with_the_migration_users_and_only_the_probe_is_written() {
     drop_db(&mut te.admin(Side::Target).await, &tgt).await;
 }
 
-#[tokio::test]
-async fn wrong_password_names_user_host_and_secret_but_not_the_password() {
-    let te = env();
+/// One side's check with a wrong (distinctive) password for its migration
+/// user: the `<role>.connect` item fails naming user, host, port and secret,
+/// its fix is to update the secret, and no password is in the items.
+async fn check_a_wrong_password(te: &TestEnv, side: Side) -> (Endpoint, String, Vec<CheckItem>) {
+    let (role, user, password, port) = match side {
+        Side::Source => (
+            "source",
+            &te.source_user,
+            &te.source_password,
+            te.source_port,
+        ),
+        Side::Target => (
+            "target",
+            &te.target_user,
+            &te.target_password,
+            te.target_port,
+        ),
+    };
     let wrong = unique_name("not-the-password");
-    let ep = endpoint_as(&te, Side::Source, &te.source_user, &wrong);
-    let items = check_source(&ep, &spec(&["shop.*"], r#"["full"]"#, None)).await;
-    let i = assert_status(&items, "source.connect", "source", CheckStatus::Fail);
-    let at = format!(
-        "access denied for {}@{}:{}",
-        te.source_user, te.host, te.source_port
-    );
+    let ep = endpoint_as(te, side, user, &wrong);
+    let s = spec(&["shop.*"], r#"["full"]"#, None);
+    let items = match side {
+        Side::Source => check_source(&ep, &s).await,
+        Side::Target => check_target(&ep, &s).await,
+    };
+    let i = assert_status(&items, &format!("{role}.connect"), role, CheckStatus::Fail);
+    let at = format!("access denied for {user}@{}:{port}", te.host);
     assert!(i.message.contains(&at), "{i:#?}");
-    assert!(i.message.contains("secret \"test-source\""), "{i:#?}");
+    assert!(
+        i.message.contains(&format!("secret \"test-{role}\"")),
+        "{i:#?}"
+    );
     assert_eq!(
         i.fix.as_deref(),
-        Some("update secret \"test-source\" with the user's password")
+        Some(format!("update secret \"test-{role}\" with the user's password").as_str())
     );
-    assert_no_secret(&items, &[&wrong, &te.source_password]);
+    assert_no_secret(&items, &[&wrong, password]);
+    (ep, wrong, items)
+}
+
+#[tokio::test]
+async fn wrong_password_names_user_host_and_secret_but_not_the_password() {
+    let (_, _, items) = check_a_wrong_password(&env(), Side::Source).await;
     assert_eq!(
         items.len(),
         1,
@@ -239,20 +264,7 @@ on_both_targets!(
     super::a_wrong_target_password_names_user_host_and_secret_but_not_the_password
 );
 async fn a_wrong_target_password_names_user_host_and_secret_but_not_the_password(te: TestEnv) {
-    let wrong = unique_name("not-the-password");
-    let ep = endpoint_as(&te, Side::Target, &te.target_user, &wrong);
-    let items = check_target(&ep, &spec(&["shop.*"], r#"["full"]"#, None)).await;
-    let i = assert_status(&items, "target.connect", "target", CheckStatus::Fail);
-    let at = format!(
-        "access denied for {}@{}:{}",
-        te.target_user, te.host, te.target_port
-    );
-    assert!(i.message.contains(&at), "{i:#?}");
-    assert_eq!(
-        i.fix.as_deref(),
-        Some("update secret \"test-target\" with the user's password")
-    );
-    assert_no_secret(&items, &[&wrong, &te.target_password]);
+    let (ep, wrong, _) = check_a_wrong_password(&te, Side::Target).await;
     // A stage's connection says the same, without the password.
     match ep.connect().await.err() {
         Some(e @ FerryError::ConnectFailed(_)) => {

@@ -105,19 +105,17 @@ fn oceanbase_name(caps: &TargetCaps) -> &str {
 /// so such a task would run with a mix of both. `None` when they agree; the
 /// other way round (`oceanbase` for another server) is refused at connect.
 pub(super) fn dialect_item(caps: &TargetCaps, spec: &TaskSpec) -> Option<CheckItem> {
-    let declared = spec.target.dialect;
-    if !caps.is_oceanbase() || declared == Dialect::Oceanbase {
+    if !caps.is_oceanbase() || spec.target.dialect == Dialect::Oceanbase {
         return None;
     }
+    let declared = spec.target.dialect.as_str();
     Some(fail(
         "target.dialect",
         "target",
         format!(
-            "the target is OceanBase ({}), but the task's target \"dialect\" is \"{}\": the schema and the \
-             sync would follow {}'s rules, and OceanBase's 10-second statement limit would stay",
+            "the target is OceanBase ({}), but the task's target \"dialect\" is \"{declared}\": the schema and \
+             the sync would follow {declared}'s rules, and OceanBase's 10-second statement limit would stay",
             oceanbase_name(caps),
-            declared.as_str(),
-            declared.as_str()
         ),
         "set \"dialect\": \"oceanbase\" in the task's target (the task file), then `ferry run TASK.json` again",
     ))
