@@ -194,6 +194,12 @@ pub fn classify(e: mysql_async::Error, what: &str) -> FerryError {
     use mysql_async::Error as E;
     match e {
         E::Server(se) => {
+            if let Some(why) = oceanbase_retryable(se.code, &se.message) {
+                return FerryError::Transient(format!(
+                    "{what}: {} (OceanBase error {}): {why}",
+                    se.message, se.code
+                ));
+            }
             let msg = format!("{what}: {} (MySQL error {})", se.message, se.code);
             match se.code {
                 // lock wait timeout, deadlock, too many connections, server shutdown,
@@ -216,6 +222,40 @@ pub fn classify(e: mysql_async::Error, what: &str) -> FerryError {
         E::Url(u) => FerryError::BadSecret(format!("{what}: {u}")),
         E::Other(o) => FerryError::Internal(format!("{what}: {o}")),
     }
+}
+
+/// OceanBase's errors (MySQL mode) that end a statement or a transaction and
+/// leave the data as it was before it, so the same work can run again: a
+/// tenant short of memory for writes (its MemStore fills faster than it
+/// freezes and dumps, the commonest error of a bulk load into OceanBase), a
+/// leader that moved, a transaction rolled back or timed out, a row lock
+/// conflict, SQL throttling. The reason to print, or `None` for any other
+/// error. Codes and wording from OceanBase's `src/share/ob_errno.def`: the
+/// 4xxx codes are MariaDB's too (its 4012 is a window-specification error),
+/// so those count only with OceanBase's own words; MariaDB has no 6xxx code.
+/// Every write Ferry makes is safe to repeat (the copy's `REPLACE`, the sync's
+/// checkpoint in the same target transaction), so a retry loses nothing and
+/// applies nothing twice.
+fn oceanbase_retryable(code: u16, message: &str) -> Option<&'static str> {
+    let m = message.to_ascii_lowercase();
+    Some(match code {
+        4013 | 4030 if m.contains("memory") => {
+            "the OceanBase tenant is short of memory for writes (its MemStore fills faster than it \
+             freezes and dumps). Ferry retries with backoff; if it keeps failing, lower `concurrency` or \
+             `batch_rows` in the task's options, or give the tenant more memory, then `ferry resume`"
+        }
+        4012 if m.contains("timeout") || m.contains("unknown") || m.starts_with("rpc") => {
+            "OceanBase timed out the statement or its transaction, or cannot tell its outcome yet. \
+             Ferry retries (a repeated write changes nothing); if it keeps failing, raise the tenant's \
+             `ob_trx_timeout`, or lower `batch_rows` in the task's options, then `ferry resume`"
+        }
+        4038 if m.contains("master") => "a leader moved in the OceanBase cluster; Ferry retries",
+        4023 if m == "try again" => "OceanBase asked to try again; Ferry retries",
+        4039 if m.contains("throttle") => "OceanBase's SQL throttling ended the statement; Ferry retries",
+        6002 => "OceanBase rolled the transaction back; Ferry runs it again",
+        6005 => "a row lock conflict on OceanBase; Ferry retries",
+        _ => return None,
+    })
 }
 
 /// Quote an identifier with backticks, doubling any backtick inside.
@@ -287,6 +327,38 @@ pub async fn server_info(conn: &mut Conn, what: &str) -> Result<ServerInfo, Ferr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The wording decides for the codes MariaDB shares (a pure test of the
+    /// rule; `tests/oceanbase_errors.rs` gets real errors from both servers).
+    #[test]
+    fn oceanbase_codes_count_only_with_oceanbase_wording() {
+        let ob = [
+            (4030, "Over tenant memory limits"),
+            (4013, "No memory or reach tenant memory limit"),
+            (4012, "Timeout, query has reached the maximum query timeout: 1000(us), maybe you can adjust the session variable ob_query_timeout or query_timeout hint, and try again."),
+            (4012, "Transaction result is unknown"),
+            (4038, "The observer or zone is not the master"),
+            (4023, "Try again"),
+            (4039, "Request has killed by sql throttle"),
+            (6002, "Transaction rollbacked"),
+            (6005, "Try lock row conflict"),
+        ];
+        for (code, m) in ob {
+            assert!(oceanbase_retryable(code, m).is_some(), "{code} {m}");
+        }
+        let mariadb = [
+            (4012, "Referenced window specification 'w' already contains order list"),
+            (4013, "Referenced window specification 'w' cannot contain window frame"),
+            (4023, "This window function may not have a window frame"),
+            (4030, "Only one DEFAULT partition allowed"),
+            (4038, "Syntax error in JSON text in argument 1 to function 'json_extract' at position 2"),
+            (4039, "Incorrect escaping in JSON text in argument 1 to function 'json_extract' at position 2"),
+            (1062, "Duplicate entry '1' for key 'PRIMARY'"),
+        ];
+        for (code, m) in mariadb {
+            assert_eq!(oceanbase_retryable(code, m), None, "{code} {m}");
+        }
+    }
 
     #[test]
     fn quoting() {

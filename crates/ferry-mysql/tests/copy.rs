@@ -748,3 +748,66 @@ async fn parallel_chunks_of_one_table_do_not_deadlock(te: TestEnv) {
     }
     cleanup(&te, &src_db, &tgt_db).await;
 }
+
+/// The error of `sql` on `conn`, as Ferry classifies it.
+async fn classified(conn: &mut Conn, sql: &str) -> FerryError {
+    match conn.query_drop(sql).await {
+        Ok(()) => panic!("`{sql}` succeeded; the test needs it to fail"),
+        Err(e) => ferry_mysql::conn::classify(e, "target: test"),
+    }
+}
+
+/// OceanBase's errors that leave the data as it was are retried (`Transient`,
+/// which the state machine's Retry matches), with the reason and the fix; the
+/// same code from MariaDB, a window-specification error there, is not. Real
+/// errors from both servers: a statement past its session's timeout and a
+/// transaction past its own (both OceanBase error 4012).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oceanbase_errors_that_change_nothing_are_retried() {
+    let te = env().oceanbase();
+    let db = unique_name("oberr");
+    let mut ob = te.admin(Side::Target).await;
+    recreate_db(&mut ob, &db).await;
+    exec(
+        &mut ob,
+        &format!("CREATE TABLE `{db}`.t (id INT PRIMARY KEY)"),
+    )
+    .await;
+
+    exec(&mut ob, "SET ob_query_timeout = 200000").await;
+    let e = classified(&mut ob, "SELECT SLEEP(2)").await;
+    assert_eq!(e.name(), "Ferry.Transient", "{e}");
+    assert!(e.message().contains("(OceanBase error 4012)"), "{e}");
+    assert!(e.message().contains("timed out"), "{e}");
+    assert!(e.message().contains("ob_trx_timeout"), "{e}");
+
+    exec(
+        &mut ob,
+        "SET ob_query_timeout = 10000000, ob_trx_timeout = 1000000",
+    )
+    .await;
+    exec(&mut ob, "BEGIN").await;
+    exec(&mut ob, &format!("INSERT INTO `{db}`.t VALUES (1)")).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let e = classified(&mut ob, &format!("INSERT INTO `{db}`.t VALUES (2)")).await;
+    assert_eq!(e.name(), "Ferry.Transient", "{e}");
+    assert!(e.message().contains("Transaction timeout"), "{e}");
+    let _ = ob.query_drop("ROLLBACK").await;
+    // The transaction left nothing behind: running it again is safe.
+    let mut fresh = te.admin(Side::Target).await;
+    let n: Option<u64> = fresh
+        .query_first(format!("SELECT COUNT(*) FROM `{db}`.t"))
+        .await
+        .expect("count");
+    assert_eq!(n, Some(0));
+    drop_db(&mut fresh, &db).await;
+
+    let mut maria = env().admin(Side::Target).await;
+    let e = classified(
+        &mut maria,
+        "SELECT ROW_NUMBER() OVER (w ORDER BY a) FROM (SELECT 1 AS a) t WINDOW w AS (ORDER BY a)",
+    )
+    .await;
+    assert!(e.message().contains("(MySQL error 4012)"), "{e}");
+    assert_ne!(e.name(), "Ferry.Transient", "{e}");
+}
