@@ -241,8 +241,9 @@ fn oceanbase_retryable(code: u16, message: &str) -> Option<&'static str> {
     Some(match code {
         4013 | 4030 if m.contains("memory") => {
             "the OceanBase tenant is short of memory for writes (its MemStore fills faster than it \
-             freezes and dumps). Ferry retries with backoff; if it keeps failing, lower `concurrency` or \
-             `batch_rows` in the task's options, or give the tenant more memory, then `ferry resume`"
+             freezes and dumps). Ferry waits and retries; if it keeps failing, lower `chunk_rows` (the \
+             rows of one copy transaction) or `concurrency` in the task's options, or give the tenant \
+             more memory, then `ferry resume`"
         }
         4012 if m.contains("timeout") || m.contains("unknown") || m.starts_with("rpc") => {
             "OceanBase timed out the statement or its transaction, or cannot tell its outcome yet. \
@@ -256,6 +257,15 @@ fn oceanbase_retryable(code: u16, message: &str) -> Option<&'static str> {
         6005 => "a row lock conflict on OceanBase; Ferry retries",
         _ => return None,
     })
+}
+
+/// Whether `e` is OceanBase saying it has no memory for more writes (4030,
+/// 4013, as [`classify`] words them). Memory comes back when the server
+/// freezes and dumps its MemStore, seconds to a minute later, so a retry of
+/// such an error waits longer than one after a lost connection.
+pub fn waits_for_memory(e: &FerryError) -> bool {
+    matches!(e, FerryError::Transient(m)
+        if m.contains("(OceanBase error 4030)") || m.contains("(OceanBase error 4013)"))
 }
 
 /// Quote an identifier with backticks, doubling any backtick inside.
@@ -358,6 +368,36 @@ mod tests {
         for (code, m) in mariadb {
             assert_eq!(oceanbase_retryable(code, m), None, "{code} {m}");
         }
+    }
+
+    #[test]
+    fn a_memory_error_is_known_by_its_classified_words() {
+        let server = |code: u16, message: &str| {
+            classify(
+                mysql_async::Error::Server(mysql_async::ServerError {
+                    code,
+                    message: message.into(),
+                    state: "HY000".into(),
+                }),
+                "target: writing chunk 1",
+            )
+        };
+        assert!(waits_for_memory(&server(
+            4030,
+            "Server runtime memory limit exceeded"
+        )));
+        assert!(waits_for_memory(&server(
+            4013,
+            "No memory or reach tenant memory limit"
+        )));
+        assert!(!waits_for_memory(&server(6002, "Transaction rollbacked")));
+        assert!(!waits_for_memory(&server(
+            4030,
+            "Only one DEFAULT partition allowed"
+        )));
+        assert!(!waits_for_memory(&FerryError::Transient(
+            "connection lost".into()
+        )));
     }
 
     #[test]
