@@ -248,7 +248,8 @@ fn oceanbase_retryable(code: u16, message: &str) -> Option<&'static str> {
         4012 if m.contains("timeout") || m.contains("unknown") || m.starts_with("rpc") => {
             "OceanBase timed out the statement or its transaction, or cannot tell its outcome yet. \
              Ferry retries (a repeated write changes nothing); if it keeps failing, raise the tenant's \
-             `ob_trx_timeout`, or lower `batch_rows` in the task's options, then `ferry resume`"
+             `ob_trx_timeout`, or lower `chunk_rows` (the rows of one copy transaction) in the task's \
+             options, then `ferry resume`"
         }
         4038 if m.contains("master") => "a leader moved in the OceanBase cluster; Ferry retries",
         4023 if m == "try again" => "OceanBase asked to try again; Ferry retries",
@@ -339,11 +340,14 @@ mod tests {
     use super::*;
 
     /// The wording decides for the codes MariaDB shares (a pure test of the
-    /// rule; `tests/oceanbase_errors.rs` gets real errors from both servers).
+    /// rule; `oceanbase_errors_that_change_nothing_are_retried` in
+    /// `tests/copy.rs` gets real errors from both servers).
     #[test]
     fn oceanbase_codes_count_only_with_oceanbase_wording() {
         let ob = [
             (4030, "Over tenant memory limits"),
+            // seekdb 4.3.5's words, met in a copy with its MemStore cut to 256 MB
+            (4030, "Server runtime memory limit exceeded"),
             (4013, "No memory or reach tenant memory limit"),
             (4012, "Timeout, query has reached the maximum query timeout: 1000(us), maybe you can adjust the session variable ob_query_timeout or query_timeout hint, and try again."),
             (4012, "Transaction result is unknown"),
