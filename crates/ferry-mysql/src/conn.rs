@@ -239,7 +239,7 @@ pub fn classify(e: mysql_async::Error, what: &str) -> FerryError {
 fn oceanbase_retryable(code: u16, message: &str) -> Option<&'static str> {
     let m = message.to_ascii_lowercase();
     Some(match code {
-        4013 | 4030 if m.contains("memory") => {
+        c if OCEANBASE_MEMORY_CODES.contains(&c) && m.contains("memory") => {
             "the OceanBase tenant is short of memory for writes (its MemStore fills faster than it \
              freezes and dumps). Ferry waits and retries; if it keeps failing, lower `chunk_rows` (the \
              rows of one copy transaction) or `concurrency` in the task's options, or give the tenant \
@@ -266,8 +266,13 @@ fn oceanbase_retryable(code: u16, message: &str) -> Option<&'static str> {
 /// such an error waits longer than one after a lost connection.
 pub fn waits_for_memory(e: &FerryError) -> bool {
     matches!(e, FerryError::Transient(m)
-        if m.contains("(OceanBase error 4030)") || m.contains("(OceanBase error 4013)"))
+        if OCEANBASE_MEMORY_CODES.iter().any(|c| m.contains(&format!("(OceanBase error {c})"))))
 }
+
+/// OceanBase's "no memory for more writes": `OB_TENANT_OUT_OF_MEM` (4030) and
+/// `OB_ALLOCATE_MEMORY_FAILED` (4013), one list for [`classify`] and
+/// [`waits_for_memory`].
+const OCEANBASE_MEMORY_CODES: [u16; 2] = [4030, 4013];
 
 /// Quote an identifier with backticks, doubling any backtick inside.
 pub fn quote_ident(name: &str) -> String {
