@@ -89,8 +89,10 @@ async fn changed_chunks_only(env: TestEnv, how: Interrupt) {
     let file = ferry.task_file("task.json", &task);
     let mut child = ferry.spawn_run(&file, "run");
     let count = format!("SELECT COUNT(*) FROM `{db}`.t");
-    wait_until("the copy reaches the target", RUN_TIMEOUT, || async {
-        target_query(&env, &count).await == Some(2_000)
+    // The rows arrive before the copy stage records its end (it still builds
+    // the secondary indexes and writes the checkpoint): a verify waits for both.
+    wait_until("the copy finishes", RUN_TIMEOUT, || async {
+        target_query(&env, &count).await == Some(2_000) && ferry.copy_finished(&id).await
     })
     .await;
 
@@ -304,8 +306,10 @@ async fn sync_stopped(env: TestEnv) {
     let file = ferry.task_file("task.json", &task);
     let mut child = ferry.spawn_run(&file, "run");
     let count = format!("SELECT COUNT(*) FROM `{db}`.t");
-    wait_until("the copy reaches the target", RUN_TIMEOUT, || async {
-        target_query(&env, &count).await == Some(500)
+    // The rows arrive before the copy stage records its end (it still builds
+    // the secondary indexes and writes the checkpoint): a verify waits for both.
+    wait_until("the copy finishes", RUN_TIMEOUT, || async {
+        target_query(&env, &count).await == Some(500) && ferry.copy_finished(&id).await
     })
     .await;
     ferry.run(&["stop", &id]).await.assert_ok("ferry stop");
