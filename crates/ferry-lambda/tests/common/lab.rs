@@ -7,6 +7,14 @@
 //! `MOTO_PORT` is the harness's port, not its own: that is why the lab starts
 //! its own moto_server (the shared one of `scripts/testenv` keeps its
 //! defaults). Both stop when the lab is dropped, also when a test panics.
+//!
+//! It is the testenv's `scripts/moto_server_atomic.py` (one request at a
+//! time), not bare `moto_server`: bare moto writes a new item of an
+//! `UpdateItem` first as its keys alone, and a copy worker counting the
+//! others' beats read one with no `version` and failed the run (about one
+//! run in five, on both targets); its conditional writes are not atomic
+//! either. Step Functions call the Lambdas from their own thread, outside
+//! any request, so the lock holds no invocation up.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -60,7 +68,8 @@ impl Moto {
             let port = free_port();
             let log = std::env::temp_dir().join(format!("ferry-lab-moto-{port}.log"));
             let file = std::fs::File::create(&log).expect("moto log file");
-            let child = Command::new("moto_server")
+            let child = Command::new("python3")
+                .arg(super::sam::root().join("scripts/moto_server_atomic.py"))
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .env("MOTO_PORT", lambda_port.to_string())
                 .stdin(Stdio::null())
@@ -68,7 +77,7 @@ impl Moto {
                 .stderr(file)
                 .spawn()
                 .unwrap_or_else(|e| {
-                    panic!("cannot run moto_server ({e}): install it with `scripts/testenv install` (pip moto[server])")
+                    panic!("cannot run scripts/moto_server_atomic.py ({e}): install moto with `scripts/testenv install` (pip moto[server])")
                 });
             let mut moto = Moto {
                 child,
