@@ -241,9 +241,9 @@ fn oceanbase_retryable(code: u16, message: &str) -> Option<&'static str> {
     Some(match code {
         c if OCEANBASE_MEMORY_CODES.contains(&c) && m.contains("memory") => {
             "the OceanBase tenant is short of memory for writes (its MemStore fills faster than it \
-             freezes and dumps). Ferry waits and retries; if it keeps failing, lower `chunk_rows` (the \
-             rows of one copy transaction) or `concurrency` in the task's options, or give the tenant \
-             more memory, then `ferry resume`"
+             freezes and dumps). Ferry waits, lets fewer copy workers write for a minute, and \
+             retries; if it keeps failing, lower `chunk_rows` (the rows of one copy transaction) or \
+             `concurrency` in the task's options, or give the tenant more memory, then `ferry resume`"
         }
         4012 if m.contains("timeout") || m.contains("unknown") || m.starts_with("rpc") => {
             "OceanBase timed out the statement or its transaction, or cannot tell its outcome yet. \
