@@ -644,9 +644,9 @@ const BACKOFF: Duration = Duration::from_secs(60);
 /// copying workers (by [`Copying::rank`]) claim chunks; the others wait, so
 /// fewer chunk transactions hold MemStore at once. Each memory error halves
 /// the writers (at least one stays) and starts the back-off again; when it
-/// ends every worker writes again. Measured on seekdb with a 256 MB MemStore:
-/// the default task (50,000-row chunks, 2 workers) met 4030 in every run and
-/// stopped once a chunk had used up its attempts, while 1 worker finished.
+/// ends every worker writes again. Measured on seekdb with a 256 MB MemStore,
+/// 1.05M rows in 50,000-row chunks with 8 workers: without it 3 runs of 3
+/// stopped once a chunk had used up its attempts; with it 3 of 3 finished.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryBackoff {
     pub writers: u32,
