@@ -89,8 +89,9 @@ async fn changed_chunks_only(env: TestEnv, how: Interrupt) {
     let file = ferry.task_file("task.json", &task);
     let mut child = ferry.spawn_run(&file, "run");
     let count = format!("SELECT COUNT(*) FROM `{db}`.t");
-    // The rows arrive before the copy stage records its end (it still builds
-    // the secondary indexes and writes the checkpoint): a verify waits for both.
+    // The rows arrive before the copy's end is recorded (by the copy stage's
+    // summary, which the state machine calls once the workers are done, after
+    // any deferred indexes): a verify refuses until then, so wait for both.
     wait_until("the copy finishes", RUN_TIMEOUT, || async {
         target_query(&env, &count).await == Some(2_000) && ferry.copy_finished(&id).await
     })
@@ -306,8 +307,9 @@ async fn sync_stopped(env: TestEnv) {
     let file = ferry.task_file("task.json", &task);
     let mut child = ferry.spawn_run(&file, "run");
     let count = format!("SELECT COUNT(*) FROM `{db}`.t");
-    // The rows arrive before the copy stage records its end (it still builds
-    // the secondary indexes and writes the checkpoint): a verify waits for both.
+    // The rows arrive before the copy's end is recorded (by the copy stage's
+    // summary, which the state machine calls once the workers are done, after
+    // any deferred indexes): a verify refuses until then, so wait for both.
     wait_until("the copy finishes", RUN_TIMEOUT, || async {
         target_query(&env, &count).await == Some(500) && ferry.copy_finished(&id).await
     })
