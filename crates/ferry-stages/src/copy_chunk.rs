@@ -519,13 +519,14 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
             return Err(err);
         }
         tracing::warn!(chunk = %chunk.chunk_id, attempt = rec.attempts, error = %err, "chunk failed; it will be retried");
-        if ferry_mysql::conn::waits_for_memory(&err) {
+        let out_of_memory = ferry_mysql::conn::waits_for_memory(&err);
+        if out_of_memory {
             // A back-off not recorded only leaves every worker writing: the retry still comes.
             if let Err(e) = self.back_off().await {
                 tracing::warn!(error = %e, "could not record the copy's memory back-off");
             }
         }
-        let pause = retry_pause(&err, rec.attempts);
+        let pause = retry_pause(out_of_memory, rec.attempts);
         tokio::time::sleep(pause.min(self.stop_at.saturating_duration_since(Instant::now()))).await;
         Ok(())
     }
@@ -567,12 +568,8 @@ impl<'a, S: ItemStore, K: SecretSource> Worker<'a, S, K> {
 /// 256 MB MemStore, a copy of 1.05M rows in 10,000-row chunks met 4030
 /// 4-30 times a run, and the short waits let a chunk use up its attempts in
 /// 6 s in one run of two.
-fn retry_pause(err: &FerryError, attempts: u32) -> Duration {
-    let base_ms: u64 = if ferry_mysql::conn::waits_for_memory(err) {
-        2_000
-    } else {
-        250
-    };
+fn retry_pause(out_of_memory: bool, attempts: u32) -> Duration {
+    let base_ms: u64 = if out_of_memory { 2_000 } else { 250 };
     Duration::from_millis(base_ms << attempts.min(6))
 }
 
@@ -875,7 +872,7 @@ mod tests {
         );
         let waits = |e: &FerryError| {
             (1..5)
-                .map(|a| retry_pause(e, a).as_secs_f64())
+                .map(|a| retry_pause(ferry_mysql::conn::waits_for_memory(e), a).as_secs_f64())
                 .collect::<Vec<_>>()
         };
         assert_eq!(waits(&lost), [0.5, 1.0, 2.0, 4.0]);
